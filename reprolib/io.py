@@ -1,0 +1,187 @@
+"""Safe file I/O shared by every module: atomic writes and reads that fail with a clear message.
+
+Every file reprolib writes goes through :func:`atomic_write` (temp file in the same folder, then
+``os.replace``), so a killed process never leaves a half-written file behind and a rerun can trust
+whatever exists. Every image read goes through :func:`read_png`, which names the file and the
+problem instead of surfacing a stack trace from deep inside PIL or numpy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+PathLike = str | os.PathLike
+
+
+class ReprolibDataError(ValueError):
+    """Bad input data: the message names the file and the problem."""
+
+    def __init__(self, path: PathLike | None, problem: str):
+        self.path = None if path is None else Path(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}" if path is not None else problem)
+
+
+@contextlib.contextmanager
+def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[Any]:
+    """Open a temporary file beside ``path``; on success rename it onto ``path``, else delete it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_bytes(path: PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_write(path, "wb") as fh:
+        fh.write(data)
+
+
+def write_text(path: PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented, key-sorted JSON atomically (stable bytes for fingerprints)."""
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: PathLike) -> Any:
+    """Read JSON, raising :class:`ReprolibDataError` on a missing or malformed file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ReprolibDataError(path, "file not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ReprolibDataError(path, f"not valid JSON ({exc})") from None
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    """Encode an array as PNG bytes deterministically (no metadata, fixed compression).
+
+    uint8 (H,W) → 8-bit grey, uint8 (H,W,3) → RGB, uint16/int32 (H,W) with values < 65536 → 16-bit grey
+    (Cityscapes ``instanceIds`` are 16-bit).
+    """
+    array = np.asarray(array)
+    if array.ndim == 3 and array.shape[2] == 3 and array.dtype == np.uint8:
+        img = Image.fromarray(array, mode="RGB")
+    elif array.ndim == 2 and array.dtype == np.uint8:
+        img = Image.fromarray(array, mode="L")
+    elif array.ndim == 2 and np.issubdtype(array.dtype, np.integer):
+        if array.size and (array.min() < 0 or array.max() > 65535):
+            raise ValueError("16-bit PNG needs values in [0, 65535]")
+        img = Image.fromarray(array.astype(np.uint16), mode="I;16")
+    else:
+        raise ValueError(f"cannot write array of shape {array.shape} and dtype {array.dtype} as PNG")
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def write_png(path: PathLike, array: np.ndarray) -> None:
+    """Write an image array as PNG atomically (see :func:`png_bytes` for the accepted types)."""
+    write_bytes(path, png_bytes(array))
+
+
+def read_png(
+    path: PathLike,
+    *,
+    mode: str | None = None,
+    expect_size: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Read a PNG (or any PIL image) fully into a numpy array.
+
+    ``mode``: ``"RGB"`` → (H,W,3) uint8; ``"L"`` → (H,W) uint8; ``"I"`` → (H,W) int32 (16-bit ids);
+    ``None`` → as stored. ``expect_size`` = (H, W) checks the size. Any failure raises
+    :class:`ReprolibDataError` naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ReprolibDataError(path, "file not found")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if mode == "RGB":
+                if img.mode not in ("RGB", "RGBA", "L", "P"):
+                    raise ReprolibDataError(path, f"expected a colour image, found PIL mode {img.mode}")
+                img = img.convert("RGB")
+                arr = np.asarray(img, dtype=np.uint8)
+            elif mode == "L":
+                if img.mode not in ("L", "P", "I", "I;16"):
+                    raise ReprolibDataError(path, f"expected a single-channel label image, found {img.mode}")
+                arr = np.asarray(img)
+                if arr.dtype != np.uint8:
+                    if arr.size and arr.max() > 255:
+                        raise ReprolibDataError(path, f"8-bit label expected, found values up to {arr.max()}")
+                    arr = arr.astype(np.uint8)
+            elif mode == "I":
+                arr = np.asarray(img).astype(np.int32)
+                if arr.ndim != 2:
+                    raise ReprolibDataError(path, f"expected a single-channel id image, found {img.mode}")
+            else:
+                arr = np.asarray(img)
+    except ReprolibDataError:
+        raise
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ReprolibDataError(path, f"unreadable or truncated image ({exc})") from None
+    if expect_size is not None and tuple(arr.shape[:2]) != tuple(expect_size):
+        raise ReprolibDataError(
+            path, f"size {arr.shape[1]}x{arr.shape[0]} (WxH) does not match expected "
+            f"{expect_size[1]}x{expect_size[0]}"
+        )
+    return arr
+
+
+def save_torch(obj: Any, path: PathLike) -> None:
+    """``torch.save`` atomically."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_bytes(path, buf.getvalue())
+
+
+def load_torch(path: PathLike, map_location: str | None = "cpu") -> Any:
+    """``torch.load`` with ``weights_only=True`` (never unpickles code), with a clear error."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise ReprolibDataError(path, "checkpoint not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises several unrelated types for corrupt files
+        raise ReprolibDataError(path, f"cannot load checkpoint safely ({type(exc).__name__}: {exc})") from None
+
+
+def file_fingerprint(paths: list[Path], root: Path | None = None) -> str:
+    """Short hash over relative names, sizes and mtimes-free content digests of ``paths``."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        rel = p.relative_to(root) if root else p
+        h.update(str(rel).encode())
+        h.update(hashlib.sha256(p.read_bytes()).digest())
+    return h.hexdigest()[:16]
