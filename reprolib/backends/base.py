@@ -1,0 +1,52 @@
+"""The two backend interfaces SynBoost wraps: any segmentation network, any conditional generator."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class SegmentationBackend(nn.Module):
+    """Image → logits over the 19 Cityscapes train classes.
+
+    ``forward(image)``: ``image`` is (B,3,H,W) float, ImageNet-normalised RGB; returns logits (B,19,H,W) at the
+    input resolution (backends that predict at a lower stride upsample inside ``forward``).
+    """
+
+    num_classes: int = 19
+    name: str = "segmentation"
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class ResynthesisBackend(nn.Module):
+    """Semantic map → photo-realistic RGB image.
+
+    ``forward(label_ids, image=None)``: ``label_ids`` is (B,H,W) long Cityscapes *labelIds* (0..33; the
+    backend derives one-hot planes and instance/label edges itself); ``image`` is the real image (B,3,H,W)
+    in [0,1] for generators that take a style code from it (CC-FPSE's VAE), else ignored. Returns RGB
+    (B,3,H,W) in [0,1] at the size of ``label_ids``.
+    """
+
+    name: str = "resynthesis"
+
+    def forward(self, label_ids: torch.Tensor, image: torch.Tensor | None = None) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+
+def imagenet_normalize(rgb01: torch.Tensor) -> torch.Tensor:
+    """[0,1] RGB (B,3,H,W) → ImageNet-normalised."""
+    mean = torch.tensor(IMAGENET_MEAN, device=rgb01.device, dtype=rgb01.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=rgb01.device, dtype=rgb01.dtype).view(1, 3, 1, 1)
+    return (rgb01 - mean) / std
+
+
+def imagenet_denormalize(x: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`imagenet_normalize`."""
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return x * std + mean
