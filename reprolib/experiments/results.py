@@ -1,0 +1,92 @@
+"""Tidy results with provenance: one row per run × dataset × metric.
+
+Every table notebook appends rows through :func:`result_rows` and saves them with :func:`save_results`
+(atomic). Columns: ``table, variant, dataset, metric, value, seed, profile, commit, config_hash,
+checkpoint, data_fingerprint`` (+ free extra columns). Metric values are fractions in [0, 1].
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from reprolib.io import ReprolibDataError, atomic_write
+
+RESULT_COLUMNS = [
+    "table", "variant", "dataset", "metric", "value", "seed", "profile",
+    "commit", "config_hash", "checkpoint", "data_fingerprint",
+]
+
+
+def git_commit(repo: Path | None = None) -> str:
+    """The current commit (with ``-dirty`` when the tree has changes), or ``unknown`` outside git."""
+    cwd = repo or Path(__file__).resolve().parents[2]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=cwd, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return sha + ("-dirty" if dirty else "")
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """Stable 12-hex hash of a JSON-serialisable config (key order does not matter)."""
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def result_rows(
+    *,
+    table: str,
+    variant: str,
+    dataset: str,
+    metrics: Mapping[str, float],
+    seed: int,
+    profile: str,
+    config: Mapping[str, Any],
+    checkpoint: str | Path | None = None,
+    data_fingerprint: str = "",
+    commit: str | None = None,
+    **extra: Any,
+) -> list[dict[str, Any]]:
+    """Rows for one run on one dataset (one per metric)."""
+    base = {
+        "table": table, "variant": variant, "dataset": dataset, "seed": int(seed), "profile": profile,
+        "commit": commit or git_commit(), "config_hash": config_hash(config),
+        "checkpoint": "" if checkpoint is None else str(checkpoint), "data_fingerprint": data_fingerprint,
+        **extra,
+    }
+    return [{**base, "metric": name, "value": float(value)} for name, value in metrics.items()]
+
+
+def save_results(rows: list[dict[str, Any]] | pd.DataFrame, path: str | Path) -> pd.DataFrame:
+    """Write tidy rows as CSV atomically; returns the frame."""
+    df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
+    missing = [c for c in RESULT_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"result rows lack columns {missing}")
+    cols = RESULT_COLUMNS + [c for c in df.columns if c not in RESULT_COLUMNS]
+    df = df[cols]
+    with atomic_write(path, "w") as fh:
+        df.to_csv(fh, index=False)
+    return df
+
+
+def load_results(path: str | Path) -> pd.DataFrame:
+    """Read a tidy results CSV, checking its columns."""
+    path = Path(path)
+    if not path.is_file():
+        raise ReprolibDataError(path, "results file not found")
+    df = pd.read_csv(path)
+    missing = [c for c in RESULT_COLUMNS if c not in df.columns]
+    if missing:
+        raise ReprolibDataError(path, f"not a reprolib results table: missing columns {missing}")
+    return df

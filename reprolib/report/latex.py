@@ -1,0 +1,121 @@
+"""Tables for the LaTeX report, generated from ``results/`` (never typed by hand).
+
+``comparison_table`` puts our numbers (mean ± std over seeds) beside the paper's and the MLRC report's;
+``write_latex_table`` exports with pandas' Styler (booktabs rules). ``build_report`` writes every
+fragment under ``report/generated/`` for ``report/main.tex`` to ``\\input``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from reprolib.experiments.reference import reference_numbers
+from reprolib.experiments.results import load_results
+from reprolib.io import write_text
+
+DATASET_NAMES = {"fs_lost_and_found": "FS L\\&F", "fs_static": "FS Static"}
+METRIC_NAMES = {"ap": "AP $\\uparrow$", "fpr95": "FPR95 $\\downarrow$", "auroc": "AUROC $\\uparrow$"}
+
+
+def _fmt(mean: float, std: float | None, digits: int = 1) -> str:
+    if pd.isna(mean):
+        return "--"
+    if std is None or pd.isna(std):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} $\\pm$ {std:.{digits}f}"
+
+
+def summarize(results: pd.DataFrame, metrics: tuple[str, ...] = ("ap", "fpr95")) -> pd.DataFrame:
+    """Mean and std over seeds (in %) per variant × dataset × metric; ``n`` = number of seeds."""
+    df = results[results["metric"].isin(metrics)]
+    g = df.groupby(["variant", "dataset", "metric"], sort=False)["value"]
+    out = pd.DataFrame({"mean": g.mean() * 100, "std": g.std(ddof=1) * 100, "n": g.count()}).reset_index()
+    out.loc[out["n"] < 2, "std"] = float("nan")
+    return out
+
+
+def comparison_table(
+    results: pd.DataFrame, table: str, metrics: tuple[str, ...] = ("ap", "fpr95"), with_reference: bool = True
+) -> pd.DataFrame:
+    """Wide table: one row per variant; columns (dataset, metric, source) with source ours/report/paper."""
+    ours = summarize(results, metrics).assign(source="ours")
+    frames = [ours]
+    if with_reference:
+        ref = reference_numbers(table)
+        ref = ref[ref["metric"].isin(metrics)].rename(columns={"row": "variant"})
+        frames.append(ref[["variant", "dataset", "metric", "mean", "std", "source"]])
+    long = pd.concat(frames, ignore_index=True)
+    long["cell"] = [_fmt(m, s) for m, s in zip(long["mean"], long["std"], strict=True)]
+    wide = long.pivot_table(index="variant", columns=["dataset", "metric", "source"], values="cell",
+                            aggfunc="first")
+    order = list(dict.fromkeys(list(ours["variant"]) + list(long["variant"])))
+    wide = wide.reindex(order)
+    src_order = {"ours": 0, "report": 1, "paper": 2}
+    cols = sorted(wide.columns, key=lambda c: (c[0], metrics.index(c[1]) if c[1] in metrics else 9,
+                                               src_order.get(c[2], 9)))
+    return wide[cols].fillna("--")
+
+
+def write_latex_table(df: pd.DataFrame, path: str | Path, caption: str, label: str) -> str:
+    """Export a (possibly multi-column) frame to a booktabs LaTeX table, atomically; returns the text."""
+    pretty = df.copy()
+    if isinstance(pretty.columns, pd.MultiIndex):
+        pretty.columns = pd.MultiIndex.from_tuples(
+            [tuple(DATASET_NAMES.get(p, METRIC_NAMES.get(p, p)) for p in c) for c in pretty.columns]
+        )
+    pretty.index = [str(i).replace("_", " ") for i in pretty.index]
+    tex = pretty.style.to_latex(
+        caption=caption, label=label, hrules=True, position="htbp", position_float="centering",
+        multicol_align="c", column_format="l" + "c" * len(pretty.columns),
+    )
+    # Wide comparison tables: scale to the text width rather than overflow the margin.
+    tex = tex.replace("\\begin{tabular}", "\\resizebox{\\linewidth}{!}{\\begin{tabular}", 1)
+    tex = tex.replace("\\end{tabular}", "\\end{tabular}}", 1)
+    write_text(path, tex)
+    return tex
+
+
+def build_report(results_dir: str | Path = "results", report_dir: str | Path = "report") -> list[Path]:
+    """Write ``report/generated/<table>.tex`` for every ``results/<table>/<table>.csv`` and copy figures.
+
+    Also writes ``generated/profiles.tex`` stating which profile produced the numbers, so demo-profile
+    results are labelled as such in the PDF. Returns the files written.
+    """
+    results_dir, report_dir = Path(results_dir), Path(report_dir)
+    gen = report_dir / "generated"
+    gen.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    profiles: dict[str, set[str]] = {}
+    for csv in sorted(results_dir.glob("*/*.csv")):
+        name = csv.parent.name
+        if csv.stem != name:
+            continue
+        df = load_results(csv)
+        profiles[name] = set(df["profile"].astype(str))
+        prof = ", ".join(sorted(profiles[name]))
+        table = comparison_table(df, name)
+        caption = (f"{name.capitalize()}: ours (profile \\texttt{{{prof}}}, mean $\\pm$ std over seeds) beside "
+                   "the MLRC report and the paper (AP and FPR95 in \\%).")
+        out = gen / f"{name}.tex"
+        write_latex_table(table, out, caption=caption, label=f"tab:{name}")
+        written.append(out)
+        for fig in sorted(csv.parent.glob("*.pdf")) + sorted(csv.parent.glob("*.png")):
+            dst = gen / f"{name}-{fig.name}"
+            shutil.copyfile(fig, dst)
+            written.append(dst)
+    lines = ["% generated by reprolib.report.build_report — do not edit"]
+    demo = sorted(n for n, p in profiles.items() if "demo" in p)
+    if demo:
+        lines.append(
+            "\\noindent\\fbox{\\parbox{\\linewidth}{\\textbf{Demo profile.} The results of "
+            + ", ".join(demo).replace("_", "\\_")
+            + " were produced with the \\texttt{demo} profile on the embedded procedurally generated world "
+            "(small images, reduced network width, few training steps). They exercise the full pipeline "
+            "but are not comparable with the paper's numbers.}}"
+        )
+    write_text(gen / "profiles.tex", "\n".join(lines) + "\n")
+    written.append(gen / "profiles.tex")
+    return written
