@@ -1,0 +1,86 @@
+"""Tidy results → comparison tables → LaTeX fragments → (when LaTeX is installed) a compiled PDF."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from reprolib.experiments.reference import reference_numbers
+from reprolib.experiments.results import RESULT_COLUMNS, config_hash, load_results, result_rows, save_results
+from reprolib.io import ReprolibDataError
+from reprolib.report import build_report, comparison_table, summarize
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _results(tmp: Path, profile: str = "demo") -> Path:
+    rows = []
+    for variant, base in (("full", 0.40), ("no_ensemble", 0.30)):
+        for seed in (0, 1, 2):
+            for ds in ("fs_lost_and_found", "fs_static"):
+                rows += result_rows(table="table4", variant=variant, dataset=ds, seed=seed, profile=profile,
+                                    metrics={"ap": base + 0.01 * seed, "fpr95": 0.5 - 0.01 * seed, "auroc": 0.9},
+                                    config={"variant": variant, "seed": seed}, commit="abc")
+    path = tmp / "results" / "table4" / "table4.csv"
+    save_results(rows, path)
+    return path
+
+
+def test_results_roundtrip_and_provenance(tmp_path: Path) -> None:
+    df = load_results(_results(tmp_path))
+    assert list(df.columns[: len(RESULT_COLUMNS)]) == RESULT_COLUMNS
+    assert len(df) == 2 * 3 * 2 * 3
+    assert config_hash({"a": 1, "b": 2}) == config_hash({"b": 2, "a": 1}) != config_hash({"a": 2, "b": 2})
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"x": [1]}).to_csv(bad, index=False)
+    with pytest.raises(ReprolibDataError, match="missing columns"):
+        load_results(bad)
+
+
+def test_summary_is_mean_and_std_over_seeds(tmp_path: Path) -> None:
+    s = summarize(load_results(_results(tmp_path)))
+    row = s[(s.variant == "full") & (s.dataset == "fs_static") & (s.metric == "ap")].iloc[0]
+    assert row["mean"] == pytest.approx(41.0) and row["std"] == pytest.approx(1.0) and row["n"] == 3
+
+
+def test_comparison_table_puts_reference_beside_ours(tmp_path: Path) -> None:
+    table = comparison_table(load_results(_results(tmp_path)), "table4")
+    assert table.loc["full", ("fs_lost_and_found", "ap", "ours")] == "41.0 $\\pm$ 1.0"
+    ref = reference_numbers("table4")
+    paper = ref[(ref.row == "full") & (ref.source == "paper") & (ref.dataset == "fs_lost_and_found")
+                & (ref.metric == "ap")].iloc[0]
+    assert table.loc["full", ("fs_lost_and_found", "ap", "paper")] == f"{paper['mean']:.1f} $\\pm$ {paper['std']:.1f}"
+    # variants we did not run still show the reference rows, with our cells marked missing
+    assert table.loc["no_uncertainty", ("fs_static", "ap", "ours")] == "--"
+
+
+def test_build_report_writes_fragments_and_labels_demo(tmp_path: Path) -> None:
+    _results(tmp_path)
+    written = build_report(tmp_path / "results", tmp_path / "report")
+    tex = (tmp_path / "report" / "generated" / "table4.tex").read_text()
+    assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex
+    assert "41.0 $\\pm$ 1.0" in tex
+    assert "Demo profile" in (tmp_path / "report" / "generated" / "profiles.tex").read_text()
+    assert len(written) == 2
+
+
+def test_full_profile_is_not_labelled_demo(tmp_path: Path) -> None:
+    _results(tmp_path, profile="full")
+    build_report(tmp_path / "results", tmp_path / "report")
+    assert "Demo profile" not in (tmp_path / "report" / "generated" / "profiles.tex").read_text()
+
+
+@pytest.mark.skipif(shutil.which("latexmk") is None, reason="LaTeX not installed (CI installs it)")
+def test_report_compiles_with_latex(tmp_path: Path) -> None:
+    _results(tmp_path)
+    (tmp_path / "report").mkdir(exist_ok=True)
+    shutil.copyfile(ROOT / "report" / "main.tex", tmp_path / "report" / "main.tex")
+    build_report(tmp_path / "results", tmp_path / "report")
+    proc = subprocess.run(["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "main.tex"],
+                          cwd=tmp_path / "report", capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert (tmp_path / "report" / "main.pdf").stat().st_size > 10_000
