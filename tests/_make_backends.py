@@ -13,8 +13,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-from reprolib.data.formats import FrameId, cityscapes_gt_path, cityscapes_image_path
-from reprolib.io import write_bytes, write_png
+from reprolib.data.formats import (
+    WORLD_CITYSCAPES,
+    WORLD_FS_STATIC,
+    FrameId,
+    cityscapes_gt_path,
+    cityscapes_image_path,
+    fishyscapes_labels_name,
+    fishyscapes_overlay_name,
+)
+from reprolib.io import read_png, write_bytes, write_png
 from reprolib.labels import colorize_label, label_to_train
 
 SKY, BUILDING, VEGETATION, SIDEWALK, ROAD, CAR, PERSON = 23, 11, 21, 8, 7, 26, 24
@@ -76,6 +84,28 @@ def make_cityscapes_tree(root: Path, n_train: int = 8, n_val: int = 4, size: tup
             write_png(cityscapes_gt_path(root, split, fid, "labelTrainIds"), label_to_train(lab))
             write_png(cityscapes_gt_path(root, split, fid, "color"), colorize_label(lab))
     return Path(root)
+
+
+def make_fs_static(world_root: Path, n: int = 3, seed: int = 0) -> Path:
+    """Write FS-Static-style masks + int16 overlays over the world's Cityscapes val images (a yellow box)."""
+    rng = np.random.default_rng(seed)
+    cs = Path(world_root) / WORLD_CITYSCAPES
+    images = sorted((cs / "leftImg8bit" / "val").glob("*/*_leftImg8bit.png"))[:n]
+    for k, path in enumerate(images):
+        base = read_png(path, mode="RGB").astype(np.int16)
+        h, w = base.shape[:2]
+        y, x = int(rng.integers(h // 2, h - h // 4)), int(rng.integers(0, w - w // 6))
+        target = base.copy()
+        target[y : y + h // 5, x : x + w // 8] = (250, 240, 0)
+        label = np.zeros((h, w), dtype=np.uint8)
+        label[y : y + h // 5, x : x + w // 8] = 1
+        stem = path.name[: -len("_leftImg8bit.png")]
+        out = Path(world_root) / WORLD_FS_STATIC
+        write_png(out / fishyscapes_labels_name(k, stem), label)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, rgb=(target - base).astype(np.int16))
+        write_bytes(out / fishyscapes_overlay_name(k, stem), buf.getvalue())
+    return Path(world_root)
 
 
 def make_generated_split(root: Path, n: int = 5, size: tuple[int, int] = (64, 128), seed: int = 0) -> Path:

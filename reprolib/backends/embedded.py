@@ -169,14 +169,19 @@ class EmbeddedGenerator(ResynthesisBackend):
         return torch.sigmoid(self.out(y))
 
 
-def build_segmentation(strength: str = "strong") -> EmbeddedSegmentation:
-    """Untrained embedded segmentation net of the given strength."""
-    return EmbeddedSegmentation(SEGMENTATION_CONFIGS[_check_strength(strength)], name=f"embedded-{strength}")
+def build_segmentation(strength: str = "strong", seed: int = 0) -> EmbeddedSegmentation:
+    """Untrained embedded segmentation net of the given strength, initialised from ``seed``."""
+    with torch.random.fork_rng(devices=[]):
+        # nn initialisers draw from the global RNG; the fork keeps the caller's state untouched
+        torch.manual_seed(seed)
+        return EmbeddedSegmentation(SEGMENTATION_CONFIGS[_check_strength(strength)], name=f"embedded-{strength}")
 
 
-def build_generator(strength: str = "strong") -> EmbeddedGenerator:
-    """Untrained embedded generator of the given strength."""
-    return EmbeddedGenerator(GENERATOR_CONFIGS[_check_strength(strength)], name=f"embedded-{strength}")
+def build_generator(strength: str = "strong", seed: int = 0) -> EmbeddedGenerator:
+    """Untrained embedded generator of the given strength, initialised from ``seed``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return EmbeddedGenerator(GENERATOR_CONFIGS[_check_strength(strength)], name=f"embedded-{strength}")
 
 
 def save_embedded(model: EmbeddedSegmentation | EmbeddedGenerator, path: PathLike) -> None:

@@ -43,9 +43,11 @@ from reprolib.backends.embedded import (
 )
 from reprolib.data.formats import (
     WORLD_CITYSCAPES,
+    WORLD_FS_STATIC,
     FrameId,
     cityscapes_gt_path,
     cityscapes_image_path,
+    parse_fishyscapes_labels_name,
 )
 from reprolib.io import PathLike, ReprolibDataError, read_json, read_png, save_torch, write_json, write_png
 from reprolib.labels import IGNORE_INDEX, NUM_CLASSES, TRAIN_CLASS_NAMES, colorize_train, label_to_train
@@ -265,6 +267,50 @@ def preview_grid(seg: torch.nn.Module, gen: torch.nn.Module, images: torch.Tenso
     return np.concatenate(rows, axis=0)
 
 
+@torch.no_grad()
+def static_anomaly_scores(world_root: PathLike, model: torch.nn.Module, image_size: tuple[int, int],
+                          limit: int = 50) -> dict[str, float] | None:
+    """How the segmentation behaves on the world's FS Static anomalies (None when the world has none).
+
+    Returns the mean softmax entropy on anomaly vs. known pixels and the AUROC of entropy as an anomaly
+    score: a useful backend is confident on known classes and unsure (or wrong) on the pasted objects.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    root = Path(world_root)
+    static = root / WORLD_FS_STATIC
+    if not static.is_dir():
+        return None
+    cs_root = cityscapes_root_of(root)
+    device = next(model.parameters()).device
+    ent_all, lab_all = [], []
+    for lab_path in sorted(static.glob("*_labels.png"))[:limit]:
+        fs_id, base = parse_fishyscapes_labels_name(lab_path.name)
+        label = read_png(lab_path, mode="L")
+        npz = static / f"{fs_id}_{base}_rgb.npz"
+        try:
+            overlay = np.load(npz)["rgb"].astype(np.int32)
+        except (OSError, KeyError, ValueError) as exc:
+            raise ReprolibDataError(npz, f"unreadable FS Static overlay ({exc})") from None
+        base_rgb = read_png(cityscapes_image_path(cs_root, "val", FrameId.parse(base)), mode="RGB")
+        rgb = np.clip(base_rgb.astype(np.int32) + overlay, 0, 255).astype(np.float32) / 255.0
+        img = F.interpolate(torch.from_numpy(rgb).permute(2, 0, 1)[None], size=image_size, mode="bilinear",
+                            align_corners=False, antialias=True)
+        lab = F.interpolate(torch.from_numpy(label.copy())[None, None].float(), size=image_size, mode="nearest")[0, 0]
+        p = model(imagenet_normalize(img.to(device))).softmax(1)
+        ent = -(p * p.clamp_min(1e-12).log()).sum(1)[0].cpu()
+        keep = lab != 255
+        ent_all.append(ent[keep])
+        lab_all.append(lab[keep])
+    if not ent_all:
+        return None
+    ent, lab = torch.cat(ent_all).numpy(), torch.cat(lab_all).numpy()
+    if lab.min() == lab.max():
+        return None
+    return {"entropy_anomaly": float(ent[lab == 1].mean()), "entropy_known": float(ent[lab == 0].mean()),
+            "entropy_auroc": float(roc_auc_score(lab == 1, ent)), "n_images": len(ent_all)}
+
+
 # ---------------------------------------------------------------------------------------- entry point
 def train_embedded_backends(
     world_root: PathLike,
@@ -323,8 +369,8 @@ def train_embedded_backends(
 
     losses: dict[str, list[float]] = {}
     jobs: list[tuple[str, Callable[[], torch.nn.Module], type[_Task], int]] = [
-        ("segmentation", lambda: build_segmentation(strength), SegmentationTask, seg_steps),
-        ("resynthesis", lambda: build_generator(strength), ResynthesisTask, gen_steps),
+        ("segmentation", lambda: build_segmentation(strength, seed=seed), SegmentationTask, seg_steps),
+        ("resynthesis", lambda: build_generator(strength, seed=seed), ResynthesisTask, gen_steps),
     ]
     for kind, build, task_cls, n_steps in jobs:
         if paths[kind].is_file():
@@ -348,6 +394,7 @@ def train_embedded_backends(
         "segmentation_train": {k: v for k, v in segmentation_scores(seg, images, train_ids).items()
                                if k != "iou_per_class"},
         "resynthesis": resynthesis_scores(gen, v_images, v_label_ids),
+        "fs_static": static_anomaly_scores(world_root, seg, image_size),
         "loss": {k: {"first": v[0], "last": v[-1], "n": len(v)} for k, v in losses.items() if v},
         "train_seconds": round(train_seconds, 1),
         "n_train": len(images),

@@ -1,0 +1,190 @@
+"""Building blocks of the dissimilarity network (spec §1.4–§1.7): SPADE, the small conv encoder used for
+the semantic map and the uncertainty maps, decoder blocks, the correlation channel, deterministic init.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ACTIVATIONS = ("selu", "relu")
+
+
+def scaled(channels: int, width: float) -> int:
+    """``channels × width`` rounded, at least 1 (the width multiplier applied to every layer)."""
+    return max(1, int(round(channels * width)))
+
+
+def make_activation(name: str) -> nn.Module:
+    """SELU (the paper's choice) or ReLU (the report's ablation)."""
+    if name == "selu":
+        return nn.SELU(inplace=True)
+    if name == "relu":
+        return nn.ReLU(inplace=True)
+    raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
+
+
+def feature_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Σ_c a[c]·b[c] → (B,1,H,W): the original's unnormalised correlation channel (spec §1.5).
+
+    Computed in fp32: the values reach ~1e3–1e5, beyond what fp16 autocast can hold exactly.
+    """
+    return torch.einsum("bchw,bchw->bhw", a.float(), b.float()).unsqueeze(1)
+
+
+class SPADE(nn.Module):
+    """Spatially-adaptive normalisation (Park et al. 2019) as in the original ``normalization.SPADE``.
+
+    ``InstanceNorm(x)·(1 + γ(s)) + β(s)`` with γ, β predicted by a 3×3 conv stack from the one-hot segmap
+    ``s`` (nearest-resized to x's size).
+    """
+
+    def __init__(self, channels: int, label_nc: int, hidden: int = 128):
+        super().__init__()
+        self.embed = nn.Sequential(nn.Conv2d(label_nc, hidden, 3, padding=1), nn.ReLU(inplace=True))
+        self.gamma = nn.Conv2d(hidden, channels, 3, padding=1)
+        self.beta = nn.Conv2d(hidden, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, segmap: torch.Tensor) -> torch.Tensor:
+        normalized = F.instance_norm(x, eps=1e-5)
+        if segmap.shape[-2:] != x.shape[-2:]:
+            segmap = F.interpolate(segmap, size=x.shape[-2:], mode="nearest")
+        h = self.embed(segmap.to(x.dtype))
+        return torch.addcmul(self.beta(h), normalized, 1 + self.gamma(h))
+
+
+class SPADEConvBlock(nn.Module):
+    """SPADE → act → conv 3×3 → SPADE → act (the original ``SPADEDecoderLayer``)."""
+
+    def __init__(self, channels: int, label_nc: int, activation: str = "selu", hidden: int = 128):
+        super().__init__()
+        self.norm1 = SPADE(channels, label_nc, hidden)
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.norm2 = SPADE(channels, label_nc, hidden)
+        self.act = make_activation(activation)
+
+    def forward(self, x: torch.Tensor, segmap: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.norm1(x, segmap))
+        x = self.conv(x)
+        return self.act(self.norm2(x, segmap))
+
+
+class DecoderBlock(nn.Module):
+    """Conv A (3×3) + act → Conv B (plain 3×3 + act, or a SPADE block) → optional ×2 transposed conv.
+
+    No activation after the transposed conv, as in the original (spec §1.6).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        channels: int,
+        *,
+        activation: str = "selu",
+        spade_label_nc: int | None = None,
+        spade_hidden: int = 128,
+        upsample: bool = True,
+    ):
+        super().__init__()
+        self.conv_a = nn.Conv2d(in_channels, channels, 3, padding=1)
+        self.act = make_activation(activation)
+        self.spade = spade_label_nc is not None
+        if self.spade:
+            self.conv_b: nn.Module = SPADEConvBlock(channels, spade_label_nc, activation, spade_hidden)
+        else:
+            self.conv_b = nn.Conv2d(channels, channels, 3, padding=1)
+        self.up = nn.ConvTranspose2d(channels, channels, 2, stride=2) if upsample else None
+
+    def forward(self, x: torch.Tensor, segmap: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.act(self.conv_a(x))
+        if self.spade:
+            if segmap is None:
+                raise ValueError("a SPADE decoder block needs the semantic map")
+            x = self.conv_b(x, segmap)
+        else:
+            x = self.act(self.conv_b(x))
+        return self.up(x) if self.up is not None else x
+
+
+class ConvEncoder(nn.Module):
+    """The original ``SemanticEncoder`` (spec §1.4): four conv stages, channels doubling, scales ×1, ½, ¼, ⅛.
+
+    Stage 0 is a 7×7 conv (stride 1), stages 1–3 are 3×3 stride-2 convs, each followed by ReLU. With
+    ``stem_stride=4`` (ResNet encoders) stage 0 uses stride 2 plus a 3×3 max-pool so the outputs align with a
+    ResNet's ¼…1/32 pyramid; ``batch_norm`` puts a BatchNorm between conv and ReLU.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        channels: Sequence[int],
+        *,
+        batch_norm: bool = False,
+        stem_stride: int = 1,
+    ):
+        super().__init__()
+        if stem_stride not in (1, 4):
+            raise ValueError(f"stem_stride must be 1 or 4, got {stem_stride}")
+        stages = []
+        prev = in_channels
+        for i, c in enumerate(channels):
+            layers: OrderedDict[str, nn.Module] = OrderedDict()
+            if i == 0:
+                layers["conv"] = nn.Conv2d(prev, c, 7, stride=1 if stem_stride == 1 else 2, padding=3)
+            else:
+                layers["conv"] = nn.Conv2d(prev, c, 3, stride=2, padding=1)
+            if batch_norm:
+                layers["bn"] = nn.BatchNorm2d(c)
+            layers["act"] = nn.ReLU(inplace=True)
+            if i == 0 and stem_stride == 4:
+                layers["pool"] = nn.MaxPool2d(3, stride=2, padding=1)
+            stages.append(nn.Sequential(layers))
+            prev = c
+        self.stages = nn.ModuleList(stages)
+        self.channels = tuple(channels)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = []
+        for stage in self.stages:
+            x = stage(x)
+            feats.append(x)
+        return feats
+
+    def init_weights(self, generator: torch.Generator) -> None:
+        """kaiming-normal (fan_out, relu) convs, zero biases — ``SemanticEncoder._initialize_weights``."""
+        for m in self.modules():
+            if getattr(m, "weight", None) is not None and m.weight.is_meta:
+                continue
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=generator)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+
+def default_init_(module: nn.Module, generator: torch.Generator) -> None:
+    """PyTorch's default init for conv / transposed conv / linear layers, drawn from ``generator``.
+
+    Re-implemented here only so that a model is a pure function of its seed (no global RNG).
+    """
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            w = m.weight
+            if w.is_meta:
+                continue
+            fan_in = w.shape[1] * math.prod(w.shape[2:])
+            bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+            # kaiming_uniform_(a=√5) ≡ U(−1/√fan_in, 1/√fan_in), the torch default
+            with torch.no_grad():
+                w.uniform_(-bound, bound, generator=generator)
+                if m.bias is not None:
+                    m.bias.uniform_(-bound, bound, generator=generator)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)) and m.weight is not None and not m.weight.is_meta:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)

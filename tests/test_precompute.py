@@ -1,0 +1,182 @@
+"""Precompute cache: layout, value ranges, cache hits, resume after a kill, atomicity."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import reprolib.precompute as pc
+from reprolib.backends import build_generator, build_segmentation, imagenet_normalize
+from reprolib.io import ReprolibDataError, read_json, read_png
+from reprolib.labels import label_to_train
+from reprolib.precompute import GeneratedSplitSource, precompute
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _make_backends import TinyAnomalyDataset, make_generated_split  # noqa: E402
+
+SIZE = (64, 128)
+DIRS = ("original", "semantic", "synthesis", "labels", "entropy", "logit_distance", "mae_features")
+
+
+class MeanAbsDiff(nn.Module):
+    """Cheap stand-in for the VGG perceptual difference: per-pixel mean |a − b|, min–max scaled."""
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        d = (a - b).abs().mean(1, keepdim=True)
+        lo, hi = d.amin((2, 3), keepdim=True), d.amax((2, 3), keepdim=True)
+        return (d - lo) / (hi - lo).clamp_min(1e-12)
+
+
+class Sharpened(nn.Module):
+    """An untrained net's logits are nearly uniform, so the original's (H − min)/max entropy map would be
+    all zeros in 8 bit; scaling the logits gives maps with real spread, like a trained net's."""
+
+    name = "sharpened"
+
+    def __init__(self, net: nn.Module, scale: float = 30.0):
+        super().__init__()
+        self.net, self.scale = net, scale
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.net(image) * self.scale
+
+
+@pytest.fixture(scope="module")
+def backends() -> tuple[nn.Module, nn.Module]:
+    return Sharpened(build_segmentation("light", seed=0)).eval(), build_generator("light", seed=0).eval()
+
+
+@pytest.fixture(scope="module")
+def gen_split(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_generated_split(tmp_path_factory.mktemp("gen"), n=5, size=SIZE, seed=0)
+
+
+def _run(src, backends, out, **kw) -> Path:  # noqa: ANN001
+    seg, gen = backends
+    return precompute(src, seg, gen, out, size=SIZE, batch_size=2, perceptual=MeanAbsDiff(), progress=False, **kw)
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.png"))}
+
+
+def _temps(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_generated_split_layout_and_values(gen_split: Path, backends, tmp_path: Path) -> None:  # noqa: ANN001
+    out = _run(gen_split, backends, tmp_path)
+    stems = sorted(p.stem for p in (gen_split / "original").glob("*.png"))
+    for d in DIRS:
+        assert sorted(p.stem for p in (out / d).glob("*.png")) == stems, d
+    done = read_json(out / "done.json")
+    assert done["n_images"] == done["n_computed"] == 5 and done["label_source"] == "ground_truth"
+    assert done["images_per_second"] > 0
+    s = stems[0]
+    # generated data: semantic/ is the altered ground truth, labels are copied, original kept exactly
+    assert np.array_equal(read_png(out / "semantic" / f"{s}.png"), read_png(gen_split / "semantic" / f"{s}.png"))
+    assert np.array_equal(read_png(out / "labels" / f"{s}.png"), read_png(gen_split / "labels" / f"{s}.png"))
+    assert np.array_equal(read_png(out / "original" / f"{s}.png"), read_png(gen_split / "original" / f"{s}.png"))
+    assert read_png(out / "synthesis" / f"{s}.png", mode="RGB").shape == (*SIZE, 3)
+    for d in ("entropy", "logit_distance", "mae_features"):
+        m = read_png(out / d / f"{s}.png")
+        assert m.dtype == np.uint8 and m.shape == SIZE and m.max() > m.min(), d
+    assert read_png(out / "mae_features" / f"{s}.png").max() >= 254  # min–max scaled map reaches the top
+    assert not _temps(tmp_path)
+
+
+def test_prediction_source_for_anomaly_dataset(backends, tmp_path: Path) -> None:  # noqa: ANN001
+    ds = TinyAnomalyDataset(n=3, size=SIZE, seed=2)
+    out = _run(ds, backends, tmp_path)
+    item = ds[1]
+    for d in ("labels", "labels_with_ROI"):
+        assert np.array_equal(read_png(out / d / f"{item['name']}.png"), item["label"].numpy().astype(np.uint8))
+    seg = backends[0]
+    image8 = (item["image"] * 255).round() / 255
+    with torch.no_grad():
+        pred = seg(imagenet_normalize(image8[None])).argmax(1)[0].numpy()
+    assert np.array_equal(read_png(out / "semantic" / f"{item['name']}.png"), pred.astype(np.uint8))
+    assert read_json(out / "done.json")["label_source"] == "prediction"
+
+
+def test_cityscapes_like_items_give_void_labels(backends, tmp_path: Path) -> None:  # noqa: ANN001
+    rng = np.random.default_rng(0)
+    label_ids = rng.choice([0, 7, 26], size=SIZE).astype(np.int64)
+    items = [{"image": torch.rand(3, *SIZE), "label_ids": torch.from_numpy(label_ids),
+              "train_ids": torch.from_numpy(label_to_train(label_ids).astype(np.int64)), "name": "c_000000_000001"}]
+    out = _run(items, backends, tmp_path)
+    lab = read_png(out / "labels" / "c_000000_000001.png")
+    assert set(np.unique(lab)) <= {0, 255} and np.array_equal(lab == 255, label_ids == 0)
+
+
+def test_cache_hit_does_no_work(gen_split: Path, backends, tmp_path: Path,  # noqa: ANN001
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    out = _run(gen_split, backends, tmp_path)
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+
+    def boom(*a, **k):  # noqa: ANN002, ANN003
+        raise AssertionError("cache hit must not compute")
+
+    monkeypatch.setattr(pc, "_process_batch", boom)
+    t0 = time.perf_counter()
+    assert _run(gen_split, backends, tmp_path) == out
+    assert time.perf_counter() - t0 < 2.0
+    assert stamps == {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    monkeypatch.undo()
+    # anything that changes the bytes lands in another folder
+    other_seg = Sharpened(build_segmentation("light", seed=1)).eval()
+    keys = {out, _run(gen_split, (other_seg, backends[1]), tmp_path),
+            _run(gen_split, backends, tmp_path, key_params={"profile": "x"}),
+            _run(gen_split, backends, tmp_path, label_source="prediction")}
+    assert len(keys) == 4
+
+
+def test_resume_after_kill_matches_uninterrupted(gen_split: Path, backends, tmp_path: Path,  # noqa: ANN001
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    clean = _run(gen_split, backends, tmp_path / "clean")
+    real_write, calls = pc._write_item, []
+
+    def dying_write(*a, **k):  # noqa: ANN002, ANN003
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # killed after 3 images: batch 0 done, batch 1 half written
+        calls.append(a[1])
+        real_write(*a, **k)
+
+    monkeypatch.setattr(pc, "_write_item", dying_write)
+    with pytest.raises(KeyboardInterrupt):
+        _run(gen_split, backends, tmp_path / "resumed")
+    monkeypatch.undo()
+    part = tmp_path / "resumed" / clean.name
+    assert not (part / "done.json").exists() and not _temps(tmp_path)
+    resumed = _run(gen_split, backends, tmp_path / "resumed")
+    assert resumed == part
+    done = read_json(resumed / "done.json")
+    assert done["n_computed"] == 3  # batch 0 skipped; batch 1 (partial) and batch 2 computed
+    assert _snapshot(resumed) == _snapshot(clean)
+
+
+def test_repeatable_bytes(gen_split: Path, backends, tmp_path: Path) -> None:  # noqa: ANN001
+    a = _run(gen_split, backends, tmp_path / "a")
+    b = _run(gen_split, backends, tmp_path / "b")
+    assert _snapshot(a) == _snapshot(b)
+
+
+def test_bad_inputs(gen_split: Path, backends, tmp_path: Path) -> None:  # noqa: ANN001
+    with pytest.raises(ValueError, match="label_source"):
+        _run(gen_split, backends, tmp_path, label_source="gt")
+    with pytest.raises(ValueError, match="'image'"):
+        _run([{"name": "x"}], backends, tmp_path)
+    with pytest.raises(ValueError, match="no semantic map"):
+        _run(TinyAnomalyDataset(n=1, size=SIZE), backends, tmp_path, label_source="ground_truth")
+    broken = make_generated_split(tmp_path / "broken", n=2, size=SIZE)
+    next((broken / "semantic").glob("*.png")).unlink()
+    with pytest.raises(ReprolibDataError, match="semantic"):
+        GeneratedSplitSource(broken)
+    with pytest.raises(ReprolibDataError, match="original"):
+        GeneratedSplitSource(tmp_path / "nowhere")
