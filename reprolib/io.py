@@ -85,13 +85,13 @@ def png_bytes(array: np.ndarray) -> bytes:
     """
     array = np.asarray(array)
     if array.ndim == 3 and array.shape[2] == 3 and array.dtype == np.uint8:
-        img = Image.fromarray(array, mode="RGB")
+        img = Image.fromarray(array)
     elif array.ndim == 2 and array.dtype == np.uint8:
-        img = Image.fromarray(array, mode="L")
+        img = Image.fromarray(array)
     elif array.ndim == 2 and np.issubdtype(array.dtype, np.integer):
         if array.size and (array.min() < 0 or array.max() > 65535):
             raise ValueError("16-bit PNG needs values in [0, 65535]")
-        img = Image.fromarray(array.astype(np.uint16), mode="I;16")
+        img = Image.fromarray(array.astype(np.uint16))  # Pillow picks "I;16" for uint16
     else:
         raise ValueError(f"cannot write array of shape {array.shape} and dtype {array.dtype} as PNG")
     buf = io.BytesIO()

@@ -48,7 +48,7 @@ def softmax_entropy(logits: torch.Tensor, norm: Norm = "original") -> torch.Tens
     _check_logits(logits, norm)
     # Softmax in fp32 even under autocast: fp16 probabilities underflow and distort the log.
     p = torch.softmax(logits.float(), dim=1)
-    h = -torch.special.xlogy(p, p).sum(dim=1, keepdim=True).clamp_min(0.0)
+    h = (-torch.special.xlogy(p, p).sum(dim=1, keepdim=True)).clamp_min(0.0)
     if norm == "none":
         return h
     if norm == "paper":

@@ -2,7 +2,7 @@
 
 torchvision stores its ImageNet checkpoints as ``$TORCH_HOME/hub/checkpoints/<file>`` (``torch.hub.get_dir()``).
 We look there for the file names torchvision uses (or any ``<arch>-*.pth`` beside them) or take an explicit
-path. If nothing is found we warn once per architecture and the caller keeps its random init.
+path. If nothing is found we warn (once per load attempt) and the caller keeps its random init.
 """
 
 from __future__ import annotations
@@ -22,9 +22,6 @@ TORCHVISION_FILES: dict[str, tuple[str, ...]] = {
     "resnet18": ("resnet18-f37072fd.pth", "resnet18-5c106cde.pth"),
     "resnet101": ("resnet101-cd907fc2.pth", "resnet101-63fe2227.pth", "resnet101-5d3b4d8f.pth"),
 }
-
-_warned: set[str] = set()
-
 
 def checkpoint_dir() -> Path:
     """``$TORCH_HOME/hub/checkpoints`` (torch's own rule for where downloads are cached)."""
@@ -47,22 +44,20 @@ def load_imagenet_state_dict(arch: str, pretrained: bool | str | os.PathLike = T
     """The torchvision ImageNet state dict of ``arch`` (keys as in ``torchvision.models.<arch>()``).
 
     ``pretrained``: False → None; True → look in the torch cache; a path → that file (must exist).
-    Returns None, after one ``UserWarning`` per architecture, when the cache has no such file.
+    Returns None, after one ``UserWarning``, when the cache has no such file.
     """
     if pretrained is False or pretrained is None:
         return None
     if pretrained is True:
         path = find_imagenet_checkpoint(arch)
         if path is None:
-            if arch not in _warned:
-                _warned.add(arch)
-                warnings.warn(
-                    f"ImageNet weights for {arch} not found in {checkpoint_dir()} (expected "
-                    f"{TORCHVISION_FILES[arch][0]}); using random initialisation. Put the torchvision file "
-                    "there or pass pretrained=<path>.",
-                    UserWarning,
-                    stacklevel=3,
-                )
+            warnings.warn(
+                f"ImageNet weights for {arch} not found in {checkpoint_dir()} (expected "
+                f"{TORCHVISION_FILES[arch][0]}); using random initialisation. Put the torchvision file "
+                "there or pass pretrained=<path>.",
+                UserWarning,
+                stacklevel=3,
+            )
             return None
     else:
         path = Path(pretrained)

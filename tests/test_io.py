@@ -1,0 +1,79 @@
+"""Atomic writes and safe reads: the guarantees every other module relies on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from reprolib.io import (
+    ReprolibDataError,
+    atomic_write,
+    load_torch,
+    png_bytes,
+    read_json,
+    read_png,
+    save_torch,
+    write_json,
+    write_png,
+)
+
+
+def test_png_roundtrip_all_kinds(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    grey = rng.integers(0, 256, (5, 7), dtype=np.uint8)
+    ids = rng.integers(0, 33000, (5, 7)).astype(np.int32)
+    for name, arr, mode in (("rgb", rgb, "RGB"), ("l", grey, "L"), ("ids", ids, "I")):
+        write_png(tmp_path / f"{name}.png", arr)
+        np.testing.assert_array_equal(read_png(tmp_path / f"{name}.png", mode=mode), arr)
+    assert png_bytes(rgb) == png_bytes(rgb.copy())  # deterministic bytes
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path) -> None:
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_write(target) as fh:
+            fh.write(b"half-written")
+            raise RuntimeError("killed")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+
+
+def test_read_png_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ReprolibDataError, match="missing.png: file not found"):
+        read_png(tmp_path / "missing.png")
+    good = png_bytes(np.zeros((32, 32, 3), np.uint8))
+    (tmp_path / "trunc.png").write_bytes(good[: len(good) // 2])
+    with pytest.raises(ReprolibDataError, match="trunc.png: unreadable or truncated"):
+        read_png(tmp_path / "trunc.png", mode="RGB")
+    write_png(tmp_path / "small.png", np.zeros((4, 4), np.uint8))
+    with pytest.raises(ReprolibDataError, match="small.png: size 4x4"):
+        read_png(tmp_path / "small.png", mode="L", expect_size=(8, 8))
+    write_png(tmp_path / "wide.png", np.full((4, 4), 1000, np.int32))
+    with pytest.raises(ReprolibDataError, match="8-bit label expected"):
+        read_png(tmp_path / "wide.png", mode="L")
+
+
+def test_json_and_torch(tmp_path: Path) -> None:
+    write_json(tmp_path / "a.json", {"b": 1, "a": [1, 2]})
+    assert read_json(tmp_path / "a.json") == {"a": [1, 2], "b": 1}
+    (tmp_path / "bad.json").write_text("{nope")
+    with pytest.raises(ReprolibDataError, match="not valid JSON"):
+        read_json(tmp_path / "bad.json")
+    save_torch({"w": torch.arange(3)}, tmp_path / "w.pt")
+    assert torch.equal(load_torch(tmp_path / "w.pt")["w"], torch.arange(3))
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("code ran",))
+
+
+def test_load_torch_refuses_pickled_code(tmp_path: Path) -> None:
+    torch.save({"x": _Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(ReprolibDataError, match="cannot load checkpoint safely"):
+        load_torch(tmp_path / "evil.pt")
