@@ -152,7 +152,7 @@ def test_parameter_counts_match_spec(config, expected):
 
 def test_main_parameter_breakdown_matches_spec():
     with torch.device("meta"):
-        model = variant_config("main") and DissimilarityNet(variant_config("main"))
+        model = DissimilarityNet(variant_config("main"))
     assert count_parameters(model.encoder) == 7_635_264
     assert count_parameters(model.semantic_encoder) == 417_344
     assert count_parameters(model.uncertainty_encoder) == 1_558_656
@@ -185,7 +185,7 @@ def test_strict_loading_rejects_missing_extra_and_misshaped_keys(tmp_path):
         from_original_state_dict({**sd, "extra.weight": torch.zeros(1)}, "baseline")
     with pytest.raises(ValueError, match="shape mismatch conv11.weight"):
         from_original_state_dict({**sd, "conv11.weight": torch.zeros(1, 64, 1, 1)}, "baseline")
-    with pytest.raises(ValueError, match="prior_encoder"):  # a baseline checkpoint is not a main one
+    with pytest.raises(ValueError, match="keys are those of the 'baseline' variant"):
         from_original_state_dict(sd, "main")
     with pytest.raises(ValueError, match="variant"):
         from_original_state_dict(sd, "ours")

@@ -68,7 +68,8 @@ class LearnedEnsemble(nn.Module):
         b, _, h, w = logits.shape
         for name, m in zip(("entropy", "perceptual", "distance"), maps, strict=True):
             if m is None or tuple(m.shape) != (b, 1, h, w):
-                raise ValueError(f"{name} must be a (B,1,H,W)=({b},1,{h},{w}) map, got {None if m is None else tuple(m.shape)}")
+                got = None if m is None else tuple(m.shape)
+                raise ValueError(f"{name} must be a (B,1,H,W)=({b},1,{h},{w}) map, got {got}")
 
     def forward(
         self, logits: torch.Tensor, entropy: torch.Tensor, perceptual: torch.Tensor, distance: torch.Tensor

@@ -160,6 +160,8 @@ class DissimilarityNet(nn.Module):
             head_in = dec[3]
         self.head = nn.Conv2d(head_in, 2, 1)
         self.divisor = 32 if resnet else 8
+        #: encode original and synthesis in one batched pass when exact (see :meth:`encode_images`)
+        self.joint_encoding = True
         self.reset_parameters(cfg.seed)
 
     def reset_parameters(self, seed: int = 0) -> None:
@@ -189,7 +191,8 @@ class DissimilarityNet(nn.Module):
         if cfg.semantic or cfg.spade_decoder:
             if semantic is None or tuple(semantic.shape) != (b, cfg.num_classes, h, w):
                 got = None if semantic is None else tuple(semantic.shape)
-                raise ValueError(f"semantic must be one-hot (B,{cfg.num_classes},H,W)=({b},{cfg.num_classes},{h},{w}), got {got}")
+                want = (b, cfg.num_classes, h, w)
+                raise ValueError(f"semantic must be a one-hot (B,num_classes,H,W) = {want} tensor, got {got}")
         if cfg.uncertainty:
             for name in cfg.uncertainty_maps:
                 m = maps[name]
@@ -201,7 +204,7 @@ class DissimilarityNet(nn.Module):
     def encode_images(self, original: torch.Tensor, synthesis: torch.Tensor) -> tuple[list, list]:
         """Encoder features of both images. One batched pass when batch statistics cannot mix them
         (no BatchNorm, or eval mode): same numbers, one kernel launch sequence instead of two."""
-        if not self.encoder.has_batch_norm or not self.training:
+        if self.joint_encoding and (not self.encoder.has_batch_norm or not self.training):
             feats = self.encoder(torch.cat((original, synthesis), dim=0))
             b = original.shape[0]
             return [f[:b] for f in feats], [f[b:] for f in feats]

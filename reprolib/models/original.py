@@ -91,6 +91,12 @@ def to_original_state_dict(model: DissimilarityNet) -> dict[str, torch.Tensor]:
     return out
 
 
+def _original_keys(variant: str) -> list[str]:
+    with torch.device("meta"):
+        model = DissimilarityNet(variant_config(variant))
+    return list(to_original_state_dict(model))
+
+
 def from_original_state_dict(
     state_dict: Mapping[str, torch.Tensor] | str | os.PathLike, variant: str = "main"
 ) -> DissimilarityNet:
@@ -132,6 +138,9 @@ def from_original_state_dict(
         if bad:
             problems.append("shape mismatch " + "; ".join(bad[:10]))
         msg = f"not an original {variant!r} dissimilarity checkpoint: " + ", ".join(problems)
+        for other in VARIANTS:
+            if other != variant and set(state_dict) == set(_original_keys(other)):
+                msg += f" — the keys are those of the {other!r} variant; pass variant={other!r}"
         if source is not None:
             raise ReprolibDataError(source, msg)
         raise ValueError(msg)
