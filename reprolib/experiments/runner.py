@@ -1,0 +1,120 @@
+"""``run_table``: everything a table notebook does, as one resumable function."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from reprolib.experiments import pipeline as P
+from reprolib.experiments.ensembling import evaluate_ensemble
+from reprolib.experiments.profiles import get_pipeline_profile
+from reprolib.experiments.results import config_hash, result_rows, save_results
+from reprolib.experiments.scoring import load_scores, save_scores, score_split
+from reprolib.experiments.tables import Variant, get_table
+from reprolib.io import write_json
+
+
+def _device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def run_table(
+    name: str,
+    *,
+    profile: str = "demo",
+    data_root: str | Path | None = None,
+    checkpoints: dict[str, str] | None = None,
+    seeds: list[int] | None = None,
+    max_epochs: int | None = None,
+    max_time: str | None = None,
+    device: str = "auto",
+    work_dir: str | Path = "data",
+    output_dir: str | Path | None = None,
+    wandb_mode: str = "offline",
+    kaggle: bool = False,
+    variants: list[str] | None = None,
+) -> pd.DataFrame:
+    """Run (or resume) every variant × seed of a table and write ``output_dir/<name>.csv``; returns the rows."""
+    spec = get_table(name)
+    prof = get_pipeline_profile(profile)
+    work = Path(work_dir)
+    out = Path(output_dir or Path("results") / name)
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = P.Context(profile=prof, work_dir=work / prof.name, data=P.resolve_data(work / prof.name, data_root, prof),
+                    checkpoints=checkpoints, device=_device(device), wandb_mode=wandb_mode, max_time=max_time,
+                    max_epochs=max_epochs)
+    seeds = list(seeds if seeds is not None else (prof.seeds or (spec.seeds_full if profile == "full" else spec.seeds_demo)))
+    chosen = [v for v in spec.variants if variants is None or v.name in variants]
+    t0 = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    csv = out / f"{name}.csv"
+    for variant in chosen:
+        combo = variant.combo or spec.default_combo
+        for seed in seeds:
+            source = next(v for v in spec.variants if v.name == variant.reuse) if variant.reuse else variant
+            run_dir = train_variant(ctx, source, combo, seed)
+            for dataset, split in P.evaluation_splits(ctx, combo).items():
+                scores = scores_for(ctx, run_dir, source, dataset, split)
+                for suffix, (metrics, info) in evaluate_ensemble(scores, variant.ensemble, prof.grid_objective).items():
+                    rows += result_rows(
+                        table=name, variant=variant.name + suffix, dataset=dataset, metrics=metrics, seed=seed,
+                        profile=prof.name, config=_config(ctx, source, combo, seed),
+                        checkpoint=run_dir, data_fingerprint=_fingerprint(split), combo=P.combo_name(ctx, combo),
+                        ensemble=variant.ensemble, ensemble_info=json.dumps(info, default=str),
+                    )
+            save_results(rows, csv)  # after every run: a crash keeps what finished
+    write_json(out / "timings.json", {**ctx.timings, "total_s": time.perf_counter() - t0})
+    return pd.DataFrame(rows)
+
+
+def _config(ctx: P.Context, variant: Variant, combo: str, seed: int) -> dict[str, Any]:
+    return {"variant": variant.training_key(), "combo": P.combo_name(ctx, combo), "seed": seed,
+            "profile": ctx.profile.name, "training": ctx.profile.training_overrides()}
+
+
+def _fingerprint(split: Path) -> str:
+    done = Path(split) / "done.json"
+    if done.is_file():
+        meta = json.loads(done.read_text())
+        return str(meta.get("key_hash") or meta.get("key", ""))[:16] or Path(split).name
+    return Path(split).name
+
+
+def train_variant(ctx: P.Context, variant: Variant, combo: str, seed: int) -> Path:
+    """Train (or resume, or reuse) one variant × seed; returns its run directory."""
+    from reprolib.training.run import train
+
+    train_split, label_dir = P.training_split(ctx, combo, "train", variant.void_labels)
+    val_split, _ = P.training_split(ctx, combo, "val", variant.void_labels)
+    cfg = ctx.profile.training_config(
+        model=variant.model, train=variant.train, ensemble=variant.ensemble, seed=seed,
+        train_split=str(train_split), val_split=str(val_split), label_dir=label_dir,
+        wandb_mode=ctx.wandb_mode, max_time=ctx.max_time, max_epochs=ctx.max_epochs, device=ctx.device,
+    )
+    run_dir = ctx.work_dir / "runs" / f"{P.combo_name(ctx, combo)}-{config_hash(cfg)}-seed{seed}"
+    with ctx.stage(f"train {variant.name} seed {seed}"):
+        train(cfg, run_dir=run_dir)
+    return run_dir
+
+
+def scores_for(ctx: P.Context, run_dir: Path, variant: Variant, dataset: str, split: Path) -> dict:
+    """Per-image scores of a trained model on an evaluation split (cached as npz in the run dir)."""
+    from reprolib.training.run import load_trained
+
+    cache = Path(run_dir) / "scores" / f"{dataset}-{Path(split).name}.npz"
+    if cache.is_file():
+        return load_scores(cache)
+    with ctx.stage(f"score {dataset} with {Path(run_dir).name}"):
+        model, ensemble = load_trained(run_dir)
+        scores = score_split(model, split, size=ctx.profile.size, device=ctx.device,
+                             batch_size=ctx.profile.eval_batch, ensemble=ensemble)
+    save_scores(scores, cache)
+    return scores
