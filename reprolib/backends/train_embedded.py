@@ -25,7 +25,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics.classification import MulticlassConfusionMatrix
 from tqdm.auto import tqdm
@@ -49,27 +48,13 @@ from reprolib.data.formats import (
     cityscapes_image_path,
     parse_fishyscapes_labels_name,
 )
-from reprolib.io import PathLike, ReprolibDataError, read_json, read_png, save_torch, write_json, write_png
+from reprolib.io import PathLike, ReprolibDataError, read_json, read_png, write_json, write_png
 from reprolib.labels import IGNORE_INDEX, NUM_CLASSES, TRAIN_CLASS_NAMES, colorize_train, label_to_train
+from reprolib.training.checkpoint import AtomicCheckpointIO
 
 #: default optimisation steps (segmentation, resynthesis) per strength
 DEFAULT_STEPS = {"strong": (400, 400), "light": (150, 150)}
 DEFAULT_BATCH = 8
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoints written atomically (reprolib.io) and read back with ``weights_only=True``."""
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        save_torch(checkpoint, path)
-
-    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict:
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise
-        except Exception as exc:  # torch raises several unrelated types for bad files
-            raise ReprolibDataError(path, f"cannot load Lightning checkpoint safely ({exc})") from None
 
 
 # ----------------------------------------------------------------------------------------------- data

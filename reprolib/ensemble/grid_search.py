@@ -1,0 +1,84 @@
+"""Grid-search ensemble of the network's p(anomaly) with the uncertainty maps (spec §3.2).
+
+Candidates: every w ∈ {0,1,2,3}^4 over [dissimilarity, entropy H, perceptual V, distance D], skipping
+vectors whose entries are all equal (zeros included), L1-normalised, duplicates dropped — 252 tried,
+224 distinct, as the original. Score = Σ w_k · map_k per pixel (all maps in [0, 1]).
+
+Unlike the original, which re-ran the whole network for each candidate, the search reuses the network's
+outputs: every candidate is a weighted sum of arrays already in memory, scored with the streaming metric.
+Selection: ``"fpr95"`` = the lowest FPR95 (the original; ties → higher AP), ``"ap_minus_fpr95"`` = the MLRC
+reproduction's rule.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from reprolib.metrics import AnomalyMetrics
+
+ORDER = ("dissimilarity", "entropy", "perceptual", "distance")
+FIXED_ENSEMBLE = {"dissimilarity": 0.75, "entropy": 0.25, "perceptual": 0.0, "distance": 0.0}
+OBJECTIVES = ("fpr95", "ap_minus_fpr95")
+
+
+def candidate_weights(levels: Sequence[int] = (0, 1, 2, 3)) -> tuple[list[tuple[float, ...]], int]:
+    """(distinct L1-normalised weight vectors, number of vectors tried before de-duplication)."""
+    tried, seen, out = 0, set(), []
+    for w in itertools.product(levels, repeat=len(ORDER)):
+        if len(set(w)) == 1:  # all equal, zeros included
+            continue
+        tried += 1
+        v = tuple(float(x) / sum(w) for x in w)
+        key = str(np.round(v, 12).tolist())
+        if key not in seen:
+            seen.add(key)
+            out.append(v)
+    return out, tried
+
+
+def combine(maps: Mapping[str, Sequence[np.ndarray]], weights: Mapping[str, float]) -> list[np.ndarray]:
+    """Per-image weighted sum of the maps."""
+    n = len(maps["dissimilarity"])
+    return [sum(float(weights.get(k, 0.0)) * np.asarray(maps[k][i], np.float32) for k in ORDER if k in maps)
+            for i in range(n)]
+
+
+@dataclass
+class GridSearchResult:
+    weights: dict[str, float]
+    metrics: dict[str, float]
+    table: pd.DataFrame
+
+
+def grid_search(maps: Mapping[str, Sequence[np.ndarray]], labels: Sequence[np.ndarray],
+                objective: str = "fpr95", exact: bool = False) -> GridSearchResult:
+    """Best weights over the candidate grid on (maps, labels); ``table`` lists every candidate."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    missing = [k for k in ORDER if k not in maps]
+    if missing:
+        raise ValueError(f"grid search needs maps {ORDER}; missing {missing}")
+    if len(labels) != len(maps["dissimilarity"]):
+        raise ValueError("one label map per image is needed")
+    cands, _ = candidate_weights()
+    rows = []
+    for w in cands:
+        weights = dict(zip(ORDER, w, strict=True))
+        acc = AnomalyMetrics(exact=exact)
+        for s, y in zip(combine(maps, weights), labels, strict=True):
+            acc.update(s, y)
+        m = acc.compute()
+        rows.append({**weights, **m})
+    table = pd.DataFrame(rows)
+    if objective == "fpr95":
+        best = table.sort_values(["fpr95", "ap"], ascending=[True, False], kind="stable").iloc[0]
+    else:
+        best = table.assign(obj=table["ap"] - table["fpr95"]).sort_values("obj", ascending=False,
+                                                                            kind="stable").iloc[0]
+    return GridSearchResult({k: float(best[k]) for k in ORDER},
+                            {k: float(best[k]) for k in ("ap", "fpr95", "auroc")}, table)

@@ -1,0 +1,152 @@
+"""Fishyscapes pixel metrics (bdlb ``calculate_metrics_perpixAP``): AP, FPR at 95 % TPR, AUROC.
+
+Only labels 0 (known) and 1 (anomaly) count; ``ignore_index`` and anything else is dropped. AP is the
+step form of ``sklearn.metrics.average_precision_score``; AUROC the trapezoid rule over (FPR, TPR) with
+(0, 0) prepended; FPR95 the FPR at the first threshold whose TPR ≥ 0.95.
+
+Two modes share one curve routine over (threshold, #positives, #negatives) counts:
+
+* **exact**: the distinct float32 scores of all valid pixels (``np.unique`` with counts per class) — equal
+  to sklearn on the concatenated pixels, ties included.
+* **streaming**: per image, scores are mapped to an order-preserving uint32 key of their float32 value and
+  histogrammed on the top ``bits`` bits (default 20 → 2^20 bins, 16 MiB). Memory does not grow with the
+  number of pixels. Scores falling in distinct bins keep their exact order, so when no bin holds two
+  different scores the result is exact; otherwise the pixels of a bin are treated as tied. With 20 bits a
+  bin spans 2^-8 of a binade (relative width ≤ 0.4 %); on softmax maps the observed deviation is < 1e-6.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+ArrayLike = object
+
+
+def _to_numpy(x: ArrayLike) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().float().cpu().numpy()  # torch tensor on any device
+    return np.asarray(x)
+
+
+def _valid(scores: ArrayLike, labels: ArrayLike, ignore_index: int) -> tuple[np.ndarray, np.ndarray]:
+    s = _to_numpy(scores).astype(np.float32, copy=False)
+    y = _to_numpy(labels)
+    if s.shape != y.shape:
+        raise ValueError(f"scores shape {s.shape} does not match labels shape {y.shape}")
+    y = y.astype(np.int64, copy=False).ravel()
+    s = s.ravel()
+    bad = ~((y == 0) | (y == 1) | (y == ignore_index))
+    if bad.any():
+        raise ValueError(f"labels must be 0, 1 or {ignore_index}; found {np.unique(y[bad])[:5].tolist()}")
+    keep = y != ignore_index
+    s, y = s[keep], y[keep]
+    if not np.isfinite(s).all():
+        raise ValueError("scores contain NaN or infinite values")
+    return s, y.astype(np.uint8)
+
+
+def curve_metrics(pos: np.ndarray, neg: np.ndarray) -> dict[str, float]:
+    """AP / FPR95 / AUROC from per-threshold counts ordered from the highest score to the lowest."""
+    tps = np.cumsum(pos, dtype=np.float64)
+    fps = np.cumsum(neg, dtype=np.float64)
+    P, N = (tps[-1] if len(tps) else 0.0), (fps[-1] if len(fps) else 0.0)
+    if P == 0 or N == 0:
+        raise ValueError(f"metrics need both classes among the valid pixels (positives={P:.0f}, negatives={N:.0f})")
+    precision = tps / np.maximum(tps + fps, 1)
+    recall = tps / P
+    # sklearn step form: AP = Σ (R_k − R_{k−1}) · P_k
+    ap = float(np.sum(np.diff(np.concatenate([[0.0], recall])) * precision))
+    tpr = np.concatenate([[0.0], recall])
+    fpr = np.concatenate([[0.0], fps / N])
+    auroc = float(np.trapezoid(tpr, fpr))
+    fpr95 = float(fpr[np.searchsorted(tpr, 0.95, side="left")])
+    return {"ap": ap, "fpr95": fpr95, "auroc": auroc}
+
+
+def _exact_counts(s: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # Sort once on float32; distinct thresholds from high to low.
+    order = np.argsort(-s, kind="stable")
+    s_sorted, y_sorted = s[order], y[order]
+    boundaries = np.flatnonzero(np.diff(s_sorted)) + 1
+    starts = np.concatenate([[0], boundaries])
+    pos = np.add.reduceat(y_sorted.astype(np.int64), starts) if len(s_sorted) else np.zeros(0, np.int64)
+    cnt = np.diff(np.concatenate([starts, [len(s_sorted)]]))
+    return pos, cnt - pos
+
+
+def _as_list(x: ArrayLike) -> list:
+    if isinstance(x, (list, tuple)):
+        return list(x)
+    return [x]
+
+
+def anomaly_metrics(
+    scores: ArrayLike | Sequence[ArrayLike], labels: ArrayLike | Sequence[ArrayLike], ignore_index: int = 255,
+    exact: bool = True,
+) -> dict[str, float]:
+    """AP, FPR95 and AUROC over every valid pixel of ``scores``/``labels`` (arrays, tensors or lists of them)."""
+    s_list, y_list = _as_list(scores), _as_list(labels)
+    if len(s_list) != len(y_list):
+        raise ValueError(f"{len(s_list)} score maps but {len(y_list)} label maps")
+    if not exact:
+        acc = AnomalyMetrics(exact=False, ignore_index=ignore_index)
+        for s, y in zip(s_list, y_list, strict=True):
+            acc.update(s, y)
+        return acc.compute()
+    pairs = [_valid(s, y, ignore_index) for s, y in zip(s_list, y_list, strict=True)]
+    s = np.concatenate([p[0] for p in pairs]) if pairs else np.zeros(0, np.float32)
+    y = np.concatenate([p[1] for p in pairs]) if pairs else np.zeros(0, np.uint8)
+    pos, neg = _exact_counts(s, y)
+    return curve_metrics(pos, neg)
+
+
+def _keys(s: np.ndarray) -> np.ndarray:
+    """Order-preserving uint32 key of float32 values (larger score → larger key)."""
+    u = s.astype(np.float32).view(np.uint32)
+    neg = (u >> 31).astype(bool)
+    return np.where(neg, ~u, u | np.uint32(0x80000000))
+
+
+class AnomalyMetrics:
+    """Accumulate pixels image by image; ``compute()`` gives the same dict as :func:`anomaly_metrics`.
+
+    ``exact=True`` keeps per-image distinct-score counts (memory grows with distinct scores);
+    ``exact=False`` keeps two fixed histograms of ``2**bits`` bins (memory independent of pixel count).
+    """
+
+    def __init__(self, exact: bool = False, ignore_index: int = 255, bits: int = 20):
+        self.exact, self.ignore_index, self.bits = exact, ignore_index, bits
+        self.reset()
+
+    def reset(self) -> None:
+        self._pos = np.zeros(2**self.bits, np.int64)
+        self._neg = np.zeros(2**self.bits, np.int64)
+        self._scores: list[np.ndarray] = []
+        self._labels: list[np.ndarray] = []
+
+    def update(self, scores: ArrayLike, labels: ArrayLike) -> None:
+        s, y = _valid(scores, labels, self.ignore_index)
+        if self.exact:
+            self._scores.append(s)
+            self._labels.append(y)
+            return
+        b = (_keys(s) >> np.uint32(32 - self.bits)).astype(np.int64)
+        self._pos += np.bincount(b[y == 1], minlength=self._pos.size)
+        self._neg += np.bincount(b[y == 0], minlength=self._neg.size)
+
+    def histograms(self) -> tuple[np.ndarray, np.ndarray]:
+        """(positives, negatives) per bin, low score → high score (streaming mode)."""
+        return self._pos, self._neg
+
+    def compute(self) -> dict[str, float]:
+        if self.exact:
+            return anomaly_metrics(self._scores, self._labels, self.ignore_index, exact=True)
+        return metrics_from_histograms(self._pos, self._neg)
+
+
+def metrics_from_histograms(pos: np.ndarray, neg: np.ndarray) -> dict[str, float]:
+    """Metrics from (positive, negative) histograms ordered low → high score."""
+    nz = (pos + neg) > 0
+    return curve_metrics(pos[nz][::-1], neg[nz][::-1])

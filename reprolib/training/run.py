@@ -1,0 +1,171 @@
+"""``train(config, run_dir)`` and ``load_trained(run_dir)``: resumable, time-boxed, logged training runs.
+
+A run directory holds ``config.json``, ``checkpoints/last.ckpt`` (every ``checkpoint_every`` steps and when
+the run stops), ``checkpoints/best.ckpt`` (lowest validation loss), ``csv/`` (CSVLogger), ``wandb/`` (offline
+unless the user opts in) and, once finished, ``done.json``. Calling ``train`` again:
+
+* on a finished run returns at once (nothing is retrained);
+* on an unfinished one resumes from the newest ``last.ckpt`` — in the run directory, or under
+  ``/kaggle/input/**`` (a previous Kaggle version's output, mounted read-only), or a path given as
+  ``resume_from`` — with optimiser, scheduler and data position, so the final weights are bit-identical
+  to an uninterrupted run on CPU.
+
+``max_time`` ("DD:HH:MM:SS" or seconds) stops cleanly with a checkpoint before a session ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from reprolib.io import PathLike, ReprolibDataError, read_json, write_json
+from reprolib.training.checkpoint import AtomicCheckpointIO
+from reprolib.training.data import DissimilarityDataModule
+from reprolib.training.module import DissimilarityModule, enet_class_weights
+
+DEFAULTS: dict[str, Any] = {
+    "lr": 1e-4, "betas": [0.5, 0.999], "weight_decay": 0.0, "batch_size": 4, "size": [256, 512],
+    "max_steps": None, "max_epochs": 50, "val_every_n_steps": None, "checkpoint_every": 50, "seed": 0,
+    "ensemble": "none", "label_dir": "labels", "flip": True, "class_weights": "enet", "patience": 10,
+    "factor": 0.5, "model": {}, "device": "cpu", "devices": 1, "precision": None, "wandb_mode": "offline",
+    "max_time": None, "resume_from": None, "kaggle_input": "/kaggle/input", "profile": "custom",
+}
+
+SECRET_ENV = ("WANDB_API_KEY", "KAGGLE_KEY")
+
+
+def find_resume_checkpoint(run_dir: Path, kaggle_input: str | None = "/kaggle/input",
+                           explicit: PathLike | None = None) -> Path | None:
+    """The newest ``last.ckpt``: an explicit path, else the run directory, else ``kaggle_input/**`` (same run name)."""
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ReprolibDataError(path, "resume checkpoint not found")
+        return path
+    candidates = list((run_dir / "checkpoints").glob("last*.ckpt"))
+    if kaggle_input and Path(kaggle_input).is_dir():
+        candidates += [p for p in Path(kaggle_input).glob(f"**/{run_dir.name}/checkpoints/last*.ckpt")]
+    candidates = [p for p in candidates if p.is_file()]
+    return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
+
+
+def _max_time(value: Any) -> Any:
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)) or str(value).isdigit():
+        from datetime import timedelta
+
+        return timedelta(seconds=float(value))
+    return str(value)
+
+
+def _loggers(run_dir: Path, cfg: dict[str, Any]) -> list:
+    from lightning.pytorch.loggers import CSVLogger
+
+    loggers: list = [CSVLogger(str(run_dir), name="csv", version="")]
+    mode = cfg.get("wandb_mode", "offline")
+    if mode in ("offline", "online"):
+        from lightning.pytorch.loggers import WandbLogger
+
+        os.environ.setdefault("WANDB_SILENT", "true")
+        if mode == "offline":
+            os.environ["WANDB_MODE"] = "offline"  # no account, no network, no hang
+        loggers.append(WandbLogger(project="reprolib", name=run_dir.name, save_dir=str(run_dir), mode=mode,
+                                   config=_public_config(cfg)))
+    return loggers
+
+
+def _public_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The config with anything that looks like a credential removed (never logged, never saved)."""
+    secrets = {os.environ[k] for k in SECRET_ENV if os.environ.get(k)}
+    return {k: v for k, v in cfg.items() if not any(s and s in str(v) for s in secrets) and "key" not in k.lower()}
+
+
+def _finished(run_dir: Path) -> bool:
+    return (run_dir / "done.json").is_file()
+
+
+def train(config: dict[str, Any], run_dir: PathLike) -> Path:
+    """Train (or resume, or skip) one run; returns ``run_dir``."""
+    cfg = {**DEFAULTS, **config}
+    run_dir = Path(run_dir)
+    if _finished(run_dir):
+        return run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "config.json", _public_config(cfg))
+    L.seed_everything(int(cfg["seed"]), workers=True, verbose=False)
+    dm = DissimilarityDataModule(cfg["train_split"], cfg.get("val_split"), label_dir=cfg["label_dir"],
+                                 size=tuple(cfg["size"]), batch_size=int(cfg["batch_size"]), seed=int(cfg["seed"]),
+                                 flip=bool(cfg["flip"]))
+    dm.setup("fit")
+    weights = cfg["class_weights"]
+    if weights == "enet":
+        weights = enet_class_weights(dm.train_ds.files["label"])
+    elif weights in (None, "none"):
+        weights = None
+    model_cfg = {**cfg["model"], "seed": int(cfg["model"].get("seed", cfg["seed"]))}
+    module = DissimilarityModule(model_cfg, lr=float(cfg["lr"]), betas=tuple(cfg["betas"]),
+                                 weight_decay=float(cfg["weight_decay"]), class_weights=weights,
+                                 ensemble=cfg["ensemble"], patience=int(cfg["patience"]), factor=float(cfg["factor"]))
+    steps_per_epoch = max(1, len(dm.train_ds) // (int(cfg["batch_size"]) * int(cfg["devices"])))
+    max_steps = int(cfg["max_steps"]) if cfg.get("max_steps") else int(cfg["max_epochs"]) * steps_per_epoch
+    val_every = int(cfg["val_every_n_steps"] or steps_per_epoch)
+    ckpt_every = max(1, int(cfg["checkpoint_every"]))
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    ckpt_dir = run_dir / "checkpoints"
+    callbacks = [
+        ModelCheckpoint(dirpath=ckpt_dir, filename="last", every_n_train_steps=ckpt_every, save_top_k=1,
+                        monitor="step", mode="max", save_on_train_epoch_end=False, enable_version_counter=False),
+        ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/loss", mode="min", save_top_k=1,
+                        enable_version_counter=False),
+    ]
+    accelerator = "cuda" if str(cfg["device"]).startswith("cuda") else "cpu"
+    precision = cfg["precision"] or ("16-mixed" if accelerator == "cuda" else "32-true")
+    devices = int(cfg["devices"])
+    trainer = L.Trainer(
+        accelerator=accelerator, devices=devices, strategy="ddp" if devices > 1 else "auto",
+        precision=precision, max_steps=max_steps, max_epochs=-1, max_time=_max_time(cfg["max_time"]),
+        val_check_interval=val_every, check_val_every_n_epoch=None, num_sanity_val_steps=0,
+        limit_val_batches=1.0 if cfg.get("val_split") else 0, callbacks=callbacks, logger=_loggers(run_dir, cfg),
+        plugins=[AtomicCheckpointIO()], deterministic=True, log_every_n_steps=max(1, min(10, val_every)),
+        enable_progress_bar=True, enable_model_summary=False, default_root_dir=str(run_dir),
+    )
+    resume = find_resume_checkpoint(run_dir, cfg.get("kaggle_input"), cfg.get("resume_from"))
+    trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
+    if trainer.global_rank == 0:
+        trainer.save_checkpoint(ckpt_dir / "last.ckpt")  # the stopping point, whatever stopped it
+        if trainer.global_step >= max_steps:
+            metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
+            write_json(run_dir / "done.json", {"global_step": trainer.global_step, "max_steps": max_steps,
+                                               "metrics": metrics, "profile": cfg.get("profile")})
+    return run_dir
+
+
+def load_trained(run_dir: PathLike, which: str = "last") -> tuple[torch.nn.Module, torch.nn.Module | None]:
+    """(network, learned ensemble or None) of a finished run, in eval mode (weights_only loading)."""
+    run_dir = Path(run_dir)
+    path = run_dir / "checkpoints" / f"{which}.ckpt"
+    if not path.is_file():
+        raise ReprolibDataError(path, "checkpoint not found (has the run been trained?)")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    hp = ckpt.get("hyper_parameters", {})
+    module = DissimilarityModule(hp.get("model"), class_weights=hp.get("class_weights"),
+                                 ensemble=hp.get("ensemble", "none"))
+    module.load_state_dict(ckpt["state_dict"])
+    module.eval()
+    return module.net, module.ensemble
+
+
+def run_metadata(run_dir: PathLike) -> dict[str, Any]:
+    """``done.json`` (final metrics) of a finished run."""
+    return read_json(Path(run_dir) / "done.json")
+
+
+def read_config(run_dir: PathLike) -> dict[str, Any]:
+    return json.loads((Path(run_dir) / "config.json").read_text())
