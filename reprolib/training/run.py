@@ -139,7 +139,7 @@ def train(config: dict[str, Any], run_dir: PathLike) -> Path:
     resume = find_resume_checkpoint(run_dir, cfg.get("kaggle_input"), cfg.get("resume_from"))
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
     if trainer.global_rank == 0:
-        trainer.save_checkpoint(ckpt_dir / "last.ckpt")  # the stopping point, whatever stopped it
+        trainer.save_checkpoint(ckpt_dir / "last.ckpt", weights_only=False)  # wherever it stopped
         if trainer.global_step >= max_steps:
             metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
             write_json(run_dir / "done.json", {"global_step": trainer.global_step, "max_steps": max_steps,
