@@ -126,21 +126,21 @@ def read_png(
                 if img.mode not in ("RGB", "RGBA", "L", "P"):
                     raise ReprolibDataError(path, f"expected a colour image, found PIL mode {img.mode}")
                 img = img.convert("RGB")
-                arr = np.asarray(img, dtype=np.uint8)
+                arr = np.array(img, dtype=np.uint8)
             elif mode == "L":
                 if img.mode not in ("L", "P", "I", "I;16"):
                     raise ReprolibDataError(path, f"expected a single-channel label image, found {img.mode}")
-                arr = np.asarray(img)
+                arr = np.array(img)
                 if arr.dtype != np.uint8:
                     if arr.size and arr.max() > 255:
                         raise ReprolibDataError(path, f"8-bit label expected, found values up to {arr.max()}")
                     arr = arr.astype(np.uint8)
             elif mode == "I":
-                arr = np.asarray(img).astype(np.int32)
+                arr = np.array(img).astype(np.int32)
                 if arr.ndim != 2:
                     raise ReprolibDataError(path, f"expected a single-channel id image, found {img.mode}")
             else:
-                arr = np.asarray(img)
+                arr = np.array(img)
     except ReprolibDataError:
         raise
     except (OSError, SyntaxError, ValueError) as exc:
