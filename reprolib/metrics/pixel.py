@@ -11,8 +11,11 @@ Two modes share one curve routine over (threshold, #positives, #negatives) count
 * **streaming**: per image, scores are mapped to an order-preserving uint32 key of their float32 value and
   histogrammed on the top ``bits`` bits (default 20 → 2^20 bins, 16 MiB). Memory does not grow with the
   number of pixels. Scores falling in distinct bins keep their exact order, so when no bin holds two
-  different scores the result is exact; otherwise the pixels of a bin are treated as tied. With 20 bits a
-  bin spans 2^-8 of a binade (relative width ≤ 0.4 %); on softmax maps the observed deviation is < 1e-6.
+  different scores (e.g. 8-bit maps) the result is exact. A bin holding several scores contributes to AP
+  the expectation over a random order of its pixels (see :func:`metrics_from_histograms`). With 20 bits a
+  bin spans 2^-11 of a binade (relative width ≤ 0.05 %). Measured deviation from exact on 2.6·10^6 softmax
+  pixels with 2 % positives: |ΔAP| 4e-5, |ΔFPR95| 1e-4, |ΔAUROC| 3e-7 (22 bits: 1.4e-5, 3e-5, 1e-7).
+  This does **not** reach 1e-6 for AP/FPR95; use ``exact=True`` where that matters.
 """
 
 from __future__ import annotations
@@ -123,6 +126,10 @@ class AnomalyMetrics:
     def reset(self) -> None:
         self._pos = np.zeros(2**self.bits, np.int64)
         self._neg = np.zeros(2**self.bits, np.int64)
+        # per-bin score range: a bin whose pixels share one value is a true tie (sklearn's step form),
+        # otherwise its pixels are spread inside the bin (interpolated, see metrics_from_histograms)
+        self._lo = np.full(2**self.bits, np.inf, np.float32)
+        self._hi = np.full(2**self.bits, -np.inf, np.float32)
         self._scores: list[np.ndarray] = []
         self._labels: list[np.ndarray] = []
 
@@ -135,6 +142,8 @@ class AnomalyMetrics:
         b = (_keys(s) >> np.uint32(32 - self.bits)).astype(np.int64)
         self._pos += np.bincount(b[y == 1], minlength=self._pos.size)
         self._neg += np.bincount(b[y == 0], minlength=self._neg.size)
+        np.minimum.at(self._lo, b, s)
+        np.maximum.at(self._hi, b, s)
 
     def histograms(self) -> tuple[np.ndarray, np.ndarray]:
         """(positives, negatives) per bin, low score → high score (streaming mode)."""
@@ -143,10 +152,33 @@ class AnomalyMetrics:
     def compute(self) -> dict[str, float]:
         if self.exact:
             return anomaly_metrics(self._scores, self._labels, self.ignore_index, exact=True)
-        return metrics_from_histograms(self._pos, self._neg)
+        return metrics_from_histograms(self._pos, self._neg, self._hi > self._lo)
 
 
-def metrics_from_histograms(pos: np.ndarray, neg: np.ndarray) -> dict[str, float]:
-    """Metrics from (positive, negative) histograms ordered low → high score."""
+def metrics_from_histograms(pos: np.ndarray, neg: np.ndarray, spread: np.ndarray | None = None) -> dict[str, float]:
+    """Metrics from (positive, negative) histograms ordered low → high score.
+
+    ``spread[b]`` marks bins holding more than one distinct score. Their AP contribution is the expectation
+    under a random order of the bin's pixels (the integral of precision over recall across the bin) instead
+    of sklearn's tie step, which is what the unseen exact order averages to when a bin is narrow. AUROC's
+    trapezoid already is that expectation; FPR95 is read at bin edges.
+    """
     nz = (pos + neg) > 0
-    return curve_metrics(pos[nz][::-1], neg[nz][::-1])
+    p, n = pos[nz][::-1].astype(np.float64), neg[nz][::-1].astype(np.float64)
+    out = curve_metrics(p, n)
+    if spread is None or not spread[nz].any():
+        return out
+    sp = spread[nz][::-1]
+    P = p.sum()
+    t0 = np.concatenate([[0.0], np.cumsum(p)[:-1]])
+    b0 = t0 + np.concatenate([[0.0], np.cumsum(n)[:-1]])
+    c = p + n
+    step = (p / P) * (t0 + p) / (b0 + c)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        integral = np.where(
+            b0 > 0,
+            (p / P) * (p / c + (t0 * c - p * b0) / c**2 * np.log1p(c / np.where(b0 > 0, b0, 1.0))),
+            (p / P) * (p / np.maximum(c, 1)),
+        )
+    out["ap"] = float(np.sum(np.where(sp, integral, step)))
+    return out

@@ -1,0 +1,88 @@
+"""Fishyscapes metrics against sklearn (the bdlb definitions), streaming vs exact, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+from reprolib.metrics import AnomalyMetrics, anomaly_metrics
+
+
+def _sklearn(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    keep = labels != 255
+    s, y = scores[keep].astype(np.float32), labels[keep]
+    fpr, tpr, _ = roc_curve(y, s)
+    return {"ap": average_precision_score(y, s), "auroc": roc_auc_score(y, s),
+            "fpr95": float(fpr[np.searchsorted(tpr, 0.95)])}
+
+
+@pytest.mark.parametrize("decimals", [None, 2, 1])
+def test_exact_equals_sklearn_with_ties(decimals: int | None) -> None:
+    rng = np.random.default_rng(decimals or 0)
+    y = (rng.random(30000) < 0.05).astype(np.uint8)
+    s = rng.normal(size=30000) + 1.5 * y  # logits of any sign
+    if decimals is not None:
+        s = np.round(s, decimals)
+    y[rng.random(30000) < 0.1] = 255
+    ours, ref = anomaly_metrics(s, y), _sklearn(s, y)
+    for k in ("ap", "auroc", "fpr95"):
+        assert ours[k] == pytest.approx(ref[k], abs=1e-9), k
+
+
+def test_constant_scores_and_single_positive() -> None:
+    y = np.zeros(1000, np.uint8)
+    y[3] = 1
+    const = anomaly_metrics(np.full(1000, 0.5), y)
+    assert const == pytest.approx(_sklearn(np.full(1000, 0.5), y), abs=1e-12)
+    s = np.linspace(0, 1, 1000)
+    assert anomaly_metrics(s, y) == pytest.approx(_sklearn(s, y), abs=1e-12)
+
+
+def test_lists_tensors_and_all_void_images() -> None:
+    rng = np.random.default_rng(1)
+    ys = [(rng.random((16, 16)) < 0.1).astype(np.uint8) for _ in range(3)]
+    ss = [rng.random((16, 16)) + y for y in ys]
+    ys.append(np.full((16, 16), 255, np.uint8))  # an all-void image contributes nothing
+    ss.append(rng.random((16, 16)))
+    ref = anomaly_metrics(np.concatenate([s.ravel() for s in ss[:3]]), np.concatenate([y.ravel() for y in ys[:3]]))
+    assert anomaly_metrics([torch.from_numpy(s) for s in ss], [torch.from_numpy(y) for y in ys]) == pytest.approx(ref)
+    acc = AnomalyMetrics(exact=True)
+    for s, y in zip(ss, ys, strict=True):
+        acc.update(s, y)
+    assert acc.compute() == pytest.approx(ref)
+
+
+def test_streaming_close_to_exact_on_softmax_maps() -> None:
+    rng = np.random.default_rng(2)
+    acc = AnomalyMetrics(exact=False)
+    ss, ys = [], []
+    for _ in range(5):
+        y = (rng.random((64, 128)) < 0.02).astype(np.uint8)
+        logits = torch.from_numpy(rng.normal(size=(2, 64, 128)).astype(np.float32))
+        logits[1] += torch.from_numpy(2.0 * y)
+        p = torch.softmax(logits, 0)[1]
+        acc.update(p, y)
+        ss.append(p.numpy())
+        ys.append(y)
+    exact = anomaly_metrics(ss, ys)
+    stream = acc.compute()
+    bound = {"ap": 1e-3, "fpr95": 1e-3, "auroc": 1e-5}  # documented in reprolib.metrics.pixel (small set here)
+    for k in exact:
+        assert abs(exact[k] - stream[k]) <= bound[k], k
+    # exact when all scores are distinct bins apart (8-bit maps)
+    q = [np.round(s * 255) / 255 for s in ss]
+    assert anomaly_metrics(q, ys, exact=False) == pytest.approx(anomaly_metrics(q, ys), abs=1e-12)
+
+
+def test_bad_input() -> None:
+    y = np.array([0, 1, 0, 1], np.uint8)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        anomaly_metrics(np.array([0.1, np.nan, 0.2, 0.3]), y)
+    with pytest.raises(ValueError, match="does not match labels shape"):
+        anomaly_metrics(np.zeros(3), y)
+    with pytest.raises(ValueError, match="labels must be 0, 1 or 255"):
+        anomaly_metrics(np.zeros(4), np.array([0, 1, 2, 0]))
+    with pytest.raises(ValueError, match="both classes"):
+        anomaly_metrics(np.zeros(4), np.zeros(4, np.uint8))
