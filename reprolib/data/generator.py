@@ -31,8 +31,8 @@ import numpy as np
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from reprolib.data.cityscapes import CityscapesDataset, check_label_ids
 from reprolib.data import formats as F
+from reprolib.data.cityscapes import CityscapesDataset, check_label_ids
 from reprolib.io import PathLike, ReprolibDataError, read_json, read_png, write_json, write_png
 from reprolib.labels import DYNAMIC, EGO_VEHICLE, LABEL_TO_TRAIN, OUT_OF_ROI, train_to_label
 

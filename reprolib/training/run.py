@@ -67,7 +67,9 @@ def _max_time(value: Any) -> Any:
 def _loggers(run_dir: Path, cfg: dict[str, Any]) -> list:
     from lightning.pytorch.loggers import CSVLogger
 
-    loggers: list = [CSVLogger(str(run_dir), name="csv", version="")]
+    # one CSV folder per session: a resumed run must not overwrite the metrics logged before the kill
+    session = len(list((run_dir / "csv").glob("session-*"))) if (run_dir / "csv").is_dir() else 0
+    loggers: list = [CSVLogger(str(run_dir), name="csv", version=f"session-{session}")]
     mode = cfg.get("wandb_mode", "offline")
     if mode in ("offline", "online"):
         from lightning.pytorch.loggers import WandbLogger
@@ -84,6 +86,19 @@ def _public_config(cfg: dict[str, Any]) -> dict[str, Any]:
     """The config with anything that looks like a credential removed (never logged, never saved)."""
     secrets = {os.environ[k] for k in SECRET_ENV if os.environ.get(k)}
     return {k: v for k, v in cfg.items() if not any(s and s in str(v) for s in secrets) and "key" not in k.lower()}
+
+
+def _strategy(devices: int) -> str:
+    """DDP for several devices: re-launching the script from a shell, forking inside Jupyter (e.g. Kaggle 2×T4)."""
+    if devices <= 1:
+        return "auto"
+    try:
+        from IPython import get_ipython
+
+        in_notebook = get_ipython() is not None
+    except ImportError:
+        in_notebook = False
+    return "ddp_notebook" if in_notebook else "ddp"
 
 
 def _finished(run_dir: Path) -> bool:
@@ -129,7 +144,7 @@ def train(config: dict[str, Any], run_dir: PathLike) -> Path:
     precision = cfg["precision"] or ("16-mixed" if accelerator == "cuda" else "32-true")
     devices = int(cfg["devices"])
     trainer = L.Trainer(
-        accelerator=accelerator, devices=devices, strategy="ddp" if devices > 1 else "auto",
+        accelerator=accelerator, devices=devices, strategy=_strategy(devices),
         precision=precision, max_steps=max_steps, max_epochs=-1, max_time=_max_time(cfg["max_time"]),
         val_check_interval=val_every, check_val_every_n_epoch=None, num_sanity_val_steps=0,
         limit_val_batches=1.0 if cfg.get("val_split") else 0, callbacks=callbacks, logger=_loggers(run_dir, cfg),
@@ -138,12 +153,12 @@ def train(config: dict[str, Any], run_dir: PathLike) -> Path:
     )
     resume = find_resume_checkpoint(run_dir, cfg.get("kaggle_input"), cfg.get("resume_from"))
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
-    if trainer.global_rank == 0:
-        trainer.save_checkpoint(ckpt_dir / "last.ckpt", weights_only=False)  # wherever it stopped
-        if trainer.global_step >= max_steps:
-            metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
-            write_json(run_dir / "done.json", {"global_step": trainer.global_step, "max_steps": max_steps,
-                                               "metrics": metrics, "profile": cfg.get("profile")})
+    # collective under DDP (every rank calls it; rank 0 writes): the stopping point, whatever stopped it
+    trainer.save_checkpoint(ckpt_dir / "last.ckpt", weights_only=False)
+    if trainer.global_rank == 0 and trainer.global_step >= max_steps:
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
+        write_json(run_dir / "done.json", {"global_step": trainer.global_step, "max_steps": max_steps,
+                                           "metrics": metrics, "profile": cfg.get("profile")})
     return run_dir
 
 
