@@ -117,4 +117,4 @@ def scores_for(ctx: P.Context, run_dir: Path, variant: Variant, dataset: str, sp
         scores = score_split(model, split, size=ctx.profile.size, device=ctx.device,
                              batch_size=ctx.profile.eval_batch, ensemble=ensemble)
     save_scores(scores, cache)
-    return scores
+    return load_scores(cache)  # the stored (float16) values, so a rerun reports exactly the same numbers
