@@ -1,7 +1,15 @@
-"""Cityscapes in its official layout (``leftImg8bit`` + ``gtFine``), as a torch Dataset."""
+"""Cityscapes in its official layout (``leftImg8bit`` + ``gtFine``), as a torch Dataset.
+
+Every image must have its ``labelIds`` and ``instanceIds`` (checked at construction, so a broken download
+fails before a long run starts); ``labelTrainIds`` is used when present, otherwise computed from the
+official cityscapesscripts table (:func:`reprolib.labels.label_to_train`). File contents are checked when
+an item is read: unreadable / truncated PNGs, label ids outside the table, and size mismatches raise
+:class:`~reprolib.io.ReprolibDataError` naming the file.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -9,76 +17,129 @@ import numpy as np
 import torch
 
 from reprolib.data import formats as F
-from reprolib.data.transforms import resize_image, resize_labels, to_tensor_image
+from reprolib.data.transforms import (
+    check_image_resize,
+    check_size,
+    resize_image,
+    resize_labels,
+    to_tensor_image,
+    to_tensor_long,
+)
 from reprolib.io import PathLike, ReprolibDataError, read_png
-from reprolib.labels import VALID_LABEL_IDS, label_to_train
+from reprolib.labels import IGNORE_INDEX, NUM_CLASSES, VALID_LABEL_IDS, label_to_train
 
-_VALID_LUT = np.zeros(256, bool)
-_VALID_LUT[list(VALID_LABEL_IDS)] = True
+_VALID_LABEL_LUT = np.zeros(256, dtype=bool)
+_VALID_LABEL_LUT[sorted(VALID_LABEL_IDS)] = True
+_VALID_TRAIN_LUT = np.zeros(256, dtype=bool)
+_VALID_TRAIN_LUT[list(range(NUM_CLASSES)) + [IGNORE_INDEX]] = True
+_IMAGE_SUFFIX = "_leftImg8bit.png"
 
 
-def check_label_ids(label_ids: np.ndarray, path: Path) -> None:
-    """Refuse labelIds that are not in the Cityscapes label table."""
-    bad = ~_VALID_LUT[label_ids.astype(np.int64).clip(0, 255)] | (label_ids > 255)
+def check_label_ids(label_ids: np.ndarray, path: PathLike) -> None:
+    """Raise :class:`ReprolibDataError` if ``label_ids`` holds ids outside the Cityscapes label table."""
+    ids = np.asarray(label_ids).astype(np.int64)
+    bad = (ids < 0) | (ids > 255)
+    bad |= ~_VALID_LABEL_LUT[ids.clip(0, 255)]
     if bad.any():
-        raise ReprolibDataError(path, f"label ids outside the Cityscapes table: {np.unique(label_ids[bad])[:8].tolist()}")
+        found = np.unique(ids[bad])[:8].tolist()
+        raise ReprolibDataError(path, f"label ids outside the Cityscapes table: {found}")
+
+
+def check_train_ids(train_ids: np.ndarray, path: PathLike) -> None:
+    """Raise :class:`ReprolibDataError` unless every value is a trainId 0..18 or 255."""
+    bad = ~_VALID_TRAIN_LUT[np.asarray(train_ids).astype(np.int64).clip(0, 255)]
+    if bad.any():
+        raise ReprolibDataError(path, f"trainIds must be 0..18 or 255; found {np.unique(train_ids[bad])[:8].tolist()}")
+
+
+def check_instance_ids(instance_ids: np.ndarray, label_ids: np.ndarray, path: PathLike) -> None:
+    """Instance ids ≥ 1000 encode labelId·1000 + k; they must agree with the labelIds image."""
+    inst = instance_ids >= 1000
+    wrong = inst & (instance_ids // 1000 != label_ids)
+    if wrong.any():
+        raise ReprolibDataError(path, f"{int(wrong.sum())} pixels whose instance id (labelId·1000+k) disagrees "
+                                      f"with the labelIds image, e.g. {int(instance_ids[wrong][0])}")
 
 
 class CityscapesDataset(torch.utils.data.Dataset):
-    """Images with ``labelIds``, ``instanceIds`` and trainIds (from ``labelTrainIds`` or the official table).
+    """Cityscapes images with ``labelIds``, ``instanceIds`` and trainIds.
 
-    Items: ``image`` (3,H,W) float [0,1], ``label_ids``, ``train_ids`` (255 = void), ``instance_ids``
-    (H,W) long, ``name`` (frame id), ``path``. ``size=(H,W)`` resizes (labels nearest, images by
-    ``image_resize``); ``None`` keeps the native resolution.
+    Items: ``image`` (3,H,W) float32 in [0,1]; ``label_ids``, ``train_ids`` (255 = void), ``instance_ids``
+    (H,W) int64; ``name`` (frame id ``{city}_{seq}_{frame}``); ``path`` (the image) and ``paths`` (dict of
+    the files read; ``train_ids`` is ``""`` when computed from the table). ``size=(H,W)`` resizes (labels
+    always NEAREST, the image by ``image_resize``); ``None`` (default) keeps the native resolution.
     """
 
     def __init__(self, root: PathLike, split: str = "train", size: tuple[int, int] | None = None,
                  image_resize: str = "bilinear", gt: str = "gtFine"):
-        self.root, self.split, self.size, self.image_resize, self.gt = Path(root), split, size, image_resize, gt
+        self.root, self.split, self.gt = Path(root), split, gt
+        self.size = check_size(size)
+        self.image_resize = check_image_resize(image_resize)
+        if not self.root.is_dir():
+            raise ReprolibDataError(self.root, "Cityscapes root folder not found (expected <root>/leftImg8bit, <root>/gtFine)")
         img_dir = self.root / "leftImg8bit" / split
         if not img_dir.is_dir():
-            raise ReprolibDataError(img_dir, "Cityscapes image folder not found (expected <root>/leftImg8bit/<split>)")
-        suffix = "_leftImg8bit.png"
-        self.frames = [F.FrameId.parse(p.name[: -len(suffix)]) for p in sorted(img_dir.glob(f"*/*{suffix}"))]
+            raise ReprolibDataError(img_dir, f"Cityscapes image folder for split {split!r} not found "
+                                             "(expected <root>/leftImg8bit/<split>/<city>/)")
+        self.frames: list[F.FrameId] = []
+        for p in sorted(img_dir.glob(f"*/*{_IMAGE_SUFFIX}")):
+            try:
+                self.frames.append(F.FrameId.parse(p.name[: -len(_IMAGE_SUFFIX)]))
+            except ValueError:
+                raise ReprolibDataError(p, "image name is not {city}_{seq:06d}_{frame:06d}_leftImg8bit.png") from None
         if not self.frames:
-            raise ReprolibDataError(img_dir, "no *_leftImg8bit.png images found")
+            raise ReprolibDataError(img_dir, "no <city>/*_leftImg8bit.png images found")
         for fid in self.frames:
             for kind in ("labelIds", "instanceIds"):
                 path = F.cityscapes_gt_path(self.root, split, fid, kind, gt)
                 if not path.is_file():
-                    raise ReprolibDataError(path, f"label file missing for image {fid.stem}")
+                    raise ReprolibDataError(path, f"label file missing for image {fid.stem}_leftImg8bit.png")
 
     def __len__(self) -> int:
         return len(self.frames)
 
-    def fingerprint(self) -> str:
-        import hashlib
+    def paths(self, index: int) -> dict[str, Path]:
+        """Files of item ``index``: image, label_ids, instance_ids, train_ids (may not exist)."""
+        fid = self.frames[index]
+        gt = lambda kind: F.cityscapes_gt_path(self.root, self.split, fid, kind, self.gt)  # noqa: E731
+        return {"image": F.cityscapes_image_path(self.root, self.split, fid), "label_ids": gt("labelIds"),
+                "instance_ids": gt("instanceIds"), "train_ids": gt("labelTrainIds")}
 
-        h = hashlib.sha256(f"{self.split}|{self.size}|{self.image_resize}".encode())
-        for fid in self.frames:
-            p = F.cityscapes_image_path(self.root, self.split, fid)
-            h.update(f"{fid.stem}:{p.stat().st_size}".encode())
+    def fingerprint(self) -> str:
+        """Cheap content key: split, size, resize mode, and name/size/mtime of the images and labelIds."""
+        h = hashlib.sha256(f"{self.split}|{self.size}|{self.image_resize}|{self.gt}".encode())
+        for i, fid in enumerate(self.frames):
+            for key in ("image", "label_ids"):
+                st = self.paths(i)[key].stat()
+                h.update(f"{fid.stem}:{key}:{st.st_size}:{st.st_mtime_ns}\n".encode())
         return h.hexdigest()[:16]
 
+    def load_arrays(self, index: int) -> dict[str, np.ndarray]:
+        """Native-resolution arrays of item ``index``, validated: ``image`` (H,W,3) uint8, ``label_ids``,
+        ``train_ids`` (H,W) uint8, ``instance_ids`` (H,W) int32."""
+        p = self.paths(index)
+        image = read_png(p["image"], mode="RGB")
+        hw = image.shape[:2]
+        label_ids = read_png(p["label_ids"], mode="L", expect_size=hw)
+        check_label_ids(label_ids, p["label_ids"])
+        instance_ids = read_png(p["instance_ids"], mode="I", expect_size=hw)
+        check_instance_ids(instance_ids, label_ids, p["instance_ids"])
+        if p["train_ids"].is_file():
+            train_ids = read_png(p["train_ids"], mode="L", expect_size=hw)
+            check_train_ids(train_ids, p["train_ids"])
+        else:
+            train_ids = label_to_train(label_ids)
+        return {"image": image, "label_ids": label_ids, "train_ids": train_ids, "instance_ids": instance_ids}
+
     def __getitem__(self, index: int) -> dict[str, Any]:
-        fid = self.frames[index]
-        img_path = F.cityscapes_image_path(self.root, self.split, fid)
-        lab_path = F.cityscapes_gt_path(self.root, self.split, fid, "labelIds", self.gt)
-        inst_path = F.cityscapes_gt_path(self.root, self.split, fid, "instanceIds", self.gt)
-        image = read_png(img_path, mode="RGB")
-        label_ids = read_png(lab_path, mode="L")
-        inst = read_png(inst_path, mode="I")
-        for arr, path in ((label_ids, lab_path), (inst, inst_path)):
-            if arr.shape != image.shape[:2]:
-                raise ReprolibDataError(path, f"size {arr.shape[::-1]} differs from its image {image.shape[1::-1]}")
-        check_label_ids(label_ids, lab_path)
-        train_path = F.cityscapes_gt_path(self.root, self.split, fid, "labelTrainIds", self.gt)
-        train_ids = read_png(train_path, mode="L") if train_path.is_file() else label_to_train(label_ids)
+        a = self.load_arrays(index)
+        p = self.paths(index)
         return {
-            "image": to_tensor_image(resize_image(image, self.size, self.image_resize)),
-            "label_ids": torch.from_numpy(resize_labels(label_ids, self.size).astype(np.int64)),
-            "train_ids": torch.from_numpy(resize_labels(train_ids, self.size).astype(np.int64)),
-            "instance_ids": torch.from_numpy(resize_labels(inst, self.size).astype(np.int64)),
-            "name": fid.stem,
-            "path": str(img_path),
+            "image": to_tensor_image(resize_image(a["image"], self.size, self.image_resize)),
+            "label_ids": to_tensor_long(resize_labels(a["label_ids"], self.size)),
+            "train_ids": to_tensor_long(resize_labels(a["train_ids"], self.size)),
+            "instance_ids": to_tensor_long(resize_labels(a["instance_ids"], self.size)),
+            "name": self.frames[index].stem,
+            "path": str(p["image"]),
+            "paths": {k: (str(v) if k != "train_ids" or v.is_file() else "") for k, v in p.items()},
         }
