@@ -1,0 +1,69 @@
+"""Uncertainty of the reported numbers: per-image bootstrap intervals and seed aggregation (Table 4 style)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from reprolib.metrics.pixel import _keys, _valid, metrics_from_histograms
+
+
+def _image_histograms(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray], bits: int,
+                      ignore_index: int) -> tuple[np.ndarray, np.ndarray]:
+    pos = np.zeros((len(scores), 2**bits), np.int64)
+    neg = np.zeros_like(pos)
+    for i, (s, y) in enumerate(zip(scores, labels, strict=True)):
+        s, y = _valid(s, y, ignore_index)
+        b = (_keys(s) >> np.uint32(32 - bits)).astype(np.int64)
+        pos[i] = np.bincount(b[y == 1], minlength=2**bits)
+        neg[i] = np.bincount(b[y == 0], minlength=2**bits)
+    return pos, neg
+
+
+def bootstrap_ci(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray], metric: str = "ap",
+                 n_boot: int = 1000, alpha: float = 0.05, seed: int = 0, bits: int = 16,
+                 ignore_index: int = 255) -> tuple[float, float, float]:
+    """(point, low, high): percentile interval from resampling *images* with replacement.
+
+    Each image is reduced once to a ``2**bits``-bin histogram, so a resample is a sum of histograms.
+    The point estimate uses the same histograms (consistent with the interval).
+    """
+    if metric not in ("ap", "fpr95", "auroc"):
+        raise ValueError(f"metric must be ap, fpr95 or auroc, got {metric!r}")
+    pos, neg = _image_histograms(scores, labels, bits, ignore_index)
+    point = metrics_from_histograms(pos.sum(0), neg.sum(0))[metric]
+    rng = np.random.default_rng(seed)
+    n = len(pos)
+    values = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, n)
+        p, q = pos[idx].sum(0), neg[idx].sum(0)
+        if p.sum() == 0 or q.sum() == 0:
+            continue  # a resample without one class has no metric
+        values.append(metrics_from_histograms(p, q)[metric])
+    lo, hi = np.quantile(values, [alpha / 2, 1 - alpha / 2])
+    return float(point), float(lo), float(hi)
+
+
+def aggregate_seeds(df: pd.DataFrame, by: Sequence[str] = ("variant", "dataset", "metric"),
+                    value: str = "value") -> pd.DataFrame:
+    """Mean ± std over seeds (sample std, ddof=1) and the number of seeds, per group."""
+    g = df.groupby(list(by), sort=False)[value]
+    return pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1), "n": g.count()}).reset_index()
+
+
+def paired_comparison(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
+    """Per-seed paired difference a − b: mean, std, paired t-test and sign-test p-values."""
+    from scipy import stats
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.shape != b.shape or a.size < 2:
+        raise ValueError("paired comparison needs two equal-length sequences of at least 2 seeds")
+    d = a - b
+    t = stats.ttest_rel(a, b)
+    nonzero = d[d != 0]
+    sign_p = float(stats.binomtest(int((nonzero > 0).sum()), len(nonzero)).pvalue) if len(nonzero) else 1.0
+    return {"mean_diff": float(d.mean()), "std_diff": float(d.std(ddof=1)), "t_pvalue": float(t.pvalue),
+            "sign_pvalue": sign_p, "n": int(a.size)}

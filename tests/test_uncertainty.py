@@ -1,0 +1,40 @@
+"""Bootstrap intervals, seed aggregation and paired comparisons."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from reprolib.metrics import anomaly_metrics
+from reprolib.metrics.uncertainty import aggregate_seeds, bootstrap_ci, paired_comparison
+
+
+def _images(n: int = 12, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    ys = [(rng.random((32, 32)) < 0.1).astype(np.uint8) for _ in range(n)]
+    ss = [np.round(rng.random((32, 32)) * 0.6 + 0.4 * y, 2) for y in ys]
+    return ss, ys
+
+
+def test_bootstrap_is_seeded_and_contains_the_point() -> None:
+    ss, ys = _images()
+    a = bootstrap_ci(ss, ys, "ap", n_boot=200, seed=1)
+    assert a == bootstrap_ci(ss, ys, "ap", n_boot=200, seed=1)
+    assert a != bootstrap_ci(ss, ys, "ap", n_boot=200, seed=2)
+    point, lo, hi = a
+    assert lo <= point <= hi and hi - lo > 0
+    assert point == pytest.approx(anomaly_metrics(ss, ys)["ap"], abs=1e-9)  # 2-decimal scores: exact bins
+    with pytest.raises(ValueError, match="metric"):
+        bootstrap_ci(ss, ys, "iou")
+
+
+def test_seed_aggregation_and_paired_comparison() -> None:
+    df = pd.DataFrame({"variant": ["full"] * 3 + ["ablated"] * 3, "dataset": "d", "metric": "ap",
+                       "value": [0.5, 0.6, 0.7, 0.3, 0.35, 0.4]})
+    agg = aggregate_seeds(df).set_index("variant")
+    assert agg.loc["full", "mean"] == pytest.approx(0.6) and agg.loc["full", "std"] == pytest.approx(0.1)
+    res = paired_comparison([0.5, 0.6, 0.7], [0.3, 0.35, 0.4])
+    assert res["mean_diff"] == pytest.approx(0.25) and res["t_pvalue"] < 0.05 and res["n"] == 3
+    with pytest.raises(ValueError, match="equal-length"):
+        paired_comparison([0.1], [0.2])
