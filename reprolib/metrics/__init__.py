@@ -1,5 +1,9 @@
-"""Fishyscapes metrics: AP, FPR at 95 % TPR and AUROC over every valid pixel (exact and streaming)."""
+"""Fishyscapes metrics (AP, FPR at 95 % TPR, AUROC; exact and streaming), SMIYC component metrics,
+bootstrap intervals and seed aggregation."""
 
+from reprolib.metrics.components import component_metrics
 from reprolib.metrics.pixel import AnomalyMetrics, anomaly_metrics, curve_metrics, metrics_from_histograms
+from reprolib.metrics.uncertainty import aggregate_seeds, bootstrap_ci, paired_comparison
 
-__all__ = ["AnomalyMetrics", "anomaly_metrics", "curve_metrics", "metrics_from_histograms"]
+__all__ = ["AnomalyMetrics", "aggregate_seeds", "anomaly_metrics", "bootstrap_ci", "component_metrics", "curve_metrics",
+           "metrics_from_histograms", "paired_comparison"]
