@@ -1,92 +1,134 @@
-"""The training-data generator (Lis et al. relabelling, SynBoost's variant; spec §4.5).
+"""The training-data generator (Lis et al. instance relabelling, SynBoost's variant; spec §4.5).
 
-The original repository never shipped this script (giandbt/synboost#7, #19). For each Cityscapes image:
+The original repository never shipped a runnable script for this (giandbt/synboost#7, #19). Per Cityscapes
+image (ground-truth ``labelIds`` + ``instanceIds``):
 
-1. candidates = object instances (``instanceIds`` ≥ 1000, i.e. labelId·1000 + k: person … bicycle);
-2. n = ⌊U·N⌋ of the N instances (U ~ Uniform(0, 1) per image, or a fixed ``fraction``) are relabelled with a
-   labelId drawn from SynBoost's weighted list (road ×3, person ×3, car ×7, …), redrawn while equal to the
-   instance's own labelId;
-3. the anomaly mask = pixels whose label changed, inside the region of interest (ego vehicle, rectification
-   border and out-of-roi → 255), plus every ``dynamic`` pixel with ``dynamic=True``.
+1. candidates = object instances: ``instanceIds`` ≥ 1000 (labelId·1000 + k; person … bicycle);
+2. n = ⌊U·N⌋ of the N candidates, U ~ Uniform(0, 1) per image (the original), or n = ⌊fraction·N⌋ when
+   ``fraction`` is given, chosen without replacement;
+3. each chosen instance gets a labelId drawn from SynBoost's weighted list :data:`REPLACEMENT_LABEL_IDS`
+   (road ×3, person ×3, car ×7, …), re-drawn while equal to the instance's own labelId;
+4. the anomaly mask (``labels/``) = pixels whose labelId changed (+ every ``dynamic`` pixel when
+   ``dynamic=True``), 0 elsewhere, and 255 outside the region of interest (ego vehicle, rectification
+   border, out of roi).
 
-``void=True`` also writes ``labels_with_void_no_ego/`` with the *intended* void-as-anomaly semantics: void
-pixels (trainId 255, except ego vehicle / border / out of roi) → 1 and the instance anomalies kept. The
-original's HEAD ``include_void_to_labels`` adds 255 to a uint8 0/1 mask (1 + 255 wraps to 0) and so writes
-void as ignore and erases the instance anomalies; its commented-out lines and its hard-coded class weights
-(≈ 11 % anomaly pixels) show the intent we implement. The semantic map's void pixels are then filled with a
-known class before resynthesis (``fill_void``: e.g. a segmentation prediction; default: the nearest known
-class), as ``create_void_semantic_original`` does.
+Outputs, in the processed-split layout: ``original/`` (the image), ``semantic/`` (altered trainIds),
+``semantic_labelId/`` (altered labelIds), ``instance/`` (unaltered instanceIds, for resynthesis generators
+that draw instance edges, e.g. CC-FPSE), ``labels/`` (0/1/255), with ``void=True`` also
+``labels_with_void_no_ego/``, and ``generator.json`` (parameters and statistics).
 
-Output (the processed-split layout): ``original/ semantic/ semantic_labelId/ instance/ labels/``
-[``labels_with_void_no_ego/``] and ``generator.json``. Deterministic per (seed, image index); resumable.
+Run it as ``python -m reprolib.data.generator --cityscapes ROOT --out DIR [--split train] [--void] ...``.
 """
 
 from __future__ import annotations
 
+import argparse
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from reprolib.data import formats as F
-from reprolib.data.cityscapes import CityscapesDataset, check_label_ids
-from reprolib.io import PathLike, ReprolibDataError, read_json, read_png, write_json, write_png
-from reprolib.labels import DYNAMIC, EGO_VEHICLE, LABEL_TO_TRAIN, OUT_OF_ROI, train_to_label
+from reprolib.data.cityscapes import CityscapesDataset
+from reprolib.io import PathLike, ReprolibDataError, read_json, write_json, write_png
+from reprolib.labels import DYNAMIC, EGO_VEHICLE, IGNORE_INDEX, LABEL_TO_TRAIN, NUM_CLASSES, OUT_OF_ROI, TRAIN_TO_LABEL
 
-#: SynBoost's "optimized" replacement list of labelIds (spec §4.5)
-REPLACEMENT_LABEL_IDS = (7, 7, 7, 8, 11, 12, 13, 20, 21, 22, 24, 24, 24, 25, 26, 26, 26, 26, 26, 26, 26, 27, 28, 32, 33)
+GENERATOR_VERSION = 1
+#: SynBoost's "optimized" weighted list of replacement labelIds (spec §4.5)
+REPLACEMENT_LABEL_IDS: tuple[int, ...] = (7, 7, 7, 8, 11, 12, 13, 20, 21, 22, 24, 24, 24, 25,
+                                          26, 26, 26, 26, 26, 26, 26, 27, 28, 32, 33)
 RECTIFICATION_BORDER = 2
-OUTSIDE_ROI = (EGO_VEHICLE, RECTIFICATION_BORDER, OUT_OF_ROI)
-OUTPUT_DIRS = ("original", "semantic", "semantic_labelId", "instance", "labels")
+#: labelIds outside the region of interest: 255 (ignored) in every anomaly mask
+OUTSIDE_ROI: tuple[int, ...] = (EGO_VEHICLE, RECTIFICATION_BORDER, OUT_OF_ROI)
+OUTPUT_DIRS: tuple[str, ...] = ("original", "semantic", "semantic_labelId", "instance", "labels")
 VOID_DIR = "labels_with_void_no_ego"
+#: parameters that determine the bytes; a rerun into the same folder must match them
+_PARAM_KEYS = ("version", "split", "fraction", "seed", "void", "dynamic", "fill_void")
+
+FillVoid = Callable[[int, np.ndarray, np.ndarray], np.ndarray]
 
 
 def relabel(label_ids: np.ndarray, instance_ids: np.ndarray, rng: np.random.Generator,
             fraction: float | None = None) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """Relabel a random subset of instances; returns (altered labelIds, [(instance id, new labelId)])."""
+    """Relabel a random subset of object instances.
+
+    Returns the altered labelIds (a copy) and ``[(instance id, new labelId), …]`` in increasing instance id.
+    Draws, in order: U (only when ``fraction`` is None), the chosen instances, then the new labels.
+    """
+    if label_ids.shape != instance_ids.shape:
+        raise ValueError(f"labelIds {label_ids.shape} and instanceIds {instance_ids.shape} differ in shape")
     altered = label_ids.copy()
-    ids = np.unique(instance_ids[instance_ids >= 1000])
+    candidates = np.unique(instance_ids[instance_ids >= 1000])
     u = rng.uniform() if fraction is None else float(fraction)
-    n = int(np.floor(u * len(ids)))
-    chosen = rng.choice(ids, size=n, replace=False) if n else np.zeros(0, np.int64)
+    n = int(np.floor(u * len(candidates)))
+    chosen = np.sort(rng.choice(candidates, size=n, replace=False)) if n else candidates[:0]
+    table = np.asarray(REPLACEMENT_LABEL_IDS)
     changes = []
-    for iid in np.sort(chosen):
-        own = int(iid) // 1000
+    for iid in chosen.tolist():
+        own = iid // 1000
         new = own
         while new == own:
-            new = int(REPLACEMENT_LABEL_IDS[rng.integers(len(REPLACEMENT_LABEL_IDS))])
+            new = int(table[rng.integers(len(table))])
         altered[instance_ids == iid] = new
-        changes.append((int(iid), new))
+        changes.append((iid, new))
     return altered, changes
 
 
 def anomaly_labels(label_ids: np.ndarray, altered: np.ndarray, dynamic: bool = False) -> np.ndarray:
-    """0/1 mask of changed pixels (+ dynamic), 255 outside the region of interest."""
+    """uint8 mask: 1 where the labelId changed (+ ``dynamic`` pixels), 0 elsewhere, 255 outside the ROI."""
     out = (altered != label_ids).astype(np.uint8)
     if dynamic:
         out[label_ids == DYNAMIC] = 1
-    out[np.isin(label_ids, OUTSIDE_ROI)] = 255
+    out[np.isin(label_ids, OUTSIDE_ROI)] = IGNORE_INDEX
     return out
 
 
 def void_anomaly_labels(label_ids: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Intended ``labels_with_void_no_ego``: void (trainId 255, outside-ROI excluded) → 1, anomalies kept."""
+    """The *intended* ``labels_with_void_no_ego``: void pixels (trainId 255 in the ground truth) → 1, the
+    instance anomalies of ``labels`` kept, outside the ROI (ego vehicle, border, out of roi) → 255."""
     out = labels.copy()
-    void = (LABEL_TO_TRAIN[label_ids] == 255) & ~np.isin(label_ids, OUTSIDE_ROI)
+    void = (LABEL_TO_TRAIN[label_ids] == IGNORE_INDEX) & ~np.isin(label_ids, OUTSIDE_ROI)
     out[void] = 1
     return out
 
 
 def fill_void_nearest(train_ids: np.ndarray) -> np.ndarray:
-    """Replace void trainIds (255) by the nearest known class (the default ``fill_void``)."""
-    void = train_ids == 255
+    """Replace void trainIds (255) by the class of the nearest known pixel (Euclidean distance transform)."""
+    void = train_ids == IGNORE_INDEX
     if not void.any() or void.all():
-        return train_ids
+        return train_ids.copy()
     _, (iy, ix) = ndimage.distance_transform_edt(void, return_indices=True)
     return train_ids[iy, ix]
+
+
+def _fill_void(index: int, image: np.ndarray, train_ids: np.ndarray, fill_void: FillVoid | None) -> np.ndarray:
+    """Void pixels of ``train_ids`` take ``fill_void``'s class; whatever stays void, the nearest known class."""
+    filled = train_ids.copy()
+    void = train_ids == IGNORE_INDEX
+    if fill_void is not None and void.any():
+        pred = np.asarray(fill_void(index, image, train_ids))
+        if pred.shape != train_ids.shape:
+            raise ValueError(f"fill_void returned shape {pred.shape} for image {index}; expected {train_ids.shape}")
+        pred = pred.astype(np.int64)
+        if ((pred < 0) | ((pred >= NUM_CLASSES) & (pred != IGNORE_INDEX))).any():
+            raise ValueError(f"fill_void returned values outside trainIds 0..18 / 255 for image {index}")
+        filled[void] = pred[void].astype(np.uint8)
+    return fill_void_nearest(filled)
+
+
+def _check_params(meta: Path, params: dict[str, Any]) -> None:
+    """Refuse to mix outputs of different parameters in one folder (a rerun would silently keep stale files)."""
+    if not meta.is_file():
+        return
+    prev = read_json(meta)
+    diff = {k: (prev.get(k), params[k]) for k in _PARAM_KEYS if prev.get(k) != params[k]}
+    if diff:
+        changes = ", ".join(f"{k}: {a!r} → {b!r}" for k, (a, b) in diff.items())
+        raise ReprolibDataError(meta, f"this folder was generated with other parameters ({changes}); "
+                                      "use another out_root or delete it")
 
 
 def generate_training_data(
@@ -97,82 +139,104 @@ def generate_training_data(
     seed: int = 0,
     void: bool = False,
     dynamic: bool = False,
-    fill_void: Callable[[int, np.ndarray], np.ndarray] | None = None,
+    fill_void: FillVoid | None = None,
     progress: bool = True,
 ) -> Path:
-    """Write the altered semantic maps and anomaly masks for a Cityscapes-format split; returns ``out_root``.
+    """Write SynBoost's generated training data for a Cityscapes-format split; returns ``out_root``.
 
-    ``fill_void(index, train_ids) -> train_ids`` fills void pixels of the semantic map when ``void``.
-    A rerun with the same parameters skips images whose outputs all exist.
+    ``fraction`` fixes the share of relabelled instances (default: U ~ Uniform(0,1) per image, the original).
+    ``dynamic`` also marks every ``dynamic`` (labelId 5) pixel inside the ROI as anomalous.
+
+    ``void=True`` writes ``labels_with_void_no_ego/`` with the **intended** void-as-anomaly semantics: every
+    ground-truth void pixel (trainId 255) except the ego vehicle and out-of-ROI (and rectification border)
+    pixels → 1, and the instance anomalies kept. This fixes the original HEAD ``include_void_to_labels``
+    (spec §4.5, §7.5), which adds 255 to a uint8 0/1 mask (1 + 255 wraps to 0) and so writes void as
+    *ignored* and erases the instance anomalies; its commented-out lines and the class weights hard-coded
+    for void data (≈ 11 % anomaly pixels, no ignore) show the intent implemented here. As
+    ``create_void_semantic_original`` does, the void pixels of ``semantic/`` (and ``semantic_labelId/``) are
+    then filled with a known class before resynthesis, so void objects get repainted: by
+    ``fill_void(index, image, train_ids) -> (H,W) trainIds`` when given (e.g. a segmentation prediction of the
+    (H,W,3) uint8 image; only its values at void pixels are used), else — and wherever it returns 255 — by
+    the nearest known class. ``labels/`` is the same in both modes.
+
+    Determinism: image ``i`` (sorted frame order) uses ``np.random.default_rng([seed, i])``, so the PNG bytes
+    depend only on the inputs and the parameters. Resumable: images whose outputs all exist are skipped
+    (every file is written atomically), and ``generator.json`` guards against mixing parameters.
     """
-    if fraction is not None and not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"fraction must be in [0, 1], got {fraction}")
+    if fraction is not None and not 0.0 <= float(fraction) <= 1.0:
+        raise ValueError(f"fraction must be in [0, 1] or None, got {fraction}")
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     out = Path(out_root)
-    params = {"cityscapes_root": str(Path(cityscapes_root).resolve()), "split": split, "fraction": fraction,
-              "seed": seed, "void": void, "dynamic": dynamic, "fill_void": None if fill_void is None else "custom"}
+    params: dict[str, Any] = {
+        "version": GENERATOR_VERSION, "split": split, "fraction": None if fraction is None else float(fraction),
+        "seed": int(seed), "void": bool(void), "dynamic": bool(dynamic),
+        "fill_void": None if fill_void is None else getattr(fill_void, "__qualname__", type(fill_void).__name__),
+    }
     meta = out / "generator.json"
-    if meta.is_file():
-        prev = read_json(meta)
-        if {k: prev.get(k) for k in params} == params and prev.get("complete"):
-            return out
+    _check_params(meta, params)
     ds = CityscapesDataset(cityscapes_root, split)
     dirs = OUTPUT_DIRS + ((VOID_DIR,) if void else ())
+    info = {**params, "cityscapes_root": str(Path(cityscapes_root).resolve()), "images": len(ds),
+            "replacement_label_ids": list(REPLACEMENT_LABEL_IDS), "outside_roi_label_ids": list(OUTSIDE_ROI)}
+    write_json(meta, {**info, "complete": False})
     t0 = time.perf_counter()
-    n_anomaly = n_valid = 0
-    for i in tqdm(range(len(ds)), desc=f"generate {split}", disable=not progress):
-        fid = ds.frames[i]
-        stem = fid.stem
+    written = relabelled = n_anomaly = n_valid = 0
+    bar = tqdm(range(len(ds)), desc=f"generate {split}", unit="img", disable=None if progress else True)
+    for i in bar:
+        stem = ds.frames[i].stem
         if all((out / d / f"{stem}.png").is_file() for d in dirs):
             continue
-        root = ds.root
-        img_path = F.cityscapes_image_path(root, split, fid)
-        lab_path = F.cityscapes_gt_path(root, split, fid, "labelIds", ds.gt)
-        inst_path = F.cityscapes_gt_path(root, split, fid, "instanceIds", ds.gt)
-        image = read_png(img_path, mode="RGB")
-        label_ids = read_png(lab_path, mode="L", expect_size=image.shape[:2])
-        instance_ids = read_png(inst_path, mode="I", expect_size=image.shape[:2])
-        check_label_ids(label_ids, lab_path)
-        rng = np.random.default_rng([seed, i])
-        altered, _ = relabel(label_ids, instance_ids, rng, fraction)
+        a = ds.load_arrays(i)
+        label_ids, instance_ids = a["label_ids"], a["instance_ids"]
+        altered, changes = relabel(label_ids, instance_ids, np.random.default_rng([int(seed), i]), fraction)
         labels = anomaly_labels(label_ids, altered, dynamic)
         semantic = LABEL_TO_TRAIN[altered]
-        outputs = {"original": image, "instance": instance_ids, "labels": labels}
+        outputs = {"original": a["image"], "instance": instance_ids, "labels": labels}
         if void:
             outputs[VOID_DIR] = void_anomaly_labels(label_ids, labels)
-            semantic = fill_void(i, semantic) if fill_void is not None else fill_void_nearest(semantic)
-            semantic = semantic.astype(np.uint8)
-            # keep out-of-ROI regions as they were: the generator repaints only true void objects
-            keep = np.isin(label_ids, OUTSIDE_ROI)
-            semantic[keep] = 255
-            altered = np.where(keep, label_ids, train_to_label(semantic)).astype(np.uint8)
-        outputs["semantic"] = semantic
-        outputs["semantic_labelId"] = altered
+            filled = _fill_void(i, a["image"], semantic, fill_void)
+            was_void = semantic == IGNORE_INDEX
+            altered = np.where(was_void, TRAIN_TO_LABEL[filled], altered).astype(np.uint8)
+            semantic = filled
+        outputs["semantic"], outputs["semantic_labelId"] = semantic, altered
         for d in dirs:
             write_png(out / d / f"{stem}.png", outputs[d])
         lab = outputs[VOID_DIR] if void else labels
+        written += 1
+        relabelled += len(changes)
         n_anomaly += int((lab == 1).sum())
-        n_valid += int((lab != 255).sum())
-    if not len(ds):
-        raise ReprolibDataError(cityscapes_root, "no images to generate from")
-    write_json(meta, {**params, "complete": True, "images": len(ds), "seconds": round(time.perf_counter() - t0, 2),
-                      "anomaly_fraction_new_files": (n_anomaly / n_valid) if n_valid else None})
+        n_valid += int((lab != IGNORE_INDEX).sum())
+    bar.close()
+    seconds = time.perf_counter() - t0
+    frac = n_anomaly / n_valid if n_valid else None
+    write_json(meta, {**info, "complete": True, "written_this_run": written, "relabelled_instances_this_run": relabelled,
+                      "anomaly_pixel_fraction_this_run": frac, "seconds_this_run": round(seconds, 2)})
+    if progress:
+        share = "n/a" if frac is None else f"{frac:.1%}"
+        tqdm.write(f"generated {written} / {len(ds)} images ({len(ds) - written} already there) into {out} "
+                   f"in {seconds:.1f} s; anomaly pixels {share}")
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``python -m reprolib.data.generator --cityscapes ROOT --out DIR [--split train] [--void] ...``"""
-    import argparse
-
-    p = argparse.ArgumentParser(prog="python -m reprolib.data.generator", description=__doc__.split("\n")[0])
-    p.add_argument("--cityscapes", required=True)
-    p.add_argument("--out", required=True)
+def main(argv: Sequence[str] | None = None) -> Path:
+    """Command line: ``python -m reprolib.data.generator --cityscapes ROOT --out DIR [options]``."""
+    p = argparse.ArgumentParser(prog="python -m reprolib.data.generator",
+                                description="Generate SynBoost training data (instance relabelling, spec §4.5).")
+    p.add_argument("--cityscapes", required=True, help="Cityscapes root (leftImg8bit/, gtFine/)")
+    p.add_argument("--out", required=True, help="output folder (processed-split layout)")
     p.add_argument("--split", default="train")
-    p.add_argument("--fraction", type=float, default=None)
+    p.add_argument("--fraction", type=float, default=None,
+                   help="share of instances to relabel (default: uniform random per image, as the original)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--void", action="store_true")
-    p.add_argument("--dynamic", action="store_true")
+    p.add_argument("--void", action="store_true", help="also write labels_with_void_no_ego/ and fill void semantics")
+    p.add_argument("--dynamic", action="store_true", help="mark every 'dynamic' pixel as anomalous")
+    p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
-    print(generate_training_data(a.cityscapes, a.out, a.split, a.fraction, a.seed, a.void, a.dynamic))
+    out = generate_training_data(a.cityscapes, a.out, split=a.split, fraction=a.fraction, seed=a.seed,
+                                 void=a.void, dynamic=a.dynamic, progress=not a.no_progress)
+    print(out)
+    return out
 
 
 if __name__ == "__main__":

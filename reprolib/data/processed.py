@@ -1,9 +1,11 @@
 """The processed-split layout the dissimilarity network trains and evaluates on (spec §4.3–4.4).
 
-``original/ semantic/ synthesis/ <label_dir>/`` and, with uncertainty maps, ``entropy/ logit_distance/
-mae_features/``; files paired by natural sort of their names, as the original does. Everything is resized
-to ``size`` with NEAREST by default — the original's choice for every input, RGB included (spec §4.3) —
-``image_resize="bilinear"`` is offered for the RGB images.
+Folders ``original/ semantic/ synthesis/ <label_dir>/`` and, with uncertainty maps, ``entropy/
+logit_distance/ mae_features/``. Files in each folder are paired by natural sort of their names and the
+counts must be equal, as the original does. Every input is resized to ``size`` with NEAREST by default —
+the original's choice for all inputs, RGB included (spec §4.3) — ``image_resize="bilinear"`` is offered
+for the two RGB images. Horizontal flips are drawn per (seed, epoch, index), so a run is reproducible and
+a resumed run sees the same augmentation.
 """
 
 from __future__ import annotations
@@ -15,29 +17,53 @@ import numpy as np
 import torch
 from natsort import natsorted
 
-from reprolib.data.transforms import one_hot, resize_image, resize_labels, to_tensor_image
+from reprolib.data.transforms import (
+    check_image_resize,
+    check_size,
+    one_hot,
+    resize_image,
+    resize_labels,
+    to_tensor_image,
+    to_tensor_long,
+)
 from reprolib.io import PathLike, ReprolibDataError, read_png
+from reprolib.labels import IGNORE_INDEX, NUM_CLASSES
 
+#: item key → folder of the 8-bit uncertainty maps (spec §4.4)
 MAP_FOLDERS = {"entropy": "entropy", "distance": "logit_distance", "perceptual": "mae_features"}
 LABEL_DIRS = ("labels", "labels_with_ROI", "labels_with_void_no_ego", "labels_with_void")
+SUFFIX_KEYS = ("original", "semantic", "synthesis", *MAP_FOLDERS)
 
 
 class ProcessedSplit(torch.utils.data.Dataset):
-    """Items: ``original``/``synthesis`` (3,H,W), ``semantic`` (19,H,W) one-hot (void all-zero), ``label``
-    (H,W) long 0/1/255, and with ``uncertainty`` ``entropy``/``perceptual``/``distance`` (1,H,W) in [0,1].
+    """A processed split as the dissimilarity network reads it.
 
-    ``flip=True`` mirrors all inputs together with p = 0.5, drawn from a generator seeded by
-    (seed, epoch, index) — reproducible and resumable; call :meth:`set_epoch` each epoch.
-    ``suffixes`` selects light-pipeline folders, e.g. ``{"semantic": "_icnet", "synthesis": "_spade"}``.
+    Items: ``original``, ``synthesis`` (3,H,W) float32 (ImageNet-normalised when ``normalize``, else [0,1]);
+    ``semantic`` (19,H,W) float32 one-hot of trainIds, void/255 all-zero; ``label`` (H,W) int64 0/1/255;
+    with ``uncertainty``: ``entropy``, ``perceptual``, ``distance`` (1,H,W) float32 = PNG/255; ``name`` (stem
+    of the original image).
+
+    ``suffixes`` selects light-pipeline folders, e.g. ``{"semantic": "_icnet", "synthesis": "_spade",
+    "entropy": "_icnet", "distance": "_icnet", "perceptual": "_spade"}`` → ``semantic_icnet/`` … .
+    ``flip=True`` mirrors all inputs together with p = 0.5, drawn from a ``torch.Generator`` seeded by
+    (``seed``, epoch, index); call :meth:`set_epoch` at the start of each epoch.
     """
 
     def __init__(self, root: PathLike, label_dir: str = "labels", size: tuple[int, int] | None = (256, 512),
                  uncertainty: bool = True, flip: bool = False, normalize: bool = True,
                  suffixes: dict[str, str] | None = None, seed: int = 0, image_resize: str = "nearest"):
-        self.root, self.size, self.uncertainty, self.flip = Path(root), size, uncertainty, flip
-        self.normalize, self.seed, self.image_resize, self.epoch = normalize, seed, image_resize, 0
-        sfx = suffixes or {}
-        self.dirs = {"original": "original", "semantic": "semantic" + sfx.get("semantic", ""),
+        self.root = Path(root)
+        self.size = check_size(size)
+        self.image_resize = check_image_resize(image_resize)
+        self.uncertainty, self.flip, self.normalize = uncertainty, flip, normalize
+        if not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        self.seed, self.epoch = int(seed), 0
+        sfx = dict(suffixes or {})
+        unknown = sorted(set(sfx) - set(SUFFIX_KEYS))
+        if unknown:
+            raise ValueError(f"unknown suffixes keys {unknown}; expected some of {SUFFIX_KEYS}")
+        self.dirs = {"original": "original" + sfx.get("original", ""), "semantic": "semantic" + sfx.get("semantic", ""),
                      "synthesis": "synthesis" + sfx.get("synthesis", ""), "label": label_dir}
         if uncertainty:
             for key, folder in MAP_FOLDERS.items():
@@ -48,55 +74,66 @@ class ProcessedSplit(torch.utils.data.Dataset):
         for key, folder in self.dirs.items():
             d = self.root / folder
             if not d.is_dir():
-                raise ReprolibDataError(d, f"folder missing from the processed split (needed for {key})")
+                raise ReprolibDataError(d, f"folder {folder}/ missing from the processed split (needed for {key!r})")
             self.files[key] = natsorted(d.glob("*.png"), key=lambda p: p.name)
         counts = {self.dirs[k]: len(v) for k, v in self.files.items()}
-        if len(set(counts.values())) != 1 or not counts["original"]:
-            raise ReprolibDataError(self.root, f"folders hold different numbers of images: {counts}")
+        if len(set(counts.values())) != 1:
+            listing = ", ".join(f"{folder}/: {n}" for folder, n in counts.items())
+            raise ReprolibDataError(self.root, f"folders hold different numbers of images ({listing}); "
+                                               "files are paired by natural sort, so counts must match")
+        if not counts[self.dirs["original"]]:
+            raise ReprolibDataError(self.root / self.dirs["original"], "no PNG images")
 
     def __len__(self) -> int:
         return len(self.files["original"])
 
     def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose flips :meth:`__getitem__` draws (call once per epoch, before iterating)."""
         self.epoch = int(epoch)
 
     def names(self) -> list[str]:
+        """Stems of the original images, in item order."""
         return [p.stem for p in self.files["original"]]
 
-    def _flip(self, index: int) -> bool:
+    def flip_decision(self, index: int, epoch: int | None = None) -> bool:
+        """Whether item ``index`` is mirrored in ``epoch`` (default: the current one); pure in (seed, epoch, index)."""
         if not self.flip:
             return False
-        g = torch.Generator().manual_seed(hash((self.seed, self.epoch, index)) & 0x7FFFFFFF)
-        return bool(torch.rand(1, generator=g).item() < 0.5)
+        epoch = self.epoch if epoch is None else int(epoch)
+        # SeedSequence mixes the three integers into a well-spread 63-bit seed (no collisions between
+        # nearby tuples, unlike a linear combination), independent of Python's hash randomisation.
+        state = np.random.SeedSequence([self.seed, epoch, int(index)]).generate_state(2, np.uint32)
+        g = torch.Generator().manual_seed((int(state[0]) << 31) ^ int(state[1]))
+        return bool(torch.rand((), generator=g).item() < 0.5)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         f = {k: v[index] for k, v in self.files.items()}
         original = read_png(f["original"], mode="RGB")
-        native = original.shape[:2]
-        synthesis = read_png(f["synthesis"], mode="RGB")
-        semantic = read_png(f["semantic"], mode="L")
-        label = read_png(f["label"], mode="L")
-        for key, arr in (("synthesis", synthesis), ("semantic", semantic), ("label", label)):
-            if arr.shape[:2] != native:
-                raise ReprolibDataError(f[key], f"size {arr.shape[1::-1]} differs from original {native[::-1]}")
-        bad = ~np.isin(label, (0, 1, 255))
+        hw = original.shape[:2]
+        synthesis = read_png(f["synthesis"], mode="RGB", expect_size=hw)
+        semantic = read_png(f["semantic"], mode="L", expect_size=hw)
+        label = read_png(f["label"], mode="L", expect_size=hw)
+        bad = (semantic >= NUM_CLASSES) & (semantic != IGNORE_INDEX)
         if bad.any():
-            raise ReprolibDataError(f["label"], f"labels must be 0, 1 or 255; found {np.unique(label[bad])[:5].tolist()}")
-        size = self.size or native
+            found = np.unique(semantic[bad])[:5].tolist()
+            raise ReprolibDataError(f["semantic"], f"trainIds must be 0..18 or 255; found {found}")
+        bad = (label != 0) & (label != 1) & (label != 255)
+        if bad.any():
+            found = np.unique(label[bad])[:5].tolist()
+            raise ReprolibDataError(f["label"], f"labels must be 0, 1 or 255; found {found}")
+        size = self.size or hw
         item: dict[str, Any] = {
             "original": to_tensor_image(resize_image(original, size, self.image_resize), self.normalize),
             "synthesis": to_tensor_image(resize_image(synthesis, size, self.image_resize), self.normalize),
-            "semantic": one_hot(resize_labels(semantic, size)),
-            "label": torch.from_numpy(resize_labels(label, size).astype(np.int64)),
+            "semantic": one_hot(resize_labels(semantic, size), NUM_CLASSES),
+            "label": to_tensor_long(resize_labels(label, size)),
             "name": f["original"].stem,
         }
         if self.uncertainty:
             for key in MAP_FOLDERS:
-                m = read_png(f[key], mode="L")
-                if m.shape != native:
-                    raise ReprolibDataError(f[key], f"size {m.shape[::-1]} differs from original {native[::-1]}")
+                m = read_png(f[key], mode="L", expect_size=hw)
                 item[key] = torch.from_numpy(resize_labels(m, size).astype(np.float32) / 255.0).unsqueeze(0)
-        if self._flip(index):
+        if self.flip_decision(index):
             for key, value in item.items():
                 if isinstance(value, torch.Tensor):
                     item[key] = value.flip(-1)

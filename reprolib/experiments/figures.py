@@ -37,3 +37,38 @@ def table_figure(results: pd.DataFrame, name: str, output_dir: str | Path | None
             with atomic_write(out / f"{name}.{ext}") as fh:
                 fig.savefig(fh, format=ext, dpi=120)
     return fig
+
+
+def qualitative_figure(split: str | Path, scores: dict, path: str | Path, n: int = 3, title: str = ""):
+    """Figure 3: image | resynthesis | H | V | D | p(anomaly) | ground truth, for ``n`` images."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from reprolib.data.processed import ProcessedSplit
+    from reprolib.io import atomic_write
+
+    ds = ProcessedSplit(split, size=scores["label"][0].shape, uncertainty=True, normalize=False)
+    idx = [int(i) for i in np.linspace(0, len(ds) - 1, min(n, len(ds)))]
+    cols = ["image", "resynthesis", "entropy H", "perceptual V", "distance D", "p(anomaly)", "ground truth"]
+    fig, axes = plt.subplots(len(idx), len(cols), figsize=(2.2 * len(cols), 1.3 * len(idx) + 0.6), squeeze=False)
+    for r, i in enumerate(idx):
+        item = ds[i]
+        panels = [item["original"].permute(1, 2, 0).numpy(), item["synthesis"].permute(1, 2, 0).numpy(),
+                  scores["entropy"][i], scores["perceptual"][i], scores["distance"][i], scores["dissimilarity"][i],
+                  np.where(scores["label"][i] == 255, 0.5, scores["label"][i])]
+        for c, panel in enumerate(panels):
+            ax = axes[r][c]
+            ax.imshow(panel, cmap=None if panel.ndim == 3 else "magma", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(cols[c], fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    with atomic_write(path) as fh:
+        fig.savefig(fh, format=Path(path).suffix.lstrip("."), dpi=110)
+    plt.close(fig)
+    return path

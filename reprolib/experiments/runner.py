@@ -63,6 +63,11 @@ def run_table(
             run_dir = train_variant(ctx, source, combo, seed)
             for dataset, split in P.evaluation_splits(ctx, combo).items():
                 scores = scores_for(ctx, run_dir, source, dataset, split)
+                if name == "figure3" and seed == seeds[0]:
+                    from reprolib.experiments.figures import qualitative_figure
+
+                    qualitative_figure(split, scores, out / f"figure3-{dataset}.png",
+                                       title=f"{dataset} — profile {prof.name}, {variant.name}, seed {seed}")
                 for suffix, (metrics, info) in evaluate_ensemble(scores, variant.ensemble, prof.grid_objective).items():
                     rows += result_rows(
                         table=name, variant=variant.name + suffix, dataset=dataset, metrics=metrics, seed=seed,
