@@ -1,130 +1,285 @@
-"""Loaders for the official formats, on small files written in those formats; bad input gives clear errors."""
+"""Loaders for the official formats and the processed split, on tiny trees written in those formats."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from _make_cityscapes import make_cityscapes
-from _make_processed import make_processed_split
+from _make_data import SIZE, make_cityscapes, make_fishyscapes, make_processed, npz_bytes
+from cityscapesscripts.helpers.labels import labels as cs_labels
+from natsort import natsorted
+from PIL import Image
 
+from reprolib.backends.base import IMAGENET_MEAN, IMAGENET_STD
 from reprolib.data import CityscapesDataset, LostAndFoundDataset, ProcessedSplit, StaticDataset
 from reprolib.data import formats as F
+from reprolib.data.transforms import one_hot, resize_image, resize_labels
 from reprolib.io import ReprolibDataError, png_bytes, write_bytes, write_png
-from reprolib.labels import LABEL_TO_TRAIN
+
+# ---------------------------------------------------------------------------------------------- transforms
+
+
+def test_nearest_resize_is_pils_nearest() -> None:
+    rng = np.random.default_rng(0)
+    for hin, win, hout, wout in ((64, 128, 32, 64), (20, 33, 37, 91), (1024, 2048, 256, 512), (37, 91, 20, 33)):
+        ids = rng.integers(0, 60000, (hin, win)).astype(np.int32)
+        pil = np.asarray(Image.fromarray(ids).resize((wout, hout), Image.Resampling.NEAREST))
+        np.testing.assert_array_equal(resize_labels(ids, (hout, wout)), pil)
+        rgb = rng.integers(0, 256, (hin, win, 3), dtype=np.uint8)
+        pil = np.asarray(Image.fromarray(rgb).resize((wout, hout), Image.Resampling.NEAREST))
+        np.testing.assert_array_equal(resize_image(rgb, (hout, wout), "nearest"), pil)
+    with pytest.raises(ValueError, match="image_resize"):
+        resize_image(rgb, (8, 8), "lanczos")
+
+
+def test_one_hot_void_is_all_zero() -> None:
+    ids = np.array([[0, 18, 255], [5, 19, 7]], np.uint8)
+    oh = one_hot(ids)
+    assert oh.shape == (19, 2, 3) and oh.dtype == torch.float32
+    np.testing.assert_array_equal(oh.sum(0).numpy(), [[1, 1, 0], [1, 0, 1]])
+    assert oh[18, 0, 1] == 1 and oh[5, 1, 0] == 1 and oh[7, 1, 2] == 1
+
+
+# ---------------------------------------------------------------------------------------------- Cityscapes
+
+
+def test_label_table_matches_cityscapesscripts(tmp_path: Path) -> None:
+    # every labelId of the official table, written as one image without labelTrainIds.png → computed trainIds
+    ids = sorted(lab.id for lab in cs_labels if lab.id >= 0)
+    lab = np.repeat(np.array(ids, np.uint8)[None], 4, axis=0)
+    fid = F.FrameId("tab", 0, 1)
+    write_png(F.cityscapes_image_path(tmp_path, "val", fid), np.zeros((*lab.shape, 3), np.uint8))
+    write_png(F.cityscapes_gt_path(tmp_path, "val", fid, "labelIds"), lab)
+    write_png(F.cityscapes_gt_path(tmp_path, "val", fid, "instanceIds"), lab.astype(np.int32))
+    item = CityscapesDataset(tmp_path, "val")[0]
+    expected = {lab.id: (lab.trainId if 0 <= lab.trainId < 19 else 255) for lab in cs_labels if lab.id >= 0}
+    got = dict(zip(item["label_ids"][0].tolist(), item["train_ids"][0].tolist(), strict=True))
+    assert got == expected
+    assert item["paths"]["train_ids"] == ""
 
 
 def test_cityscapes_reads_back_what_was_written(tmp_path: Path) -> None:
-    fids = make_cityscapes(tmp_path, "train", n=2)
+    frames = make_cityscapes(tmp_path, "train", n=2)
     ds = CityscapesDataset(tmp_path, "train")
-    assert len(ds) == 2 and ds[0]["name"] == fids[0].stem
-    item = ds[1]
-    lab = item["label_ids"].numpy()
-    assert item["image"].shape == (3, 32, 64) and 0 <= item["image"].min() and item["image"].max() <= 1
-    np.testing.assert_array_equal(item["train_ids"].numpy(), LABEL_TO_TRAIN[lab])
-    assert set(np.unique(item["instance_ids"].numpy())) >= {26000, 26001, 24001}
-    small = CityscapesDataset(tmp_path, "train", size=(16, 32))[0]
-    assert small["label_ids"].shape == (16, 32) and set(small["label_ids"].unique().tolist()) <= set(np.unique(lab))
+    assert len(ds) == 2 and [f.stem for f in ds.frames] == [fr.fid.stem for fr in frames]
+    for i, fr in enumerate(frames):
+        item = ds[i]
+        assert item["name"] == fr.fid.stem and item["path"].endswith(f"{fr.fid.stem}_leftImg8bit.png")
+        assert item["paths"]["train_ids"].endswith("_gtFine_labelTrainIds.png")
+        assert item["image"].shape == (3, *SIZE) and item["image"].dtype == torch.float32
+        np.testing.assert_array_equal((item["image"] * 255).round().byte().permute(1, 2, 0).numpy(), fr.image)
+        np.testing.assert_array_equal(item["label_ids"].numpy(), fr.label_ids)
+        np.testing.assert_array_equal(item["instance_ids"].numpy(), fr.instance_ids)
+        assert item["instance_ids"].max() >= 26000 and item["label_ids"].dtype == torch.int64
+    # without labelTrainIds files the same trainIds come from the official table
+    for fr in frames:
+        F.cityscapes_gt_path(tmp_path, "train", fr.fid, "labelTrainIds").unlink()
+    for i in range(2):
+        assert torch.equal(CityscapesDataset(tmp_path, "train")[i]["train_ids"], ds[i]["train_ids"])
+    batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=2)))
+    assert batch["label_ids"].shape == (2, *SIZE) and len(batch["name"]) == 2
+
+
+def test_cityscapes_resize_policy(tmp_path: Path) -> None:
+    frames = make_cityscapes(tmp_path, "train", n=1)
+    small = CityscapesDataset(tmp_path, "train", size=(32, 64), image_resize="nearest")[0]
+    native = CityscapesDataset(tmp_path, "train")[0]
+    assert native["label_ids"].shape == SIZE  # evaluation default: native resolution
+    np.testing.assert_array_equal(small["label_ids"].numpy(), resize_labels(frames[0].label_ids, (32, 64)))
+    np.testing.assert_array_equal(small["instance_ids"].numpy(), resize_labels(frames[0].instance_ids, (32, 64)))
+    # nearest RGB samples exactly the pixels the labels sample, so they stay aligned
+    np.testing.assert_array_equal((small["image"] * 255).round().byte().permute(1, 2, 0).numpy(),
+                                  resize_labels(frames[0].image, (32, 64)))
+    bil = CityscapesDataset(tmp_path, "train", size=(32, 64))[0]["image"]
+    assert bil.shape == (3, 32, 64) and not torch.equal(bil, small["image"])
+    with pytest.raises(ValueError, match="size"):
+        CityscapesDataset(tmp_path, "train", size=(0, 64))
 
 
 def test_cityscapes_bad_input(tmp_path: Path) -> None:
-    with pytest.raises(ReprolibDataError, match="leftImg8bit"):
+    with pytest.raises(ReprolibDataError, match="nowhere"):
         CityscapesDataset(tmp_path / "nowhere", "train")
-    fids = make_cityscapes(tmp_path, "train", n=2)
-    F.cityscapes_gt_path(tmp_path, "train", fids[1], "instanceIds").unlink()
-    with pytest.raises(ReprolibDataError, match="instanceIds.png: label file missing"):
+    frames = make_cityscapes(tmp_path, "train", n=2)
+    with pytest.raises(ReprolibDataError, match=r"leftImg8bit/val: Cityscapes image folder"):
+        CityscapesDataset(tmp_path, "val")
+    inst_path = F.cityscapes_gt_path(tmp_path, "train", frames[1].fid, "instanceIds")
+    inst_path.unlink()
+    with pytest.raises(ReprolibDataError, match=f"{inst_path.name}: label file missing"):
         CityscapesDataset(tmp_path, "train")
-    make_cityscapes(tmp_path, "train", n=2)
-    lab_path = F.cityscapes_gt_path(tmp_path, "train", fids[0], "labelIds")
-    write_png(lab_path, np.full((32, 64), 77, np.uint8))
-    with pytest.raises(ReprolibDataError, match="labelIds.png: label ids outside the Cityscapes table"):
-        CityscapesDataset(tmp_path, "train")[0]
-    write_png(lab_path, np.full((16, 64), 7, np.uint8))
-    with pytest.raises(ReprolibDataError, match="differs from its image"):
-        CityscapesDataset(tmp_path, "train")[0]
-    good = png_bytes(np.zeros((32, 64, 3), np.uint8))
-    write_bytes(F.cityscapes_image_path(tmp_path, "train", fids[0]), good[: len(good) // 3])
-    with pytest.raises(ReprolibDataError, match="leftImg8bit.png: unreadable or truncated"):
-        CityscapesDataset(tmp_path, "train")[0]
+    write_png(inst_path, frames[1].instance_ids)
+    ds = CityscapesDataset(tmp_path, "train")
+    lab_path = F.cityscapes_gt_path(tmp_path, "train", frames[0].fid, "labelIds")
+    bad = frames[0].label_ids.copy()
+    bad[5, 5] = 77
+    write_png(lab_path, bad)
+    with pytest.raises(ReprolibDataError, match=rf"{lab_path.name}: label ids outside the Cityscapes table: \[77\]"):
+        ds[0]
+    write_png(lab_path, frames[0].label_ids[:32])
+    with pytest.raises(ReprolibDataError, match=f"{lab_path.name}: size 128x32"):
+        ds[0]
+    write_png(lab_path, frames[0].label_ids)
+    wrong = frames[0].instance_ids.copy()
+    wrong[frames[0].instance_ids >= 26000] = 24000  # person ids on car pixels
+    write_png(F.cityscapes_gt_path(tmp_path, "train", frames[0].fid, "instanceIds"), wrong)
+    with pytest.raises(ReprolibDataError, match="instanceIds.png: .* disagrees"):
+        ds[0]
+    good = png_bytes(frames[1].image)
+    img_path = F.cityscapes_image_path(tmp_path, "train", frames[1].fid)
+    write_bytes(img_path, good[: len(good) // 3])
+    with pytest.raises(ReprolibDataError, match=f"{img_path.name}: unreadable or truncated"):
+        ds[1]
 
 
-def _fishyscapes(tmp_path: Path) -> tuple[Path, Path, Path]:
-    laf = tmp_path / "lostandfound"
-    laf_id = "04_Maurener_Weg_8_000000_000030"
-    img = np.random.default_rng(0).integers(0, 255, (32, 64, 3), dtype=np.uint8)
-    write_png(laf / "leftImg8bit" / "test" / "04_Maurener_Weg_8" / f"{laf_id}_leftImg8bit.png", img)
-    fs_laf = tmp_path / "fishyscapes" / "LostAndFound"
-    mask = np.zeros((32, 64), np.uint8)
-    mask[10:14, 10:14] = 1
-    mask[:4] = 255
-    write_png(fs_laf / F.fishyscapes_labels_name(0, laf_id), mask)
-    cs = tmp_path / "cityscapes"
-    fids = make_cityscapes(cs, "val", n=1)
-    fs_static = tmp_path / "fishyscapes" / "Static"
-    overlay = np.zeros((32, 64, 3), np.int16)
-    overlay[5:9, 5:9] = (200, -100, 300)
-    buf = io.BytesIO()
-    np.savez_compressed(buf, rgb=overlay)
-    write_bytes(fs_static / F.fishyscapes_overlay_name(0, fids[0].stem), buf.getvalue())
-    smask = np.zeros((32, 64), np.uint8)
-    smask[5:9, 5:9] = 1
-    write_png(fs_static / F.fishyscapes_labels_name(0, fids[0].stem), smask)
-    return fs_laf, fs_static, cs
+# ---------------------------------------------------------------------------------------------- Fishyscapes
 
 
-def test_fishyscapes_loaders(tmp_path: Path) -> None:
-    fs_laf, fs_static, cs = _fishyscapes(tmp_path)
-    laf = LostAndFoundDataset(fs_laf, laf_root=tmp_path / "lostandfound")
-    item = laf[0]
-    assert item["name"] == "0000_04_Maurener_Weg_8_000000_000030"
-    assert set(item["label"].unique().tolist()) == {0, 1, 255}
-    static = StaticDataset(fs_static, cs)
-    base = CityscapesDataset(cs, "val")[0]["image"]
-    img = static[0]["image"]
-    # official rebuild: clip(base + overlay, 0, 255)
-    expected = (base * 255).round() + torch.tensor([200.0, -100.0, 300.0]).view(3, 1, 1)
-    np.testing.assert_allclose((img[:, 5:9, 5:9] * 255).round(), expected[:, 5:9, 5:9].clamp(0, 255), atol=0.5)
-    assert torch.equal(img[:, 20:, 20:], base[:, 20:, 20:])
-    assert static[0]["label"][6, 6] == 1
+def test_lost_and_found_reads_back(tmp_path: Path) -> None:
+    fy = make_fishyscapes(tmp_path / "world")
+    for ds in (LostAndFoundDataset(fy.fs_laf, laf_root=fy.lostandfound), LostAndFoundDataset(fy.fs_laf)):
+        assert len(ds) == 2
+        for i in range(2):
+            item = ds[i]
+            assert item["name"] == fy.laf_names[i]
+            np.testing.assert_array_equal(item["label"].numpy(), fy.laf_masks[i])
+            np.testing.assert_array_equal((item["image"] * 255).round().byte().permute(1, 2, 0).numpy(),
+                                          fy.laf_images[i])
+    small = LostAndFoundDataset(fy.fs_laf, size=(32, 64))[1]["label"]
+    np.testing.assert_array_equal(small.numpy(), resize_labels(fy.laf_masks[1], (32, 64)))
+
+
+def test_static_reconstruction_rule(tmp_path: Path) -> None:
+    fy = make_fishyscapes(tmp_path / "world")
+    ds = StaticDataset(fy.fs_static, fy.cityscapes)
+    for i in range(2):
+        item = ds[i]
+        expected = np.clip(fy.static_bases[i].astype(np.int32) + fy.static_overlays[i], 0, 255).astype(np.uint8)
+        got = (item["image"] * 255).round().byte().permute(1, 2, 0).numpy()
+        np.testing.assert_array_equal(got, expected)
+        assert (got[15, 15] == (255, 0, np.clip(int(fy.static_bases[i][15, 15, 2]) + 17, 0, 255))).all()
+        np.testing.assert_array_equal(item["label"].numpy(), fy.static_masks[i])
+        assert item["name"] == fy.static_names[i]
 
 
 def test_fishyscapes_bad_input(tmp_path: Path) -> None:
-    fs_laf, fs_static, cs = _fishyscapes(tmp_path)
-    with pytest.raises(ReprolibDataError, match="no Lost & Found image"):
-        LostAndFoundDataset(fs_laf, laf_root=tmp_path / "elsewhere")
-    write_png(next(fs_static.glob("*_labels.png")), np.full((32, 64), 7, np.uint8))
-    with pytest.raises(ReprolibDataError, match="hold 0, 1 or 255"):
-        StaticDataset(fs_static, cs)[0]
-    next(fs_static.glob("*rgb.npz")).unlink()
-    with pytest.raises(ReprolibDataError, match="overlay"):
-        StaticDataset(fs_static, cs)
+    fy = make_fishyscapes(tmp_path / "world")
+    elsewhere = tmp_path / "copy" / "LostAndFound"
+    elsewhere.mkdir(parents=True)
+    for p in fy.fs_laf.glob("*.png"):
+        (elsewhere / p.name).write_bytes(p.read_bytes())
+    with pytest.raises(ReprolibDataError, match="laf_root is required"):
+        LostAndFoundDataset(elsewhere)
+    laf_img = next(fy.lostandfound.rglob("*_leftImg8bit.png"))
+    laf_img.rename(laf_img.with_suffix(".bak"))
+    with pytest.raises(ReprolibDataError, match=f"no Lost & Found image {laf_img.name}"):
+        LostAndFoundDataset(fy.fs_laf)
+    mask_path = sorted(fy.fs_static.glob("*_labels.png"))[0]
+    write_png(mask_path, np.full(SIZE, 7, np.uint8))
+    with pytest.raises(ReprolibDataError, match=f"{mask_path.name}: Fishyscapes masks hold 0, 1 or 255; found \\[7\\]"):
+        StaticDataset(fy.fs_static, fy.cityscapes)[0]
+    write_png(mask_path, np.zeros((32, 64), np.uint8))
+    with pytest.raises(ReprolibDataError, match=f"{mask_path.name}: size 64x32"):
+        StaticDataset(fy.fs_static, fy.cityscapes)[0]
+    overlay = sorted(fy.fs_static.glob("*_rgb.npz"))[1]
+    write_bytes(overlay, npz_bytes(rgb=np.zeros((10, 10, 3), np.int16)))
+    with pytest.raises(ReprolibDataError, match=f"{overlay.name}: overlay shape"):
+        StaticDataset(fy.fs_static, fy.cityscapes)[1]
+    write_bytes(overlay, npz_bytes(other=np.zeros((10, 10, 3), np.int16)))
+    with pytest.raises(ReprolibDataError, match=f"{overlay.name}: overlay .npz has no 'rgb'"):
+        StaticDataset(fy.fs_static, fy.cityscapes)[1]
+    overlay.unlink()
+    with pytest.raises(ReprolibDataError, match=f"{overlay.name}: overlay for .* missing"):
+        StaticDataset(fy.fs_static, fy.cityscapes)
 
 
-def test_processed_split_items_and_flip(tmp_path: Path) -> None:
-    root = make_processed_split(tmp_path / "p", n=4)
-    ds = ProcessedSplit(root, size=(32, 64))
-    item = ds[0]
-    assert item["original"].shape == (3, 32, 64) and item["semantic"].shape == (19, 32, 64)
-    # void rows (255) are all-zero in the one-hot, every other pixel has exactly one class
-    assert item["semantic"][:, 0].sum() == 0 and torch.all(item["semantic"][:, 5:].sum(0) == 1)
-    assert item["entropy"].shape == (1, 32, 64) and 0 <= item["entropy"].min() and item["entropy"].max() <= 1
-    flipped = ProcessedSplit(root, size=(32, 64), flip=True, seed=3)
-    decisions = [torch.equal(flipped[i]["label"], ds[i]["label"].flip(-1)) for i in range(4)]
-    again = ProcessedSplit(root, size=(32, 64), flip=True, seed=3)
-    assert decisions == [torch.equal(again[i]["label"], ds[i]["label"].flip(-1)) for i in range(4)]
-    for i in range(4):  # all inputs flipped together
-        f = flipped[i]
-        same = torch.equal(f["label"], ds[i]["label"])
-        assert same == torch.equal(f["entropy"], ds[i]["entropy"]) or torch.equal(f["label"], f["label"].flip(-1))
+# ---------------------------------------------------------------------------------------------- processed split
 
 
-def test_processed_split_count_mismatch(tmp_path: Path) -> None:
-    root = make_processed_split(tmp_path / "p", n=3)
-    next((root / "synthesis").glob("*.png")).unlink()
-    with pytest.raises(ReprolibDataError, match="different numbers of images"):
-        ProcessedSplit(root)
-    with pytest.raises(ReprolibDataError, match="folder missing"):
-        ProcessedSplit(root, label_dir="labels_with_ROI")
+def test_processed_split_items(tmp_path: Path) -> None:
+    written = make_processed(tmp_path / "p")
+    raw = ProcessedSplit(tmp_path / "p", size=None, normalize=False)
+    assert raw.names() == natsorted(written) == ["frame_1", "frame_2", "frame_10", "frame_11"]
+    for i, stem in enumerate(raw.names()):
+        item, w = raw[i], written[stem]
+        assert item["name"] == stem
+        np.testing.assert_array_equal((item["original"] * 255).round().byte().permute(1, 2, 0).numpy(), w["original"])
+        np.testing.assert_array_equal(item["label"].numpy(), w["label"])
+        for key, folder in (("entropy", "entropy"), ("distance", "logit_distance"), ("perceptual", "mae_features")):
+            assert item[key].shape == (1, *SIZE)
+            torch.testing.assert_close(item[key][0], torch.from_numpy(w[folder]).float() / 255.0)
+        sem = item["semantic"]
+        assert sem.shape == (19, *SIZE)
+        void = w["semantic"] == 255
+        assert sem[:, torch.from_numpy(void)].sum() == 0
+        assert torch.all(sem.sum(0)[torch.from_numpy(~void)] == 1)
+        np.testing.assert_array_equal(sem.argmax(0).numpy()[~void], w["semantic"][~void])
+    norm = ProcessedSplit(tmp_path / "p", size=(32, 64))[0]
+    assert norm["original"].shape == (3, 32, 64) and norm["label"].shape == (32, 64)
+    x = torch.from_numpy(resize_labels(written["frame_1"]["synthesis"], (32, 64))).permute(2, 0, 1).float() / 255
+    expected = (x - torch.tensor(IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    torch.testing.assert_close(norm["synthesis"], expected)
+    assert "entropy" not in ProcessedSplit(tmp_path / "p", uncertainty=False)[0]
+
+
+def test_processed_split_suffixes(tmp_path: Path) -> None:
+    sfx = {"semantic": "_icnet", "synthesis": "_spade", "entropy": "_icnet", "logit_distance": "_icnet",
+           "mae_features": "_spade"}
+    written = make_processed(tmp_path / "p", ids=(1, 2), suffixes=sfx, label_dirs=("labels_with_ROI",))
+    ds = ProcessedSplit(tmp_path / "p", label_dir="labels_with_ROI", size=None, normalize=False,
+                        suffixes={"semantic": "_icnet", "synthesis": "_spade", "entropy": "_icnet",
+                                  "distance": "_icnet", "perceptual": "_spade"})
+    item = ds[1]
+    np.testing.assert_array_equal((item["synthesis"] * 255).round().byte().permute(1, 2, 0).numpy(),
+                                  written["frame_2"]["synthesis"])
+    torch.testing.assert_close(item["perceptual"][0], torch.from_numpy(written["frame_2"]["mae_features"]) / 255.0)
+    with pytest.raises(ReprolibDataError, match="semantic/ missing"):
+        ProcessedSplit(tmp_path / "p", label_dir="labels_with_ROI")
+    with pytest.raises(ValueError, match="unknown suffixes keys"):
+        ProcessedSplit(tmp_path / "p", suffixes={"segmentation": "_icnet"})
+
+
+def test_processed_split_flip_is_consistent_and_reproducible(tmp_path: Path) -> None:
+    make_processed(tmp_path / "p", ids=tuple(range(8)), size=(16, 32))
+    plain = ProcessedSplit(tmp_path / "p", size=None)
+    ds = ProcessedSplit(tmp_path / "p", size=None, flip=True, seed=3)
+    decisions = {}
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        for i in reversed(range(8)):  # access order must not matter
+            item, ref = ds[i], plain[i]
+            flipped = ds.flip_decision(i)
+            decisions[epoch, i] = flipped
+            for key, value in item.items():
+                if isinstance(value, torch.Tensor):  # every input mirrored together, or none
+                    assert torch.equal(value, ref[key].flip(-1) if flipped else ref[key]), (key, epoch, i)
+    assert set(decisions.values()) == {True, False}
+    assert any(decisions[0, i] != decisions[1, i] for i in range(8))  # epochs differ
+    again = ProcessedSplit(tmp_path / "p", size=None, flip=True, seed=3)  # e.g. a resumed run
+    assert all(again.flip_decision(i, epoch) == d for (epoch, i), d in decisions.items())
+    other = ProcessedSplit(tmp_path / "p", size=None, flip=True, seed=4)
+    assert any(other.flip_decision(i, epoch) != d for (epoch, i), d in decisions.items())
+    assert not any(plain.flip_decision(i) for i in range(8))
+    ds.set_epoch(1)
+    assert torch.equal(ds[-1]["label"], ds[7]["label"])
+    with pytest.raises(ValueError, match="epoch"):
+        ds.set_epoch(-1)
+
+
+def test_processed_split_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(ReprolibDataError, match="processed split folder not found"):
+        ProcessedSplit(tmp_path / "none")
+    written = make_processed(tmp_path / "p", ids=(1, 2, 3))
+    (tmp_path / "p" / "synthesis" / "frame_2.png").unlink()
+    with pytest.raises(ReprolibDataError, match=r"different numbers of images \(original/: 3, semantic/: 3, "
+                                                r"synthesis/: 2, labels/: 3"):
+        ProcessedSplit(tmp_path / "p")
+    with pytest.raises(ReprolibDataError, match="labels_with_void_no_ego/ missing"):
+        ProcessedSplit(tmp_path / "p", label_dir="labels_with_void_no_ego")
+    write_png(tmp_path / "p" / "synthesis" / "frame_2.png", written["frame_2"]["synthesis"])
+    write_png(tmp_path / "p" / "labels" / "frame_3.png", np.full(SIZE, 2, np.uint8))
+    with pytest.raises(ReprolibDataError, match=r"labels/frame_3.png: labels must be 0, 1 or 255; found \[2\]"):
+        ProcessedSplit(tmp_path / "p")[2]
+    write_png(tmp_path / "p" / "entropy" / "frame_1.png", np.zeros((8, 8), np.uint8))
+    with pytest.raises(ReprolibDataError, match="entropy/frame_1.png: size 8x8"):
+        ProcessedSplit(tmp_path / "p")[0]

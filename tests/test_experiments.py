@@ -39,6 +39,12 @@ def test_table4_rows_and_provenance(table4) -> None:
     ck = saved.drop_duplicates("variant").set_index("variant")["checkpoint"]
     assert ck["no_ensemble"] == ck["full"] and ck["no_uncertainty"] != ck["full"]
     assert json.loads((out / "timings.json").read_text())["total_s"] > 0
+    main = saved[~saved["variant"].str.contains("@")]
+    ci = main[main["metric"] == "ap"]
+    assert (ci["ap_ci_low"] <= ci["value"] + 1e-9).all() and (ci["value"] <= ci["ap_ci_high"] + 1e-9).all()
+    run = Path(ck["full"])
+    assert len(list((run / "predictions" / "fs_static").glob("*.png"))) == 4
+    assert json.loads((run / "predictions" / "fs_static-timing.json").read_text())["seconds_per_image"] > 0
 
 
 def test_rerun_reuses_finished_work(table4) -> None:

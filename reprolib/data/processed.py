@@ -89,6 +89,8 @@ class ProcessedSplit(torch.utils.data.Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose flips :meth:`__getitem__` draws (call once per epoch, before iterating)."""
+        if int(epoch) < 0:
+            raise ValueError(f"epoch must be non-negative, got {epoch}")
         self.epoch = int(epoch)
 
     def names(self) -> list[str]:
@@ -100,6 +102,7 @@ class ProcessedSplit(torch.utils.data.Dataset):
         if not self.flip:
             return False
         epoch = self.epoch if epoch is None else int(epoch)
+        index = int(index) % len(self)  # ds[-1] flips like ds[len - 1]
         # SeedSequence mixes the three integers into a well-spread 63-bit seed (no collisions between
         # nearby tuples, unlike a linear combination), independent of Python's hash randomisation.
         state = np.random.SeedSequence([self.seed, epoch, int(index)]).generate_state(2, np.uint32)
@@ -107,6 +110,8 @@ class ProcessedSplit(torch.utils.data.Dataset):
         return bool(torch.rand((), generator=g).item() < 0.5)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} images")
         f = {k: v[index] for k, v in self.files.items()}
         original = read_png(f["original"], mode="RGB")
         hw = original.shape[:2]

@@ -73,12 +73,18 @@ def resize_image(rgb: np.ndarray, size: tuple[int, int] | None, mode: str = "bil
         return rgb
     if mode == "nearest":
         return resize_labels(rgb, size)
-    return np.asarray(Image.fromarray(rgb).resize((size[1], size[0]), _PIL_FILTERS[mode]))
+    return np.array(Image.fromarray(rgb).resize((size[1], size[0]), _PIL_FILTERS[mode]))
+
+
+def _owned(arr: np.ndarray, dtype: type) -> np.ndarray:
+    """Contiguous, writable array of ``dtype`` (torch warns on read-only buffers such as PIL's)."""
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    return out if out.flags.writeable else out.copy()
 
 
 def to_tensor_image(rgb: np.ndarray, normalize: bool = False) -> torch.Tensor:
     """(H,W,3) uint8 → (3,H,W) float32 in [0,1], ImageNet-normalised when ``normalize``."""
-    x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0)
+    x = torch.from_numpy(_owned(rgb, np.uint8)).permute(2, 0, 1).float().div_(255.0)
     if normalize:
         mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
         std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
@@ -88,7 +94,7 @@ def to_tensor_image(rgb: np.ndarray, normalize: bool = False) -> torch.Tensor:
 
 def to_tensor_long(arr: np.ndarray) -> torch.Tensor:
     """(H,W) integer array → (H,W) int64 tensor (owns its memory)."""
-    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.int64))
+    return torch.from_numpy(_owned(arr, np.int64))
 
 
 def one_hot(train_ids: np.ndarray | torch.Tensor, num_classes: int = 19) -> torch.Tensor:

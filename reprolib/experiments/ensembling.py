@@ -30,6 +30,32 @@ def metrics_of(score_maps: list[np.ndarray], labels: list[np.ndarray]) -> dict[s
     return anomaly_metrics(score_maps, labels, ignore_index=255)
 
 
+def final_scores(scores: dict[str, list[np.ndarray]], mode: str, objective: str = "fpr95") -> list[np.ndarray]:
+    """The per-image anomaly scores the main row of :func:`evaluate_ensemble` is computed from."""
+    if mode in ("none", "learned-probability", "learned-repro"):
+        return scores["dissimilarity"]
+    if mode == "fixed":
+        return mix(scores, FIXED_WEIGHTS)
+    return _crossfit(scores, objective)[0]
+
+
+def _crossfit(scores: dict[str, list[np.ndarray]], objective: str) -> tuple[list[np.ndarray], list[dict]]:
+    from reprolib.ensemble import grid_search
+
+    labels = scores["label"]
+    n = len(labels)
+    a, b = crossfit_halves(n)
+    mixed: list[np.ndarray | None] = [None] * n
+    fold_weights = []
+    for tune, report in ((a, b), (b, a)):
+        tuned = select(scores, tune)
+        w = grid_search({k: tuned[k] for k in SCORE_KEYS}, tuned["label"], objective=objective).weights
+        fold_weights.append(w)
+        for i, m in zip(report, mix(select(scores, report), w), strict=True):
+            mixed[i] = m
+    return [m for m in mixed if m is not None], fold_weights
+
+
 def evaluate_ensemble(
     scores: dict[str, list[np.ndarray]], mode: str, objective: str = "fpr95"
 ) -> dict[str, tuple[dict[str, float], dict[str, Any]]]:
@@ -44,17 +70,8 @@ def evaluate_ensemble(
         raise ValueError(f"unknown ensemble mode {mode!r}")
     from reprolib.ensemble import grid_search
 
-    n = len(labels)
-    a, b = crossfit_halves(n)
-    mixed: list[np.ndarray | None] = [None] * n
-    fold_weights = []
-    for tune, report in ((a, b), (b, a)):
-        tuned = select(scores, tune)
-        w = grid_search({k: tuned[k] for k in SCORE_KEYS}, tuned["label"], objective=objective).weights
-        fold_weights.append(w)
-        for i, m in zip(report, mix(select(scores, report), w), strict=True):
-            mixed[i] = m
-    crossfit = metrics_of([m for m in mixed if m is not None], labels)
+    mixed, fold_weights = _crossfit(scores, objective)
+    crossfit = metrics_of(mixed, labels)
     same = grid_search({k: scores[k] for k in SCORE_KEYS}, labels, objective=objective)
     return {
         "": (crossfit, {"weights": fold_weights, "tuning": "cross-fitted halves"}),

@@ -10,10 +10,10 @@ from typing import Any
 import pandas as pd
 
 from reprolib.experiments import pipeline as P
-from reprolib.experiments.ensembling import evaluate_ensemble
+from reprolib.experiments.ensembling import evaluate_ensemble, final_scores
 from reprolib.experiments.profiles import get_pipeline_profile
 from reprolib.experiments.results import config_hash, result_rows, save_results
-from reprolib.experiments.scoring import load_scores, save_scores, score_split
+from reprolib.experiments.scoring import load_scores, save_scores, score_split, write_predictions
 from reprolib.experiments.tables import Variant, get_table
 from reprolib.io import write_json
 
@@ -68,16 +68,33 @@ def run_table(
 
                     qualitative_figure(split, scores, out / f"figure3-{dataset}.png",
                                        title=f"{dataset} — profile {prof.name}, {variant.name}, seed {seed}")
-                for suffix, (metrics, info) in evaluate_ensemble(scores, variant.ensemble, prof.grid_objective).items():
+                evaluated = evaluate_ensemble(scores, variant.ensemble, prof.grid_objective)
+                cis = _intervals(final_scores(scores, variant.ensemble, prof.grid_objective), scores["label"], seed)
+                for suffix, (metrics, info) in evaluated.items():
                     rows += result_rows(
                         table=name, variant=variant.name + suffix, dataset=dataset, metrics=metrics, seed=seed,
                         profile=prof.name, config=_config(ctx, source, combo, seed),
                         checkpoint=run_dir, data_fingerprint=_fingerprint(split), combo=P.combo_name(ctx, combo),
                         ensemble=variant.ensemble, ensemble_info=json.dumps(info, default=str),
+                        **(cis if suffix == "" else {}),
                     )
             save_results(rows, csv)  # after every run: a crash keeps what finished
     write_json(out / "timings.json", {**ctx.timings, "total_s": time.perf_counter() - t0})
     return pd.DataFrame(rows)
+
+
+def _intervals(maps: list, labels: list, seed: int, n_boot: int = 200) -> dict[str, float]:
+    """95 % per-image bootstrap intervals of AP and FPR95 (seeded by the run's seed)."""
+    from reprolib.metrics import bootstrap_ci
+
+    out: dict[str, float] = {}
+    for metric in ("ap", "fpr95"):
+        try:
+            _, lo, hi = bootstrap_ci(maps, labels, metric, n_boot=n_boot, seed=seed)
+        except (ValueError, IndexError):  # too few images or a class missing in every resample
+            lo = hi = float("nan")
+        out[f"{metric}_ci_low"], out[f"{metric}_ci_high"] = lo, hi
+    return out
 
 
 def _config(ctx: P.Context, variant: Variant, combo: str, seed: int) -> dict[str, Any]:
@@ -119,7 +136,12 @@ def scores_for(ctx: P.Context, run_dir: Path, variant: Variant, dataset: str, sp
         return load_scores(cache)
     with ctx.stage(f"score {dataset} with {Path(run_dir).name}"):
         model, ensemble = load_trained(run_dir)
+        t0 = time.perf_counter()
         scores = score_split(model, split, size=ctx.profile.size, device=ctx.device,
                              batch_size=ctx.profile.eval_batch, ensemble=ensemble)
+        per_image = (time.perf_counter() - t0) / max(1, len(scores["label"]))
     save_scores(scores, cache)
+    write_predictions(scores["dissimilarity"], Path(run_dir) / "predictions" / dataset)
+    write_json(Path(run_dir) / "predictions" / f"{dataset}-timing.json",
+               {"seconds_per_image": per_image, "device": ctx.device, "size": list(ctx.profile.size)})
     return load_scores(cache)  # the stored (float16) values, so a rerun reports exactly the same numbers

@@ -78,3 +78,11 @@ def crossfit_halves(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def select(scores: dict[str, list[np.ndarray]], index: np.ndarray) -> dict[str, list[np.ndarray]]:
     return {k: [v[i] for i in index] for k, v in scores.items()}
+
+
+def write_predictions(maps: list[np.ndarray], folder: str | Path, limit: int | None = None) -> None:
+    """8-bit heat maps of p(anomaly), one PNG per image (``{i:04d}.png``), written atomically."""
+    from reprolib.io import write_png
+
+    for i, m in enumerate(maps[:limit]):
+        write_png(Path(folder) / f"{i:04d}.png", (np.clip(m, 0, 1) * 255).round().astype(np.uint8))
