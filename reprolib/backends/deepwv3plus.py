@@ -5,8 +5,8 @@ Written from the description in ``reference/backends/README.md`` §1 of NVIDIA's
 published checkpoint's keys (``cityscapes_best.pth``, 268 entries), so loading needs no renaming.
 
 Input: ImageNet-normalised RGB (B,3,H,W); output: logits (B,19,H,W) at the input size. Any H, W work
-(strided pools/convs round up). In eval mode the network is a deterministic function; the Dropout2d layers
-of the original trunk are identity there and hold no weights, so they are left out.
+(strided pools/convs round up). The Dropout2d layers of the trunk's bottlenecks (mod6 p=0.3, mod7 p=0.5)
+are kept for train-mode fidelity; they hold no weights and are identity in eval.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ STRUCTURE = (3, 3, 6, 3, 1, 1)
 CHANNELS = ((128, 128), (256, 256), (512, 512), (512, 1024), (512, 1024, 2048), (1024, 2048, 4096))
 #: per stage mod2..mod7: (stride of block 1, dilation) of the dilated (output stride 8) trunk
 STRIDE_DILATION = ((1, 1), (1, 1), (2, 1), (1, 2), (1, 4), (1, 4))
+#: per stage mod2..mod7: Dropout2d probability inside the bottleneck blocks (identity in eval, no weights)
+DROPOUT = (0.0, 0.0, 0.0, 0.0, 0.3, 0.5)
 ASPP_RATES = (12, 24, 36)
 
 
@@ -49,7 +51,8 @@ class IdentityResidualBlock(nn.Module):
     the identity shortcut reads the raw input.
     """
 
-    def __init__(self, in_channels: int, channels: Sequence[int], stride: int = 1, dilation: int = 1):
+    def __init__(self, in_channels: int, channels: Sequence[int], stride: int = 1, dilation: int = 1,
+                 dropout: float = 0.0):
         super().__init__()
         if len(channels) not in (2, 3):
             raise ValueError(f"channels must have 2 (basic) or 3 (bottleneck) entries, got {channels}")
@@ -67,6 +70,7 @@ class IdentityResidualBlock(nn.Module):
                 ("bn2", _bn_relu(channels[0])),
                 ("conv2", nn.Conv2d(channels[0], channels[1], 3, padding=d, dilation=d, bias=False)),
                 ("bn3", _bn_relu(channels[1])),
+                ("dropout", nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()),
                 ("conv3", nn.Conv2d(channels[1], channels[2], 1, bias=False)),
             ]
         self.convs = nn.Sequential(OrderedDict(layers))
@@ -115,12 +119,12 @@ class DeepWV3Plus(nn.Module):
         self.pool2 = nn.MaxPool2d(3, stride=2, padding=1)
         self.pool3 = nn.MaxPool2d(3, stride=2, padding=1)
         in_ch = 64
-        for i, (n_blocks, channels, (stride, dilation)) in enumerate(zip(STRUCTURE, CHANNELS, STRIDE_DILATION,
-                                                                         strict=True)):
+        stages = zip(STRUCTURE, CHANNELS, STRIDE_DILATION, DROPOUT, strict=True)
+        for i, (n_blocks, channels, (stride, dilation), p_drop) in enumerate(stages):
             blocks = []
             for b in range(n_blocks):
-                blocks.append((f"block{b + 1}", IdentityResidualBlock(in_ch, channels, stride if b == 0 else 1,
-                                                                      dilation)))
+                block = IdentityResidualBlock(in_ch, channels, stride if b == 0 else 1, dilation, p_drop)
+                blocks.append((f"block{b + 1}", block))
                 in_ch = channels[-1]
             self.add_module(f"mod{i + 2}", nn.Sequential(OrderedDict(blocks)))
         self.aspp = ASPP(in_ch, 256, ASPP_RATES)
