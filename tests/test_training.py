@@ -121,11 +121,12 @@ def test_time_budget_stops_cleanly_with_checkpoint(splits, tmp_path: Path) -> No
 def test_wandb_offline_writes_locally_and_never_the_key(splits, tmp_path: Path) -> None:
     secret = "wandb-secret-key-0123456789abcdef0123"
     env = {**os.environ, "WANDB_API_KEY": secret, "WANDB_MODE": "offline"}
-    proc = _run_subprocess(_cfg(splits, max_steps=2, wandb_mode="offline"), tmp_path / "wb", env=env)
+    proc = _run_subprocess(_cfg(splits, max_steps=2, val_every_n_steps=2, wandb_mode="offline"), tmp_path / "wb", env=env)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err.decode()[-2000:]
     files = [p for p in (tmp_path / "wb").rglob("*") if p.is_file()]
     assert any("offline-run" in str(p) for p in files), "no offline WandB run directory"
+    assert any(p.suffix == ".png" and "media" in str(p) for p in files), "no sample prediction logged"
     for p in files:
         assert secret.encode() not in p.read_bytes(), p
 

@@ -88,6 +88,8 @@ class DissimilarityModule(L.LightningModule):
         self._val["n"] += n
         for i in range(n):
             self._val["metrics"].update(prob[i].detach(), batch["label"][i])
+        if batch_idx == 0:  # one sample prediction per validation, for the loggers that show images
+            self._val["sample"] = (prob[0].detach().float().cpu(), batch["label"][0].cpu())
 
     def on_validation_epoch_end(self) -> None:
         if not self._val.get("n"):
@@ -101,6 +103,21 @@ class DissimilarityModule(L.LightningModule):
             pass
         if not self.trainer.sanity_checking:
             self.plateau.step(val_loss)
+        self._log_sample()
+
+    def _log_sample(self) -> None:
+        """Prediction | ground truth side by side to WandB (offline or online), when it is one of the loggers."""
+        if "sample" not in self._val or self.trainer.global_rank != 0:
+            return
+        prob, label = self._val["sample"]
+        gt = torch.where(label == 255, torch.full_like(prob, 0.5), label.float())
+        panel = (torch.cat([prob, torch.ones_like(prob[:, :2]), gt], dim=1).clamp(0, 1) * 255).to(torch.uint8)
+        from lightning.pytorch.loggers import WandbLogger
+
+        for logger in self.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image(key="val/prediction", images=[panel.numpy()], caption=["p(anomaly) | ground truth"],
+                                 step=self.global_step)
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> torch.optim.Optimizer:
