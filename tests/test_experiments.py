@@ -77,3 +77,20 @@ def test_committed_notebooks_have_no_outputs_and_a_parameters_cell() -> None:
         nb = nbformat.read(path, as_version=4)
         assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells), path
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["table3", "table5", "table6", "table7", "table8", "figures", "figure3"])
+def test_every_other_notebook_runs_under_papermill(name: str, table4, tmp_path: Path) -> None:
+    """Each table notebook, smallest parameters: one seed, tiny profile, sharing the tiny world and backends."""
+    import papermill as pm
+
+    _, work, _ = table4
+    out = tmp_path / name
+    pm.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"), str(tmp_path / f"{name}.ipynb"),
+                        kernel_name="python3", parameters={"profile": "tiny", "work_dir": str(work), "output_dir": str(out),
+                                                           "device": "cpu", "wandb_mode": "disabled"},
+                        progress_bar=False, cwd=str(ROOT))
+    rows = pd.read_csv(out / f"{name}.csv")
+    assert {v.name for v in TABLES[name].variants} <= set(rows["variant"])
+    assert (out / f"{name}.png").is_file()
