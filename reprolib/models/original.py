@@ -7,13 +7,12 @@ The mapping is an explicit prefix table (:func:`original_prefix_map`), applied b
 
 from __future__ import annotations
 
-import math
 import os
-import zlib
 from collections.abc import Mapping
 
 import torch
 
+from reprolib.backends.keyed import keyed_value  # one fixture rule for every reference checkpoint (spec §8)
 from reprolib.io import ReprolibDataError, load_torch
 
 from .dissimilarity import DissimilarityConfig, DissimilarityNet
@@ -148,25 +147,6 @@ def from_original_state_dict(
     model = model.to_empty(device="cpu")
     model.load_state_dict(ours, strict=True, assign=False)
     return model
-
-
-def keyed_value(key: str, shape: tuple[int, ...] | list[int]) -> torch.Tensor | None:
-    """The fixture rule of ``original-dissimilarity-state-dicts.json`` (spec §8): a deterministic tensor
-    for state-dict entry ``key`` from ``crc32(key)`` (None for ``num_batches_tracked``: left untouched)."""
-    if key.endswith("num_batches_tracked"):
-        return None
-    shape = tuple(int(s) for s in shape)
-    g = torch.Generator().manual_seed(zlib.crc32(key.encode()))
-    t = torch.randn(shape, generator=g, dtype=torch.float32)
-    if key.endswith("running_mean"):
-        return 0.1 * t
-    if key.endswith("running_var"):
-        return 1 + 0.1 * t.abs()
-    if len(shape) >= 2:
-        return t * math.sqrt(2.0 / math.prod(shape[1:]))
-    if len(shape) == 1:
-        return 1 + 0.1 * t if key.endswith(".weight") else 0.05 * t
-    return 1 + 0.1 * t
 
 
 def keyed_state_dict(entries: list[tuple[str, list[int]]]) -> dict[str, torch.Tensor]:
