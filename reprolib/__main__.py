@@ -1,8 +1,10 @@
 """``python -m reprolib train|evaluate|table`` — the command line over the same functions the notebooks call.
 
 * ``train --config run.yaml [--set key=value ...] --run-dir DIR``: one training run (resumes, skips if done).
-* ``evaluate --run-dir DIR --split PROCESSED_SPLIT [--size H W] [--ensemble none|fixed]``: metrics of a
-  trained run on a processed evaluation split (printed as JSON, per-image scores saved beside the run).
+* ``evaluate --checkpoint RUN_DIR|FILE.ckpt (--split PROCESSED_SPLIT | --dataset DIR --kind KIND --combo NAME)
+  [--resolution benchmark|processed] [--ensemble none|fixed] [--out DIR]``: metrics of a trained model on a
+  Fishyscapes-format set (run through the combo's backends first) or an already processed split; writes
+  scores, prediction PNGs, timing and ``metrics.json`` and prints the metrics as JSON.
 * ``table NAME [--profile demo|full] [--data-root DIR] [--work-dir data]``: a whole table, like ``make``.
 """
 
@@ -44,6 +46,34 @@ def _load_config(path: str | None, overrides: list[str]) -> dict[str, Any]:
     return cfg
 
 
+def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    from reprolib.experiments import evaluation as E
+    from reprolib.training.run import read_config
+
+    ckpt = Path(args.checkpoint)
+    split = args.split
+    if split is None:
+        if args.size:
+            size = tuple(args.size)
+        elif ckpt.is_dir():
+            size = tuple(read_config(ckpt)["size"])
+        else:
+            raise ValueError("--size H W is needed with a .ckpt file (a run directory records its size)")
+        checkpoints = dict(item.split("=", 1) for item in args.ckpt if "=" in item)
+        if len(checkpoints) != len(args.ckpt):
+            raise ValueError(f"--ckpt expects NAME=PATH, got {args.ckpt}")
+        dataset = E.evaluation_dataset(args.kind, args.dataset, laf_root=args.laf_root,
+                                       cityscapes_root=args.cityscapes_root)
+        split = E.evaluation_split(dataset, args.combo, args.work_dir, size=size, checkpoints=checkpoints,
+                                   embedded_dir=args.embedded_dir, device=args.device)
+    run_dir = ckpt if ckpt.is_dir() else ckpt.parent
+    out = Path(args.out) if args.out else run_dir / "evaluation" / f"{Path(split).name}-{args.resolution}-{args.ensemble}"
+    result = E.evaluate_checkpoint(ckpt, split, out, ensemble=args.ensemble, resolution=args.resolution,
+                                   device=args.device)
+    result["out"] = str(out)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reprolib", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -51,11 +81,25 @@ def main(argv: list[str] | None = None) -> int:
     p_train.add_argument("--config", help="YAML file (see reprolib/configs/)")
     p_train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. lr=1e-5")
     p_train.add_argument("--run-dir", required=True)
-    p_eval = sub.add_parser("evaluate", help="metrics of a trained run on a processed split")
-    p_eval.add_argument("--run-dir", required=True)
-    p_eval.add_argument("--split", required=True, help="processed evaluation split (precompute output)")
-    p_eval.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"))
+    p_eval = sub.add_parser("evaluate", help="metrics of a trained model on a Fishyscapes-format set")
+    p_eval.add_argument("--checkpoint", "--run-dir", dest="checkpoint", required=True,
+                        help="a run directory (uses checkpoints/last.ckpt) or a .ckpt file")
+    src = p_eval.add_mutually_exclusive_group(required=True)
+    src.add_argument("--split", help="an already processed evaluation split (precompute output)")
+    src.add_argument("--dataset", help="a Fishyscapes-format folder (L&F masks, or Static overlays)")
+    p_eval.add_argument("--kind", default="fs_lost_and_found", choices=["fs_lost_and_found", "fs_static"])
+    p_eval.add_argument("--combo", default="embedded-original", help="segmentation + resynthesis combo")
+    p_eval.add_argument("--laf-root", default=None, help="Lost & Found tree (leftImg8bit/) for fs_lost_and_found")
+    p_eval.add_argument("--cityscapes-root", default=None, help="Cityscapes tree for fs_static")
+    p_eval.add_argument("--ckpt", action="append", default=[], metavar="NAME=PATH",
+                        help="real backend checkpoint, e.g. ccfpse-generator=latest_net_G.pth")
+    p_eval.add_argument("--embedded-dir", default=None, help="trained embedded backends (for embedded combos)")
+    p_eval.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                        help="processing size (default: the run's)")
+    p_eval.add_argument("--work-dir", default="data/evaluate", help="where processed splits are cached")
+    p_eval.add_argument("--resolution", default="benchmark", choices=["benchmark", "processed"])
     p_eval.add_argument("--ensemble", default="none", choices=["none", "fixed"])
+    p_eval.add_argument("--out", default=None, help="output folder (default: beside the checkpoint)")
     p_eval.add_argument("--device", default="cpu")
     p_table = sub.add_parser("table", help="run a whole table (as make tableN does)")
     p_table.add_argument("name")
@@ -72,16 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         done = run / "done.json"
         print(done.read_text() if done.is_file() else f"stopped before the end; resume with the same command ({run})")
     elif args.cmd == "evaluate":
-        from reprolib.experiments.ensembling import evaluate_ensemble
-        from reprolib.experiments.scoring import save_scores, score_split
-        from reprolib.training.run import load_trained, read_config
-
-        size = tuple(args.size) if args.size else tuple(read_config(args.run_dir)["size"])
-        model, ensemble = load_trained(args.run_dir)
-        scores = score_split(model, args.split, size=size, device=args.device, ensemble=ensemble)
-        save_scores(scores, Path(args.run_dir) / "scores" / f"{Path(args.split).name}.npz")
-        metrics, _ = evaluate_ensemble(scores, args.ensemble)[""]
-        print(json.dumps(metrics, indent=2))
+        print(json.dumps(_evaluate(args), indent=2))
     else:
         from reprolib.experiments import run_table
 

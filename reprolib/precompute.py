@@ -6,6 +6,7 @@
                                         semantic/<stem>.png        trainIds (prediction, or the altered GT)
                                         synthesis/<stem>.png       RGB resynthesis
                                         labels*/<stem>.png         0 known / 1 anomaly / 255 ignore
+                                        labels_native/<stem>.png   evaluation labels at the source's size
                                         entropy/ logit_distance/ mae_features/<stem>.png   8-bit maps
                                         key.json  done.json
 
@@ -51,10 +52,21 @@ from reprolib.backends.embedded import module_fingerprint
 from reprolib.io import PathLike, ReprolibDataError, read_json, read_png, write_json, write_png
 from reprolib.labels import IGNORE_INDEX, NUM_CLASSES, label_to_train, train_to_label
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: labels_native/ (evaluation labels at the dataset's own, benchmark resolution)
 MAP_DIRS = ("entropy", "logit_distance", "mae_features")
 LABEL_DIRS = ("labels", "labels_with_ROI", "labels_with_void_no_ego", "labels_with_void")
 LABEL_SOURCES = ("auto", "prediction", "ground_truth")
+#: the evaluation labels (``labels_with_ROI`` if the source has them, else ``labels``) at the source's own
+#: resolution, so scores can be evaluated at the benchmark's resolution rather than the processing size
+NATIVE_LABEL_DIR = "labels_native"
+
+
+def native_label_source(label_dirs: list[str] | set[str] | dict[str, Any]) -> str | None:
+    """Which label folder ``labels_native/`` copies: ``labels_with_ROI`` if present, else ``labels``."""
+    for d in ("labels_with_ROI", "labels"):
+        if d in label_dirs:
+            return d
+    return None
 
 @dataclass
 class SourceItem:
@@ -361,6 +373,8 @@ def precompute(
         label_dirs = sorted({d for it in items for d in it.labels})
         label_dirs_seen.update(label_dirs)
         dirs = ["original", "semantic", "synthesis", *label_dirs, *MAP_DIRS]
+        if native_label_source(label_dirs) is not None:
+            dirs.append(NATIVE_LABEL_DIR)
         if all(_stem_done(out, it.name, dirs) for it in items):
             bar.update(len(items))
             continue
@@ -451,6 +465,9 @@ def _process_batch(
         }
         for d, lab in it.labels.items():
             arr[d] = _resize_ids(lab, size).to(torch.uint8).numpy()
+        native = native_label_source(it.labels)
+        if native is not None:
+            arr[NATIVE_LABEL_DIR] = it.labels[native].to(torch.uint8).numpy()
         arr.update({k: m[i] for k, m in maps.items()})
         out.append(arr)
     return out

@@ -29,10 +29,15 @@ def test_train_then_evaluate(tmp_path: Path) -> None:
            "--run-dir", str(run)]
     subprocess.run(cmd, check=True, capture_output=True, cwd=tmp_path)
     assert json.loads((run / "done.json").read_text())["global_step"] == 2
-    out = subprocess.run([sys.executable, "-m", "reprolib", "evaluate", "--run-dir", str(run), "--split", str(val_split)],
-                         check=True, capture_output=True, text=True, cwd=tmp_path)
-    metrics = json.loads(out.stdout[out.stdout.index("{"):])
-    assert set(metrics) == {"ap", "fpr95", "auroc"} and (run / "scores" / "val.npz").is_file()
+    out = subprocess.run([sys.executable, "-m", "reprolib", "evaluate", "--run-dir", str(run), "--split", str(val_split),
+                          "--resolution", "processed"], check=True, capture_output=True, text=True, cwd=tmp_path)
+    result = json.loads(out.stdout[out.stdout.index("{"):])
+    assert set(result["metrics"]) == {"ap", "fpr95", "auroc"} and result["eval_size"] == [64, 128]
+    assert (run / "evaluation" / "val-processed-none" / "scores.npz").is_file()
+    # a split made without benchmark-resolution labels: a one-line error naming the folder, no traceback
+    bad_eval = subprocess.run([sys.executable, "-m", "reprolib", "evaluate", "--run-dir", str(run), "--split",
+                               str(val_split)], capture_output=True, text=True, cwd=tmp_path)
+    assert bad_eval.returncode != 0 and "labels_native" in bad_eval.stderr and "Traceback" not in bad_eval.stderr
     bad = subprocess.run([sys.executable, "-m", "reprolib", "train", "--config", str(tmp_path / "nope.yaml"),
                           "--run-dir", str(run)], capture_output=True, text=True)
     assert bad.returncode != 0 and "nope.yaml: config file not found" in bad.stderr

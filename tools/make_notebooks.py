@@ -31,6 +31,7 @@ device = "auto"         # "auto" | "cpu" | "cuda"
 work_dir = "data"       # world, backends, processed splits, runs (reused across tables and reruns)
 output_dir = "results/{name}"
 wandb_mode = "offline"  # "online" only if you set WANDB_API_KEY yourself
+eval_resolution = "processed"  # "benchmark": score at the evaluation sets' own size (Fishyscapes 1024×2048)
 kaggle = False          # set by the Kaggle bundle
 '''
 
@@ -47,12 +48,14 @@ def build(name: str, title: str) -> nbformat.NotebookNode:
             "from reprolib.report import comparison_table\n\n"
             f"results = run_table(\n    {name!r}, profile=profile, data_root=data_root, checkpoints=checkpoints,\n"
             "    seeds=seeds, max_epochs=max_epochs, max_time=max_time, device=device, work_dir=work_dir,\n"
-            "    output_dir=output_dir, wandb_mode=wandb_mode, kaggle=kaggle,\n)"
+            "    output_dir=output_dir, wandb_mode=wandb_mode, kaggle=kaggle, eval_resolution=eval_resolution,\n)"
         ),
         nbformat.v4.new_markdown_cell("## Ours beside the MLRC report and the paper (AP, FPR95 in %)"),
         nbformat.v4.new_code_cell(f"comparison_table(results, {name!r})"),
         nbformat.v4.new_code_cell(f"table_figure(results, {name!r}, output_dir)"),
     ]
+    for i, cell in enumerate(nb.cells):  # stable ids: regenerating leaves unchanged notebooks byte-identical
+        cell.id = f"{name}-{i}"
     return nb
 
 

@@ -58,6 +58,7 @@ class Context:
     wandb_mode: str = "offline"
     max_time: str | None = None
     max_epochs: int | None = None
+    eval_resolution: str = "processed"  # or "benchmark": see reprolib.experiments.scoring.RESOLUTIONS
     timings: dict[str, float] = field(default_factory=dict)
 
     def stage(self, name: str) -> _Stage:

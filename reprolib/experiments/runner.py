@@ -41,8 +41,18 @@ def run_table(
     wandb_mode: str = "offline",
     kaggle: bool = False,
     variants: list[str] | None = None,
+    eval_resolution: str = "processed",
 ) -> pd.DataFrame:
-    """Run (or resume) every variant × seed of a table and write ``output_dir/<name>.csv``; returns the rows."""
+    """Run (or resume) every variant × seed of a table and write ``output_dir/<name>.csv``; returns the rows.
+
+    ``eval_resolution``: ``"processed"`` scores at the processing size, as the original code and the MLRC
+    report did; ``"benchmark"`` upsamples the scores to the evaluation sets' own resolution (Fishyscapes:
+    1024×2048), as the benchmark server does. On the embedded world both are the same size.
+    """
+    from reprolib.experiments.scoring import RESOLUTIONS
+
+    if eval_resolution not in RESOLUTIONS:
+        raise ValueError(f"eval_resolution must be one of {RESOLUTIONS}, got {eval_resolution!r}")
     spec = get_table(name)
     prof = get_pipeline_profile(profile)
     work = Path(work_dir)
@@ -50,7 +60,7 @@ def run_table(
     out.mkdir(parents=True, exist_ok=True)
     ctx = P.Context(profile=prof, work_dir=work / prof.name, data=P.resolve_data(work / prof.name, data_root, prof),
                     checkpoints=checkpoints, device=_device(device), wandb_mode=wandb_mode, max_time=max_time,
-                    max_epochs=max_epochs)
+                    max_epochs=max_epochs, eval_resolution=eval_resolution)
     seeds = list(seeds if seeds is not None else (prof.seeds or (spec.seeds_full if profile == "full" else spec.seeds_demo)))
     chosen = [v for v in spec.variants if variants is None or v.name in variants]
     t0 = time.perf_counter()
@@ -99,7 +109,8 @@ def _intervals(maps: list, labels: list, seed: int, n_boot: int = 200) -> dict[s
 
 def _config(ctx: P.Context, variant: Variant, combo: str, seed: int) -> dict[str, Any]:
     return {"variant": variant.training_key(), "combo": P.combo_name(ctx, combo), "seed": seed,
-            "profile": ctx.profile.name, "training": ctx.profile.training_overrides()}
+            "profile": ctx.profile.name, "training": ctx.profile.training_overrides(),
+            "eval_resolution": ctx.eval_resolution}
 
 
 def _fingerprint(split: Path) -> str:
@@ -131,17 +142,19 @@ def scores_for(ctx: P.Context, run_dir: Path, variant: Variant, dataset: str, sp
     """Per-image scores of a trained model on an evaluation split (cached as npz in the run dir)."""
     from reprolib.training.run import load_trained
 
-    cache = Path(run_dir) / "scores" / f"{dataset}-{Path(split).name}.npz"
+    suffix = "" if ctx.eval_resolution == "processed" else f"-{ctx.eval_resolution}"
+    cache = Path(run_dir) / "scores" / f"{dataset}-{Path(split).name}{suffix}.npz"
     if cache.is_file():
         return load_scores(cache)
     with ctx.stage(f"score {dataset} with {Path(run_dir).name}"):
         model, ensemble = load_trained(run_dir)
         t0 = time.perf_counter()
         scores = score_split(model, split, size=ctx.profile.size, device=ctx.device,
-                             batch_size=ctx.profile.eval_batch, ensemble=ensemble)
+                             batch_size=ctx.profile.eval_batch, ensemble=ensemble, resolution=ctx.eval_resolution)
         per_image = (time.perf_counter() - t0) / max(1, len(scores["label"]))
     save_scores(scores, cache)
-    write_predictions(scores["dissimilarity"], Path(run_dir) / "predictions" / dataset)
-    write_json(Path(run_dir) / "predictions" / f"{dataset}-timing.json",
-               {"seconds_per_image": per_image, "device": ctx.device, "size": list(ctx.profile.size)})
+    write_predictions(scores["dissimilarity"], Path(run_dir) / "predictions" / f"{dataset}{suffix}")
+    write_json(Path(run_dir) / "predictions" / f"{dataset}{suffix}-timing.json",
+               {"seconds_per_image": per_image, "device": ctx.device, "size": list(ctx.profile.size),
+                "eval_resolution": ctx.eval_resolution, "eval_size": list(scores["label"][0].shape)})
     return load_scores(cache)  # the stored (float16) values, so a rerun reports exactly the same numbers

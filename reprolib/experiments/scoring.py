@@ -17,6 +17,29 @@ import torch
 from reprolib.io import write_bytes
 
 MAP_NAMES = ("entropy", "perceptual", "distance")
+#: ``"processed"``: scores and labels at the processing size (what the original code and the MLRC report
+#: evaluated: 256×512, labels nearest-resized); ``"benchmark"``: scores bilinearly upsampled to the
+#: evaluation set's own resolution (1024×2048 for Fishyscapes) and scored against its full-size labels.
+RESOLUTIONS = ("processed", "benchmark")
+
+
+def _native_labels(split: Path, names: list[str]) -> list[np.ndarray]:
+    from reprolib.io import ReprolibDataError, read_png
+    from reprolib.precompute import NATIVE_LABEL_DIR
+
+    folder = split / NATIVE_LABEL_DIR
+    if not folder.is_dir():
+        raise ReprolibDataError(folder, "no benchmark-resolution labels in this processed split (made by an "
+                                        "older precompute?): recompute it, or evaluate at resolution='processed'")
+    return [read_png(folder / f"{n}.png", mode="L") for n in names]
+
+
+def _upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B,H,W) scores → (B,*size), bilinear (align_corners=False) as a benchmark submission would resize."""
+    if tuple(maps.shape[-2:]) == size:
+        return maps
+    return torch.nn.functional.interpolate(maps[:, None].float(), size=size, mode="bilinear",
+                                           align_corners=False)[:, 0]
 
 
 @torch.no_grad()
@@ -29,11 +52,18 @@ def score_split(
     batch_size: int = 4,
     ensemble: torch.nn.Module | None = None,
     label_dir: str = "labels",
+    resolution: str = "processed",
 ) -> dict[str, list[np.ndarray]]:
     """Run the network over a processed split; returns per-image arrays for
-    ``dissimilarity`` (p(anomaly)), ``entropy``, ``perceptual``, ``distance`` and ``label``."""
+    ``dissimilarity`` (p(anomaly)), ``entropy``, ``perceptual``, ``distance`` and ``label``.
+
+    ``resolution`` (see :data:`RESOLUTIONS`): at ``"benchmark"`` every map is upsampled to the size of the
+    split's ``labels_native/`` image and ``label`` is that image.
+    """
     from reprolib.data.processed import ProcessedSplit
 
+    if resolution not in RESOLUTIONS:
+        raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {resolution!r}")
     ds = ProcessedSplit(split, label_dir=label_dir, size=size, uncertainty=True, flip=False, normalize=True)
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=0)
     model = model.to(device).eval()
@@ -45,11 +75,15 @@ def score_split(
             prob = ensemble.score(logits, args["entropy"], args["perceptual"], args["distance"])
         else:
             prob = torch.softmax(logits.float(), dim=1)[:, 1]
-        for i in range(prob.shape[0]):
-            out["dissimilarity"].append(prob[i].cpu().numpy().astype(np.float32))
-            for k in MAP_NAMES:
-                out[k].append(batch[k][i, 0].numpy().astype(np.float32))
-            out["label"].append(batch["label"][i].numpy().astype(np.uint8))
+        maps = {"dissimilarity": prob.float().cpu(), **{k: batch[k][:, 0].float() for k in MAP_NAMES}}
+        if resolution == "benchmark":
+            labels = _native_labels(Path(split), list(batch["name"]))
+        else:
+            labels = [lab.numpy().astype(np.uint8) for lab in batch["label"]]
+        for i, label in enumerate(labels):
+            for k, m in maps.items():
+                out[k].append(_upsample(m[i:i + 1], label.shape)[0].numpy().astype(np.float32))
+            out["label"].append(label.astype(np.uint8))
     return out
 
 

@@ -164,11 +164,23 @@ def train(config: dict[str, Any], run_dir: PathLike) -> Path:
 
 def load_trained(run_dir: PathLike, which: str = "last") -> tuple[torch.nn.Module, torch.nn.Module | None]:
     """(network, learned ensemble or None) of a finished run, in eval mode (weights_only loading)."""
-    run_dir = Path(run_dir)
-    path = run_dir / "checkpoints" / f"{which}.ckpt"
+    path = Path(run_dir) / "checkpoints" / f"{which}.ckpt"
     if not path.is_file():
         raise ReprolibDataError(path, "checkpoint not found (has the run been trained?)")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    return load_checkpoint(path)
+
+
+def load_checkpoint(path: PathLike) -> tuple[torch.nn.Module, torch.nn.Module | None]:
+    """(network, learned ensemble or None) from one Lightning checkpoint file, in eval mode (weights_only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ReprolibDataError(path, "checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated or foreign file: name it instead of unpickling noise
+        raise ReprolibDataError(path, f"not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ReprolibDataError(path, "not a reprolib training checkpoint (no 'state_dict')")
     hp = ckpt.get("hyper_parameters", {})
     module = DissimilarityModule(hp.get("model"), class_weights=hp.get("class_weights"),
                                  ensemble=hp.get("ensemble", "none"))
