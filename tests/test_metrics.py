@@ -71,9 +71,26 @@ def test_streaming_close_to_exact_on_softmax_maps() -> None:
     bound = {"ap": 1e-3, "fpr95": 1e-3, "auroc": 1e-5}  # documented in reprolib.metrics.pixel (small set here)
     for k in exact:
         assert abs(exact[k] - stream[k]) <= bound[k], k
-    # exact when all scores are distinct bins apart (8-bit maps)
+    # exact when all scores are distinct bins apart (8-bit maps; float16 scores, as the score cache stores)
     q = [np.round(s * 255) / 255 for s in ss]
     assert anomaly_metrics(q, ys, exact=False) == pytest.approx(anomaly_metrics(q, ys), abs=1e-12)
+    h = [s.astype(np.float16) for s in ss]
+    assert anomaly_metrics(h, ys, exact=False) == pytest.approx(anomaly_metrics(h, ys), abs=1e-12)
+
+
+def test_streaming_fpr95_inside_a_spread_bin() -> None:
+    """The FPR95 crossing inside a bin of many distinct scores: the expectation over a random order of the
+    bin's pixels, not the bin's upper edge (which would count all of its negatives)."""
+    rng = np.random.default_rng(5)
+    # 1000 positives well above, then one bin-narrow cluster holding 100 positives and 10000 negatives
+    s = np.concatenate([np.linspace(0.9, 0.99, 1000), 0.5 + rng.random(10100) * 1e-5]).astype(np.float32)
+    y = np.concatenate([np.ones(1000), np.ones(100), np.zeros(10000)]).astype(np.uint8)
+    y[1000:] = rng.permutation(y[1000:])
+    exact = anomaly_metrics(s, y)["fpr95"]
+    stream = anomaly_metrics(s, y, exact=False)["fpr95"]
+    # crossing at the 45th positive of the cluster: exact ≈ 45/101 of the cluster's negatives
+    assert stream == pytest.approx(45 * 10000 / 101 / 10000, abs=1e-9)
+    assert abs(stream - exact) < 0.1 and abs(1.0 - exact) > 0.3  # the bin edge would give FPR 1.0
 
 
 def test_bad_input() -> None:
