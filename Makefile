@@ -82,7 +82,7 @@ report: $(STAMP)
 all: $(TABLES) report
 
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 kaggle-push: $(STAMP)
 	$(PY) -m reprolib.kaggle push --table $(TABLE) --profile $(PROFILE) \
