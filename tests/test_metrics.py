@@ -103,3 +103,22 @@ def test_bad_input() -> None:
         anomaly_metrics(np.zeros(4), np.array([0, 1, 2, 0]))
     with pytest.raises(ValueError, match="both classes"):
         anomaly_metrics(np.zeros(4), np.zeros(4, np.uint8))
+
+
+def test_signed_zero_ties_and_label_dtypes() -> None:
+    """−0.0 and +0.0 are one threshold (as for sklearn); labels of any integer dtype, whole-number floats."""
+    rng = np.random.default_rng(7)
+    s = rng.choice(np.array([-0.0, 0.0, 0.5, -0.5, 1.0], np.float32), 5000)
+    y = (rng.random(5000) < 0.3).astype(np.uint8)
+    assert anomaly_metrics(s, y) == pytest.approx(_sklearn(s, y), abs=1e-12)
+    assert anomaly_metrics(s, y, exact=False) == pytest.approx(_sklearn(s, y), abs=1e-12)
+    y32 = y.astype(np.int32)
+    y32[:100] = -1
+    ref = _sklearn(s[100:], y[100:])
+    assert anomaly_metrics(s, y32, ignore_index=-1) == pytest.approx(ref, abs=1e-12)
+    assert anomaly_metrics(torch.from_numpy(s), torch.from_numpy(y32), ignore_index=-1) == pytest.approx(ref, abs=1e-12)
+    assert anomaly_metrics(s, y.astype(np.float32)) == pytest.approx(_sklearn(s, y), abs=1e-12)
+    with pytest.raises(ValueError, match="non-integer"):
+        anomaly_metrics(s, y.astype(np.float32) + 0.5)
+    with pytest.raises(ValueError, match=r"found \[2\]"):
+        anomaly_metrics(s, np.where(y == 1, 2, 0).astype(np.uint8))

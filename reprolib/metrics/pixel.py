@@ -6,8 +6,8 @@ step form of ``sklearn.metrics.average_precision_score``; AUROC the trapezoid ru
 
 Two modes share one curve routine over (threshold, #positives, #negatives) counts:
 
-* **exact**: the distinct float32 scores of all valid pixels (``np.unique`` with counts per class) — equal
-  to sklearn on the concatenated pixels, ties included.
+* **exact**: the distinct float32 scores of all valid pixels with counts per class (one sort of packed
+  key+label integers) — equal to sklearn on the concatenated pixels, ties included (−0.0 = +0.0).
 * **streaming**: per image, scores are mapped to an order-preserving uint32 key of their float32 value and
   histogrammed on the top ``bits`` bits (default 20 → 2^20 bins, 16 MiB). Memory does not grow with the
   number of pixels. Scores falling in distinct bins keep their exact order, so when no bin holds two
@@ -36,8 +36,9 @@ ArrayLike = object
 
 
 def _to_numpy(x: ArrayLike) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().float().cpu().numpy()  # torch tensor on any device
+    if hasattr(x, "detach"):  # torch tensor on any device; half / bfloat16 scores → float32
+        x = x.detach()
+        x = (x.float() if x.is_floating_point() else x).cpu().numpy()
     return np.asarray(x)
 
 
@@ -46,16 +47,24 @@ def _valid(scores: ArrayLike, labels: ArrayLike, ignore_index: int) -> tuple[np.
     y = _to_numpy(labels)
     if s.shape != y.shape:
         raise ValueError(f"scores shape {s.shape} does not match labels shape {y.shape}")
-    y = y.astype(np.int64, copy=False).ravel()
-    s = s.ravel()
-    bad = ~((y == 0) | (y == 1) | (y == ignore_index))
-    if bad.any():
-        raise ValueError(f"labels must be 0, 1 or {ignore_index}; found {np.unique(y[bad])[:5].tolist()}")
-    keep = y != ignore_index
-    s, y = s[keep], y[keep]
+    if y.dtype.kind == "f":  # float label maps are accepted when they hold whole numbers
+        as_int = y.astype(np.int64)
+        if not np.array_equal(as_int, y):
+            raise ValueError(f"labels must be 0, 1 or {ignore_index}; found non-integer values")
+        y = as_int
+    elif y.dtype.kind not in "iub":
+        raise ValueError(f"labels must be integers (0, 1 or {ignore_index}), got dtype {y.dtype}")
+    s, y = s.ravel(), y.ravel()
+    # checks in the labels' own dtype: widening uint8 masks to int64 first costs more than the metric
+    counted = y <= 1 if y.dtype.kind in "ub" else (y == 0) | (y == 1)
+    if not counted.all():
+        other = ~counted & (y != ignore_index) if np.can_cast(np.min_scalar_type(ignore_index), y.dtype) else ~counted
+        if other.any():
+            raise ValueError(f"labels must be 0, 1 or {ignore_index}; found {np.unique(y[other])[:5].tolist()}")
+        s, y = s[counted], y[counted]
     if not np.isfinite(s).all():
         raise ValueError("scores contain NaN or infinite values")
-    return s, y.astype(np.uint8)
+    return s, y.astype(np.uint8, copy=False)
 
 
 def curve_metrics(pos: np.ndarray, neg: np.ndarray) -> dict[str, float]:
@@ -77,14 +86,21 @@ def curve_metrics(pos: np.ndarray, neg: np.ndarray) -> dict[str, float]:
 
 
 def _exact_counts(s: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    # Sort once on float32; distinct thresholds from high to low.
-    order = np.argsort(-s, kind="stable")
-    s_sorted, y_sorted = s[order], y[order]
-    boundaries = np.flatnonzero(np.diff(s_sorted)) + 1
-    starts = np.concatenate([[0], boundaries])
-    pos = np.add.reduceat(y_sorted.astype(np.int64), starts) if len(s_sorted) else np.zeros(0, np.int64)
-    cnt = np.diff(np.concatenate([starts, [len(s_sorted)]]))
-    return pos, cnt - pos
+    """(#positives, #negatives) per distinct float32 score, from the highest score to the lowest.
+
+    One plain sort of ``key << 1 | label`` (uint64; the key orders like the float32 score) instead of a
+    stable argsort of the scores: numpy's SIMD sort of 64-bit integers is ~7× faster than the argsort
+    (measured on 5·10^7 values: 1.2 s vs 8.4 s), and the label rides along in the low bit.
+    """
+    if len(s) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    packed = (_keys(s).astype(np.uint64) << np.uint64(1)) | y.astype(np.uint64)
+    packed.sort()
+    key = packed >> np.uint64(1)
+    starts = np.concatenate([[0], np.flatnonzero(key[1:] != key[:-1]) + 1])
+    pos = np.add.reduceat((packed & np.uint64(1)).astype(np.int64), starts)
+    cnt = np.diff(np.concatenate([starts, [len(packed)]]))
+    return pos[::-1], (cnt - pos)[::-1]
 
 
 def _as_list(x: ArrayLike) -> list:
@@ -115,7 +131,8 @@ def anomaly_metrics(
 
 def _keys(s: np.ndarray) -> np.ndarray:
     """Order-preserving uint32 key of float32 values (larger score → larger key)."""
-    u = s.astype(np.float32).view(np.uint32)
+    # + 0.0 turns −0.0 into +0.0: equal scores must share a key (sklearn treats them as one threshold)
+    u = (s.astype(np.float32, copy=False) + np.float32(0.0)).view(np.uint32)
     neg = (u >> 31).astype(bool)
     return np.where(neg, ~u, u | np.uint32(0x80000000))
 
@@ -147,9 +164,11 @@ class AnomalyMetrics:
             self._scores.append(s)
             self._labels.append(y)
             return
-        b = (_keys(s) >> np.uint32(32 - self.bits)).astype(np.int64)
-        self._pos += np.bincount(b[y == 1], minlength=self._pos.size)
-        self._neg += np.bincount(b[y == 0], minlength=self._neg.size)
+        b = (_keys(s) >> np.uint32(32 - self.bits)).astype(np.intp)
+        # one bincount over (bin, label) pairs instead of two over masked copies
+        both = np.bincount(2 * b + y, minlength=2 * self._pos.size).reshape(-1, 2)
+        self._neg += both[:, 0]
+        self._pos += both[:, 1]
         np.minimum.at(self._lo, b, s)
         np.maximum.at(self._hi, b, s)
 
