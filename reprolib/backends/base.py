@@ -38,6 +38,23 @@ class ResynthesisBackend(nn.Module):
         raise NotImplementedError
 
 
+class FrozenWrapper(nn.Module):
+    """Mixin for adapters around published networks: every wrapped child stays in eval mode whatever
+    ``train()`` the caller uses, so BatchNorm keeps the checkpoint's running statistics."""
+
+    def train(self, mode: bool = True) -> FrozenWrapper:
+        super().train(mode)
+        for child in self.children():
+            child.eval()
+        return self
+
+
+def check_image_batch(image: torch.Tensor) -> None:
+    """Raise ``ValueError`` unless ``image`` is a (B,3,H,W) batch."""
+    if image.ndim != 4 or image.shape[1] != 3:
+        raise ValueError(f"expected an image batch (B,3,H,W), got shape {tuple(image.shape)}")
+
+
 def imagenet_normalize(rgb01: torch.Tensor) -> torch.Tensor:
     """[0,1] RGB (B,3,H,W) → ImageNet-normalised."""
     mean = torch.tensor(IMAGENET_MEAN, device=rgb01.device, dtype=rgb01.dtype).view(1, 3, 1, 1)

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reprolib.backends.base import ResynthesisBackend
+from reprolib.backends.base import FrozenWrapper, ResynthesisBackend
 from reprolib.backends.keyed import load_checkpoint_state_dict, load_strict, unwrap_state_dict
 from reprolib.backends.synthesis_blocks import (
     SEMANTIC_CHANNELS,
@@ -223,7 +223,7 @@ def from_original_state_dict(state_dict: Mapping[str, torch.Tensor], name: str =
     return load_strict(build_meta(name), unwrap_state_dict(state_dict), name).eval()
 
 
-class CCFPSEResynthesis(ResynthesisBackend):
+class CCFPSEResynthesis(FrozenWrapper, ResynthesisBackend):
     """:class:`ResynthesisBackend` adapter around the generator (and, optionally, the style encoder).
 
     labelIds (any size) are nearest-resized to 256×512; the real image (``[0,1]``) is resized bicubically to
@@ -240,13 +240,6 @@ class CCFPSEResynthesis(ResynthesisBackend):
         self.generator = generator.eval()
         self.encoder = encoder.eval() if encoder is not None else None
         self.seed = seed
-
-    def train(self, mode: bool = True) -> CCFPSEResynthesis:
-        super().train(mode)
-        self.generator.eval()  # frozen published networks: BN keeps its running statistics
-        if self.encoder is not None:
-            self.encoder.eval()
-        return self
 
     def style_code(self, batch: int, image: torch.Tensor | None) -> torch.Tensor:
         """z for a batch: the encoder's reparameterised code of ``image`` (or standard normal noise)."""

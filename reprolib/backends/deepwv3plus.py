@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reprolib.backends.base import SegmentationBackend
+from reprolib.backends.base import FrozenWrapper, SegmentationBackend, check_image_batch
 from reprolib.backends.keyed import load_checkpoint_state_dict, load_strict, unwrap_state_dict
 from reprolib.io import PathLike
 
@@ -164,7 +164,7 @@ def from_original_state_dict(state_dict: Mapping[str, torch.Tensor]) -> DeepWV3P
     return load_strict(build_meta(), sd, NAME).eval()
 
 
-class DeepWV3PlusSegmentation(SegmentationBackend):
+class DeepWV3PlusSegmentation(FrozenWrapper, SegmentationBackend):
     """:class:`SegmentationBackend` adapter: ImageNet-normalised RGB → 19 logits at the input size.
 
     The network takes exactly this input, so the adapter only freezes it in eval mode (BatchNorm must use
@@ -177,14 +177,8 @@ class DeepWV3PlusSegmentation(SegmentationBackend):
         super().__init__()
         self.net = net.eval()
 
-    def train(self, mode: bool = True) -> DeepWV3PlusSegmentation:
-        super().train(mode)
-        self.net.eval()
-        return self
-
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        if image.ndim != 4 or image.shape[1] != 3:
-            raise ValueError(f"expected an image batch (B,3,H,W), got shape {tuple(image.shape)}")
+        check_image_batch(image)
         return self.net(image)
 
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import Conv2dNormActivation
 
-from reprolib.backends.base import ResynthesisBackend, SegmentationBackend
+from reprolib.backends.base import ResynthesisBackend, SegmentationBackend, check_image_batch
 from reprolib.io import PathLike, ReprolibDataError, load_torch, save_torch
 
 #: Cityscapes labelIds 0..33 plus the unused slot 34, as CC-FPSE / SPADE's ``label_nc = 35``.
@@ -94,8 +94,7 @@ class EmbeddedSegmentation(SegmentationBackend):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Logits at the input resolution (bilinear upsampling from 1/4)."""
-        if image.ndim != 4 or image.shape[1] != 3:
-            raise ValueError(f"expected an image batch (B,3,H,W), got shape {tuple(image.shape)}")
+        check_image_batch(image)
         h, w = image.shape[-2:]
         f4 = self.down4(self.stem(image))
         f8 = self.context(self.down8(f4))

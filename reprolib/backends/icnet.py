@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reprolib.backends.base import IMAGENET_MEAN, IMAGENET_STD, SegmentationBackend
+from reprolib.backends.base import IMAGENET_MEAN, IMAGENET_STD, FrozenWrapper, SegmentationBackend, check_image_batch
 from reprolib.backends.keyed import load_checkpoint_state_dict, load_strict, unwrap_state_dict
 from reprolib.io import PathLike
 
@@ -226,7 +226,7 @@ def imagenet_to_caffe_bgr(image: torch.Tensor, bgr_mean: Sequence[float] = BGR_M
     return rgb255.flip(1) - bgr_mean_t
 
 
-class ICNetSegmentation(SegmentationBackend):
+class ICNetSegmentation(FrozenWrapper, SegmentationBackend):
     """:class:`SegmentationBackend` adapter: ImageNet-normalised RGB → ICNet's full-resolution logits,
     bilinearly resized (align_corners=True, as SynBoost) to the input size when they differ.
 
@@ -243,14 +243,8 @@ class ICNetSegmentation(SegmentationBackend):
         self.net = net.eval()
         self.bgr_mean = tuple(float(v) for v in bgr_mean)
 
-    def train(self, mode: bool = True) -> ICNetSegmentation:
-        super().train(mode)
-        self.net.eval()
-        return self
-
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        if image.ndim != 4 or image.shape[1] != 3:
-            raise ValueError(f"expected an image batch (B,3,H,W), got shape {tuple(image.shape)}")
+        check_image_batch(image)
         logits = self.net(imagenet_to_caffe_bgr(image, self.bgr_mean))[0]
         if logits.shape[2:] != image.shape[2:]:
             logits = _resize(logits, size=image.shape[2:])

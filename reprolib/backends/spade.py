@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from reprolib.backends.base import ResynthesisBackend
+from reprolib.backends.base import FrozenWrapper, ResynthesisBackend
 from reprolib.backends.keyed import load_checkpoint_state_dict, load_strict, unwrap_state_dict
 from reprolib.backends.synthesis_blocks import (
     SEMANTIC_CHANNELS,
@@ -99,7 +99,7 @@ def from_original_state_dict(state_dict: Mapping[str, torch.Tensor], name: str =
     return load_strict(build_meta(), unwrap_state_dict(state_dict), NAME).eval()
 
 
-class SPADEResynthesis(ResynthesisBackend):
+class SPADEResynthesis(FrozenWrapper, ResynthesisBackend):
     """:class:`ResynthesisBackend` adapter: labelIds (any size) are nearest-resized to 256×512, turned into the
     36-channel input, synthesised, and the [0,1] image is bilinearly resized back. ``image`` is ignored."""
 
@@ -108,11 +108,6 @@ class SPADEResynthesis(ResynthesisBackend):
     def __init__(self, generator: SPADEGenerator):
         super().__init__()
         self.generator = generator.eval()
-
-    def train(self, mode: bool = True) -> SPADEResynthesis:
-        super().train(mode)
-        self.generator.eval()  # frozen published network: BN keeps its running statistics
-        return self
 
     def forward(self, label_ids: torch.Tensor, image: torch.Tensor | None = None) -> torch.Tensor:
         seg = semantic_input(synthesis_labels(label_ids)).to(self.generator.fc.weight.device)

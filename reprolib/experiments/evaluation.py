@@ -94,8 +94,9 @@ def evaluate_checkpoint(
 
     checkpoint = Path(checkpoint)
     model, learned = load_trained(checkpoint) if checkpoint.is_dir() else load_checkpoint(checkpoint)
+    size = split_size(split)
     t0 = time.perf_counter()
-    scores = score_split(model, split, size=split_size(split), device=device, batch_size=batch_size,
+    scores = score_split(model, split, size=size, device=device, batch_size=batch_size,
                          ensemble=learned, resolution=resolution)
     per_image = (time.perf_counter() - t0) / max(1, len(scores["label"]))
     metrics, info = evaluate_ensemble(scores, ensemble)[""]
@@ -104,7 +105,7 @@ def evaluate_checkpoint(
     write_predictions(scores["dissimilarity"], out / "predictions", limit=n_predictions)
     result = {"metrics": metrics, "ensemble": ensemble, "ensemble_info": json.loads(json.dumps(info, default=str)),
               "resolution": resolution, "eval_size": list(scores["label"][0].shape),
-              "processing_size": list(split_size(split)), "n_images": len(scores["label"]),
+              "processing_size": list(size), "n_images": len(scores["label"]),
               "seconds_per_image": per_image, "device": device,
               "precompute_seconds_per_image": _precompute_seconds_per_image(split),
               "checkpoint": str(checkpoint), "split": str(split)}

@@ -58,7 +58,7 @@ def _valid(scores: ArrayLike, labels: ArrayLike, ignore_index: int) -> tuple[np.
     # checks in the labels' own dtype: widening uint8 masks to int64 first costs more than the metric
     counted = y <= 1 if y.dtype.kind in "ub" else (y == 0) | (y == 1)
     if not counted.all():
-        other = ~counted & (y != ignore_index) if np.can_cast(np.min_scalar_type(ignore_index), y.dtype) else ~counted
+        other = ~counted & (y != ignore_index)
         if other.any():
             raise ValueError(f"labels must be 0, 1 or {ignore_index}; found {np.unique(y[other])[:5].tolist()}")
         s, y = s[counted], y[counted]
