@@ -1,11 +1,12 @@
 """Speed of the Fishyscapes metrics against sklearn and a plain read pass, measured in one run.
 
-    python benchmarks/metrics.py [--pixels 50000000] [--big-images 0]
+    python benchmarks/metrics.py [--pixels 50000000] [--big-images 0] [--realistic]
 
 Prints each time and the ratios: sklearn (average_precision_score + roc_curve + auc), reprolib exact,
 reprolib streaming, and a read pass over the arrays (the memory-bandwidth floor). ``--big-images N``
 streams N images of 1024×2048 generated on the fly (N = 1000 is FS Static test scale, 2.1·10^9 pixels)
-and reports time and peak resident memory.
+and reports time and peak resident memory. ``--realistic`` compares streaming with exact on 5.2·10^7
+pixels of the tests' smooth sigmoid / logit and per-pixel softmax maps (400 images of 256×512 each).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--pixels", type=int, default=50_000_000)
     ap.add_argument("--big-images", type=int, default=0)
+    ap.add_argument("--realistic", action="store_true")
     args = ap.parse_args()
     from sklearn.metrics import auc, average_precision_score, roc_curve
 
@@ -71,6 +73,30 @@ def main() -> None:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"  streaming {args.big_images} × 1024×2048 ({args.big_images * 2**21:,} pixels): {dt:.1f} s "
               f"(incl. generating them), peak RSS {peak:.0f} MiB")
+    if args.realistic:
+        _realistic()
+
+
+def _realistic() -> None:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from test_metrics import _score_maps
+
+    from reprolib.metrics import AnomalyMetrics, anomaly_metrics
+
+    for kind in ("sigmoid", "logit", "softmax"):
+        ss, ys, acc = [], [], AnomalyMetrics(exact=False)
+        for i in range(25):
+            s, y = _score_maps(kind, 16, seed=100 + i, shape=(256, 512))
+            for a, b in zip(s, y, strict=True):
+                acc.update(a, b)
+            ss += s
+            ys += y
+        st, ex = acc.compute(), anomaly_metrics(ss, ys)
+        print(f"  {kind:8s} {sum(s.size for s in ss):,} pixels: " + "  ".join(
+            f"{k} {ex[k]:.4f} |Δ| {abs(ex[k] - st[k]):.1e}" for k in ex))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-from reprolib.metrics import AnomalyMetrics, anomaly_metrics
+from reprolib.metrics import AnomalyMetrics, anomaly_metrics, metrics_from_histograms
 
 
 def _sklearn(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -54,43 +54,114 @@ def test_lists_tensors_and_all_void_images() -> None:
     assert acc.compute() == pytest.approx(ref)
 
 
-def test_streaming_close_to_exact_on_softmax_maps() -> None:
-    rng = np.random.default_rng(2)
-    acc = AnomalyMetrics(exact=False)
+def _score_maps(kind: str, n: int, seed: int = 2, shape: tuple[int, int] = (64, 128)) -> tuple[list, list]:
+    """Realistic maps: per-pixel softmax, or spatially smooth logits / sigmoids with blob-shaped anomalies."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    h, w = shape
     ss, ys = [], []
-    for _ in range(5):
-        y = (rng.random((64, 128)) < 0.02).astype(np.uint8)
-        logits = torch.from_numpy(rng.normal(size=(2, 64, 128)).astype(np.float32))
-        logits[1] += torch.from_numpy(2.0 * y)
-        p = torch.softmax(logits, 0)[1]
-        acc.update(p, y)
-        ss.append(p.numpy())
+    for _ in range(n):
+        if kind == "softmax":
+            y = (rng.random(shape) < 0.02).astype(np.uint8)
+            logits = rng.normal(size=(2, h, w)).astype(np.float32)
+            logits[1] += 2.0 * y
+            s = torch.softmax(torch.from_numpy(logits), 0)[1].numpy()
+        else:
+            y = np.zeros(shape, np.uint8)
+            yy, xx = np.ogrid[:h, :w]
+            for _ in range(rng.integers(1, 4)):
+                cy, cx, r = rng.integers(h // 2, h), rng.integers(0, w), rng.integers(3, 10)
+                y[(yy - cy) ** 2 + (xx - cx) ** 2 < r**2] = 1
+            z = gaussian_filter(rng.normal(size=shape), 3) * 20 - 3 + 5 * gaussian_filter(y.astype(float), 2)
+            z += 0.5 * rng.normal(size=shape)
+            y[rng.random(shape) < 0.05] = 255
+            s = (z if kind == "logit" else 1 / (1 + np.exp(-z))).astype(np.float32)
+        ss.append(s)
         ys.append(y)
-    exact = anomaly_metrics(ss, ys)
-    stream = acc.compute()
-    bound = {"ap": 1e-3, "fpr95": 1e-3, "auroc": 1e-5}  # documented in reprolib.metrics.pixel (small set here)
+    return ss, ys
+
+
+def _small_stream(**kw: int) -> AnomalyMetrics:
+    """Streaming with every store far smaller than the data, so the histogram, top and band paths all run."""
+    return AnomalyMetrics(exact=False, **{"buffer_pixels": 2**14, "top_pixels": 2**11, "band_pixels": 2**15,
+                                          "max_bins": 2**18, **kw})
+
+
+@pytest.mark.parametrize("kind", ["softmax", "sigmoid", "logit"])
+def test_streaming_within_1e6_of_exact_past_the_buffer(kind: str) -> None:
+    ss, ys = _score_maps(kind, 60)  # 4.9·10^5 pixels: 30× the buffer, 15× the band, 240× the top store
+    acc = _small_stream()
+    for s, y in zip(ss, ys, strict=True):
+        acc.update(torch.from_numpy(s) if kind == "softmax" else s, y)
+    exact, stream = anomaly_metrics(ss, ys), acc.compute()
+    assert acc._table is not None and acc._floor > 0 and acc._band_bins is not None
+    assert acc._band.n <= acc.band_pixels and acc._top.n <= 2 * acc.top_pixels
     for k in exact:
-        assert abs(exact[k] - stream[k]) <= bound[k], k
-    # exact when all scores are distinct bins apart (8-bit maps; float16 scores, as the score cache stores)
-    q = [np.round(s * 255) / 255 for s in ss]
-    assert anomaly_metrics(q, ys, exact=False) == pytest.approx(anomaly_metrics(q, ys), abs=1e-12)
-    h = [s.astype(np.float16) for s in ss]
-    assert anomaly_metrics(h, ys, exact=False) == pytest.approx(anomaly_metrics(h, ys), abs=1e-12)
+        assert abs(exact[k] - stream[k]) <= 1e-6, (k, exact[k], stream[k])
 
 
-def test_streaming_fpr95_inside_a_spread_bin() -> None:
-    """The FPR95 crossing inside a bin of many distinct scores: the expectation over a random order of the
-    bin's pixels, not the bin's upper edge (which would count all of its negatives)."""
-    rng = np.random.default_rng(5)
-    # 1000 positives well above, then one bin-narrow cluster holding 100 positives and 10000 negatives
-    s = np.concatenate([np.linspace(0.9, 0.99, 1000), 0.5 + rng.random(10100) * 1e-5]).astype(np.float32)
-    y = np.concatenate([np.ones(1000), np.ones(100), np.zeros(10000)]).astype(np.uint8)
-    y[1000:] = rng.permutation(y[1000:])
-    exact = anomaly_metrics(s, y)["fpr95"]
-    stream = anomaly_metrics(s, y, exact=False)["fpr95"]
-    # crossing at the 45th positive of the cluster: exact ≈ 45/101 of the cluster's negatives
-    assert stream == pytest.approx(45 * 10000 / 101 / 10000, abs=1e-9)
-    assert abs(stream - exact) < 0.1 and abs(1.0 - exact) > 0.3  # the bin edge would give FPR 1.0
+def test_streaming_is_exact_within_the_buffer_and_for_quantised_scores() -> None:
+    ss, ys = _score_maps("softmax", 5)
+    acc = AnomalyMetrics(exact=False)  # 4·10^4 pixels: all in the exact buffer
+    for s, y in zip(ss, ys, strict=True):
+        acc.update(s, y)
+    assert acc.compute() == pytest.approx(anomaly_metrics(ss, ys), abs=1e-12)
+    ss, ys = _score_maps("sigmoid", 40, seed=3)
+    # past the buffer: 8-bit maps and float16 scores (AMP, the score cache) have a bin per distinct value
+    for quantised in ([np.round(s * 255) / 255 for s in ss], [s.astype(np.float16) for s in ss]):
+        acc = _small_stream()
+        for s, y in zip(quantised, ys, strict=True):
+            acc.update(s, y)
+        assert acc.compute() == pytest.approx(anomaly_metrics(quantised, ys), abs=1e-12)
+
+
+def test_streaming_compute_midway_and_reset() -> None:
+    ss, ys = _score_maps("logit", 30, seed=4)
+    acc, plain = _small_stream(), _small_stream()
+    for i, (s, y) in enumerate(zip(ss, ys, strict=True)):
+        acc.update(s, y)
+        plain.update(s, y)
+        if i in (0, 14):  # once inside the buffer, once past it; later updates must still count
+            mid = acc.compute()
+            assert mid == pytest.approx(anomaly_metrics(ss[: i + 1], ys[: i + 1]), abs=1e-12 if i == 0 else 1e-5)
+    assert acc.compute() == pytest.approx(plain.compute(), abs=1e-6)  # asking midway changes nothing
+    assert acc.compute() == pytest.approx(anomaly_metrics(ss, ys), abs=1e-5)
+    acc.reset()
+    acc.update(ss[0], ys[0])
+    assert acc.compute() == pytest.approx(anomaly_metrics(ss[:1], ys[:1]), abs=1e-12)
+
+
+def test_streaming_when_the_crossing_drifts() -> None:
+    """Images ordered from easy to hard move the crossing away from where the buffer put the band; the band
+    follows it (or stops at its edge), and the result stays close to exact."""
+    ss, ys = _score_maps("sigmoid", 60, seed=6)
+    order = np.argsort([anomaly_metrics(s, y)["fpr95"] if (y == 1).any() else 0.0
+                        for s, y in zip(ss, ys, strict=True)])
+    ss, ys = [ss[i] for i in order], [ys[i] for i in order]
+    acc = _small_stream()
+    for s, y in zip(ss, ys, strict=True):
+        acc.update(s, y)
+    exact, stream = anomaly_metrics(ss, ys), acc.compute()
+    for k in exact:
+        assert abs(exact[k] - stream[k]) <= 1e-4, (k, exact[k], stream[k])
+
+
+def test_expected_step_inside_a_spread_bin() -> None:
+    """A bin of many distinct scores: AP and the FPR95 crossing are the expectation over a random order of
+    the bin's pixels, not the bin's upper edge (which would count all of its negatives)."""
+    # one spread bin with 100 positives and 10000 negatives below 1000 positives at distinct scores
+    pos = np.concatenate([[100], np.ones(1000)])
+    neg = np.concatenate([[10000], np.zeros(1000)])
+    spread = np.concatenate([[True], np.zeros(1000, bool)])
+    out = metrics_from_histograms(pos, neg, spread)
+    assert out["fpr95"] == pytest.approx(45 * 10000 / 101 / 10000, abs=1e-9)  # the 45th positive of the bin
+    rng = np.random.default_rng(0)
+    aps = []
+    for _ in range(200):  # AP against the mean over random orders of the bin
+        y = np.concatenate([np.ones(1000), rng.permutation(np.r_[np.ones(100), np.zeros(10000)])]).astype(np.uint8)
+        aps.append(anomaly_metrics(np.arange(len(y), 0, -1, dtype=np.float64), y)["ap"])
+    assert out["ap"] == pytest.approx(np.mean(aps), abs=4 * np.std(aps) / np.sqrt(len(aps)) + 1e-6)
 
 
 def test_bad_input() -> None:
