@@ -109,7 +109,8 @@ def test_streaming_is_exact_within_the_buffer_and_for_quantised_scores() -> None
     assert acc.compute() == pytest.approx(anomaly_metrics(ss, ys), abs=1e-12)
     ss, ys = _score_maps("sigmoid", 40, seed=3)
     # past the buffer: 8-bit maps and float16 scores (AMP, the score cache) have a bin per distinct value
-    for quantised in ([np.round(s * 255) / 255 for s in ss], [s.astype(np.float16) for s in ss]):
+    levels = [np.where(s > 0.7, 0.9, np.where(s > 0.2, 0.5, 0.1)).astype(np.float32) for s in ss]  # heavy ties
+    for quantised in ([np.round(s * 255) / 255 for s in ss], [s.astype(np.float16) for s in ss], levels):
         acc = _small_stream()
         for s, y in zip(quantised, ys, strict=True):
             acc.update(s, y)
@@ -134,7 +135,7 @@ def test_streaming_compute_midway_and_reset() -> None:
 
 def test_streaming_when_the_crossing_drifts() -> None:
     """Images ordered from easy to hard move the crossing away from where the buffer put the band; the band
-    follows it (or stops at its edge), and the result stays close to exact."""
+    follows it, so FPR95 stays exact."""
     ss, ys = _score_maps("sigmoid", 60, seed=6)
     order = np.argsort([anomaly_metrics(s, y)["fpr95"] if (y == 1).any() else 0.0
                         for s, y in zip(ss, ys, strict=True)])
@@ -143,8 +144,9 @@ def test_streaming_when_the_crossing_drifts() -> None:
     for s, y in zip(ss, ys, strict=True):
         acc.update(s, y)
     exact, stream = anomaly_metrics(ss, ys), acc.compute()
+    assert stream["fpr95"] == exact["fpr95"]
     for k in exact:
-        assert abs(exact[k] - stream[k]) <= 1e-4, (k, exact[k], stream[k])
+        assert abs(exact[k] - stream[k]) <= 1e-6, (k, exact[k], stream[k])
 
 
 def test_expected_step_inside_a_spread_bin() -> None:
