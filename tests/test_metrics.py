@@ -176,6 +176,13 @@ def test_bad_input() -> None:
         anomaly_metrics(np.zeros(4), np.array([0, 1, 2, 0]))
     with pytest.raises(ValueError, match="both classes"):
         anomaly_metrics(np.zeros(4), np.zeros(4, np.uint8))
+    with pytest.raises(ValueError, match="top_pixels must be at least 1"):
+        AnomalyMetrics(top_pixels=0)
+    acc = _small_stream()  # past the buffer, a data set without anomalies is the same clear error
+    for _ in range(3):
+        acc.update(np.random.default_rng(0).random(2**14), np.zeros(2**14, np.uint8))
+    with pytest.raises(ValueError, match="both classes"):
+        acc.compute()
 
 
 def test_signed_zero_ties_and_label_dtypes() -> None:

@@ -258,6 +258,9 @@ class AnomalyMetrics:
                  max_bins: int = 2**20, top_pixels: int = 2**16, band_pixels: int = 2**22):
         if max_bins < 2 * 2**_COARSE_BITS:
             raise ValueError(f"max_bins must be at least {2 * 2**_COARSE_BITS}, got {max_bins}")
+        for name, value in (("buffer_pixels", buffer_pixels), ("top_pixels", top_pixels), ("band_pixels", band_pixels)):
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
         self.exact, self.ignore_index, self.max_bins = exact, ignore_index, max_bins
         self.buffer_pixels, self.top_pixels, self.band_pixels = buffer_pixels, top_pixels, band_pixels
         self.reset()
