@@ -115,6 +115,7 @@ def test_streaming_is_exact_within_the_buffer_and_for_quantised_scores() -> None
         for s, y in zip(quantised, ys, strict=True):
             acc.update(s, y)
         assert acc.compute() == pytest.approx(anomaly_metrics(quantised, ys), abs=1e-12)
+    assert acc._band_bins is None  # three levels: the crossing's single bin outgrew the band, the histogram took it
 
 
 def test_streaming_compute_midway_and_reset() -> None:

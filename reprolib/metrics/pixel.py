@@ -6,8 +6,8 @@ step form of ``sklearn.metrics.average_precision_score``; AUROC the trapezoid ru
 
 Two modes share one curve routine over (threshold, #positives, #negatives) counts:
 
-* **exact**: the distinct float32 scores of all valid pixels with counts per class (one sort of packed
-  key+label integers) — equal to sklearn on the concatenated pixels, ties included (−0.0 = +0.0).
+* **exact**: the distinct float32 scores of all valid pixels with counts per class (plain sorts of their
+  uint32 keys) — equal to sklearn on the concatenated pixels, ties included (−0.0 = +0.0).
 * **streaming** (:class:`AnomalyMetrics` with ``exact=False``): memory bounded by its settings, whatever
   the number of pixels (peak RSS 466 MiB streaming 2.1·10^9 pixels at the defaults). The first
   ``buffer_pixels`` are kept exactly; from them a histogram over the order-preserving uint32 key of the
@@ -106,21 +106,9 @@ def _exact_counts(s: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 
 def _key_counts(k: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(#positives, #negatives) per distinct key, from the highest key to the lowest.
-
-    One plain sort of ``key << 1 | label`` (uint64) instead of a stable argsort of the scores: numpy's SIMD
-    sort of 64-bit integers is ~7× faster than the argsort (measured on 5·10^7 values: 1.2 s vs 8.4 s), and
-    the label rides along in the low bit.
-    """
-    if len(k) == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    packed = (k.astype(np.uint64) << np.uint64(1)) | y.astype(np.uint64)
-    packed.sort()
-    key = packed >> np.uint64(1)
-    starts = np.concatenate([[0], np.flatnonzero(key[1:] != key[:-1]) + 1])
-    pos = np.add.reduceat((packed & np.uint64(1)).astype(np.int64), starts)
-    cnt = np.diff(np.concatenate([starts, [len(packed)]]))
-    return pos[::-1], (cnt - pos)[::-1]
+    """(#positives, #negatives) per distinct key, from the highest key to the lowest."""
+    _, pos, neg = _distinct_counts(k, y)
+    return pos[::-1], neg[::-1]
 
 
 def _as_list(x: ArrayLike) -> list:
@@ -196,7 +184,9 @@ def _distinct_counts(k: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarr
     """(distinct keys, #positives, #negatives), from the lowest key to the highest."""
     if len(k) == 0:
         return np.zeros(0, np.uint32), np.zeros(0, np.int64), np.zeros(0, np.int64)
-    # two uint32 sorts (all keys, positive keys) instead of one of packed uint64: 4× faster on 4·10^6 keys
+    # Two plain uint32 sorts (all keys, then the positives' keys) instead of a stable argsort of the scores
+    # or one sort of packed key<<1|label uint64: numpy's SIMD sort is fastest on 32-bit keys, and positives
+    # are few (measured on 5·10^7 keys: 0.36 s, against 3.5 s for the packed uint64 sort)
     ks = np.sort(k)
     starts = np.flatnonzero(np.concatenate([[True], ks[1:] != ks[:-1]]))
     keys, count = ks[starts], np.diff(np.concatenate([starts, [len(ks)]]))
@@ -370,9 +360,9 @@ class AnomalyMetrics:
         a, b = self._band_bins
         bins = self._bins(k).astype(np.intp)
         # the crossing's rank among the band's positives: every top key is above the band
-        hist_pos = self._hist[1::2]
-        above = self._top.positives() + int(hist_pos[b + 1:].sum())
-        r = int(np.ceil(0.95 * (int(hist_pos.sum()) + self._top.positives() + int(y.sum())) - 1e-9)) - above
+        hist_pos, top_pos = self._hist[1::2], self._top.positives()
+        total = int(hist_pos.sum()) + top_pos + int(np.count_nonzero(y))
+        r = int(np.ceil(0.95 * total - 1e-9)) - top_pos - int(hist_pos[b + 1:].sum())
         positive = np.sort(k[y == 1])[::-1]
         if 1 <= r <= len(positive):
             crossing = int(self._bins(positive[r - 1:r])[0])
@@ -430,7 +420,7 @@ def metrics_from_histograms(pos: np.ndarray, neg: np.ndarray, spread: np.ndarray
     """Metrics from (positive, negative) histograms ordered low → high score.
 
     ``spread[b]`` marks bins holding more than one distinct score. Their AP contribution is the expectation
-    under a random order of the bin's pixels (the integral of precision over recall across the bin) instead
+    under a random order of the bin's pixels (each positive's expected precision, summed) instead
     of sklearn's tie step, which is what the unseen exact order averages to when a bin is narrow. AUROC's
     trapezoid already is that expectation; FPR95, when its crossing falls in a spread bin, is the expected
     FPR at the crossing positive under that random order.
