@@ -1,0 +1,95 @@
+"""Compiled per-pixel loops of the streaming metrics (numba).
+
+One pass per image does what took a dozen numpy passes and their temporaries: make the order-preserving key,
+find the pixel's histogram bin and either count it there or keep it exactly (a second, read-only pass checks
+the image first, so that a rejected image changes nothing). Measured on 2·10^7 pixels (2 cores): 2.8–3.3 ns
+per pixel for the routing pass, where the numpy passes it replaced (bincount into a fresh 2^21-bin array,
+``ufunc.at`` for the key ranges, boolean routing masks) cost 11.8 ns at the margin. Two threads with a
+histogram each gained nothing measurable: the pass is bound by the histogram's memory, not by arithmetic.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+SIGN = np.uint32(0x80000000)
+EXPONENT = np.uint32(0x7F800000)
+# a bin's first key: EMPTY until a pixel arrives, SPREAD once a second, different key did. Neither is the key
+# of a finite float32 (those lie in [0x00800000, 0xFF7FFFFF])
+EMPTY, SPREAD = np.uint32(0xFFFFFFFF), np.uint32(0)
+
+# error flags a pass returns: which problem it met first is irrelevant, the caller names it
+BAD_LABEL, BAD_SCORE = 1, 2
+
+
+@numba.njit(inline="always")
+def _key(u: np.uint32) -> np.uint32:
+    if u == SIGN:  # −0.0 is +0.0: equal scores share a key (sklearn treats them as one threshold)
+        u = np.uint32(0)
+    if u & SIGN:
+        return ~u
+    return u | SIGN
+
+
+@numba.njit(inline="always")
+def _bin(k: np.uint32, table: np.ndarray) -> np.uint32:
+    t = table[k >> np.uint32(16)]
+    return (t >> np.uint32(5)) + ((k & np.uint32(0xFFFF)) >> (t & np.uint32(31)))
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False)
+def route(values, labels, keyed, ignore, table, floor, band_lo, band_hi, hist, first, out_k, out_y):
+    """Count pixels in the histogram, or keep them exactly; returns how many keys were written out.
+
+    ``values`` are float32 scores as their uint32 bits (checked by :func:`check`), or keys when ``keyed``
+    (pixels the exact stores give back). A pixel with a label other than 0 and 1 is skipped (checked: it
+    is ``ignore``). A pixel whose key is above ``floor`` is kept: key and label appended to
+    ``out_k``/``out_y``. Any other is counted in ``hist[bin, label]``, and ``first[bin]`` records whether the
+    bin holds one key (a tie) or several (SPREAD): one uint32 per bin, rarely written, where a (min, max)
+    key range cost two arrays and measured 0.3 ns more per pixel. A counted positive whose bin lies in
+    ``[band_lo, band_hi]`` is also written out (the band's copy).
+    """
+    n_out = 0
+    for i in range(values.shape[0]):
+        lab = labels[i]
+        if lab != 0 and lab != 1:
+            continue
+        k = values[i] if keyed else _key(values[i])
+        if k > floor:
+            out_k[n_out] = k
+            out_y[n_out] = lab
+            n_out += 1
+            continue
+        b = _bin(k, table)
+        hist[b, lab] += 1
+        f = first[b]
+        if f != k and f != SPREAD:
+            first[b] = k if f == EMPTY else SPREAD
+        if lab == 1 and b >= band_lo and b <= band_hi:
+            out_k[n_out] = k
+            out_y[n_out] = 1
+            n_out += 1
+    return n_out
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False)
+def bins_of(keys, table):
+    """Fine histogram bin of each key."""
+    out = np.empty(keys.shape[0], np.int64)
+    for i in range(keys.shape[0]):
+        out[i] = _bin(keys[i], table)
+    return out
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False)
+def check(bits, labels, ignore):
+    """Error flags of one image, before anything is counted (so a bad image leaves the accumulator as it was)."""
+    bad = 0
+    for i in range(bits.shape[0]):
+        lab = labels[i]
+        if lab != 0 and lab != 1 and lab != ignore:
+            bad |= BAD_LABEL
+        elif (bits[i] & EXPONENT) == EXPONENT:
+            bad |= BAD_SCORE
+    return bad
