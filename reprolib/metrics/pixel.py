@@ -459,7 +459,7 @@ class AnomalyMetrics:
 
 
 def _band_around(counts: np.ndarray, centre: int, limits: tuple[int, int], budget: int) -> tuple[int, int] | None:
-    """The run of bins around ``centre`` (inside ``limits``) holding at most ``budget`` pixels, about half on
+    """The run of bins around ``centre`` (inside ``limits``) holding at most ``budget`` of ``counts``, about half on
     each side; ``None`` when the centre bin alone holds more."""
     lo_lim, hi_lim = limits
     centre = min(max(centre, lo_lim), hi_lim)
