@@ -85,7 +85,7 @@ def _big_run(n_images: int) -> None:
         s = np.clip(r.normal(0.3, 0.15, y.shape) + 0.35 * y, 0, 1).astype(np.float32)
         acc.update(s, y)
     out = acc.compute()
-    rank, _, band = acc._crossing() if acc._band_bins else (0, 0, [])
+    rank, band = acc._crossing() if acc._band_bins else (0, [])
     print(f"  streaming {n_images} × 1024×2048 ({n_images * 2**21:,} pixels): {time.perf_counter() - t:.1f} s "
           f"(incl. generating them), AP {out['ap']:.6f}, FPR95 crossing in the band: {1 <= rank <= len(band)}, "
           f"hard FPR95 bound {acc.fpr95_error_bound():.1e}; peak RSS of that process {_peak_rss_mib():.0f} MiB", flush=True)

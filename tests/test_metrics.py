@@ -108,7 +108,7 @@ def test_streaming_with_small_stores_stays_within_its_bounds(kind: str) -> None:
     assert acc._table is not None and acc._floor > 0
     assert acc._band_bins is not None and acc._band_bins != (0, len(acc._hist) - 1)  # narrowed, still there
     assert acc._band_n <= acc.band_positives and acc._top.n <= 2 * acc.top_pixels
-    rank, _, band = acc._crossing()
+    rank, band = acc._crossing()
     assert 1 <= rank <= len(band)  # images in random order: the band followed the crossing
     assert 0 < acc.fpr95_error_bound() < 1e-4
     _assert_within_bounds(acc, stream, exact, 1e-5)

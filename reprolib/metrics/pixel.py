@@ -170,11 +170,8 @@ def anomaly_metrics(
 
 
 def _keys(s: np.ndarray) -> np.ndarray:
-    """Order-preserving uint32 key of float32 values (larger score → larger key)."""
-    # + 0.0 turns −0.0 into +0.0: equal scores must share a key (sklearn treats them as one threshold)
-    u = (s.astype(np.float32, copy=False) + np.float32(0.0)).view(np.uint32)
-    # negative floats: flip every bit; others: set the sign bit (the int32 shift smears the sign bit)
-    return u ^ ((u.view(np.int32) >> 31).view(np.uint32) | np.uint32(0x80000000))
+    """Order-preserving uint32 key of float32 values (larger score → larger key; −0.0 and +0.0 share one)."""
+    return kernels.keys_of(np.ascontiguousarray(s, dtype=np.float32).reshape(-1).view(np.uint32))
 
 
 _COARSE_BITS = 16  # a key's top 16 bits pick its coarse bin; the layout keeps 0–16 of its low 16 bits
@@ -325,8 +322,7 @@ class AnomalyMetrics:
         """One compiled pass (:func:`kernels.route`); returns the keys it kept, with their labels."""
         band_lo, band_hi = (np.uint32(1), np.uint32(0)) if band is None else (np.uint32(band[0]), np.uint32(band[1]))
         out_k, out_y = np.empty(len(values), np.uint32), np.empty(len(values), np.uint8)
-        n = kernels.route(values, y, keyed, self.ignore_index, table, floor, band_lo, band_hi, hist, first,
-                          out_k, out_y)
+        n = kernels.route(values, y, keyed, table, floor, band_lo, band_hi, hist, first, out_k, out_y)
         return out_k[:n].copy(), out_y[:n].copy()
 
     def _start_histogram(self) -> None:
@@ -375,30 +371,29 @@ class AnomalyMetrics:
         self._band, self._band_n = [keys], len(keys)
         return keys[::-1]
 
-    def _crossing(self) -> tuple[int, int, np.ndarray]:
-        """(rank of the FPR95 crossing among the band's positives, 1-based; top positives; band keys, highest
-        first). The crossing is the ⌈0.95·P⌉-th highest positive key; the rank is outside 1…len when it is
-        not in the band."""
+    def _crossing(self) -> tuple[int, np.ndarray]:
+        """(rank of the FPR95 crossing among the band's positives, 1-based; band keys, highest first). The
+        crossing is the ⌈0.95·P⌉-th highest positive key; the rank is outside 1…len when it is not in the band."""
         keys = self._band_keys()
         top_pos = self._top.positives()
         total = int(self._hist[:, 1].sum()) + top_pos
         above = top_pos + (int(self._hist[self._band_bins[1] + 1:, 1].sum()) if self._band_bins else 0)
-        return int(np.ceil(0.95 * total - 1e-9)) - above, top_pos, keys
+        return int(np.ceil(0.95 * total - 1e-9)) - above, keys
 
     def _narrow_band(self) -> None:
-        r, _, keys = self._crossing()
+        r, keys = self._crossing()
         a, b = self._band_bins
         if 1 <= r <= len(keys):
             crossing = int(kernels.bins_of(keys[r - 1:r], self._table)[0])
         else:  # the crossing has left the band: keep its nearer edge
             crossing = b if r < 1 else a
-        counts = np.bincount(kernels.bins_of(keys, self._table) - a, minlength=b - a + 1)
+        bins = kernels.bins_of(keys, self._table)
+        counts = np.bincount(bins - a, minlength=b - a + 1)
         band = _band_around(counts, crossing - a, (0, b - a), self.band_positives // 4)
         if band is None:  # one bin holds more positives than the band may: FPR95 from the histogram alone
             self._band_bins, self._band, self._band_n = None, [], 0
             return
         self._band_bins = (a + band[0], a + band[1])
-        bins = kernels.bins_of(keys, self._table)
         keys = keys[(bins >= self._band_bins[0]) & (bins <= self._band_bins[1])]
         self._band, self._band_n = [keys], len(keys)
 
@@ -418,7 +413,7 @@ class AnomalyMetrics:
         spread = np.insert(self._first[nz] == kernels.SPREAD, at, False)
         out = metrics_from_histograms(pos, neg, spread)
         if self._band_bins is not None:
-            r, _, band = self._crossing()
+            r, band = self._crossing()
             if 1 <= r <= len(band):
                 out["fpr95"] = self._fpr_at(band[r - 1], int(s_neg.sum()))
         return out
@@ -429,8 +424,8 @@ class AnomalyMetrics:
         of them lie above the crossing stay inside the bin), else 0. Exact mode: 0."""
         if self.exact or self._table is None:
             return 0.0
-        pos = self._hist[:, 1].copy()
-        tk, ty = self._top.peek()
+        pos = self._hist[:, 1]
+        _, ty = self._top.peek()
         top_pos = int(np.count_nonzero(ty))
         total = int(pos.sum()) + top_pos
         r = int(np.ceil(0.95 * total - 1e-9)) - top_pos  # the crossing's rank among the histogram's positives
@@ -449,7 +444,7 @@ class AnomalyMetrics:
         neg = self._hist[:, 0]
         fp = float(top_neg + neg[b + 1:].sum())
         if self._first[b] == kernels.SPREAD:
-            entry = int(self._table[int(t) >> 16])
+            entry = int(self._table[int(t) >> (32 - _COARSE_BITS)])
             shift = entry & 31
             lo = (int(t) >> shift) << shift  # the bin's first key
             fp += neg[b] * ((lo + 2**shift - int(t)) / 2**shift)
