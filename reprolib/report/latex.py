@@ -82,7 +82,8 @@ def build_report(results_dir: str | Path = "results", report_dir: str | Path = "
     """Write ``report/generated/<table>.tex`` for every ``results/<table>/<table>.csv`` and copy figures.
 
     Also writes ``generated/profiles.tex`` stating which profile produced the numbers, so demo-profile
-    results are labelled as such in the PDF. Returns the files written.
+    results are labelled as such in the PDF, and the claims (``generated/claims.tex``, ``generated/discussion.tex``,
+    ``results_dir/SUMMARY.md``; see :mod:`reprolib.report.claims`). Returns the files written.
     """
     results_dir, report_dir = Path(results_dir), Path(report_dir)
     gen = report_dir / "generated"
@@ -118,4 +119,7 @@ def build_report(results_dir: str | Path = "results", report_dir: str | Path = "
         )
     write_text(gen / "profiles.tex", "\n".join(lines) + "\n")
     written.append(gen / "profiles.tex")
+    from reprolib.report.claims import write_claims  # the claims table, the Discussion and results/SUMMARY.md
+
+    written += write_claims(results_dir, gen)
     return written

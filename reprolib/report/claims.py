@@ -1,0 +1,216 @@
+"""The report decides: the claims table and the Discussion, generated from the verdicts (never typed).
+
+:func:`write_claims` (called by :func:`reprolib.report.build_report`) writes ``generated/claims.tex`` (a
+booktabs longtable via pandas), ``generated/discussion.tex`` and ``results/SUMMARY.md`` (the same table in
+Markdown, for readers on GitHub). Every sentence of the Discussion is built from
+:func:`reprolib.experiments.claims.claim_verdicts`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from reprolib.experiments.claims import CLAIMS, NOT_TESTED, Claim, NotTested, claim_verdicts, load_all_results
+from reprolib.io import write_text
+
+DATASET_SHORT = {"fs_lost_and_found": "FS L&F", "fs_static": "FS Static"}
+COLUMNS = ["Claim", "Line", "Dataset", "Expect", "Report", "Ours [95% CI]", "Seeds", "Verdict"]
+_TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"$<$",
+                ">": r"$>$", "|": r"$|$", "−": "$-$", "±": r"$\pm$"}
+
+
+def tex_escape(text: str) -> str:
+    """Plain text → LaTeX text (the claims' statements contain ``&`` and ``<``)."""
+    return "".join(_TEX_SPECIAL.get(ch, ch) for ch in str(text))
+
+
+def _num(x: float, tex: bool) -> str:
+    s = f"{x:+.1f}"
+    return f"${s}$" if tex else s
+
+
+def _expect(row: pd.Series, tex: bool) -> str:
+    if row["expect"] == "same":
+        return f"$|\\Delta| < {row['margin']:g}$" if tex else f"abs < {row['margin']:g}"
+    return ("$>0$" if tex else "> 0") if row["expect"] == "higher" else ("$<0$" if tex else "< 0")
+
+
+def claims_frame(verdicts: pd.DataFrame, tex: bool) -> pd.DataFrame:
+    """The displayed claims table: one row per claim × dataset, the statement on a claim's first row only."""
+    esc: Callable[[str], str] = tex_escape if tex else (lambda s: str(s).replace("|", "\\|"))
+    out, last = [], None
+    for _, r in verdicts.iterrows():
+        first = r["claim"] != last
+        last = r["claim"]
+        statement = f"{r['statement']} [{r['claim']}]"
+        if pd.isna(r["effect"]):
+            ours = "--" if tex else "—"
+        elif math.isfinite(r["ci_low"]):
+            ours = f"{_num(r['effect'], tex)} [{_num(r['ci_low'], tex)}, {_num(r['ci_high'], tex)}]"
+        else:
+            ours = f"{_num(r['effect'], tex)} (no interval)"
+        out.append({
+            "Claim": esc(statement) if (first or not tex) else "",
+            "Line": r["source"] if (first or not tex) else "",
+            "Dataset": esc(DATASET_SHORT[r["dataset"]]),
+            "Expect": _expect(r, tex),
+            "Report": _num(r["report_effect"], tex) if pd.notna(r["report_effect"]) else ("--" if tex else "—"),
+            "Ours [95% CI]": ours,
+            "Seeds": f"{int(r['n_seeds'])} ({esc(r['profile'])})" if r["n_seeds"] else ("--" if tex else "—"),
+            "Verdict": r["verdict"],
+        })
+    return pd.DataFrame(out, columns=COLUMNS)
+
+
+def claims_latex(verdicts: pd.DataFrame) -> str:
+    """The Claims section's table: a booktabs longtable (pandas Styler, as the other tables)."""
+    df = claims_frame(verdicts, tex=True)
+    df.columns = [tex_escape(c) for c in df.columns]
+    caption = ("Claims of the paper and of the MLRC report, each a comparison $a - b$ between two rows of a table "
+               "(in percentage points; AP higher and FPR95 lower is better). \\emph{Line}: line of the report text; "
+               "\\emph{Expect}: the sign the claim predicts; \\emph{Report}: the same difference in the report's own "
+               "numbers; \\emph{Ours}: mean over seeds with a 95\\,\\% interval combining seeds (paired t) and "
+               "images (per-run bootstrap). The verdict is computed from the interval.")
+    tex = df.style.hide(axis="index").to_latex(
+        caption=caption, label="tab:claims", hrules=True, environment="longtable",
+        column_format="p{5.4cm}lllrlll",
+    )
+    return "{\\small\n" + tex + "}\n"
+
+
+def claims_markdown(verdicts: pd.DataFrame) -> str:
+    """The same table as GitHub Markdown (written by hand: no ``tabulate`` dependency)."""
+    df = claims_frame(verdicts, tex=False)
+    lines = ["| " + " | ".join(df.columns) + " |", "|" + "|".join("---" for _ in df.columns) + "|"]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def _datasets(rows: pd.DataFrame) -> str:
+    return " and ".join(DATASET_SHORT[d] for d in rows["dataset"])
+
+
+def _listing(verdicts: pd.DataFrame, verdict: str) -> str:
+    parts = []
+    for _, rows in verdicts[verdicts["verdict"] == verdict].groupby("claim", sort=False):
+        effects = ", ".join(f"{_num(e, False)} [{_num(lo, False)}, {_num(hi, False)}]"
+                            for e, lo, hi in zip(rows["effect"], rows["ci_low"], rows["ci_high"], strict=True))
+        parts.append(f"{rows['statement'].iloc[0]} ({rows['table'].iloc[0]}, {_datasets(rows)}: {effects})")
+    return "; ".join(parts)
+
+
+def _against_report(verdicts: pd.DataFrame) -> list[str]:
+    """Comparisons where the report's own numbers go against the direction it states."""
+    out = []
+    for _, r in verdicts.iterrows():
+        e = r["report_effect"]
+        if pd.isna(e):
+            continue
+        wrong = (abs(e) >= r["margin"]) if r["expect"] == "same" else (e <= 0 if r["expect"] == "higher" else e >= 0)
+        if wrong:
+            out.append(f"{r['statement']} on {DATASET_SHORT[r['dataset']]} ({_num(e, False)})")
+    return out
+
+
+def _profile_sentence(verdicts: pd.DataFrame) -> str:
+    from reprolib.experiments.profiles import PROFILES
+
+    ran = verdicts[verdicts["verdict"] != "not run"]
+    if ran.empty:
+        return ""
+    profiles = sorted({p.strip() for ps in ran["profile"] for p in ps.split(",")})
+    seeds = sorted(set(ran["n_seeds"].astype(int)))
+    n = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]} to {seeds[-1]}"
+    text = f"These verdicts rest on the {' and '.join(profiles)} profile{'s' if len(profiles) > 1 else ''} with {n} seeds."
+    if "demo" in profiles:
+        d = PROFILES["demo"]
+        steps = d.training.get("max_steps")
+        text += (f" The demo profile trains a dissimilarity network of width {d.model.get('width')} for {steps} steps on the "
+                 f"embedded synthetic world at {d.size[0]}x{d.size[1]}: a verdict there says whether the claimed direction "
+                 "shows up at this small scale on synthetic data. It neither confirms nor refutes the paper, whose setting "
+                 "only the full profile on the real datasets reproduces.")
+    text += (" Inconclusive means that the interval (seeds and test images together) still contains zero, or for a "
+             "no-effect claim crosses the stated margin: the data at hand cannot tell, which is not evidence against "
+             "the claim.")
+    return text
+
+
+def _count(counts: pd.Series, verdict: str, one: str, many: str) -> str:
+    n = int(counts.get(verdict, 0))
+    return f"{n} comparison{'' if n == 1 else 's'} {one if n == 1 else many}"
+
+
+def discussion_paragraphs(verdicts: pd.DataFrame, not_tested: Sequence[NotTested] = NOT_TESTED) -> list[str]:
+    """The Discussion, as plain-text paragraphs generated from the verdicts."""
+    counts = verdicts["verdict"].value_counts()
+    n_claims = verdicts["claim"].nunique()
+    missing = sorted(set(verdicts.loc[verdicts["verdict"] == "not run", "table"]))
+    ran = verdicts[verdicts["verdict"] != "not run"]
+    paras = []
+    if ran.empty:
+        paras.append(f"No claim has results yet: the {n_claims} claims ({len(verdicts)} comparisons, one per claim and "
+                     f"dataset) wait for {', '.join(missing)}.")
+    else:
+        text = (f"Of the {n_claims} claims ({len(verdicts)} comparisons, one per claim and dataset), "
+                f"{ran['claim'].nunique()} have results: {_count(counts, 'holds', 'holds', 'hold')}, "
+                f"{_count(counts, 'contradicted', 'is contradicted', 'are contradicted')} and "
+                f"{_count(counts, 'inconclusive', 'is inconclusive', 'are inconclusive')}.")
+        if missing:
+            text += (f" {_count(counts, 'not run', 'is not run yet', 'are not run yet')}: {', '.join(missing)} "
+                     f"{'has' if len(missing) == 1 else 'have'} no results.")
+        paras.append(text)
+    for verdict, head in (("holds", "What held (effect a - b in points, 95% interval)"),
+                          ("contradicted", "What our numbers contradict"),
+                          ("inconclusive", "What our numbers cannot decide")):
+        listing = _listing(verdicts, verdict)
+        if listing:
+            paras.append(f"{head}: {listing}.")
+    against = _against_report(verdicts)
+    if against:
+        paras.append("The report's own numbers already go against the direction it states for: " + "; ".join(against) + ".")
+    prof = _profile_sentence(verdicts)
+    if prof:
+        paras.append(prof)
+    if not_tested:
+        paras.append("Not tested here: " + "; ".join(
+            f"{n.statement} (line {', '.join(map(str, n.source))}): {n.reason}" for n in not_tested) + ".")
+    return paras
+
+
+def summary_markdown(verdicts: pd.DataFrame, results: pd.DataFrame) -> str:
+    """``results/SUMMARY.md``: provenance, the claims table and the Discussion, in Markdown."""
+    lines = ["# Claims scorecard", "",
+             "_Generated by `make report` (`reprolib.report.build_report`) from `results/*/*.csv`; do not edit._", ""]
+    if not results.empty:
+        lines.append("Results used:")
+        lines.append("")
+        for table, rows in results.groupby("table", sort=True):
+            seeds = ",".join(str(s) for s in sorted(set(rows["seed"].astype(int))))
+            lines.append(f"- `{table}`: profile {', '.join(sorted(set(rows['profile'].astype(str))))}, seeds {seeds}, "
+                         f"commit {', '.join(sorted(set(rows['commit'].astype(str))))}")
+        lines.append("")
+    lines += ["Each claim compares two rows a and b of a table; effects are a - b in percentage points (AP higher and "
+              "FPR95 lower is better). *Line*: line of the MLRC report text (`shared/seed/`); *Expect*: the sign the "
+              "claim predicts; *Report*: the same difference in the report's own numbers; *Ours*: mean over seeds with "
+              "a 95% interval combining seeds (paired t) and test images (per-run bootstrap).", "",
+              claims_markdown(verdicts), "## Discussion", ""]
+    for p in discussion_paragraphs(verdicts):
+        lines += [p, ""]
+    return "\n".join(lines)
+
+
+def write_claims(results_dir: str | Path, generated_dir: str | Path, claims: Sequence[Claim] = CLAIMS) -> list[Path]:
+    """Write ``claims.tex`` and ``discussion.tex`` into ``generated_dir`` and ``SUMMARY.md`` into ``results_dir``."""
+    results_dir, gen = Path(results_dir), Path(generated_dir)
+    results = load_all_results(results_dir)
+    verdicts = claim_verdicts(results, claims)
+    header = "% generated by reprolib.report.claims — do not edit\n"
+    write_text(gen / "claims.tex", header + claims_latex(verdicts))
+    write_text(gen / "discussion.tex", header + "\n\n".join(tex_escape(p) for p in discussion_paragraphs(verdicts)) + "\n")
+    write_text(results_dir / "SUMMARY.md", summary_markdown(verdicts, results))
+    return [gen / "claims.tex", gen / "discussion.tex", results_dir / "SUMMARY.md"]
