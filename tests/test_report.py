@@ -65,7 +65,8 @@ def test_build_report_writes_fragments_and_labels_demo(tmp_path: Path) -> None:
     assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex
     assert "41.0 $\\pm$ 1.0" in tex
     assert "Demo profile" in (tmp_path / "report" / "generated" / "profiles.tex").read_text()
-    assert len(written) == 2
+    # table4.tex, profiles.tex, then the claims: claims.tex, discussion.tex and results/SUMMARY.md
+    assert len(written) == 5 and (tmp_path / "results" / "SUMMARY.md").is_file()
 
 
 def test_full_profile_is_not_labelled_demo(tmp_path: Path) -> None:

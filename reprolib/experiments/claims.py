@@ -29,6 +29,7 @@ inside ``±margin``, ``contradicted`` when it lies wholly outside, ``inconclusiv
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
@@ -223,10 +224,15 @@ def report_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _runs(results: pd.DataFrame, table: str, variant: str, dataset: str, metric: str) -> pd.DataFrame:
+_KEY = ["table", "variant", "dataset", "metric"]
+
+
+def _runs(groups: dict[tuple, pd.DataFrame], table: str, variant: str, dataset: str, metric: str) -> pd.DataFrame:
     """One row per (profile, seed): value and the run's per-image interval of ``metric`` (NaN when absent)."""
-    sel = results[(results["table"] == table) & (results["variant"] == variant) & (results["dataset"] == dataset)
-                  & (results["metric"] == metric)]
+    sel = groups.get((table, variant, dataset, metric))
+    if sel is None:
+        return pd.DataFrame(columns=["value", "lo", "hi"],
+                            index=pd.MultiIndex.from_tuples([], names=["profile", "seed"]))
     lo, hi = f"{metric}_ci_low", f"{metric}_ci_high"
     out = pd.DataFrame({
         "profile": sel["profile"].astype(str), "seed": sel["seed"].astype(int), "value": sel["value"].astype(float),
@@ -237,16 +243,20 @@ def _runs(results: pd.DataFrame, table: str, variant: str, dataset: str, metric:
     return out.set_index(["profile", "seed"])
 
 
+@functools.cache
+def _reference() -> dict[tuple[str, str, str, str, str], float]:
+    """(source, table, row, dataset, metric) → mean, from :func:`reference_numbers` (built once)."""
+    ref = reference_numbers()
+    keys = zip(ref["source"], ref["table"], ref["row"], ref["dataset"], ref["metric"], strict=True)
+    return {k: float(m) for k, m in zip(keys, ref["mean"], strict=True)}
+
+
 def _reference_effect(claim: Claim, dataset: str, source: str) -> float:
     """a − b in the report's (or the paper's) own numbers, in percentage points; NaN when either is missing."""
-    ref = reference_numbers()
-    ref = ref[(ref["source"] == source) & (ref["dataset"] == dataset) & (ref["metric"] == claim.metric)]
-
-    def mean(table: str, row: str) -> float:
-        hit = ref[(ref["table"] == table) & (ref["row"] == row)]["mean"]
-        return float(hit.iloc[0]) if len(hit) else float("nan")
-
-    return mean(claim.table_of_a, claim.ref_a or claim.a) - mean(claim.table, claim.ref_b or claim.b)
+    ref = _reference()
+    a = ref.get((source, claim.table_of_a, claim.ref_a or claim.a, dataset, claim.metric), float("nan"))
+    b = ref.get((source, claim.table, claim.ref_b or claim.b, dataset, claim.metric), float("nan"))
+    return a - b
 
 
 def decide(expect: str, low: float, high: float, margin: float | None = None) -> str:
@@ -299,11 +309,15 @@ def claim_verdicts(results: pd.DataFrame, claims: Sequence[Claim] = CLAIMS, leve
     ``results``: tidy rows of any number of tables (``table`` column), as :func:`load_results` reads them.
     Effects are ``a − b`` in percentage points. A claim whose rows are missing is ``not run``.
     """
+    from reprolib.experiments.results import RESULT_COLUMNS
+
+    results = results.reindex(columns=list(dict.fromkeys([*RESULT_COLUMNS, *results.columns])))  # empty → no runs
+    groups = {tuple(k): g for k, g in results.groupby(_KEY, sort=False)}
     rows = []
     for claim in claims:
         for dataset in claim.datasets:
-            a = _runs(results, claim.table_of_a, claim.a, dataset, claim.metric)
-            b = _runs(results, claim.table, claim.b, dataset, claim.metric)
+            a = _runs(groups, claim.table_of_a, claim.a, dataset, claim.metric)
+            b = _runs(groups, claim.table, claim.b, dataset, claim.metric)
             common = a.index.intersection(b.index)
             row = {
                 "claim": claim.id, "statement": claim.statement, "origin": claim.origin,
