@@ -36,7 +36,7 @@ def _num(x: float, tex: bool) -> str:
 
 def _expect(row: pd.Series, tex: bool) -> str:
     if row["expect"] == "same":
-        return f"$|\\Delta| < {row['margin']:g}$" if tex else f"abs < {row['margin']:g}"
+        return f"$|\\Delta| < {row['margin']:g}$" if tex else f"within ±{row['margin']:g}"
     return ("$>0$" if tex else "> 0") if row["expect"] == "higher" else ("$<0$" if tex else "< 0")
 
 
