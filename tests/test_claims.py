@@ -144,6 +144,13 @@ def test_no_effect_claim_and_cross_table_claim() -> None:
     assert _one(claim_verdicts(small, [claim]), claim.id, st)["verdict"] == "holds"
     large = _frame(_rows("table7", "full", {st: [0.30, 0.31, 0.305]}), _rows("table7", "no_perceptual", {st: [0.40, 0.42, 0.41]}))
     assert _one(claim_verdicts(large, [claim]), claim.id, st)["verdict"] == "contradicted"
+    # a verdict rests on one profile: full when present, never an average of demo and full
+    mixed = _frame(_rows("table7", "full", {st: [0.30, 0.31]}), _rows("table7", "no_perceptual", {st: [0.301, 0.309]}),
+                   _rows("table7", "full", {st: [0.30, 0.31, 0.32]}, profile="full"),
+                   _rows("table7", "no_perceptual", {st: [0.50, 0.52, 0.51]}, profile="full"))
+    row = _one(claim_verdicts(mixed, [claim]), claim.id, st)
+    assert row["profile"] == "full" and row["n_seeds"] == 3 and row["verdict"] == "contradicted"
+    assert "profiles not used: demo" in row["reason"]
     # Table 8 compares its moderate rows with Table 6's original, paired by seed
     cross = _frame(_rows("table6", "original", {st: [0.50, 0.52]}), _rows("table8", "moderate1", {st: [0.30, 0.33]}))
     row = _one(claim_verdicts(cross, [BY_ID["t8-moderate1-ap"]]), "t8-moderate1-ap", st)

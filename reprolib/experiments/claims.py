@@ -112,7 +112,6 @@ class NotTested:
 
 BOTH = DATASETS
 LF, ST = ("fs_lost_and_found",), ("fs_static",)
-_SAY = {"ap": "AP", "fpr95": "FPR95"}
 
 
 def _pair(id_: str, what: str, a_better: bool = True, **kw) -> tuple[Claim, Claim]:
@@ -335,11 +334,15 @@ def claim_verdicts(results: pd.DataFrame, claims: Sequence[Claim] = CLAIMS, leve
                 row.update(effect=float("nan"), ci_low=float("nan"), ci_high=float("nan"), seed_half=float("nan"),
                            image_half=float("nan"), n_seeds=0, profile="", verdict="not run", reason=reason)
             else:
-                stats_ = effect_interval(a, b, level)
+                # one profile per verdict (never average demo with full): full if present, else the best-seeded
+                profiles = pd.Series(common.get_level_values("profile")).value_counts()
+                profile = "full" if "full" in profiles else str(sorted(profiles.index, key=lambda p: (-profiles[p], p))[0])
+                stats_ = effect_interval(a.loc[[profile]], b.loc[[profile]], level)
                 verdict = decide(claim.expect, stats_["ci_low"], stats_["ci_high"], claim.margin)
-                reason = "" if math.isfinite(stats_["ci_low"]) else "no interval: one seed and no per-image intervals"
-                row.update(**stats_, profile=", ".join(sorted(set(common.get_level_values("profile")))),
-                           verdict=verdict, reason=reason)
+                notes = [] if math.isfinite(stats_["ci_low"]) else ["no interval: one seed and no per-image intervals"]
+                if len(profiles) > 1:
+                    notes.append("profiles not used: " + ", ".join(sorted(set(profiles.index) - {profile})))
+                row.update(**stats_, profile=profile, verdict=verdict, reason="; ".join(notes))
             rows.append(row)
     return pd.DataFrame(rows)
 
