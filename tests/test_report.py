@@ -85,3 +85,5 @@ def test_report_compiles_with_latex(tmp_path: Path) -> None:
                           cwd=tmp_path / "report", capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert (tmp_path / "report" / "main.pdf").stat().st_size > 10_000
+    log = (tmp_path / "report" / "main.log").read_text(errors="replace")
+    assert "generated/claims.tex" in log and "generated/discussion.tex" in log  # the Claims section was typeset

@@ -78,9 +78,10 @@ def claims_latex(verdicts: pd.DataFrame) -> str:
                "images (per-run bootstrap). The verdict is computed from the interval.")
     tex = df.style.hide(axis="index").to_latex(
         caption=caption, label="tab:claims", hrules=True, environment="longtable",
-        column_format="p{5.4cm}lllrlll",
+        column_format="p{4.6cm}p{0.9cm}llrlll",
     )
-    return "{\\small\n" + tex + "}\n"
+    # ~60 rows of 8 columns: smaller type and padding keep the table inside the text width
+    return "{\\footnotesize\\setlength{\\tabcolsep}{3pt}\n" + tex + "}\n"
 
 
 def claims_markdown(verdicts: pd.DataFrame) -> str:
