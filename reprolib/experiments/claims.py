@@ -201,8 +201,8 @@ CLAIMS: tuple[Claim, ...] = (
 NOT_TESTED: tuple[NotTested, ...] = (
     NotTested("Table 4's results are mostly within the authors' given range", (237,),
               ("most of the results are within the authors' given range",),
-              "a comparison with the paper's numbers, meaningful only on the full profile with the real data; "
-              "the tables print them beside ours"),
+              "a comparison with the paper's numbers (printed beside ours in every table), meaningful only on the "
+              "full profile with the real data"),
     NotTested("The light framework is significantly better than Image Resynthesis++", (288, 290),
               ("significantly lower than the original model but significantly", "original image resynthesis method"),
               "Image Resynthesis++ is not re-run here (the paper's number only)"),

@@ -105,11 +105,11 @@ def _listing(verdicts: pd.DataFrame, verdict: str) -> str:
     return "; ".join(parts)
 
 
-def _against_report(verdicts: pd.DataFrame) -> list[str]:
-    """Comparisons where the report's own numbers go against the direction it states."""
+def _against(verdicts: pd.DataFrame, source: str) -> list[str]:
+    """Comparisons where the report's (or the paper's) own numbers go against the direction stated."""
     out = []
     for _, r in verdicts.iterrows():
-        e = r["report_effect"]
+        e = r[f"{source}_effect"]
         if pd.isna(e):
             continue
         wrong = (abs(e) >= r["margin"]) if r["expect"] == "same" else (e <= 0 if r["expect"] == "higher" else e >= 0)
@@ -171,15 +171,17 @@ def discussion_paragraphs(verdicts: pd.DataFrame, not_tested: Sequence[NotTested
         listing = _listing(verdicts, verdict)
         if listing:
             paras.append(f"{head}: {listing}.")
-    against = _against_report(verdicts)
-    if against:
-        paras.append("The report's own numbers already go against the direction it states for: " + "; ".join(against) + ".")
+    for source, who in (("report", "The report's own numbers"), ("paper", "The paper's own numbers")):
+        against = _against(verdicts, source)
+        if against:
+            paras.append(f"{who} already go against the stated direction for: " + "; ".join(against) + ".")
     prof = _profile_sentence(verdicts)
     if prof:
         paras.append(prof)
     if not_tested:
         paras.append("Not tested here: " + "; ".join(
-            f"{n.statement} (line {', '.join(map(str, n.source))}): {n.reason}" for n in not_tested) + ".")
+            f"{n.statement} (line{'s' if len(n.source) > 1 else ''} {', '.join(map(str, n.source))}): {n.reason}"
+            for n in not_tested) + ".")
     return paras
 
 
