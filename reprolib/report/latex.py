@@ -15,6 +15,7 @@ import pandas as pd
 from reprolib.experiments.reference import reference_numbers
 from reprolib.experiments.results import load_results
 from reprolib.io import write_text
+from reprolib.report.claims import write_claims
 
 DATASET_NAMES = {"fs_lost_and_found": "FS L\\&F", "fs_static": "FS Static"}
 METRIC_NAMES = {"ap": "AP $\\uparrow$", "fpr95": "FPR95 $\\downarrow$", "auroc": "AUROC $\\uparrow$"}
@@ -119,7 +120,5 @@ def build_report(results_dir: str | Path = "results", report_dir: str | Path = "
         )
     write_text(gen / "profiles.tex", "\n".join(lines) + "\n")
     written.append(gen / "profiles.tex")
-    from reprolib.report.claims import write_claims  # the claims table, the Discussion and results/SUMMARY.md
-
-    written += write_claims(results_dir, gen)
+    written += write_claims(results_dir, gen)  # the claims table, the Discussion and results/SUMMARY.md
     return written
