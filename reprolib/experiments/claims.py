@@ -214,11 +214,12 @@ NOT_TESTED: tuple[NotTested, ...] = (
 
 
 def report_path() -> Path | None:
-    """The report text, from ``$REPROLIB_REPORT_TEXT``, ``<repo>/shared/seed/`` or ``/work/shared/seed/``."""
+    """The report text, from ``$REPROLIB_REPORT_TEXT``, else ``shared/seed/`` beside the clone (where the project's
+    machines and CI lay it), else inside the clone."""
     env = os.environ.get("REPROLIB_REPORT_TEXT")
     candidates = [Path(env)] if env else []
-    candidates += [Path(__file__).resolve().parents[2] / "shared" / "seed" / REPORT_NAME,
-                   Path("/work/shared/seed") / REPORT_NAME]
+    repo = Path(__file__).resolve().parents[2]
+    candidates += [repo.parent / "shared" / "seed" / REPORT_NAME, repo / "shared" / "seed" / REPORT_NAME]
     return next((p for p in candidates if p.is_file()), None)
 
 
