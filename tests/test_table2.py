@@ -35,3 +35,17 @@ def test_table2_notebook_is_generated_and_has_parameters() -> None:
     src = "".join(c.source for c in nb.cells)
     assert "computational_requirements(" in src and "63 ms" not in src  # the numbers come from the package
     assert "table2:" in (ROOT / "Makefile").read_text() or " table2 " in (ROOT / "Makefile").read_text()
+
+
+def test_report_includes_table2(tmp_path: Path) -> None:
+    from reprolib.report import build_report
+
+    rows = [{"quantity": q, "report": r, "ours": (None if "GPU" in q else 1.5), "unit": "u", "how": "h",
+             "profile": "demo", "device": "Test CPU_1"} for q, r in REPORT_TABLE2.items()]
+    out = tmp_path / "results" / "table2"
+    out.mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(out / "requirements.csv", index=False)
+    written = build_report(tmp_path / "results", tmp_path / "report")
+    tex = (tmp_path / "report" / "generated" / "table2.tex").read_text()
+    assert tmp_path / "report" / "generated" / "table2.tex" in written
+    assert "63 ms" in tex and "1.5" in tex and "Test CPU\\_1" in tex and "--" in tex
