@@ -73,6 +73,10 @@ def _timed(fn: Callable[[], Any], device: str, repeat: int) -> float:
     return statistics.median(once() for _ in range(max(1, repeat)))
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
+
+
 def _peak_rss_gib() -> float:
     """Peak resident memory of this process so far (Linux reports KiB, macOS bytes)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -197,12 +201,14 @@ def computational_requirements(
     steps_per_epoch = max(1, (CITYSCAPES_TRAIN_IMAGES if not ctx.data.embedded else n_train) // bs)
     n_epoch_images = CITYSCAPES_TRAIN_IMAGES if not ctx.data.embedded else n_train
     hw = hardware()
+    backend = P.combo_name(ctx, combo)
     rows = [
         ("segmentation + H + D (precompute)", seg_s, "s/image",
-         f"{combo} segmentation at the dataset's resolution ({n_images} images); "
-         f"× {n_epoch_images} images = {seg_s * n_epoch_images / 3600:.2f} h"),
+         f"{backend} segmentation at the dataset's resolution ({len(images)} images); "
+         f"× {n_epoch_images} images = {_duration(seg_s * n_epoch_images)}"),
         ("resynthesis + V (precompute)", resyn_s, "s/image",
-         f"{combo} resynthesis + VGG19 V at {h}x{w}; × {n_epoch_images} images = {resyn_s * n_epoch_images / 3600:.2f} h"),
+         f"{backend} resynthesis + VGG19 V at {h}x{w}; × {n_epoch_images} images = "
+         f"{_duration(resyn_s * n_epoch_images)}"),
         ("training time per epoch", step_s * steps_per_epoch / 60, "min",
          f"{step_s:.3f} s/step (batch {bs}, {h}x{w}, {precision}) × {steps_per_epoch} steps; no data loading"),
         ("peak GPU memory (training)", gpu_train_gib, "GiB",
