@@ -19,7 +19,7 @@ KAGGLE_DATASETS ?=
 SEED ?= 0
 WORLD ?= $(WORK)/world
 
-TABLES := table3 table4 table5 table6 table7 table8 figures figure3
+TABLES := table2 table3 table4 table5 table6 table7 table8 figures figure3
 PM_ARGS = -p profile $(PROFILE) -p work_dir $(WORK) -p wandb_mode $(WANDB) -p output_dir results/$@ \
 	$(if $(DATA),-p data_root $(DATA)) $(if $(SEEDS),-y "seeds: [$(SEEDS)]") $(if $(MAX_TIME),-p max_time $(MAX_TIME)) \
 	$(if $(EVAL_RES),-p eval_resolution $(EVAL_RES))
@@ -30,6 +30,7 @@ help:
 	@echo "make setup            create .venv with the pinned stack (idempotent: a second call does no work)"
 	@echo "make table4           Table 4 ablation on the embedded world (the README's main job)"
 	@echo "make table3 … table8, make figures, make figure3   the other tables/figures"
+	@echo "make table2           computational requirements measured on this machine (beside the report's)"
 	@echo "   PROFILE=demo|full  DATA=/datasets  SEEDS=0,1,2  WORK=data  WANDB=offline|online  MAX_TIME=00:08:30:00"
 	@echo "   EVAL_RES=processed|benchmark  (benchmark: score at the evaluation sets' own size, e.g. 1024×2048)"
 	@echo "make report           LaTeX report from results/ (needs latexmk)"

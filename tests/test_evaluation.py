@@ -76,6 +76,7 @@ def test_benchmark_resolution_upsamples_scores(run_dir: Path, laf_split: Path, t
         assert label.shape == NATIVE
     result = E.evaluate_checkpoint(run_dir, laf_split, tmp_path / "eval", resolution="benchmark")
     assert result["eval_size"] == list(NATIVE) and result["processing_size"] == list(PROCESSED)
+    assert Path(result["checkpoint"]).name == "last.ckpt"  # a run dir without validation has no best.ckpt
     assert result["metrics"] == pytest.approx(anomaly_metrics(high["dissimilarity"], high["label"], ignore_index=255), abs=1e-3)
     assert result["seconds_per_image"] > 0 and result["precompute_seconds_per_image"] > 0
     assert len(list((tmp_path / "eval" / "predictions").glob("*.png"))) == 3

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -30,7 +31,7 @@ def test_table4_rows_and_provenance(table4) -> None:
     assert list(saved.columns[: len(RESULT_COLUMNS)]) == RESULT_COLUMNS
     variants = {v.name for v in TABLES["table4"].variants}
     assert variants <= set(saved["variant"])
-    assert "full@tuned_on_reported" in set(saved["variant"])  # the original's tuning, shown beside ours
+    assert "full@report_protocol" in set(saved["variant"])  # the MLRC report's tuning, shown beside ours
     assert set(saved["dataset"]) == {"fs_lost_and_found", "fs_static"}
     assert set(saved["metric"]) == {"ap", "fpr95", "auroc"}
     assert (saved["profile"] == "tiny").all() and saved["value"].between(0, 1).all()
@@ -38,13 +39,90 @@ def test_table4_rows_and_provenance(table4) -> None:
     # "w/o ensemble" evaluates the full model's raw output: same checkpoint, no extra training
     ck = saved.drop_duplicates("variant").set_index("variant")["checkpoint"]
     assert ck["no_ensemble"] == ck["full"] and ck["no_uncertainty"] != ck["full"]
+    # every table scores the best checkpoint by validation loss, and says so
+    assert saved["checkpoint"].map(lambda c: Path(c).name).eq("best.ckpt").all()
     assert json.loads((out / "timings.json").read_text())["total_s"] > 0
     main = saved[~saved["variant"].str.contains("@")]
     ci = main[main["metric"] == "ap"]
     assert (ci["ap_ci_low"] <= ci["value"] + 1e-9).all() and (ci["value"] <= ci["ap_ci_high"] + 1e-9).all()
-    run = Path(ck["full"])
+    run = Path(ck["full"]).parents[1]
     assert len(list((run / "predictions" / "fs_static").glob("*.png"))) == 4
     assert json.loads((run / "predictions" / "fs_static-timing.json").read_text())["seconds_per_image"] > 0
+
+
+def test_best_checkpoint_is_scored(table4) -> None:
+    """The cached scores are those of best.ckpt (lowest validation loss), not last.ckpt."""
+    import torch
+
+    from reprolib.experiments.runner import scored_checkpoint
+    from reprolib.experiments.scoring import load_scores, score_split
+    from reprolib.training.run import load_trained
+
+    df, work, _ = table4
+    run = Path(df.set_index("variant").loc["full", "checkpoint"].iloc[0]).parents[1]
+    assert scored_checkpoint(run) == run / "checkpoints" / "best.ckpt"
+    best_step = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)["global_step"]
+    last_step = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    cache = next((run / "scores").glob("fs_static-*-best.npz"))
+    split = next(p for p in (work / "tiny" / "processed").iterdir() if p.name in cache.name)
+    model, _ = load_trained(run, which="best")
+    fresh = score_split(model, split, size=(64, 128))
+    np.testing.assert_array_equal(np.stack(load_scores(cache)["dissimilarity"]), np.stack(fresh["dissimilarity"]))
+    if best_step != last_step:  # then the two checkpoints differ and the cache must be best's
+        last, _ = load_trained(run, which="last")
+        other = score_split(last, split, size=(64, 128))["dissimilarity"]
+        assert not np.array_equal(np.stack(other), np.stack(fresh["dissimilarity"]))
+    (run / "checkpoints" / "best.ckpt").rename(run / "checkpoints" / "held.ckpt")
+    try:  # a run without a validation split has no best.ckpt: its last one is scored
+        assert scored_checkpoint(run).name == "last.ckpt"
+    finally:
+        (run / "checkpoints" / "held.ckpt").rename(run / "checkpoints" / "best.ckpt")
+
+
+def test_without_generator_changes_only_the_labels(table4) -> None:
+    """'w/o data generator' trains on the full model's processed data; only the label folder differs."""
+    df, _, _ = table4
+    ck = df.drop_duplicates("variant").set_index("variant")["checkpoint"]
+    cfg = {v: json.loads((Path(ck[v]).parents[1] / "config.json").read_text())
+           for v in ("full", "no_uncertainty", "no_generator_no_uncertainty")}
+    assert cfg["no_generator_no_uncertainty"]["train_split"] == cfg["full"]["train_split"]
+    assert cfg["no_generator_no_uncertainty"]["val_split"] == cfg["full"]["val_split"]
+    assert cfg["full"]["label_dir"] == cfg["no_uncertainty"]["label_dir"] == "labels_with_void_no_ego"
+    assert cfg["no_generator_no_uncertainty"]["label_dir"] == "labels"
+    # "w/o uncertainty maps" keeps the SPADE decoder, as the MLRC trainer (prior: False, spade: decoder)
+    model = cfg["no_uncertainty"]["model"]
+    assert model["uncertainty"] is False and model.get("spade_decoder", True) is True
+    # the generator filled void semantics with the combo's segmentation prediction
+    gen = json.loads((Path(cfg["full"]["train_split"]).parent.parent / "generated").joinpath(
+        "embedded-train", "generator.json").read_text())
+    assert gen["void"] and gen["fill_void"] == "segmentation:embedded"
+
+
+def test_table3_is_the_fixed_ensemble_at_benchmark_resolution(table4, tmp_path: Path) -> None:
+    from reprolib.experiments.ensembling import FIXED_WEIGHTS
+
+    _, work, _ = table4
+    t3 = run_table("table3", profile="tiny", work_dir=work, output_dir=tmp_path, device="cpu", wandb_mode="disabled")
+    assert set(t3["variant"]) == {"SynBoost"} and (t3["ensemble"] == "fixed").all()
+    assert all(json.loads(i)["weights"] == FIXED_WEIGHTS for i in t3["ensemble_info"])
+    run = Path(t3["checkpoint"].iloc[0]).parents[1]
+    assert list((run / "scores").glob("fs_static-*-benchmark-best.npz"))  # scored at the benchmark resolution
+    assert Path(t3["checkpoint"].iloc[0]).name == "best.ckpt"
+
+
+def test_epochs_follow_the_report_in_full_and_steps_stay_in_demo() -> None:
+    from reprolib.experiments.profiles import get_pipeline_profile
+
+    kw = dict(model={}, train={}, ensemble="grid", seed=0, train_split="a", val_split="b", label_dir="labels",
+              wandb_mode="disabled", max_time=None, max_epochs=None, device="cpu")
+    assert TABLES["table4"].epochs == TABLES["table3"].epochs == 50
+    assert {TABLES[t].epochs for t in ("table5", "table6", "table7", "table8", "figures")} == {25}
+    full, demo = get_pipeline_profile("full"), get_pipeline_profile("demo")
+    assert full.training_config(**kw, epochs=TABLES["table7"].epochs)["max_epochs"] == 25
+    assert full.training_config(**kw, epochs=TABLES["table4"].epochs)["max_epochs"] == 50
+    d = demo.training_config(**kw, epochs=25)
+    assert d["max_steps"] == demo.training["max_steps"] and "max_epochs" not in d
+    assert full.training_config(**{**kw, "max_epochs": 3}, epochs=25)["max_epochs"] == 3  # the user's override wins
 
 
 def test_rerun_reuses_finished_work(table4) -> None:

@@ -10,8 +10,10 @@ from _make_data import make_cityscapes
 
 from reprolib.data import formats as F
 from reprolib.data.generator import (
+    IMPLIED_ANOMALY_SHARE,
     OUTPUT_DIRS,
     REPLACEMENT_LABEL_IDS,
+    VOID_ANOMALY_LABEL_IDS,
     VOID_DIR,
     fill_void_nearest,
     generate_training_data,
@@ -35,14 +37,20 @@ def _instances(inst: np.ndarray) -> list[int]:
 def test_mask_is_changed_pixels_inside_roi(tmp_path: Path) -> None:
     frames = make_cityscapes(tmp_path / "cs", n=3)
     out = generate_training_data(tmp_path / "cs", tmp_path / "gen", fraction=1.0, seed=1, progress=False)
+    roi = generate_training_data(tmp_path / "cs", tmp_path / "roi", fraction=1.0, seed=1, roi_ignore=True,
+                                 progress=False)
     for fr in frames:
         stem, orig, inst = fr.fid.stem, fr.label_ids, fr.instance_ids
         altered = _read(out, "semantic_labelId", stem)
         labels = _read(out, "labels", stem)
         outside = np.isin(orig, OUTSIDE_ROI)
-        assert outside.any() and np.all(labels[outside] == 255) and (labels[orig == 1] == 255).all()
-        np.testing.assert_array_equal(labels[~outside] == 1, (altered != orig)[~outside])
-        assert set(np.unique(labels[~outside])) == {0, 1}
+        # the original's files: 0/1 only (its class-weight code assumes two values), outside the ROI known
+        np.testing.assert_array_equal(labels, (altered != orig).astype(np.uint8))
+        assert outside.any() and set(np.unique(labels)) == {0, 1} and np.all(labels[outside] == 0)
+        # roi_ignore: 255 outside the region of interest, the rest identical
+        with_roi = _read(roi, "labels", stem)
+        assert np.all(with_roi[outside] == 255)
+        np.testing.assert_array_equal(with_roi[~outside], labels[~outside])
         for iid in _instances(inst):  # fraction 1: every instance relabelled, as a whole, never to its own id
             new = np.unique(altered[inst == iid])
             assert len(new) == 1 and new[0] in REPLACEMENT_LABEL_IDS and new[0] != iid // 1000
@@ -98,18 +106,78 @@ def test_void_variant_marks_void_and_keeps_instances(tmp_path: Path) -> None:
         labels = _read(out, "labels", stem)
         np.testing.assert_array_equal(labels, _read(plain, "labels", stem))
         void_labels = _read(out, VOID_DIR, stem)
-        outside = np.isin(orig, OUTSIDE_ROI)
-        void = (LABEL_TO_TRAIN[orig] == 255) & ~outside
-        assert {0, 4, 5} <= set(np.unique(orig[void]))  # unlabeled, static, dynamic boxes are void
-        assert np.all(void_labels[void] == 1) and np.all(void_labels[outside] == 255)
+        anomalous_void = np.isin(orig, VOID_ANOMALY_LABEL_IDS)
+        assert {0, 2, 3, 4} <= set(np.unique(orig[anomalous_void]))  # unlabeled, border, out of roi, static
+        assert np.all(void_labels[anomalous_void] == 1) and np.all(void_labels[orig == 1] == 0)  # ego known
+        assert np.all(void_labels[orig == 5] == labels[orig == 5])  # dynamic is not in the original's list
         assert np.all(void_labels[labels == 1] == 1)  # instance anomalies kept (the HEAD code erased them)
-        np.testing.assert_array_equal(void_labels[~void & ~outside], labels[~void & ~outside])
+        np.testing.assert_array_equal(void_labels[~anomalous_void], labels[~anomalous_void])
         # void repainted with known classes before resynthesis; known pixels keep the plain variant's classes
         semantic, plain_sem = _read(out, "semantic", stem), _read(plain, "semantic", stem)
         assert not np.any(semantic == 255)
         known = plain_sem != 255
         np.testing.assert_array_equal(semantic[known], plain_sem[known])
         np.testing.assert_array_equal(LABEL_TO_TRAIN[_read(out, "semantic_labelId", stem)], semantic)
+
+
+#: every Cityscapes labelId whose trainId is void (255), and the value labels_with_void_no_ego/ must hold there:
+#: the original's intended list (unlabeled, rectification border, out of roi, static, caravan, trailer) → 1,
+#: the ego vehicle and every other void class → 0 (known)
+VOID_CLASS_EXPECTED = {0: 1, 1: 0, 2: 1, 3: 1, 4: 1, 5: 0, 6: 0, 9: 0, 10: 0, 14: 0, 15: 0, 16: 0, 18: 0, 29: 1, 30: 1}
+
+
+def _void_class_scene(root: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One hand-made Cityscapes frame: road + sky, one 8×8 box per void labelId, and one car instance."""
+    h, w = 64, 128
+    lab = np.full((h, w), 7, np.uint8)  # road
+    lab[:16] = 23  # sky
+    inst = lab.astype(np.int32)
+    for k, lid in enumerate(VOID_CLASS_EXPECTED):
+        y, x = 18 + 10 * (k // 12), 2 + 10 * (k % 12)
+        lab[y:y + 8, x:x + 8] = lid
+        inst[y:y + 8, x:x + 8] = lid * 1000 if lid in (29, 30) else lid  # caravan / trailer are instances
+    lab[50:58, 2:20], inst[50:58, 2:20] = 26, 26000  # a car
+    fid = F.FrameId("handmade", 0, 19)
+    write_png(F.cityscapes_image_path(root, "train", fid), np.random.default_rng(0).integers(0, 256, (h, w, 3),
+                                                                                              dtype=np.uint8))
+    write_png(F.cityscapes_gt_path(root, "train", fid, "labelIds"), lab)
+    write_png(F.cityscapes_gt_path(root, "train", fid, "instanceIds"), inst)
+    return lab, inst
+
+
+def test_void_labels_on_a_scene_with_every_void_class(tmp_path: Path, capsys) -> None:
+    """The label values written for each void class, the fill of void semantics by a segmentation
+    prediction, and the anomaly share printed beside the one the original's class weights imply."""
+    lab, _ = _void_class_scene(tmp_path / "cs")
+    assert set(VOID_CLASS_EXPECTED) == {int(i) for i in np.flatnonzero(LABEL_TO_TRAIN == 255) if i < 34}
+
+    def predict_terrain(index: int, image: np.ndarray, train_ids: np.ndarray) -> np.ndarray:
+        return np.full(train_ids.shape, 9, np.uint8)  # terrain (trainId 9, labelId 22)
+
+    out = generate_training_data(tmp_path / "cs", tmp_path / "gen", fraction=0.0, void=True,
+                                 fill_void=predict_terrain, progress=True)
+    stem = "handmade_000000_000019"
+    void_labels, labels = _read(out, VOID_DIR, stem), _read(out, "labels", stem)
+    for lid, expected in VOID_CLASS_EXPECTED.items():
+        assert set(np.unique(void_labels[lab == lid])) == {expected}, f"labelId {lid}"
+    assert set(np.unique(void_labels[np.isin(lab, (7, 23, 26))])) == {0}  # known classes (car not relabelled)
+    assert set(np.unique(labels)) == {0} and set(np.unique(void_labels)) == {0, 1}  # 0/1 files, no 255
+    # every void pixel of the semantic map (ego included) takes the segmentation's class, as the original
+    void = LABEL_TO_TRAIN[lab] == 255
+    assert np.all(_read(out, "semantic", stem)[void] == 9) and np.all(_read(out, "semantic_labelId", stem)[void] == 22)
+    np.testing.assert_array_equal(_read(out, "semantic", stem)[~void], LABEL_TO_TRAIN[lab][~void])
+    meta = read_json(out / "generator.json")
+    share = float(np.isin(lab, VOID_ANOMALY_LABEL_IDS).mean())
+    assert meta["anomaly_pixel_share_this_run"] == {"labels": 0.0, VOID_DIR: pytest.approx(share)}
+    assert meta["implied_anomaly_share_original"][VOID_DIR] == pytest.approx(0.1125, abs=5e-4)
+    assert IMPLIED_ANOMALY_SHARE["labels"] == pytest.approx(0.0424, abs=5e-4)
+    assert f"{VOID_DIR}/ {share:.1%} (the original's class weights imply 11.2%)" in capsys.readouterr().out
+    # with roi_ignore, the ego vehicle, border and out-of-roi pixels are ignored in both folders instead
+    roi = generate_training_data(tmp_path / "cs", tmp_path / "roi", fraction=0.0, void=True, roi_ignore=True,
+                                 progress=False)
+    outside = np.isin(lab, OUTSIDE_ROI)
+    assert np.all(_read(roi, VOID_DIR, stem)[outside] == 255) and np.all(_read(roi, "labels", stem)[outside] == 255)
+    np.testing.assert_array_equal(_read(roi, VOID_DIR, stem)[~outside], void_labels[~outside])
 
 
 def test_void_fill_callback(tmp_path: Path) -> None:

@@ -44,3 +44,59 @@ def test_combine_and_fixed_mix() -> None:
     np.testing.assert_allclose(mixed[1], 0.75 * maps["dissimilarity"][1] + 0.25 * maps["entropy"][1], rtol=1e-6)
     with pytest.raises(ValueError, match="objective"):
         grid_search(maps, [np.zeros((32, 32))] * 2, objective="auc")
+
+
+def test_allowed_keeps_a_removed_map_at_zero_weight() -> None:
+    """Table 7: with H removed from the network, H is not a grid-search input either."""
+    maps, labels = _synthetic()
+    res = grid_search(maps, labels, allowed=("dissimilarity", "perceptual", "distance"))
+    assert (res.table["entropy"] == 0).all() and res.weights["entropy"] == 0
+    assert res.weights["distance"] > 0  # the remaining signal map is still found
+    cands, _ = candidate_weights()
+    assert len(res.table) == sum(1 for c in cands if c[1] == 0) < 224
+    with pytest.raises(ValueError, match="allowed"):
+        grid_search(maps, labels, allowed=("entropy", "distance"))  # the network's output cannot be dropped
+
+
+def test_report_protocol_and_corrected_rows() -> None:
+    """Both grid protocols: the MLRC's (AP - FPR95, tuned on the reported set) and ours (cross-fitted)."""
+    from reprolib.experiments.ensembling import REPORT_OBJECTIVE, evaluate_ensemble, final_scores, metrics_of, mix
+    from reprolib.experiments.tables import REPORT_PROTOCOL, TABLES
+
+    maps, labels = _synthetic(n=8)
+    scores = {**maps, "label": labels}
+    rows = evaluate_ensemble(scores, "grid", "fpr95")
+    assert set(rows) == {"", REPORT_PROTOCOL} == {"", "@report_protocol"}
+    metrics, info = rows[REPORT_PROTOCOL]
+    same = grid_search(maps, labels, objective=REPORT_OBJECTIVE)
+    assert REPORT_OBJECTIVE == "ap_minus_fpr95" and info["weights"] == same.weights
+    assert metrics == metrics_of(mix(scores, same.weights), labels)
+    assert "cross-fitted" in rows[""][1]["tuning"] and len(rows[""][1]["weights"]) == 2
+    # Table 7: each variant's ensemble sees exactly the maps its network sees
+    for variant in TABLES["table7"].variants:
+        allowed = variant.ensemble_maps()
+        got = evaluate_ensemble(scores, variant.ensemble, "fpr95", maps=allowed)
+        for _, info in got.values():
+            assert info["allowed"] == ["dissimilarity", *allowed]
+            for w in info["weights"] if isinstance(info["weights"], list) else [info["weights"]]:
+                assert all(w[m] == 0 for m in ("entropy", "perceptual", "distance") if m not in allowed)
+    assert [v.ensemble_maps() for v in TABLES["table7"].variants] == [
+        ("entropy", "perceptual", "distance"), ("perceptual", "distance"), ("entropy", "perceptual"),
+        ("entropy", "distance")]
+    no_h = final_scores(scores, "grid", "fpr95", ("perceptual", "distance"))
+    assert len(no_h) == len(labels)
+
+
+def test_scores_cache_keeps_float32(tmp_path) -> None:
+    """Scores near 1.0 stay distinct through the cache (float16 would merge them into ties)."""
+    from reprolib.experiments.scoring import load_scores, save_scores
+
+    near_one = np.float32(1) - np.arange(1, 65, dtype=np.float32).reshape(8, 8) * np.float32(1e-6)
+    assert len(np.unique(near_one.astype(np.float16))) < 3  # what the old float16 cache did
+    scores = {"dissimilarity": [near_one], "entropy": [near_one], "perceptual": [near_one], "distance": [near_one],
+              "label": [np.zeros((8, 8), np.uint8)]}
+    save_scores(scores, tmp_path / "s.npz")
+    back = load_scores(tmp_path / "s.npz")
+    assert back["dissimilarity"][0].dtype == np.float32
+    np.testing.assert_array_equal(back["dissimilarity"][0], near_one)
+    assert len(np.unique(back["dissimilarity"][0])) == 64

@@ -17,9 +17,10 @@ from reprolib.report import build_report, comparison_table, summarize
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _results(tmp: Path, profile: str = "demo") -> Path:
+def _results(tmp: Path, profile: str = "demo", report_protocol: bool = False) -> Path:
     rows = []
-    for variant, base in (("full", 0.40), ("no_ensemble", 0.30)):
+    variants = (("full", 0.40), ("no_ensemble", 0.30)) + ((("full@report_protocol", 0.50),) if report_protocol else ())
+    for variant, base in variants:
         for seed in (0, 1, 2):
             for ds in ("fs_lost_and_found", "fs_static"):
                 rows += result_rows(table="table4", variant=variant, dataset=ds, seed=seed, profile=profile,
@@ -58,6 +59,22 @@ def test_comparison_table_puts_reference_beside_ours(tmp_path: Path) -> None:
     assert table.loc["no_uncertainty", ("fs_static", "ap", "ours")] == "--"
 
 
+def test_report_number_sits_beside_the_report_protocol_row(tmp_path: Path) -> None:
+    table = comparison_table(load_results(_results(tmp_path, report_protocol=True)), "table4")
+    ref = reference_numbers("table4")
+    rep = ref[(ref.row == "full") & (ref.source == "report") & (ref.dataset == "fs_static") & (ref.metric == "fpr95")]
+    cell = f"{rep.iloc[0]['mean']:.1f} $\\pm$ {rep.iloc[0]['std']:.1f}"
+    assert table.loc["full@report_protocol", ("fs_static", "fpr95", "report")] == cell
+    assert table.loc["full@report_protocol", ("fs_static", "ap", "ours")] == "51.0 $\\pm$ 1.0"
+    # our cross-fitted row: ours only, labelled as the corrected protocol
+    assert table.loc["full", ("fs_static", "fpr95", "report")] == "--"
+    assert table.loc["full", ("fs_static", "ap", "ours")] == "41.0 $\\pm$ 1.0"
+    assert table.loc["full", ("protocol", "", "")].startswith("corrected (cross-fitted")
+    assert table.loc["full@report_protocol", ("protocol", "", "")].startswith("report's (tuned on the reported set")
+    assert table.loc["no_ensemble", ("protocol", "", "")] == ""
+    assert table.columns[0] == ("protocol", "", "")
+
+
 def test_build_report_writes_fragments_and_labels_demo(tmp_path: Path) -> None:
     _results(tmp_path)
     written = build_report(tmp_path / "results", tmp_path / "report")
@@ -67,6 +84,8 @@ def test_build_report_writes_fragments_and_labels_demo(tmp_path: Path) -> None:
     assert "Demo profile" in (tmp_path / "report" / "generated" / "profiles.tex").read_text()
     # table4.tex, profiles.tex, then the claims: claims.tex, discussion.tex and results/SUMMARY.md
     assert len(written) == 5 and (tmp_path / "results" / "SUMMARY.md").is_file()
+    # the table's caption (plain text in TableSpec) is escaped into the LaTeX caption
+    assert "@report\\_protocol row is the MLRC report's protocol" in tex and "keeps the SPADE decoder" in tex
 
 
 def test_full_profile_is_not_labelled_demo(tmp_path: Path) -> None:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import nbformat
 
+from reprolib.experiments.tables import TABLES
+
 NOTEBOOKS = {
     "table3": "Table 3 — main results on FS Lost & Found and FS Static (full framework with ensemble)",
     "table4": "Table 4 — ablations: full / w/o ensemble / w/o uncertainty maps / w/o data generator & maps",
@@ -31,7 +33,7 @@ device = "auto"         # "auto" | "cpu" | "cuda"
 work_dir = "data"       # world, backends, processed splits, runs (reused across tables and reruns)
 output_dir = "results/{name}"
 wandb_mode = "offline"  # "online" only if you set WANDB_API_KEY yourself
-eval_resolution = "processed"  # "benchmark": score at the evaluation sets' own size (Fishyscapes 1024×2048)
+eval_resolution = None  # None → the table's protocol ("benchmark" for Table 3, else "processed" as the original)
 kaggle = False          # set by the Kaggle bundle
 '''
 
@@ -50,7 +52,8 @@ def build(name: str, title: str) -> nbformat.NotebookNode:
             "    seeds=seeds, max_epochs=max_epochs, max_time=max_time, device=device, work_dir=work_dir,\n"
             "    output_dir=output_dir, wandb_mode=wandb_mode, kaggle=kaggle, eval_resolution=eval_resolution,\n)"
         ),
-        nbformat.v4.new_markdown_cell("## Ours beside the MLRC report and the paper (AP, FPR95 in %)"),
+        nbformat.v4.new_markdown_cell("## Ours beside the MLRC report and the paper (AP, FPR95 in %)"
+                                      + (f"\n\n{TABLES[name].caption}" if TABLES[name].caption else "")),
         nbformat.v4.new_code_cell(f"comparison_table(results, {name!r})"),
         nbformat.v4.new_code_cell(f"table_figure(results, {name!r}, output_dir)"),
     ]
@@ -59,11 +62,46 @@ def build(name: str, title: str) -> nbformat.NotebookNode:
     return nb
 
 
+TABLE2_PARAMS = '''# Parameters (Papermill overrides these; see `make help`)
+profile = "demo"        # sizes (image, network width, batch) of this profile are timed
+data_root = None        # None → the embedded world; else a folder holding cityscapes/, lostandfound/, fishyscapes/
+checkpoints = None      # real backend checkpoints for the original combo: dict name → path
+device = "auto"         # "auto" | "cpu" | "cuda"
+work_dir = "data"
+output_dir = "results/table2"
+n_images = 3            # images timed through the precompute backends
+repeat = 3              # timed repetitions (after one warm-up); the median is reported
+'''
+
+
+def build_table2() -> nbformat.NotebookNode:
+    """Table 2 (computational requirements): measured here, beside the report's figures."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_markdown_cell(
+            "# Table 2 — computational requirements, measured on this machine\n\nRuns with `make table2`. "
+            "Precompute time per image (segmentation + H + D; resynthesis + V), training time per epoch, peak GPU "
+            "and CPU memory and inference time per image of the dissimilarity network, beside the report's figures "
+            "(Kaggle P100). Logic lives in `reprolib.experiments.compute`."),
+        nbformat.v4.new_code_cell(TABLE2_PARAMS, metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(
+            "from reprolib.experiments.compute import REPORT_HARDWARE, computational_requirements, hardware\n\n"
+            "table2 = computational_requirements(\n    profile=profile, data_root=data_root, checkpoints=checkpoints,"
+            " work_dir=work_dir,\n    output_dir=output_dir, device=device, n_images=n_images, repeat=repeat,\n)\n"
+            "print('ours:', hardware())\nprint('report:', REPORT_HARDWARE)\ntable2"),
+    ]
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"table2-{i}"
+    return nb
+
+
 def main() -> None:
     out = Path(__file__).resolve().parent.parent / "notebooks"
     out.mkdir(exist_ok=True)
     for name, title in NOTEBOOKS.items():
         nbformat.write(build(name, title), out / f"{name}.ipynb")
+    nbformat.write(build_table2(), out / "table2.ipynb")
 
 
 if __name__ == "__main__":

@@ -9,13 +9,15 @@ image (ground-truth ``labelIds`` + ``instanceIds``):
 3. each chosen instance gets a labelId drawn from SynBoost's weighted list :data:`REPLACEMENT_LABEL_IDS`
    (road ×3, person ×3, car ×7, …), re-drawn while equal to the instance's own labelId;
 4. the anomaly mask (``labels/``) = pixels whose labelId changed (+ every ``dynamic`` pixel when
-   ``dynamic=True``), 0 elsewhere, and 255 outside the region of interest (ego vehicle, rectification
-   border, out of roi).
+   ``dynamic=True``), 0 elsewhere — 0/1 only, as the original wrote it (its class-weight code assumes two
+   values); ``roi_ignore=True`` writes 255 outside the region of interest (ego vehicle, rectification
+   border, out of roi) instead.
 
 Outputs, in the processed-split layout: ``original/`` (the image), ``semantic/`` (altered trainIds),
 ``semantic_labelId/`` (altered labelIds), ``instance/`` (unaltered instanceIds, for resynthesis generators
 that draw instance edges, e.g. CC-FPSE), ``labels/`` (0/1/255), with ``void=True`` also
-``labels_with_void_no_ego/``, and ``generator.json`` (parameters and statistics).
+``labels_with_void_no_ego/``, and ``generator.json`` (parameters and statistics, among them the share of
+anomaly pixels beside the share the original's hard-coded class weights imply, :data:`IMPLIED_ANOMALY_SHARE`).
 
 Run it as ``python -m reprolib.data.generator --cityscapes ROOT --out DIR [--split train] [--void] ...``.
 """
@@ -36,7 +38,7 @@ from reprolib.data.cityscapes import CityscapesDataset
 from reprolib.io import PathLike, ReprolibDataError, read_json, write_json, write_png
 from reprolib.labels import DYNAMIC, EGO_VEHICLE, IGNORE_INDEX, LABEL_TO_TRAIN, NUM_CLASSES, OUT_OF_ROI, TRAIN_TO_LABEL
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: void-as-anomaly = the original's intended labelIds; 0/1 files (roi_ignore option)
 #: SynBoost's "optimized" weighted list of replacement labelIds (spec §4.5)
 REPLACEMENT_LABEL_IDS: tuple[int, ...] = (7, 7, 7, 8, 11, 12, 13, 20, 21, 22, 24, 24, 24, 25,
                                           26, 26, 26, 26, 26, 26, 26, 27, 28, 32, 33)
@@ -45,8 +47,18 @@ RECTIFICATION_BORDER = 2
 OUTSIDE_ROI: tuple[int, ...] = (EGO_VEHICLE, RECTIFICATION_BORDER, OUT_OF_ROI)
 OUTPUT_DIRS: tuple[str, ...] = ("original", "semantic", "semantic_labelId", "instance", "labels")
 VOID_DIR = "labels_with_void_no_ego"
+#: the void labelIds that count as anomaly in ``labels_with_void_no_ego/``: the list the original's
+#: ``include_void_to_labels`` was written for (its commented-out "without ego vehicle" line, whose
+#: void → 1 semantics match the class weights hard-coded for void data): unlabeled, rectification border,
+#: out of roi, static, caravan, trailer. The ego vehicle (1) stays known (0), hence "no_ego"; the other void
+#: classes (dynamic, ground, parking, rail track, guard rail, bridge, tunnel, polegroup) stay known too.
+VOID_ANOMALY_LABEL_IDS: tuple[int, ...] = (0, RECTIFICATION_BORDER, OUT_OF_ROI, 4, 29, 30)
+#: the original's hard-coded ENet class weights [known, anomaly] (spec §4.1) ...
+ORIGINAL_CLASS_WEIGHTS = {"labels": (1.46494611, 16.5204619), VOID_DIR: (1.54843156, 8.03912212)}
+#: ... and the anomaly-pixel share each implies, inverting w = 1 / ln(1.02 + p): ≈ 4.2 % and ≈ 11.2 %
+IMPLIED_ANOMALY_SHARE = {k: float(np.exp(1.0 / w[1]) - 1.02) for k, w in ORIGINAL_CLASS_WEIGHTS.items()}
 #: parameters that determine the bytes; a rerun into the same folder must match them
-_PARAM_KEYS = ("version", "split", "fraction", "seed", "void", "dynamic", "fill_void")
+_PARAM_KEYS = ("version", "split", "fraction", "seed", "void", "dynamic", "fill_void", "roi_ignore")
 
 FillVoid = Callable[[int, np.ndarray, np.ndarray], np.ndarray]
 
@@ -77,21 +89,26 @@ def relabel(label_ids: np.ndarray, instance_ids: np.ndarray, rng: np.random.Gene
     return altered, changes
 
 
-def anomaly_labels(label_ids: np.ndarray, altered: np.ndarray, dynamic: bool = False) -> np.ndarray:
-    """uint8 mask: 1 where the labelId changed (+ ``dynamic`` pixels), 0 elsewhere, 255 outside the ROI."""
+def anomaly_labels(label_ids: np.ndarray, altered: np.ndarray, dynamic: bool = False,
+                   roi_ignore: bool = False) -> np.ndarray:
+    """uint8 mask: 1 where the labelId changed (+ ``dynamic`` pixels), 0 elsewhere (the original's 0/1);
+    with ``roi_ignore`` 255 outside the ROI."""
     out = (altered != label_ids).astype(np.uint8)
     if dynamic:
         out[label_ids == DYNAMIC] = 1
-    out[np.isin(label_ids, OUTSIDE_ROI)] = IGNORE_INDEX
+    if roi_ignore:
+        out[np.isin(label_ids, OUTSIDE_ROI)] = IGNORE_INDEX
     return out
 
 
-def void_anomaly_labels(label_ids: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """The *intended* ``labels_with_void_no_ego``: void pixels (trainId 255 in the ground truth) → 1, the
-    instance anomalies of ``labels`` kept, outside the ROI (ego vehicle, border, out of roi) → 255."""
+def void_anomaly_labels(label_ids: np.ndarray, labels: np.ndarray, roi_ignore: bool = False) -> np.ndarray:
+    """The *intended* ``labels_with_void_no_ego``: pixels of :data:`VOID_ANOMALY_LABEL_IDS` in the ground
+    truth → 1, the instance anomalies of ``labels`` kept, everything else as in ``labels`` (the ego vehicle
+    known); with ``roi_ignore`` 255 outside the ROI (ego vehicle, border, out of roi) instead."""
     out = labels.copy()
-    void = (LABEL_TO_TRAIN[label_ids] == IGNORE_INDEX) & ~np.isin(label_ids, OUTSIDE_ROI)
-    out[void] = 1
+    out[np.isin(label_ids, VOID_ANOMALY_LABEL_IDS)] = 1
+    if roi_ignore:
+        out[np.isin(label_ids, OUTSIDE_ROI)] = IGNORE_INDEX
     return out
 
 
@@ -141,18 +158,21 @@ def generate_training_data(
     dynamic: bool = False,
     fill_void: FillVoid | None = None,
     progress: bool = True,
+    roi_ignore: bool = False,
 ) -> Path:
     """Write SynBoost's generated training data for a Cityscapes-format split; returns ``out_root``.
 
     ``fraction`` fixes the share of relabelled instances (default: U ~ Uniform(0,1) per image, the original).
     ``dynamic`` also marks every ``dynamic`` (labelId 5) pixel inside the ROI as anomalous.
 
-    ``void=True`` writes ``labels_with_void_no_ego/`` with the **intended** void-as-anomaly semantics: every
-    ground-truth void pixel (trainId 255) except the ego vehicle and out-of-ROI (and rectification border)
-    pixels → 1, and the instance anomalies kept. This fixes the original HEAD ``include_void_to_labels``
-    (spec §4.5, §7.5), which adds 255 to a uint8 0/1 mask (1 + 255 wraps to 0) and so writes void as
-    *ignored* and erases the instance anomalies; its commented-out lines and the class weights hard-coded
-    for void data (≈ 11 % anomaly pixels, no ignore) show the intent implemented here. As
+    ``void=True`` writes ``labels_with_void_no_ego/`` with the **intended** void-as-anomaly semantics: the
+    ground-truth pixels of :data:`VOID_ANOMALY_LABEL_IDS` (unlabeled, rectification border, out of roi,
+    static, caravan, trailer) → 1, the instance anomalies kept, the ego vehicle known (0). This fixes the
+    original HEAD ``include_void_to_labels`` (spec §4.5, §7.5), which adds 255 to a uint8 0/1 mask (1 + 255
+    wraps to 0) and so writes void as *ignored* and erases the instance anomalies; its commented-out lines
+    and the class weights hard-coded for void data (≈ 11 % anomaly pixels, no ignore) show the intent
+    implemented here. Like the original, every file holds 0/1 only; ``roi_ignore=True`` writes 255 on the
+    ego vehicle, rectification border and out-of-roi pixels of both label folders instead. As
     ``create_void_semantic_original`` does, the void pixels of ``semantic/`` (and ``semantic_labelId/``) are
     then filled with a known class before resynthesis, so void objects get repainted: by
     ``fill_void(index, image, train_ids) -> (H,W) trainIds`` when given (e.g. a segmentation prediction of the
@@ -172,16 +192,20 @@ def generate_training_data(
         "version": GENERATOR_VERSION, "split": split, "fraction": None if fraction is None else float(fraction),
         "seed": int(seed), "void": bool(void), "dynamic": bool(dynamic),
         "fill_void": None if fill_void is None else getattr(fill_void, "__qualname__", type(fill_void).__name__),
+        "roi_ignore": bool(roi_ignore),
     }
     meta = out / "generator.json"
     _check_params(meta, params)
     ds = CityscapesDataset(cityscapes_root, split)
     dirs = OUTPUT_DIRS + ((VOID_DIR,) if void else ())
     info = {**params, "cityscapes_root": str(Path(cityscapes_root).resolve()), "images": len(ds),
-            "replacement_label_ids": list(REPLACEMENT_LABEL_IDS), "outside_roi_label_ids": list(OUTSIDE_ROI)}
+            "replacement_label_ids": list(REPLACEMENT_LABEL_IDS), "outside_roi_label_ids": list(OUTSIDE_ROI),
+            "void_anomaly_label_ids": list(VOID_ANOMALY_LABEL_IDS),
+            "implied_anomaly_share_original": {d: IMPLIED_ANOMALY_SHARE[d] for d in ("labels",) + ((VOID_DIR,) if void else ())}}
     write_json(meta, {**info, "complete": False})
     t0 = time.perf_counter()
-    written = relabelled = n_anomaly = n_valid = 0
+    written = relabelled = 0
+    counts = {d: [0, 0] for d in ("labels",) + ((VOID_DIR,) if void else ())}  # anomaly, valid pixels
     bar = tqdm(range(len(ds)), desc=f"generate {split}", unit="img", disable=None if progress else True)
     for i in bar:
         stem = ds.frames[i].stem
@@ -190,11 +214,11 @@ def generate_training_data(
         a = ds.load_arrays(i)
         label_ids, instance_ids = a["label_ids"], a["instance_ids"]
         altered, changes = relabel(label_ids, instance_ids, np.random.default_rng([int(seed), i]), fraction)
-        labels = anomaly_labels(label_ids, altered, dynamic)
+        labels = anomaly_labels(label_ids, altered, dynamic, roi_ignore)
         semantic = LABEL_TO_TRAIN[altered]
         outputs = {"original": a["image"], "instance": instance_ids, "labels": labels}
         if void:
-            outputs[VOID_DIR] = void_anomaly_labels(label_ids, labels)
+            outputs[VOID_DIR] = void_anomaly_labels(label_ids, labels, roi_ignore)
             filled = _fill_void(i, a["image"], semantic, fill_void)
             was_void = semantic == IGNORE_INDEX
             altered = np.where(was_void, TRAIN_TO_LABEL[filled], altered).astype(np.uint8)
@@ -202,20 +226,23 @@ def generate_training_data(
         outputs["semantic"], outputs["semantic_labelId"] = semantic, altered
         for d in dirs:
             write_png(out / d / f"{stem}.png", outputs[d])
-        lab = outputs[VOID_DIR] if void else labels
         written += 1
         relabelled += len(changes)
-        n_anomaly += int((lab == 1).sum())
-        n_valid += int((lab != IGNORE_INDEX).sum())
+        for d, c in counts.items():
+            c[0] += int((outputs[d] == 1).sum())
+            c[1] += int((outputs[d] != IGNORE_INDEX).sum())
     bar.close()
     seconds = time.perf_counter() - t0
-    frac = n_anomaly / n_valid if n_valid else None
+    shares = {d: (a / v if v else None) for d, (a, v) in counts.items()}
+    main_dir = VOID_DIR if void else "labels"
     write_json(meta, {**info, "complete": True, "written_this_run": written, "relabelled_instances_this_run": relabelled,
-                      "anomaly_pixel_fraction_this_run": frac, "seconds_this_run": round(seconds, 2)})
+                      "anomaly_pixel_fraction_this_run": shares[main_dir], "anomaly_pixel_share_this_run": shares,
+                      "seconds_this_run": round(seconds, 2)})
     if progress:
-        share = "n/a" if frac is None else f"{frac:.1%}"
+        share = ", ".join(f"{d}/ {'n/a' if f is None else f'{f:.1%}'} (the original's class weights imply "
+                          f"{IMPLIED_ANOMALY_SHARE[d]:.1%})" for d, f in shares.items())
         tqdm.write(f"generated {written} / {len(ds)} images ({len(ds) - written} already there) into {out} "
-                   f"in {seconds:.1f} s; anomaly pixels {share}")
+                   f"in {seconds:.1f} s; anomaly pixels: {share}")
     return out
 
 
@@ -231,10 +258,12 @@ def main(argv: Sequence[str] | None = None) -> Path:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--void", action="store_true", help="also write labels_with_void_no_ego/ and fill void semantics")
     p.add_argument("--dynamic", action="store_true", help="mark every 'dynamic' pixel as anomalous")
+    p.add_argument("--roi-ignore", action="store_true",
+                   help="write 255 outside the region of interest (default: 0/1 only, as the original)")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     out = generate_training_data(a.cityscapes, a.out, split=a.split, fraction=a.fraction, seed=a.seed,
-                                 void=a.void, dynamic=a.dynamic, progress=not a.no_progress)
+                                 void=a.void, dynamic=a.dynamic, progress=not a.no_progress, roi_ignore=a.roi_ignore)
     print(out)
     return out
 

@@ -56,16 +56,28 @@ class GridSearchResult:
 
 
 def grid_search(maps: Mapping[str, Sequence[np.ndarray]], labels: Sequence[np.ndarray],
-                objective: str = "fpr95", exact: bool = False) -> GridSearchResult:
-    """Best weights over the candidate grid on (maps, labels); ``table`` lists every candidate."""
+                objective: str = "fpr95", exact: bool = False,
+                allowed: Sequence[str] | None = None) -> GridSearchResult:
+    """Best weights over the candidate grid on (maps, labels); ``table`` lists every candidate.
+
+    ``allowed``: the inputs that may get a weight (default: all of :data:`ORDER`). The others are fixed at 0,
+    i.e. only the candidates with a zero there are tried — how Table 7 keeps a map that was removed from the
+    network out of the ensemble as well.
+    """
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    allowed = tuple(ORDER if allowed is None else allowed)
+    unknown = [k for k in allowed if k not in ORDER]
+    if unknown or "dissimilarity" not in allowed:
+        raise ValueError(f"allowed must name inputs of {ORDER}, the network's p(anomaly) included; got {allowed}")
     missing = [k for k in ORDER if k not in maps]
     if missing:
         raise ValueError(f"grid search needs maps {ORDER}; missing {missing}")
     if len(labels) != len(maps["dissimilarity"]):
         raise ValueError("one label map per image is needed")
     cands, _ = candidate_weights()
+    off = [i for i, k in enumerate(ORDER) if k not in allowed]
+    cands = [w for w in cands if all(w[i] == 0 for i in off)]
     rows = []
     for w in cands:
         weights = dict(zip(ORDER, w, strict=True))

@@ -83,17 +83,23 @@ def evaluate_checkpoint(
     checkpoint: PathLike, split: PathLike, out_dir: PathLike, *, ensemble: str = "none",
     resolution: str = "benchmark", device: str = "cpu", batch_size: int = 4, n_predictions: int | None = None,
 ) -> dict[str, Any]:
-    """Score ``split`` with the network in ``checkpoint`` (a ``.ckpt`` file or a run directory).
+    """Score ``split`` with the network in ``checkpoint`` (a ``.ckpt`` file, or a run directory: then its
+    ``best.ckpt`` — lowest validation loss, what the tables score — else its ``last.ckpt``).
 
     Writes ``out_dir/scores.npz`` (per-image maps), ``predictions/NNNN.png`` (p(anomaly) heat maps),
     ``metrics.json`` (AP, FPR95, AUROC, the resolution, seconds per image) and returns that dict.
     """
     from reprolib.experiments.ensembling import evaluate_ensemble
+    from reprolib.experiments.runner import scored_checkpoint
     from reprolib.experiments.scoring import save_scores, score_split, write_predictions
     from reprolib.training.run import load_checkpoint, load_trained
 
     checkpoint = Path(checkpoint)
-    model, learned = load_trained(checkpoint) if checkpoint.is_dir() else load_checkpoint(checkpoint)
+    if checkpoint.is_dir():
+        model, learned = load_trained(checkpoint, which=scored_checkpoint(checkpoint).stem)
+        checkpoint = scored_checkpoint(checkpoint)
+    else:
+        model, learned = load_checkpoint(checkpoint)
     size = split_size(split)
     t0 = time.perf_counter()
     scores = score_split(model, split, size=size, device=device, batch_size=batch_size,

@@ -39,8 +39,38 @@ def table_figure(results: pd.DataFrame, name: str, output_dir: str | Path | None
     return fig
 
 
-def qualitative_figure(split: str | Path, scores: dict, path: str | Path, n: int = 3, title: str = ""):
-    """Figure 3: image | resynthesis | H | V | D | p(anomaly) | ground truth, for ``n`` images."""
+#: environment variable naming the authors' published dissimilarity checkpoint
+#: (``best_net_baseline_void_prior_spadedecoder_mult_3.pth``), the ``checkpoints`` key being "dissimilarity"
+PUBLISHED_ENV = "REPROLIB_CKPT_DISSIMILARITY"
+
+
+def published_checkpoint(checkpoints: dict | None) -> Path | None:
+    """The published dissimilarity checkpoint: ``checkpoints["dissimilarity"]``, else ``$REPROLIB_CKPT_DISSIMILARITY``."""
+    import os
+
+    value = (checkpoints or {}).get("dissimilarity") or os.environ.get(PUBLISHED_ENV)
+    return Path(value) if value else None
+
+
+def published_scores(checkpoints: dict | None, split: str | Path, *, size: tuple[int, int], device: str = "cpu",
+                     batch_size: int = 4, resolution: str = "processed") -> list | None:
+    """p(anomaly) of the authors' published main model on a processed split (None when no checkpoint is
+    given). Loaded strictly (``from_original_state_dict``, ``weights_only``) and scored like ours."""
+    path = published_checkpoint(checkpoints)
+    if path is None:
+        return None
+    from reprolib.experiments.scoring import score_split
+    from reprolib.models import from_original_state_dict
+
+    model = from_original_state_dict(path, "main")
+    return score_split(model, split, size=size, device=device, batch_size=batch_size,
+                       resolution=resolution)["dissimilarity"]
+
+
+def qualitative_figure(split: str | Path, scores: dict, path: str | Path, n: int = 3, title: str = "",
+                       published: list | None = None):
+    """Figure 3: image | resynthesis | H | V | D | p(anomaly) [| authors' p(anomaly)] | ground truth, for
+    ``n`` images; the authors' column appears when ``published`` (their model's p(anomaly) per image) is given."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -52,13 +82,16 @@ def qualitative_figure(split: str | Path, scores: dict, path: str | Path, n: int
 
     ds = ProcessedSplit(split, size=scores["label"][0].shape, uncertainty=True, normalize=False)
     idx = [int(i) for i in np.linspace(0, len(ds) - 1, min(n, len(ds)))]
-    cols = ["image", "resynthesis", "entropy H", "perceptual V", "distance D", "p(anomaly)", "ground truth"]
+    cols = ["image", "resynthesis", "entropy H", "perceptual V", "distance D", "p(anomaly) ours"]
+    cols += ["p(anomaly) authors'"] * (published is not None) + ["ground truth"]
     fig, axes = plt.subplots(len(idx), len(cols), figsize=(2.2 * len(cols), 1.3 * len(idx) + 0.6), squeeze=False)
     for r, i in enumerate(idx):
         item = ds[i]
         panels = [item["original"].permute(1, 2, 0).numpy(), item["synthesis"].permute(1, 2, 0).numpy(),
-                  scores["entropy"][i], scores["perceptual"][i], scores["distance"][i], scores["dissimilarity"][i],
-                  np.where(scores["label"][i] == 255, 0.5, scores["label"][i])]
+                  scores["entropy"][i], scores["perceptual"][i], scores["distance"][i], scores["dissimilarity"][i]]
+        if published is not None:
+            panels.append(published[i])
+        panels.append(np.where(scores["label"][i] == 255, 0.5, scores["label"][i]))
         for c, panel in enumerate(panels):
             ax = axes[r][c]
             ax.imshow(panel, cmap=None if panel.ndim == 3 else "magma", vmin=0, vmax=1)

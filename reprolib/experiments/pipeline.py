@@ -116,20 +116,44 @@ def backends(ctx: Context, combo: str) -> tuple[Any, Any]:
     return get_combo(name, **kw)
 
 
-def training_split(ctx: Context, combo: str, split: str, void_labels: bool) -> tuple[Path, str]:
-    """Generated training data (Lis et al. relabelling, + void-as-anomaly) precomputed with a combo.
+class SegmentationFill:
+    """``fill_void`` for the generator: the segmentation network's prediction (trainIds) of the real image at
+    its own resolution, as the original's ``create_void_semantic_original`` fills void with predictions."""
 
+    def __init__(self, segmentation: Any, device: str, name: str):
+        self.segmentation, self.device = segmentation, device
+        self.__qualname__ = f"segmentation:{name}"  # recorded in generator.json (which network filled void)
+
+    def __call__(self, index: int, image: Any, train_ids: Any) -> Any:
+        import torch
+
+        from reprolib.backends.base import imagenet_normalize
+
+        x = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float().div(255.0).to(self.device)
+        with torch.no_grad():
+            logits = self.segmentation.eval()(imagenet_normalize(x))
+        return logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
+
+
+def training_split(ctx: Context, combo: str, split: str, void_labels: bool) -> tuple[Path, str]:
+    """Generated training data (Lis et al. relabelling + void-as-anomaly) precomputed with a combo.
+
+    One processed split serves both label sets, as in the original: "w/o data generator" trains on the
+    same images, semantic maps (void filled with the combo's segmentation prediction), resyntheses and maps
+    as the full model, and only the label folder differs (``labels/`` instead of ``labels_with_void_no_ego/``).
     Returns (processed split folder, label folder name to train on).
     """
-    from reprolib.data.generator import generate_training_data
+    from reprolib.data.generator import VOID_DIR, generate_training_data
     from reprolib.precompute import precompute
 
-    gen_root = ctx.work_dir / "generated" / f"{split}-{'void' if void_labels else 'novoid'}"
-    gen_root = Path(generate_training_data(ctx.data.cityscapes, gen_root, split=split, seed=0, void=void_labels))
     seg, resyn = backends(ctx, combo)
+    name = combo_name(ctx, combo)
+    gen_root = ctx.work_dir / "generated" / f"{name}-{split}"  # void filled by this combo's segmentation
+    gen_root = Path(generate_training_data(ctx.data.cityscapes, gen_root, split=split, seed=0, void=True,
+                                           fill_void=SegmentationFill(seg, ctx.device, name)))
     out = precompute(gen_root, seg, resyn, ctx.work_dir / "processed", size=ctx.profile.size,
                      batch_size=ctx.profile.precompute_batch)
-    return Path(out), ("labels_with_void_no_ego" if void_labels else "labels")
+    return Path(out), (VOID_DIR if void_labels else "labels")
 
 
 def evaluation_splits(ctx: Context, combo: str) -> dict[str, Path]:

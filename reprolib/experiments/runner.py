@@ -41,19 +41,24 @@ def run_table(
     wandb_mode: str = "offline",
     kaggle: bool = False,
     variants: list[str] | None = None,
-    eval_resolution: str = "processed",
+    eval_resolution: str | None = None,
 ) -> pd.DataFrame:
     """Run (or resume) every variant × seed of a table and write ``output_dir/<name>.csv``; returns the rows.
 
     ``eval_resolution``: ``"processed"`` scores at the processing size, as the original code and the MLRC
     report did; ``"benchmark"`` upsamples the scores to the evaluation sets' own resolution (Fishyscapes:
-    1024×2048), as the benchmark server does. On the embedded world both are the same size.
+    1024×2048), as the benchmark server does. On the embedded world both are the same size. None → the
+    table's own protocol (Table 3, the test-server stand-in: ``"benchmark"``; every other table: ``"processed"``).
+
+    Every run is scored with its ``best.ckpt`` (lowest validation loss, as the report selected its models;
+    ``last.ckpt`` only when a run has no validation split); the ``checkpoint`` column names the file.
     """
     from reprolib.experiments.scoring import RESOLUTIONS
 
+    spec = get_table(name)
+    eval_resolution = eval_resolution or spec.eval_resolution or "processed"
     if eval_resolution not in RESOLUTIONS:
         raise ValueError(f"eval_resolution must be one of {RESOLUTIONS}, got {eval_resolution!r}")
-    spec = get_table(name)
     prof = get_pipeline_profile(profile)
     work = Path(work_dir)
     out = Path(output_dir or Path("results") / name)
@@ -70,21 +75,22 @@ def run_table(
         combo = variant.combo or spec.default_combo
         for seed in seeds:
             source = next(v for v in spec.variants if v.name == variant.reuse) if variant.reuse else variant
-            run_dir = train_variant(ctx, source, combo, seed)
+            run_dir = train_variant(ctx, source, combo, seed, epochs=spec.epochs)
+            ckpt = scored_checkpoint(run_dir)
+            maps = source.ensemble_maps()  # Table 7: a map the network lacks stays out of the ensemble
             for dataset, split in P.evaluation_splits(ctx, combo).items():
                 scores = scores_for(ctx, run_dir, source, dataset, split)
                 if name == "figure3" and seed == seeds[0]:
-                    from reprolib.experiments.figures import qualitative_figure
-
-                    qualitative_figure(split, scores, out / f"figure3-{dataset}.png",
-                                       title=f"{dataset} — profile {prof.name}, {variant.name}, seed {seed}")
-                evaluated = evaluate_ensemble(scores, variant.ensemble, prof.grid_objective)
-                cis = _intervals(final_scores(scores, variant.ensemble, prof.grid_objective), scores["label"], seed)
+                    _figure3(ctx, split, scores, out / f"figure3-{dataset}.png",
+                             title=f"{dataset} — profile {prof.name}, {variant.name}, seed {seed}, {ckpt.name}")
+                evaluated = evaluate_ensemble(scores, variant.ensemble, prof.grid_objective, maps=maps)
+                cis = _intervals(final_scores(scores, variant.ensemble, prof.grid_objective, maps), scores["label"],
+                                 seed)
                 for suffix, (metrics, info) in evaluated.items():
                     rows += result_rows(
                         table=name, variant=variant.name + suffix, dataset=dataset, metrics=metrics, seed=seed,
                         profile=prof.name, config=_config(ctx, source, combo, seed),
-                        checkpoint=run_dir, data_fingerprint=_fingerprint(split), combo=P.combo_name(ctx, combo),
+                        checkpoint=ckpt, data_fingerprint=_fingerprint(split), combo=P.combo_name(ctx, combo),
                         ensemble=variant.ensemble, ensemble_info=json.dumps(info, default=str),
                         **(cis if suffix == "" else {}),
                     )
@@ -121,8 +127,12 @@ def _fingerprint(split: Path) -> str:
     return Path(split).name
 
 
-def train_variant(ctx: P.Context, variant: Variant, combo: str, seed: int) -> Path:
-    """Train (or resume, or reuse) one variant × seed; returns its run directory."""
+def train_variant(ctx: P.Context, variant: Variant, combo: str, seed: int, epochs: int | None = None) -> Path:
+    """Train (or resume, or reuse) one variant × seed; returns its run directory.
+
+    ``epochs``: the table's epoch count, applied by profiles that train by epochs (see
+    :meth:`PipelineProfile.training_config`); an explicit ``max_epochs`` in the context wins.
+    """
     from reprolib.training.run import train
 
     train_split, label_dir = P.training_split(ctx, combo, "train", variant.void_labels)
@@ -131,6 +141,7 @@ def train_variant(ctx: P.Context, variant: Variant, combo: str, seed: int) -> Pa
         model=variant.model, train=variant.train, ensemble=variant.ensemble, seed=seed,
         train_split=str(train_split), val_split=str(val_split), label_dir=label_dir,
         wandb_mode=ctx.wandb_mode, max_time=ctx.max_time, max_epochs=ctx.max_epochs, device=ctx.device,
+        epochs=epochs,
     )
     run_dir = ctx.work_dir / "runs" / f"{P.combo_name(ctx, combo)}-{config_hash(cfg)}-seed{seed}"
     with ctx.stage(f"train {variant.name} seed {seed}"):
@@ -138,16 +149,25 @@ def train_variant(ctx: P.Context, variant: Variant, combo: str, seed: int) -> Pa
     return run_dir
 
 
+def scored_checkpoint(run_dir: Path) -> Path:
+    """The checkpoint a table scores: ``best.ckpt`` (lowest validation loss — the report selected its models
+    this way, its Table 1), or ``last.ckpt`` when the run has no validation split and so no ``best``."""
+    best = Path(run_dir) / "checkpoints" / "best.ckpt"
+    return best if best.is_file() else Path(run_dir) / "checkpoints" / "last.ckpt"
+
+
 def scores_for(ctx: P.Context, run_dir: Path, variant: Variant, dataset: str, split: Path) -> dict:
-    """Per-image scores of a trained model on an evaluation split (cached as npz in the run dir)."""
+    """Per-image scores of a trained model's :func:`scored_checkpoint` on an evaluation split (cached as npz
+    in the run dir; the checkpoint's name is part of the cache name)."""
     from reprolib.training.run import load_trained
 
+    which = scored_checkpoint(run_dir).stem
     suffix = "" if ctx.eval_resolution == "processed" else f"-{ctx.eval_resolution}"
-    cache = Path(run_dir) / "scores" / f"{dataset}-{Path(split).name}{suffix}.npz"
+    cache = Path(run_dir) / "scores" / f"{dataset}-{Path(split).name}{suffix}-{which}.npz"
     if cache.is_file():
         return load_scores(cache)
-    with ctx.stage(f"score {dataset} with {Path(run_dir).name}"):
-        model, ensemble = load_trained(run_dir)
+    with ctx.stage(f"score {dataset} with {Path(run_dir).name} ({which}.ckpt)"):
+        model, ensemble = load_trained(run_dir, which=which)
         t0 = time.perf_counter()
         scores = score_split(model, split, size=ctx.profile.size, device=ctx.device,
                              batch_size=ctx.profile.eval_batch, ensemble=ensemble, resolution=ctx.eval_resolution)
@@ -157,4 +177,13 @@ def scores_for(ctx: P.Context, run_dir: Path, variant: Variant, dataset: str, sp
     write_json(Path(run_dir) / "predictions" / f"{dataset}{suffix}-timing.json",
                {"seconds_per_image": per_image, "device": ctx.device, "size": list(ctx.profile.size),
                 "eval_resolution": ctx.eval_resolution, "eval_size": list(scores["label"][0].shape)})
-    return load_scores(cache)  # the stored (float16) values, so a rerun reports exactly the same numbers
+    return load_scores(cache)  # the stored values, so a rerun reports exactly the same numbers
+
+
+def _figure3(ctx: P.Context, split: Path, scores: dict, path: Path, title: str) -> None:
+    """Figure 3, with the authors' published model's p(anomaly) beside ours when its checkpoint is given."""
+    from reprolib.experiments.figures import published_scores, qualitative_figure
+
+    published = published_scores(ctx.checkpoints, split, size=ctx.profile.size, device=ctx.device,
+                                  batch_size=ctx.profile.eval_batch, resolution=ctx.eval_resolution)
+    qualitative_figure(split, scores, path, title=title, published=published)

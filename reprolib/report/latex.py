@@ -1,6 +1,8 @@
 """Tables for the LaTeX report, generated from ``results/`` (never typed by hand).
 
-``comparison_table`` puts our numbers (mean ± std over seeds) beside the paper's and the MLRC report's;
+``comparison_table`` puts our numbers (mean ± std over seeds) beside the paper's and the MLRC report's —
+for grid-ensemble rows, the report's number sits beside our ``@report_protocol`` row (the same procedure),
+and our cross-fitted row is labelled as the corrected protocol;
 ``write_latex_table`` exports with pandas' Styler (booktabs rules). ``build_report`` writes every
 fragment under ``report/generated/`` for ``report/main.tex`` to ``\\input``.
 """
@@ -14,6 +16,7 @@ import pandas as pd
 
 from reprolib.experiments.reference import reference_numbers
 from reprolib.experiments.results import load_results
+from reprolib.experiments.tables import REPORT_PROTOCOL, TABLES
 from reprolib.io import write_text
 from reprolib.report.claims import write_claims
 
@@ -38,15 +41,37 @@ def summarize(results: pd.DataFrame, metrics: tuple[str, ...] = ("ap", "fpr95"))
     return out
 
 
+#: the ``protocol`` column of :func:`comparison_table`
+PROTOCOL_LABELS = {
+    "report": "report's (tuned on the reported set, AP - FPR95)",
+    "corrected": "corrected (cross-fitted halves, FPR95)",
+    "": "",
+}
+PROTOCOL_COLUMN = ("protocol", "", "")
+
+
+def _protocol(variant: str, variants: set[str]) -> str:
+    if variant.endswith(REPORT_PROTOCOL):
+        return PROTOCOL_LABELS["report"]
+    return PROTOCOL_LABELS["corrected"] if f"{variant}{REPORT_PROTOCOL}" in variants else ""
+
+
 def comparison_table(
     results: pd.DataFrame, table: str, metrics: tuple[str, ...] = ("ap", "fpr95"), with_reference: bool = True
 ) -> pd.DataFrame:
-    """Wide table: one row per variant; columns (dataset, metric, source) with source ours/report/paper."""
+    """Wide table: one row per variant; a ``protocol`` column, then (dataset, metric, source) with source
+    ours/report/paper.
+
+    Where we report a variant under both grid protocols, the paper's and the report's numbers go on the
+    ``<variant>@report_protocol`` row (the procedure they came from), not on our cross-fitted row.
+    """
     ours = summarize(results, metrics).assign(source="ours")
     frames = [ours]
+    mine = set(ours["variant"])
     if with_reference:
         ref = reference_numbers(table)
         ref = ref[ref["metric"].isin(metrics)].rename(columns={"row": "variant"})
+        ref["variant"] = [f"{v}{REPORT_PROTOCOL}" if f"{v}{REPORT_PROTOCOL}" in mine else v for v in ref["variant"]]
         frames.append(ref[["variant", "dataset", "metric", "mean", "std", "source"]])
     long = pd.concat(frames, ignore_index=True)
     long["cell"] = [_fmt(m, s) for m, s in zip(long["mean"], long["std"], strict=True)]
@@ -57,7 +82,16 @@ def comparison_table(
     src_order = {"ours": 0, "report": 1, "paper": 2}
     cols = sorted(wide.columns, key=lambda c: (c[0], metrics.index(c[1]) if c[1] in metrics else 9,
                                                src_order.get(c[2], 9)))
-    return wide[cols].fillna("--")
+    wide = wide[cols].fillna("--")
+    wide.insert(0, PROTOCOL_COLUMN, [_protocol(str(v), mine) for v in wide.index])
+    return wide
+
+
+def latex_escape(text: str) -> str:
+    """Plain text (a table's caption) → LaTeX."""
+    table = {"\\": "\\textbackslash{}", "&": "\\&", "%": "\\%", "$": "\\$", "#": "\\#", "_": "\\_",
+             "{": "\\{", "}": "\\}", "~": "\\textasciitilde{}", "^": "\\textasciicircum{}"}
+    return "".join(table.get(ch, ch) for ch in text)
 
 
 def write_latex_table(df: pd.DataFrame, path: str | Path, caption: str, label: str) -> str:
@@ -101,6 +135,8 @@ def build_report(results_dir: str | Path = "results", report_dir: str | Path = "
         table = comparison_table(df, name)
         caption = (f"{name.capitalize()}: ours (profile \\texttt{{{prof}}}, mean $\\pm$ std over seeds) beside "
                    "the MLRC report and the paper (AP and FPR95 in \\%).")
+        if name in TABLES and TABLES[name].caption:
+            caption += " " + latex_escape(TABLES[name].caption)
         out = gen / f"{name}.tex"
         write_latex_table(table, out, caption=caption, label=f"tab:{name}")
         written.append(out)
@@ -108,6 +144,22 @@ def build_report(results_dir: str | Path = "results", report_dir: str | Path = "
             dst = gen / f"{name}-{fig.name}"
             shutil.copyfile(fig, dst)
             written.append(dst)
+    requirements = results_dir / "table2" / "requirements.csv"
+    if requirements.is_file():  # Table 2: measured here, beside the report's figures (not a results table)
+        req = pd.read_csv(requirements)
+        device = ", ".join(sorted(set(req["device"].astype(str))))
+        frame = req.set_index("quantity")[["report", "ours", "unit"]].rename(columns={"report": "report (P100)"})
+        frame["ours"] = [("--" if pd.isna(v) else f"{v:.3g}") for v in frame["ours"]]
+        frame.index = [latex_escape(str(i)) for i in frame.index]
+        frame.index.name = None
+        caption = latex_escape(f"Computational requirements, measured on {device} (profile "
+                               f"{', '.join(sorted(set(req['profile'].astype(str))))}) beside the report's "
+                               "figures (Kaggle Tesla P100).")
+        out = gen / "table2.tex"
+        tex = frame.style.to_latex(caption=caption, label="tab:table2", hrules=True, position="htbp",
+                                   position_float="centering", column_format="lccc")
+        write_text(out, tex)
+        written.append(out)
     lines = ["% generated by reprolib.report.build_report — do not edit"]
     demo = sorted(n for n, p in profiles.items() if "demo" in p)
     if demo:

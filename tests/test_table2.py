@@ -1,0 +1,51 @@
+"""Table 2 (computational requirements): measured on this machine beside the report's figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+
+from reprolib.experiments.compute import REPORT_HARDWARE, REPORT_TABLE2, computational_requirements
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_requirements_measured_beside_the_report(tmp_path: Path) -> None:
+    df = computational_requirements(profile="tiny", work_dir=tmp_path / "work", output_dir=tmp_path / "out",
+                                    device="cpu", n_images=2, repeat=1)
+    assert list(df["quantity"]) == list(REPORT_TABLE2)
+    assert list(df["report"]) == ["3 h in total", "2 h in total", "30 min", "9-10 GB", "2-3 GB", "63 ms"]
+    ours = df.set_index("quantity")["ours"]
+    for q in REPORT_TABLE2:
+        if q != "peak GPU memory (training)":
+            assert ours[q] > 0, q
+    assert pd.isna(ours["peak GPU memory (training)"])  # CPU run: no GPU figure is invented
+    assert (df["profile"] == "tiny").all() and df["device"].str.len().gt(0).all()
+    saved = json.loads((tmp_path / "out" / "requirements.json").read_text())
+    assert saved["report_hardware"] == REPORT_HARDWARE and saved["hardware"]["cpu"] and saved["size"] == [64, 128]
+    assert pd.read_csv(tmp_path / "out" / "requirements.csv")["quantity"].tolist() == list(REPORT_TABLE2)
+
+
+def test_table2_notebook_is_generated_and_has_parameters() -> None:
+    nb = nbformat.read(ROOT / "notebooks" / "table2.ipynb", as_version=4)
+    assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells)
+    src = "".join(c.source for c in nb.cells)
+    assert "computational_requirements(" in src and "63 ms" not in src  # the numbers come from the package
+    assert "table2:" in (ROOT / "Makefile").read_text() or " table2 " in (ROOT / "Makefile").read_text()
+
+
+def test_report_includes_table2(tmp_path: Path) -> None:
+    from reprolib.report import build_report
+
+    rows = [{"quantity": q, "report": r, "ours": (None if "GPU" in q else 1.5), "unit": "u", "how": "h",
+             "profile": "demo", "device": "Test CPU_1"} for q, r in REPORT_TABLE2.items()]
+    out = tmp_path / "results" / "table2"
+    out.mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(out / "requirements.csv", index=False)
+    written = build_report(tmp_path / "results", tmp_path / "report")
+    tex = (tmp_path / "report" / "generated" / "table2.tex").read_text()
+    assert tmp_path / "report" / "generated" / "table2.tex" in written
+    assert "63 ms" in tex and "1.5" in tex and "Test CPU\\_1" in tex and "--" in tex
