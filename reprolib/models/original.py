@@ -12,7 +12,6 @@ from collections.abc import Mapping
 
 import torch
 
-from reprolib.backends.keyed import keyed_value  # one fixture rule for every reference checkpoint (spec §8)
 from reprolib.io import ReprolibDataError, load_torch
 
 from .dissimilarity import DissimilarityConfig, DissimilarityNet
@@ -148,11 +147,3 @@ def from_original_state_dict(
     model.load_state_dict(ours, strict=True, assign=False)
     return model
 
-
-def keyed_state_dict(entries: list[tuple[str, list[int]]]) -> dict[str, torch.Tensor]:
-    """``{key: keyed_value(key, shape)}`` for ``(key, shape)`` entries (``num_batches_tracked`` → 0)."""
-    out = {}
-    for key, shape in entries:
-        value = keyed_value(key, shape)
-        out[key] = torch.zeros((), dtype=torch.long) if value is None else value
-    return out
