@@ -44,3 +44,21 @@ def test_combine_and_fixed_mix() -> None:
     np.testing.assert_allclose(mixed[1], 0.75 * maps["dissimilarity"][1] + 0.25 * maps["entropy"][1], rtol=1e-6)
     with pytest.raises(ValueError, match="objective"):
         grid_search(maps, [np.zeros((32, 32))] * 2, objective="auc")
+
+
+def test_combine_is_the_tables_weighted_sum_and_checks_its_weights() -> None:
+    maps, labels = _synthetic(n=2)
+    f32 = {k: [np.asarray(m, np.float32) for m in v] for k, v in maps.items()}
+    # other entries (the scores' "label") are ignored; float32 maps give exactly the term-by-term sum in ORDER
+    mixed = combine({**f32, "label": labels}, FIXED_ENSEMBLE)
+    expected = (0.75 * f32["dissimilarity"][1] + 0.25 * f32["entropy"][1] + 0.0 * f32["perceptual"][1]
+                + 0.0 * f32["distance"][1])
+    assert mixed[1].dtype == np.float32
+    np.testing.assert_array_equal(mixed[1], expected)
+    # a zero weight may name an absent map; a non-zero one may not, nor may a weight name an unknown map
+    only = combine({"dissimilarity": f32["dissimilarity"]}, {"dissimilarity": 1.0, "entropy": 0.0})
+    np.testing.assert_array_equal(only[0], f32["dissimilarity"][0])
+    with pytest.raises(ValueError, match="not given: \\['entropy'\\]"):
+        combine({"dissimilarity": f32["dissimilarity"]}, FIXED_ENSEMBLE)
+    with pytest.raises(ValueError, match="unknown maps \\['entropie'\\]"):
+        combine(f32, {"entropie": 1.0})

@@ -12,16 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from reprolib.ensemble import FIXED_ENSEMBLE, combine
 from reprolib.experiments.scoring import MAP_NAMES, crossfit_halves, select
 
 SCORE_KEYS = ("dissimilarity", *MAP_NAMES)
-FIXED_WEIGHTS = {"dissimilarity": 0.75, "entropy": 0.25, "perceptual": 0.0, "distance": 0.0}
-
-
-def mix(scores: dict[str, list[np.ndarray]], weights: dict[str, float]) -> list[np.ndarray]:
-    """Per-image weighted sum of the network's p(anomaly) and the maps."""
-    n = len(scores["dissimilarity"])
-    return [sum(float(weights.get(k, 0.0)) * scores[k][i] for k in SCORE_KEYS) for i in range(n)]
 
 
 def metrics_of(score_maps: list[np.ndarray], labels: list[np.ndarray]) -> dict[str, float]:
@@ -35,7 +29,7 @@ def final_scores(scores: dict[str, list[np.ndarray]], mode: str, objective: str 
     if mode in ("none", "learned-probability", "learned-repro"):
         return scores["dissimilarity"]
     if mode == "fixed":
-        return mix(scores, FIXED_WEIGHTS)
+        return combine(scores, FIXED_ENSEMBLE)
     return _crossfit(scores, objective)[0]
 
 
@@ -51,7 +45,7 @@ def _crossfit(scores: dict[str, list[np.ndarray]], objective: str) -> tuple[list
         tuned = select(scores, tune)
         w = grid_search({k: tuned[k] for k in SCORE_KEYS}, tuned["label"], objective=objective).weights
         fold_weights.append(w)
-        for i, m in zip(report, mix(select(scores, report), w), strict=True):
+        for i, m in zip(report, combine(select(scores, report), w), strict=True):
             mixed[i] = m
     return [m for m in mixed if m is not None], fold_weights
 
@@ -65,7 +59,7 @@ def evaluate_ensemble(
         # learned ensembles are already inside the model's p(anomaly)
         return {"": (metrics_of(scores["dissimilarity"], labels), {"weights": "n/a"})}
     if mode == "fixed":
-        return {"": (metrics_of(mix(scores, FIXED_WEIGHTS), labels), {"weights": FIXED_WEIGHTS})}
+        return {"": (metrics_of(combine(scores, FIXED_ENSEMBLE), labels), {"weights": FIXED_ENSEMBLE})}
     if mode != "grid":
         raise ValueError(f"unknown ensemble mode {mode!r}")
     from reprolib.ensemble import grid_search
@@ -75,6 +69,6 @@ def evaluate_ensemble(
     same = grid_search({k: scores[k] for k in SCORE_KEYS}, labels, objective=objective)
     return {
         "": (crossfit, {"weights": fold_weights, "tuning": "cross-fitted halves"}),
-        "@tuned_on_reported": (metrics_of(mix(scores, same.weights), labels),
+        "@tuned_on_reported": (metrics_of(combine(scores, same.weights), labels),
                                {"weights": same.weights, "tuning": "reported set (original)"}),
     }

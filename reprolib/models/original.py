@@ -14,7 +14,7 @@ import torch
 
 from reprolib.io import ReprolibDataError, load_torch
 
-from .dissimilarity import DissimilarityConfig, DissimilarityNet
+from .dissimilarity import UNCERTAINTY_MAPS, DissimilarityConfig, DissimilarityNet
 
 VARIANTS = ("main", "baseline")
 
@@ -38,7 +38,7 @@ def original_prefix_map(config: DissimilarityConfig) -> list[tuple[str, str]]:
     """``(original prefix, our prefix)`` pairs covering every parameter of a VGG16 model with ``config``."""
     if config.encoder != "vgg16":
         raise ValueError("the original checkpoint layout exists only for the VGG16 encoder")
-    if config.uncertainty and config.uncertainty_maps != ("entropy", "perceptual", "distance"):
+    if config.uncertainty and config.uncertainty_maps != UNCERTAINTY_MAPS:
         raise ValueError("the original layout has all three uncertainty maps")
     pairs: list[tuple[str, str]] = []
     for k in range(4):
