@@ -49,6 +49,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from reprolib.labels import IGNORE_INDEX
 from reprolib.metrics import kernels
 
 ArrayLike = object
@@ -150,7 +151,7 @@ def _as_list(x: ArrayLike) -> list:
 
 
 def anomaly_metrics(
-    scores: ArrayLike | Sequence[ArrayLike], labels: ArrayLike | Sequence[ArrayLike], ignore_index: int = 255,
+    scores: ArrayLike | Sequence[ArrayLike], labels: ArrayLike | Sequence[ArrayLike], ignore_index: int = IGNORE_INDEX,
     exact: bool = True,
 ) -> dict[str, float]:
     """AP, FPR95 and AUROC over every valid pixel of ``scores``/``labels`` (arrays, tensors or lists of them)."""
@@ -279,7 +280,7 @@ class AnomalyMetrics:
     bound is in the module docstring; the tests and ``benchmarks/metrics.py`` measure it.
     """
 
-    def __init__(self, exact: bool = False, ignore_index: int = 255, buffer_pixels: int = 2**22,
+    def __init__(self, exact: bool = False, ignore_index: int = IGNORE_INDEX, buffer_pixels: int = 2**22,
                  max_bins: int = 2**20, top_pixels: int = 2**16, band_positives: int = 2**22):
         if max_bins < 2 * 2**_COARSE_BITS:
             raise ValueError(f"max_bins must be at least {2 * 2**_COARSE_BITS}, got {max_bins}")
