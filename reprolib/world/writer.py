@@ -14,6 +14,7 @@ from tqdm import tqdm
 from reprolib.data import formats as F
 from reprolib.io import read_json, write_bytes, write_json, write_png
 from reprolib.labels import EGO_VEHICLE, IGNORE_INDEX, LABEL_TO_TRAIN, OUT_OF_ROI, colorize_label
+from reprolib.world.gallery import write_gallery
 from reprolib.world.scene import L, render_scene
 
 VERSION = "reprolib-world-1"
@@ -182,8 +183,6 @@ def generate_world(
         for i in range(n_static):
             _write_static(root, i, val_ids[i], np.random.default_rng([seed, 3, i]))
             bar.update()
-    from reprolib.world.gallery import write_gallery
-
     write_gallery(root, root / "gallery.png")
     write_json(meta, {**params, "fingerprint": _fingerprint(root)})
     if progress:
