@@ -1,7 +1,16 @@
-# reprolib — one command per table; everything runs inside .venv.
+# reprolib — one command per table; everything runs inside .venv. `make help` lists every target.
 #   make table4                    the main job: embedded world → backends → precompute → train → evaluate → table
 #   make table4 PROFILE=full DATA=/path/to/datasets     the paper's settings on the real data
 #   make test                      the test suite
+#
+# The targets are a DAG over files (each rule names the file it makes; what reads it depends on that file):
+#   .venv/.installed               ← requirements.txt pyproject.toml
+#   results/<t>/<t>.csv            ← notebooks/<t>.ipynb              (| .venv: a reinstall keeps the results)
+#   report/generated/profiles.tex  ← every results/<t>/<t>.csv, reprolib/report/*.py    (LaTeX fragments, figures)
+#   report/main.pdf                ← report/main.tex report/generated/profiles.tex
+# `make <t>` (and `make all`) always runs the table's notebook, which resumes unfinished runs and reuses finished
+# ones; a CSV reached only as a prerequisite (`make report`) is made when missing or older than its notebook.
+# A new table: add its name to TABLES (and its notebook to tools/make_notebooks.py).
 SHELL := /bin/bash
 PYTHON_SYS ?= python3
 VENV := .venv
@@ -20,25 +29,37 @@ SEED ?= 0
 WORLD ?= $(WORK)/world
 
 TABLES := table2 table3 table4 table5 table6 table7 table8 figures figure3
-PM_ARGS = -p profile $(PROFILE) -p work_dir $(WORK) -p wandb_mode $(WANDB) -p output_dir results/$@ \
+REPORT_TABLES ?= $(TABLES)
+table_csv = $(foreach t,$(1),results/$(t)/$(t).csv)
+# Papermill's arguments, expanded inside a table's rule: $(@D) is its results/<t> folder.
+PM_ARGS = -p profile $(PROFILE) -p work_dir $(WORK) -p wandb_mode $(WANDB) -p output_dir $(@D) \
 	$(if $(DATA),-p data_root $(DATA)) $(if $(SEEDS),-y "seeds: [$(SEEDS)]") $(if $(MAX_TIME),-p max_time $(MAX_TIME)) \
 	$(if $(EVAL_RES),-p eval_resolution $(EVAL_RES))
 
-.PHONY: help setup test lint world demo report all lab kaggle-push kaggle-pull clean-venv $(TABLES)
+.PHONY: help setup test lint world demo report all lab kaggle-push kaggle-pull clean-venv FORCE $(TABLES)
+# a killed or interrupted run keeps the rows it finished (the notebook writes the CSV after every run)
+.PRECIOUS: $(call table_csv,$(TABLES))
 
 help:
 	@echo "make setup            create .venv with the pinned stack (idempotent: a second call does no work)"
-	@echo "make table4           Table 4 ablation on the embedded world (the README's main job)"
-	@echo "make table3 … table8, make figures, make figure3   the other tables/figures"
+	@echo "make table4           Table 4 ablation on the embedded world (the README's main job) → results/table4/table4.csv"
+	@echo "make <table>          any of: $(TABLES) → results/<table>/<table>.csv"
 	@echo "make table2           computational requirements measured on this machine (beside the report's)"
 	@echo "   PROFILE=demo|full  DATA=/datasets  SEEDS=0,1,2  WORK=data  WANDB=offline|online  MAX_TIME=00:08:30:00"
 	@echo "   EVAL_RES=processed|benchmark  (benchmark: score at the evaluation sets' own size, e.g. 1024×2048)"
-	@echo "make report           LaTeX report from results/ (needs latexmk)"
-	@echo "make all              every table, then the report"
+	@echo "   each always runs its notebook: unfinished runs resume, finished ones are reused"
+	@echo "make results/table4/table4.csv   the same, but only if the CSV is missing or older than its notebook"
+	@echo "make report           LaTeX report (report/main.pdf, needs latexmk) from results/; first makes any"
+	@echo "                      missing table CSV   [REPORT_TABLES=\"table4 table7\": depend on these tables only]"
+	@echo "make all              every table (run or resumed), then the report"
 	@echo "make lab              JupyterLab with the project's kernel"
 	@echo "make kaggle-push TABLE=table4 [KAGGLE_DATASETS=user/cityscapes,user/fishyscapes]; make kaggle-pull TABLE=table4"
+	@echo "make world            the embedded world in WORLD=$(WORLD) (SEED=0)"
 	@echo "make demo             just the embedded world and its gallery"
 	@echo "make test             the test suite"
+	@echo "make lint             ruff over reprolib, tests, benchmarks, tools"
+	@echo "make clean-venv       delete .venv"
+	@echo "make help             this list"
 
 # The stamp depends on the requirement files: a second call does no work.
 $(STAMP): requirements.txt pyproject.toml
@@ -63,15 +84,26 @@ world: $(STAMP)
 demo: world
 	@echo "gallery: $(WORLD)/gallery.png"
 
-# Each table: Papermill runs the notebook headlessly into results/<name>/<name>.ipynb, saving after every
-# cell so a crash keeps what ran; reruns reuse finished runs and resume unfinished ones.
-$(TABLES): $(STAMP)
-	@mkdir -p results/$@
-	$(VENV)/bin/papermill notebooks/$@.ipynb results/$@/$@.ipynb --request-save-on-cell-execute \
-		--log-output -k python3 $(PM_ARGS)
+# Each table: Papermill runs the notebook headlessly into results/<t>/<t>.ipynb, saving after every cell so a
+# crash keeps what ran; the notebook writes results/<t>/<t>.csv. A table named on the command line (or by
+# `make all`) depends on FORCE, so it always runs; reruns reuse finished runs and resume unfinished ones.
+FORCED_TABLES := $(if $(filter all,$(MAKECMDGOALS)),$(TABLES),$(filter $(TABLES),$(MAKECMDGOALS)))
+define table_rule
+$(call table_csv,$(1)): notebooks/$(1).ipynb $(if $(filter $(1),$(FORCED_TABLES)),FORCE) | $(STAMP)
+	@mkdir -p $$(@D)
+	$$(VENV)/bin/papermill $$< $$(@D)/$(1).ipynb --request-save-on-cell-execute \
+		--log-output -k python3 $$(PM_ARGS)
+$(1): $(call table_csv,$(1))
+endef
+$(foreach t,$(TABLES),$(eval $(call table_rule,$(t))))
 
-report: $(STAMP)
+FORCE:
+
+# The report's fragments are rebuilt when a table's CSV (written with its figures) or the report code changes.
+report/generated/profiles.tex: $(call table_csv,$(REPORT_TABLES)) $(wildcard reprolib/report/*.py) | $(STAMP)
 	$(PY) -c "from reprolib.report import build_report; build_report('results', 'report')"
+
+report/main.pdf: report/main.tex report/generated/profiles.tex
 	@if command -v latexmk > /dev/null; then \
 		cd report && latexmk -pdf -interaction=nonstopmode -halt-on-error main.tex > latexmk.log && \
 		echo "report/main.pdf"; \
@@ -80,7 +112,9 @@ report: $(STAMP)
 		echo "(the generated .tex fragments are in report/generated/)"; exit 1; \
 	fi
 
-all: $(TABLES) report
+report: report/main.pdf
+
+all: report
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)

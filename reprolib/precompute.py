@@ -49,12 +49,12 @@ from tqdm.auto import tqdm
 
 from reprolib.backends.base import imagenet_normalize
 from reprolib.backends.embedded import module_fingerprint
+from reprolib.data.formats import LABEL_DIRS, MAP_FOLDERS
 from reprolib.io import PathLike, ReprolibDataError, read_json, read_png, write_json, write_png
 from reprolib.labels import IGNORE_INDEX, NUM_CLASSES, label_to_train, train_to_label
 
 CACHE_VERSION = 2  # 2: labels_native/ (evaluation labels at the dataset's own, benchmark resolution)
-MAP_DIRS = ("entropy", "logit_distance", "mae_features")
-LABEL_DIRS = ("labels", "labels_with_ROI", "labels_with_void_no_ego", "labels_with_void")
+MAP_DIRS = tuple(MAP_FOLDERS.values())
 LABEL_SOURCES = ("auto", "prediction", "ground_truth")
 #: the evaluation labels (``labels_with_ROI`` if the source has them, else ``labels``) at the source's own
 #: resolution, so scores can be evaluated at the benchmark's resolution rather than the processing size

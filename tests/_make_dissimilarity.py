@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 import torch
-
-from reprolib.models.original import keyed_state_dict
+from _make_keyed import keyed_state_dict
 
 FIXTURES = Path(__file__).parent / "fixtures" / "dissimilarity"
 IMAGENET_MEAN = torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1)

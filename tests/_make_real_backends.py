@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import _make_keyed as keyed
 import torch
 
-from reprolib.backends import keyed
-from reprolib.backends.base import imagenet_normalize
+from reprolib.data.transforms import imagenet_normalize
 
 FIXTURES = Path(__file__).parent / "fixtures" / "backends"
 

@@ -11,11 +11,11 @@ import torch
 
 import reprolib.backends as backends
 from reprolib.backends import deepwv3plus as dw
-from reprolib.backends import keyed
 from reprolib.backends.base import SegmentationBackend
 from reprolib.io import ReprolibDataError, save_torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+import _make_keyed  # noqa: E402
 from _make_real_backends import (  # noqa: E402
     assert_matches,
     imagenet_fixture_input,
@@ -27,7 +27,7 @@ from _make_real_backends import (  # noqa: E402
 
 @pytest.fixture(scope="module")
 def keyed_sd() -> dict[str, torch.Tensor]:
-    return keyed.keyed_state_dict(layout("deepwv3plus"))
+    return _make_keyed.keyed_state_dict(layout("deepwv3plus"))
 
 
 @pytest.fixture(scope="module")
@@ -46,15 +46,15 @@ def test_layout_matches_published_checkpoint():
 
 
 def test_keyed_values_match_recorded_sums(keyed_sd):
-    assert keyed.check_keyed_sums(keyed_sd, layout("deepwv3plus")) == []
+    assert _make_keyed.check_keyed_sums(keyed_sd, layout("deepwv3plus")) == []
     # the rule is keyed on the bare name: a prefixed key gives a different tensor
-    assert not torch.equal(keyed.keyed_value("module.mod1.conv1.weight", (64, 3, 3, 3)), keyed_sd["mod1.conv1.weight"])
+    assert not torch.equal(_make_keyed.keyed_value("module.mod1.conv1.weight", (64, 3, 3, 3)), keyed_sd["mod1.conv1.weight"])
 
 
 def test_fixture_parity_128x256(keyed_net):
     exp = outputs("deepwv3plus")["outputs"]["keyed"]["128x256"]
     x = imagenet_fixture_input(128, 256)
-    assert keyed.compare_to_summary(x, exp["input"])["std"] < 1e-6
+    assert _make_keyed.compare_to_summary(x, exp["input"])["std"] < 1e-6
     with torch.no_grad():
         y = keyed_net(x)
     diffs = assert_matches(y, exp["logits"])

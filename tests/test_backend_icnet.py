@@ -1,5 +1,6 @@
-"""ICNet (Fast_Seg): layout, strict loading, parity with the original, adapter; plus the shared keyed helpers
-of ``reprolib.backends.keyed`` (rule, spectral-norm variant, layout parsing, unwrapping)."""
+"""ICNet (Fast_Seg): layout, strict loading, parity with the original, adapter; plus the shared keyed fixture
+helpers of ``tests/_make_keyed.py`` (rule, spectral-norm variant, layout parsing) and the checkpoint unwrapping
+of ``reprolib.backends.keyed``."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from reprolib.backends.base import SegmentationBackend, imagenet_normalize
 from reprolib.io import ReprolibDataError, load_torch, save_torch, write_text
 
 sys.path.insert(0, str(Path(__file__).parent))
+import _make_keyed  # noqa: E402
 from _make_real_backends import (  # noqa: E402
     FIXTURES,
     assert_matches,
@@ -31,7 +33,7 @@ from _make_real_backends import (  # noqa: E402
 
 @pytest.fixture(scope="module")
 def keyed_sd() -> dict[str, torch.Tensor]:
-    return keyed.keyed_state_dict(layout("icnet"))
+    return _make_keyed.keyed_state_dict(layout("icnet"))
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +43,7 @@ def keyed_net(keyed_sd) -> ic.ICNet:
 
 @pytest.fixture(scope="module")
 def fixture_outputs(keyed_net) -> list[torch.Tensor]:
-    x = keyed.fixture_rgb(128, 256)[:, [2, 1, 0]] * 255 - torch.tensor(ic.BGR_MEAN).view(1, 3, 1, 1)
+    x = _make_keyed.fixture_rgb(128, 256)[:, [2, 1, 0]] * 255 - torch.tensor(ic.BGR_MEAN).view(1, 3, 1, 1)
     with torch.no_grad():
         return keyed_net(x)
 
@@ -53,7 +55,7 @@ def test_layout_matches_published_checkpoint(keyed_sd):
     assert list(sd) == [e.key for e in entries]
     assert {k: tuple(v.shape) for k, v in sd.items()} == {e.key: e.shape for e in entries}
     assert sum(p.numel() for p in ic.build_meta().parameters()) == outputs("icnet")["params"]["parameters"]
-    assert keyed.check_keyed_sums(keyed_sd, entries) == []
+    assert _make_keyed.check_keyed_sums(keyed_sd, entries) == []
 
 
 def test_fixture_parity_128x256(fixture_outputs):
@@ -72,7 +74,7 @@ def test_fixture_parity_128x256(fixture_outputs):
 
 def test_fixture_parity_256x512(keyed_net):
     exp = outputs("icnet")["outputs"]["keyed"]["256x512"]
-    x = keyed.fixture_rgb(256, 512)[:, [2, 1, 0]] * 255 - torch.tensor(ic.BGR_MEAN).view(1, 3, 1, 1)
+    x = _make_keyed.fixture_rgb(256, 512)[:, [2, 1, 0]] * 255 - torch.tensor(ic.BGR_MEAN).view(1, 3, 1, 1)
     with torch.no_grad():
         outs = keyed_net(x)
     report = {f"out{i}": assert_matches(out, exp[f"out{i}"]) for i, out in enumerate(outs)}
@@ -85,7 +87,7 @@ def test_adapter_matches_raw_network_on_imagenet_input(keyed_net, fixture_output
     x = imagenet_fixture_input(128, 256)
     # ImageNet-normalised RGB → caffe BGR round-trips to the fixture's input up to float rounding
     bgr = ic.imagenet_to_caffe_bgr(x)
-    expected_in = keyed.fixture_rgb(128, 256)[:, [2, 1, 0]] * 255 - torch.tensor(ic.BGR_MEAN).view(1, 3, 1, 1)
+    expected_in = _make_keyed.fixture_rgb(128, 256)[:, [2, 1, 0]] * 255 - torch.tensor(ic.BGR_MEAN).view(1, 3, 1, 1)
     assert float((bgr - expected_in).abs().max()) < 1e-3
     with torch.no_grad():
         y = seg(x)
@@ -154,41 +156,41 @@ def test_load_segmentation_and_registry(tmp_path, keyed_sd):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# shared keyed helpers (reprolib.backends.keyed)
+# keyed fixture helpers (tests/_make_keyed.py) and checkpoint loading (reprolib.backends.keyed)
 
 
 def test_keyed_rule_by_entry_kind():
     g = torch.Generator().manual_seed(zlib.crc32(b"a.conv.weight"))
     t = torch.randn((4, 2, 3, 3), generator=g)
-    assert torch.equal(keyed.keyed_value("a.conv.weight", [4, 2, 3, 3]), t * math.sqrt(2 / 18))
+    assert torch.equal(_make_keyed.keyed_value("a.conv.weight", [4, 2, 3, 3]), t * math.sqrt(2 / 18))
     t1 = torch.randn((5,), generator=torch.Generator().manual_seed(zlib.crc32(b"a.bn.running_var")))
-    assert torch.equal(keyed.keyed_value("a.bn.running_var", (5,)), 1 + 0.1 * t1.abs())
-    assert keyed.keyed_value("a.bn.num_batches_tracked", ()) is None
-    bias = keyed.keyed_value("a.conv.bias", (1000,))
-    scale = keyed.keyed_value("a.bn.weight", (1000,))
+    assert torch.equal(_make_keyed.keyed_value("a.bn.running_var", (5,)), 1 + 0.1 * t1.abs())
+    assert _make_keyed.keyed_value("a.bn.num_batches_tracked", ()) is None
+    bias = _make_keyed.keyed_value("a.conv.bias", (1000,))
+    scale = _make_keyed.keyed_value("a.bn.weight", (1000,))
     assert abs(float(bias.std()) - 0.05) < 0.01 and abs(float(scale.mean()) - 1) < 0.02
-    sd = keyed.keyed_state_dict([("x.num_batches_tracked", ()), ("x.bias", (3,))])
+    sd = _make_keyed.keyed_state_dict([("x.num_batches_tracked", ()), ("x.bias", (3,))])
     assert sd["x.num_batches_tracked"].dtype == torch.long and int(sd["x.num_batches_tracked"]) == 0
 
 
 def test_keyed_sn_svd_gives_top_singular_pair():
-    sd = keyed.keyed_state_dict([("c.weight_orig", (6, 4, 3, 3)), ("c.weight_u", (6,)), ("c.weight_v", (36,)),
+    sd = _make_keyed.keyed_state_dict([("c.weight_orig", (6, 4, 3, 3)), ("c.weight_u", (6,)), ("c.weight_v", (36,)),
                                  ("c.bias", (6,))])
-    out = keyed.keyed_sn_svd(sd)
+    out = _make_keyed.keyed_sn_svd(sd)
     w = sd["c.weight_orig"].reshape(6, -1).double()
     u, v = out["c.weight_u"].double(), out["c.weight_v"].double()
     sigma = float(u @ (w @ v))
     assert abs(sigma - float(torch.linalg.matrix_norm(w, ord=2))) < 1e-5 * sigma
     assert torch.equal(out["c.bias"], sd["c.bias"])
     with pytest.raises(ValueError, match="weight_u"):
-        keyed.keyed_sn_svd({"d.weight_orig": torch.zeros(2, 2)})
+        _make_keyed.keyed_sn_svd({"d.weight_orig": torch.zeros(2, 2)})
 
 
 def test_read_layout_and_unwrap_errors(tmp_path):
     bad = tmp_path / "bad-state-dict.json"
     write_text(bad, '[["k", [2, "x"], "float32", 1.0]]')
     with pytest.raises(ReprolibDataError, match="entry 0"):
-        keyed.read_layout(bad)
+        _make_keyed.read_layout(bad)
     with pytest.raises(ValueError, match="not name → tensor"):
         keyed.unwrap_state_dict({"a": 1.0})
     with pytest.raises(ValueError, match="got list"):
@@ -203,6 +205,6 @@ def test_checkpoint_with_numpy_scalars_loads_weights_only(tmp_path):
     save_torch({"state_dict": {"module.w": torch.ones(2)}, "mean_iu": np.float64(0.5), "hist": np.zeros(3)}, path)
     assert list(keyed.load_checkpoint_state_dict(path)) == ["w"]
     # the fixture image is quantised to 8-bit levels
-    rgb = keyed.fixture_rgb(4, 8)
+    rgb = _make_keyed.fixture_rgb(4, 8)
     assert torch.equal((rgb * 255).round() / 255, rgb)
     assert imagenet_normalize(rgb).shape == (1, 3, 4, 8)

@@ -10,12 +10,13 @@ import pytest
 import torch
 
 import reprolib.backends as backends
-from reprolib.backends import ccfpse, keyed, spade
+from reprolib.backends import ccfpse, spade
 from reprolib.backends.base import ResynthesisBackend
 from reprolib.backends.synthesis_blocks import SpectralNormConv2d, semantic_input
 from reprolib.io import ReprolibDataError, load_torch, save_torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+import _make_keyed  # noqa: E402
 from _make_real_backends import FIXTURES, assert_matches, layout, outputs, zeros_state_dict  # noqa: E402
 
 
@@ -31,8 +32,8 @@ def fixture_rgb01() -> torch.Tensor:
 
 
 def keyed_sd(name: str, sn_svd: bool = True) -> dict[str, torch.Tensor]:
-    sd = keyed.keyed_state_dict(layout(name))
-    return keyed.keyed_sn_svd(sd) if sn_svd else sd
+    sd = _make_keyed.keyed_state_dict(layout(name))
+    return _make_keyed.keyed_sn_svd(sd) if sn_svd else sd
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ def test_layouts_match_published_checkpoints(name, module, meta_name):
     params = outputs("spade" if name.startswith("spade") else "ccfpse")["params"]
     role = "encoder" if name.endswith("encoder") else "generator"
     assert sum(p.numel() for p in net.parameters()) == params[role]["parameters"]
-    assert keyed.check_keyed_sums(keyed.keyed_state_dict(entries), entries) == []
+    assert _make_keyed.check_keyed_sums(_make_keyed.keyed_state_dict(entries), entries) == []
 
 
 def test_semantic_input_matches_fixture(semantic):
@@ -68,7 +69,7 @@ def test_semantic_input_matches_fixture(semantic):
 
 def test_spectral_norm_uses_stored_vectors():
     conv = SpectralNormConv2d(2, 3, 3, padding=1)
-    sd = keyed.keyed_state_dict((k, tuple(v.shape)) for k, v in conv.state_dict().items())
+    sd = _make_keyed.keyed_state_dict((k, tuple(v.shape)) for k, v in conv.state_dict().items())
     conv.load_state_dict(sd)
     w = sd["weight_orig"].reshape(3, -1)
     assert torch.allclose(conv.sigma(), sd["weight_u"] @ (w @ sd["weight_v"]))

@@ -12,10 +12,9 @@ from cityscapesscripts.helpers.labels import labels as cs_labels
 from natsort import natsorted
 from PIL import Image
 
-from reprolib.backends.base import IMAGENET_MEAN, IMAGENET_STD
 from reprolib.data import CityscapesDataset, LostAndFoundDataset, ProcessedSplit, StaticDataset
 from reprolib.data import formats as F
-from reprolib.data.transforms import one_hot, resize_image, resize_labels
+from reprolib.data.transforms import IMAGENET_MEAN, IMAGENET_STD, one_hot, resize_image, resize_labels
 from reprolib.io import ReprolibDataError, png_bytes, write_bytes, write_png
 
 # ---------------------------------------------------------------------------------------------- transforms

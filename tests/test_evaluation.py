@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from reprolib.__main__ import main
-from reprolib.backends import get_combo, icnet, keyed, spade
+from reprolib.backends import get_combo, icnet, spade
 from reprolib.experiments import evaluation as E
 from reprolib.experiments.scoring import score_split
 from reprolib.io import ReprolibDataError, read_png, save_torch
@@ -23,6 +23,7 @@ from reprolib.training.run import load_checkpoint, train
 from reprolib.world import generate_world
 
 sys.path.insert(0, str(Path(__file__).parent))
+import _make_keyed  # noqa: E402
 from _make_processed import make_processed_split  # noqa: E402
 from _make_real_backends import layout  # noqa: E402
 
@@ -100,8 +101,8 @@ def test_split_without_native_labels_is_named(run_dir: Path, tmp_path: Path) -> 
 def test_cli_evaluate_light_combo_with_real_backends(world: Path, run_dir: Path, tmp_path: Path, capsys) -> None:
     """`python -m reprolib evaluate` from the Fishyscapes-format folder through ICNet + SPADE checkpoints."""
     ckpts = {"icnet": tmp_path / "icnet_final.pth", "spade-generator": tmp_path / "latest_net_G.pth"}
-    save_torch(keyed.keyed_state_dict(layout("icnet")), ckpts["icnet"])
-    save_torch(keyed.keyed_sn_svd(keyed.keyed_state_dict(layout("spade-generator"))), ckpts["spade-generator"])
+    save_torch(_make_keyed.keyed_state_dict(layout("icnet")), ckpts["icnet"])
+    save_torch(_make_keyed.keyed_sn_svd(_make_keyed.keyed_state_dict(layout("spade-generator"))), ckpts["spade-generator"])
     out = tmp_path / "out"
     argv = ["evaluate", "--checkpoint", str(run_dir / "checkpoints" / "last.ckpt"),
             "--dataset", str(world / "fishyscapes" / "LostAndFound"), "--kind", "fs_lost_and_found",

@@ -99,7 +99,7 @@ def test_without_generator_changes_only_the_labels(table4) -> None:
 
 
 def test_table3_is_the_fixed_ensemble_at_benchmark_resolution(table4, tmp_path: Path) -> None:
-    from reprolib.experiments.ensembling import FIXED_WEIGHTS
+    from reprolib.ensemble import FIXED_ENSEMBLE as FIXED_WEIGHTS
 
     _, work, _ = table4
     t3 = run_table("table3", profile="tiny", work_dir=work, output_dir=tmp_path, device="cpu", wandb_mode="disabled")

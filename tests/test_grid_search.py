@@ -60,7 +60,7 @@ def test_allowed_keeps_a_removed_map_at_zero_weight() -> None:
 
 def test_report_protocol_and_corrected_rows() -> None:
     """Both grid protocols: the MLRC's (AP - FPR95, tuned on the reported set) and ours (cross-fitted)."""
-    from reprolib.experiments.ensembling import REPORT_OBJECTIVE, evaluate_ensemble, final_scores, metrics_of, mix
+    from reprolib.experiments.ensembling import REPORT_OBJECTIVE, evaluate_ensemble, final_scores, metrics_of
     from reprolib.experiments.tables import REPORT_PROTOCOL, TABLES
 
     maps, labels = _synthetic(n=8)
@@ -70,7 +70,7 @@ def test_report_protocol_and_corrected_rows() -> None:
     metrics, info = rows[REPORT_PROTOCOL]
     same = grid_search(maps, labels, objective=REPORT_OBJECTIVE)
     assert REPORT_OBJECTIVE == "ap_minus_fpr95" and info["weights"] == same.weights
-    assert metrics == metrics_of(mix(scores, same.weights), labels)
+    assert metrics == metrics_of(combine(scores, same.weights), labels)
     assert "cross-fitted" in rows[""][1]["tuning"] and len(rows[""][1]["weights"]) == 2
     # Table 7: each variant's ensemble sees exactly the maps its network sees
     for variant in TABLES["table7"].variants:
@@ -100,3 +100,21 @@ def test_scores_cache_keeps_float32(tmp_path) -> None:
     assert back["dissimilarity"][0].dtype == np.float32
     np.testing.assert_array_equal(back["dissimilarity"][0], near_one)
     assert len(np.unique(back["dissimilarity"][0])) == 64
+
+
+def test_combine_is_the_tables_weighted_sum_and_checks_its_weights() -> None:
+    maps, labels = _synthetic(n=2)
+    f32 = {k: [np.asarray(m, np.float32) for m in v] for k, v in maps.items()}
+    # other entries (the scores' "label") are ignored; float32 maps give exactly the term-by-term sum in ORDER
+    mixed = combine({**f32, "label": labels}, FIXED_ENSEMBLE)
+    expected = (0.75 * f32["dissimilarity"][1] + 0.25 * f32["entropy"][1] + 0.0 * f32["perceptual"][1]
+                + 0.0 * f32["distance"][1])
+    assert mixed[1].dtype == np.float32
+    np.testing.assert_array_equal(mixed[1], expected)
+    # a zero weight may name an absent map; a non-zero one may not, nor may a weight name an unknown map
+    only = combine({"dissimilarity": f32["dissimilarity"]}, {"dissimilarity": 1.0, "entropy": 0.0})
+    np.testing.assert_array_equal(only[0], f32["dissimilarity"][0])
+    with pytest.raises(ValueError, match="not given: \\['entropy'\\]"):
+        combine({"dissimilarity": f32["dissimilarity"]}, FIXED_ENSEMBLE)
+    with pytest.raises(ValueError, match="unknown maps \\['entropie'\\]"):
+        combine(f32, {"entropie": 1.0})

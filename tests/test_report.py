@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,6 +14,7 @@ from reprolib.experiments.reference import reference_numbers
 from reprolib.experiments.results import RESULT_COLUMNS, config_hash, load_results, result_rows, save_results
 from reprolib.io import ReprolibDataError
 from reprolib.report import build_report, comparison_table, summarize
+from reprolib.report.latex import figure_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,6 +88,22 @@ def test_build_report_writes_fragments_and_labels_demo(tmp_path: Path) -> None:
     assert len(written) == 5 and (tmp_path / "results" / "SUMMARY.md").is_file()
     # the table's caption (plain text in TableSpec) is escaped into the LaTeX caption
     assert "@report\\_protocol row is the MLRC report's protocol" in tex and "keeps the SPADE decoder" in tex
+
+
+def test_figures_keep_their_table_named_file_names(tmp_path: Path) -> None:
+    csv = _results(tmp_path)
+    for name in ("table4.pdf", "table4.png", "table4-fs_static.png", "curve.png"):
+        (csv.parent / name).write_bytes(name.encode())
+    written = build_report(tmp_path / "results", tmp_path / "report")
+    gen = tmp_path / "report" / "generated"
+    figures = sorted(p.name for p in written if p.suffix in (".pdf", ".png"))
+    assert figures == ["table4-curve.png", "table4-fs_static.png", "table4.pdf", "table4.png"]
+    assert (gen / "table4-fs_static.png").read_bytes() == b"table4-fs_static.png"
+    # main.tex asks for the figures under those names (the runner writes figure3-<dataset>.png, figures.py
+    # <table>.pdf): none of them doubles its table's name
+    asked = re.findall(r"\\genfig\{([^}]+)\}", (ROOT / "report" / "main.tex").read_text())
+    assert asked and all(figure_name(n.split("-")[0].split(".")[0], n) == n for n in asked)
+    assert not [n for n in asked if re.match(r"^(\w+)-\1[-.]", n)], asked
 
 
 def test_full_profile_is_not_labelled_demo(tmp_path: Path) -> None:

@@ -1,15 +1,21 @@
 """(Re)write the thin table notebooks under notebooks/ — parameters cell, calls into reprolib, a table, a figure.
 
-Run after changing a notebook's shape: `python tools/make_notebooks.py`. Notebooks are written without outputs.
+Run after changing a notebook's shape: `python tools/make_notebooks.py` (`--out DIR` writes elsewhere; the tests
+compare a fresh run with the committed notebooks). Notebooks are written without outputs, and a notebook whose
+text is unchanged is not rewritten, so its modification time (which `make` reads) stays.
 """
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import nbformat
 
 from reprolib.experiments.tables import TABLES
+from reprolib.io import write_text
+
+ROOT = Path(__file__).resolve().parent.parent
 
 NOTEBOOKS = {
     "table3": "Table 3 — main results on FS Lost & Found and FS Static (full framework with ensemble)",
@@ -96,12 +102,24 @@ def build_table2() -> nbformat.NotebookNode:
     return nb
 
 
-def main() -> None:
-    out = Path(__file__).resolve().parent.parent / "notebooks"
-    out.mkdir(exist_ok=True)
+def write_if_changed(nb: nbformat.NotebookNode, path: Path) -> bool:
+    """Write ``nb`` to ``path`` (as ``nbformat.write`` would, atomically) unless the file already holds exactly
+    that text; returns whether it wrote."""
+    text = nbformat.writes(nb)
+    text += "" if text.endswith("\n") else "\n"
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return False
+    write_text(path, text)
+    return True
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "notebooks", help="folder to write to (default: notebooks/)")
+    out = parser.parse_args(argv).out
     for name, title in NOTEBOOKS.items():
-        nbformat.write(build(name, title), out / f"{name}.ipynb")
-    nbformat.write(build_table2(), out / "table2.ipynb")
+        write_if_changed(build(name, title), out / f"{name}.ipynb")
+    write_if_changed(build_table2(), out / "table2.ipynb")
 
 
 if __name__ == "__main__":

@@ -5,8 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+# Normalisation belongs to the data side (the loaders apply it); re-exported here for the backends' callers.
+from reprolib.data.transforms import IMAGENET_MEAN, IMAGENET_STD, imagenet_denormalize, imagenet_normalize
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "FrozenWrapper", "ResynthesisBackend", "SegmentationBackend",
+           "check_image_batch", "imagenet_denormalize", "imagenet_normalize"]
 
 
 class SegmentationBackend(nn.Module):
@@ -54,16 +57,3 @@ def check_image_batch(image: torch.Tensor) -> None:
     if image.ndim != 4 or image.shape[1] != 3:
         raise ValueError(f"expected an image batch (B,3,H,W), got shape {tuple(image.shape)}")
 
-
-def imagenet_normalize(rgb01: torch.Tensor) -> torch.Tensor:
-    """[0,1] RGB (B,3,H,W) → ImageNet-normalised."""
-    mean = torch.tensor(IMAGENET_MEAN, device=rgb01.device, dtype=rgb01.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=rgb01.device, dtype=rgb01.dtype).view(1, 3, 1, 1)
-    return (rgb01 - mean) / std
-
-
-def imagenet_denormalize(x: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`imagenet_normalize`."""
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    return x * std + mean

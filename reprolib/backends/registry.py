@@ -93,7 +93,7 @@ def _embedded_file(
         )
     path = checkpoint_path(run_dir, strength, kind)
     if not path.is_file() and world_root is not None:
-        from reprolib.backends.train_embedded import train_embedded_backends
+        from reprolib.backends.train_embedded import train_embedded_backends  # lazy: lightning, ~3-5 s to import
 
         train_embedded_backends(world_root, run_dir, strength=strength, **dict(train_kwargs or {}))
     if not path.is_file():

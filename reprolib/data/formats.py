@@ -8,6 +8,8 @@
 * Fishyscapes Static val (``fs_val_v3.zip``): one folder of ``{fs_id:04d}_{cityscapes_id}_labels.png`` masks and
   ``{fs_id:04d}_..._rgb.npz`` overlays (key ``rgb``, signed int, H×W×3); the image is
   ``clip(cityscapes val image + overlay, 0, 255)``.
+* Processed split (spec §4.4, what the dissimilarity network reads): one folder per input, the uncertainty
+  maps under the original's folder names (:data:`MAP_FOLDERS`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CITYSCAPES_GT_TYPES = ("labelIds", "instanceIds", "labelTrainIds", "color")
+
+#: The uncertainty maps, in the order the original concatenates them (spec §1.2) — not the paper's H, D, V.
+#: The one list of their names: the loaders, the network, the ensembles and the scoring all use it.
+UNCERTAINTY_MAPS = ("entropy", "perceptual", "distance")
+#: map name → folder of its 8-bit PNGs in a processed split (the original's names; in precompute's order)
+MAP_FOLDERS = {"entropy": "entropy", "distance": "logit_distance", "perceptual": "mae_features"}
+#: label folders a processed split may hold (0 known / 1 anomaly / 255 ignore), as the training-data generator writes them
+LABEL_DIRS = ("labels", "labels_with_ROI", "labels_with_void_no_ego", "labels_with_void")
 
 #: ``0000_04_Maurener_Weg_8_000000_000030_labels.png`` → ("0000", "04_Maurener_Weg_8_000000_000030")
 FISHYSCAPES_LABELS_RE = re.compile(r"^([0-9]+)_(.+)_labels\.png$")

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from natsort import natsorted
 
+from reprolib.data.formats import MAP_FOLDERS
 from reprolib.data.transforms import (
     check_image_resize,
     check_size,
@@ -29,9 +30,6 @@ from reprolib.data.transforms import (
 from reprolib.io import PathLike, ReprolibDataError, read_png
 from reprolib.labels import IGNORE_INDEX, NUM_CLASSES
 
-#: item key → folder of the 8-bit uncertainty maps (spec §4.4)
-MAP_FOLDERS = {"entropy": "entropy", "distance": "logit_distance", "perceptual": "mae_features"}
-LABEL_DIRS = ("labels", "labels_with_ROI", "labels_with_void_no_ego", "labels_with_void")
 SUFFIX_KEYS = ("original", "semantic", "synthesis", *MAP_FOLDERS)
 
 

@@ -18,8 +18,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from reprolib.backends.base import IMAGENET_MEAN, IMAGENET_STD
-
+#: ImageNet RGB statistics: every network input (segmentation, perceptual VGG, dissimilarity) is normalised with them
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_RESIZE_MODES = ("nearest", "bilinear", "bicubic")
 _PIL_FILTERS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
@@ -90,6 +91,20 @@ def to_tensor_image(rgb: np.ndarray, normalize: bool = False) -> torch.Tensor:
         std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
         x = (x - mean) / std
     return x
+
+
+def imagenet_normalize(rgb01: torch.Tensor) -> torch.Tensor:
+    """[0,1] RGB (B,3,H,W) → ImageNet-normalised."""
+    mean = torch.tensor(IMAGENET_MEAN, device=rgb01.device, dtype=rgb01.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=rgb01.device, dtype=rgb01.dtype).view(1, 3, 1, 1)
+    return (rgb01 - mean) / std
+
+
+def imagenet_denormalize(x: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`imagenet_normalize`."""
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return x * std + mean
 
 
 def to_tensor_long(arr: np.ndarray) -> torch.Tensor:

@@ -19,9 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from reprolib.data.formats import UNCERTAINTY_MAPS
 from reprolib.metrics import AnomalyMetrics
 
-ORDER = ("dissimilarity", "entropy", "perceptual", "distance")
+ORDER = ("dissimilarity", *UNCERTAINTY_MAPS)
+#: The "fixed" ensemble: the original code ships 0.75·p(anomaly) + 0.25·H (spec §3.1).
 FIXED_ENSEMBLE = {"dissimilarity": 0.75, "entropy": 0.25, "perceptual": 0.0, "distance": 0.0}
 OBJECTIVES = ("fpr95", "ap_minus_fpr95")
 
@@ -42,7 +44,17 @@ def candidate_weights(levels: Sequence[int] = (0, 1, 2, 3)) -> tuple[list[tuple[
 
 
 def combine(maps: Mapping[str, Sequence[np.ndarray]], weights: Mapping[str, float]) -> list[np.ndarray]:
-    """Per-image weighted sum of the maps."""
+    """Per-image weighted sum Σ_k w_k · map_k over :data:`ORDER`, in float32: a weighted ensemble's score.
+
+    ``maps`` may hold other entries (such as ``"label"``), ignored. Raises ``ValueError`` for a weight that
+    names no map of :data:`ORDER`, or a non-zero weight whose map is missing from ``maps``.
+    """
+    unknown = sorted(set(weights) - set(ORDER))
+    if unknown:
+        raise ValueError(f"weights for unknown maps {unknown}; expected some of {ORDER}")
+    missing = [k for k in ORDER if float(weights.get(k, 0.0)) != 0.0 and k not in maps]
+    if missing:
+        raise ValueError(f"non-zero weights for maps not given: {missing}")
     n = len(maps["dissimilarity"])
     return [sum(float(weights.get(k, 0.0)) * np.asarray(maps[k][i], np.float32) for k in ORDER if k in maps)
             for i in range(n)]

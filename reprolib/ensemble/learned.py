@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reprolib.data.formats import UNCERTAINTY_MAPS
+
 MODES = ("probability", "anomaly_logit", "repro")
 
 
@@ -66,7 +68,7 @@ class LearnedEnsemble(nn.Module):
         if logits.ndim != 4 or logits.shape[1] != 2:
             raise ValueError(f"logits must be (B,2,H,W), got {tuple(logits.shape)}")
         b, _, h, w = logits.shape
-        for name, m in zip(("entropy", "perceptual", "distance"), maps, strict=True):
+        for name, m in zip(UNCERTAINTY_MAPS, maps, strict=True):
             if m is None or tuple(m.shape) != (b, 1, h, w):
                 got = None if m is None else tuple(m.shape)
                 raise ValueError(f"{name} must be a (B,1,H,W)=({b},1,{h},{w}) map, got {got}")

@@ -19,19 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from reprolib.ensemble import FIXED_ENSEMBLE, combine
 from reprolib.experiments.scoring import MAP_NAMES, crossfit_halves, select
 from reprolib.experiments.tables import REPORT_PROTOCOL
 
 SCORE_KEYS = ("dissimilarity", *MAP_NAMES)
 #: grid objective of the MLRC report's protocol (row suffix REPORT_PROTOCOL, tuned on the reported set)
 REPORT_OBJECTIVE = "ap_minus_fpr95"
-FIXED_WEIGHTS = {"dissimilarity": 0.75, "entropy": 0.25, "perceptual": 0.0, "distance": 0.0}
-
-
-def mix(scores: dict[str, list[np.ndarray]], weights: dict[str, float]) -> list[np.ndarray]:
-    """Per-image weighted sum of the network's p(anomaly) and the maps."""
-    n = len(scores["dissimilarity"])
-    return [sum(float(weights.get(k, 0.0)) * scores[k][i] for k in SCORE_KEYS) for i in range(n)]
 
 
 def metrics_of(score_maps: list[np.ndarray], labels: list[np.ndarray]) -> dict[str, float]:
@@ -46,7 +40,7 @@ def final_scores(scores: dict[str, list[np.ndarray]], mode: str, objective: str 
     if mode in ("none", "learned-probability", "learned-repro"):
         return scores["dissimilarity"]
     if mode == "fixed":
-        return mix(scores, FIXED_WEIGHTS)
+        return combine(scores, FIXED_ENSEMBLE)
     return _crossfit(scores, objective, allowed)[0]
 
 
@@ -69,7 +63,7 @@ def _crossfit(scores: dict[str, list[np.ndarray]], objective: str,
         w = grid_search({k: tuned[k] for k in SCORE_KEYS}, tuned["label"], objective=objective,
                         allowed=_allowed(maps)).weights
         fold_weights.append(w)
-        for i, m in zip(report, mix(select(scores, report), w), strict=True):
+        for i, m in zip(report, combine(select(scores, report), w), strict=True):
             mixed[i] = m
     return [m for m in mixed if m is not None], fold_weights
 
@@ -87,7 +81,7 @@ def evaluate_ensemble(
         # learned ensembles are already inside the model's p(anomaly)
         return {"": (metrics_of(scores["dissimilarity"], labels), {"weights": "n/a"})}
     if mode == "fixed":
-        return {"": (metrics_of(mix(scores, FIXED_WEIGHTS), labels), {"weights": FIXED_WEIGHTS})}
+        return {"": (metrics_of(combine(scores, FIXED_ENSEMBLE), labels), {"weights": FIXED_ENSEMBLE})}
     if mode != "grid":
         raise ValueError(f"unknown ensemble mode {mode!r}")
     from reprolib.ensemble import grid_search
@@ -100,7 +94,7 @@ def evaluate_ensemble(
     return {
         "": (crossfit, {"weights": fold_weights, "tuning": "cross-fitted halves (corrected protocol)",
                         "objective": objective, "allowed": allowed}),
-        REPORT_PROTOCOL: (metrics_of(mix(scores, same.weights), labels),
+        REPORT_PROTOCOL: (metrics_of(combine(scores, same.weights), labels),
                           {"weights": same.weights, "tuning": "reported set (the MLRC report's protocol)",
                            "objective": REPORT_OBJECTIVE, "allowed": allowed}),
     }

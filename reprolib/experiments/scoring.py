@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from reprolib.data.formats import UNCERTAINTY_MAPS as MAP_NAMES
 from reprolib.io import write_bytes
 
-MAP_NAMES = ("entropy", "perceptual", "distance")
 #: ``"processed"``: scores and labels at the processing size (what the original code and the MLRC report
 #: evaluated: 256×512, labels nearest-resized); ``"benchmark"``: scores bilinearly upsampled to the
 #: evaluation set's own resolution (1024×2048 for Fishyscapes) and scored against its full-size labels.

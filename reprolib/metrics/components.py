@@ -19,13 +19,14 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
+from reprolib.labels import IGNORE_INDEX
 from reprolib.metrics.pixel import _exact_counts, _to_numpy, _valid
 
 TAUS = tuple(np.round(np.arange(0.25, 0.751, 0.05), 2))
 _EIGHT = np.ones((3, 3), int)
 
 
-def best_f1_threshold(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray], ignore_index: int = 255) -> float:
+def best_f1_threshold(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray], ignore_index: int = IGNORE_INDEX) -> float:
     """The pixel threshold maximising F1 over all valid pixels (score ≥ threshold = anomaly)."""
     pairs = [_valid(s, y, ignore_index) for s, y in zip(scores, labels, strict=True)]
     s = np.concatenate([p[0] for p in pairs])
@@ -38,7 +39,7 @@ def best_f1_threshold(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray]
 
 
 def component_metrics(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray], threshold: float | None = None,
-                      min_gt_size: int = 100, min_pred_size: int = 500, ignore_index: int = 255) -> dict:
+                      min_gt_size: int = 100, min_pred_size: int = 500, ignore_index: int = IGNORE_INDEX) -> dict:
     """sIoU, PPV, mean F1 (and F1 per τ) over a list of images."""
     scores = [_to_numpy(s).astype(np.float32) for s in scores]
     labels = [_to_numpy(y).astype(np.int64) for y in labels]

@@ -9,38 +9,16 @@ Two modes share one curve routine over (threshold, #positives, #negatives) count
 * **exact**: the distinct float32 scores of all valid pixels with counts per class (plain sorts of their
   uint32 keys) — equal to sklearn on the concatenated pixels, ties included (−0.0 = +0.0).
 * **streaming** (:class:`AnomalyMetrics` with ``exact=False``): memory bounded by its settings, whatever
-  the number of pixels (peak RSS 359 MiB streaming 2.1·10^9 pixels at the defaults). The first
-  ``buffer_pixels`` are kept exactly; from them a histogram over the order-preserving uint32 key of the
-  float32 score is laid out with a resolution *relative to the rank* (:func:`adaptive_layout`: a bin holds
-  at most ``eps`` × the pixels ranked above it, which is what bounds the step-form AP); the ``top_pixels``
-  highest scores stay exact. A bin holding several scores contributes the expectation over a random order
-  of its pixels (:func:`metrics_from_histograms`). For FPR95 the keys of the anomaly pixels in a band of
-  bins around the crossing are kept too, so the crossing's key is exact and only the negatives of its one
-  bin are split, by key. The per-pixel work is one compiled pass (:mod:`reprolib.metrics.kernels`).
+  the number of pixels. The first ``buffer_pixels`` are kept exactly; from them a histogram over the
+  order-preserving uint32 key of the float32 score is laid out with a resolution *relative to the rank*
+  (:func:`adaptive_layout`: a bin holds at most ``eps`` × the pixels ranked above it, which is what bounds
+  the step-form AP); the ``top_pixels`` highest scores stay exact. A bin holding several scores contributes
+  the expectation over a random order of its pixels (:func:`metrics_from_histograms`). For FPR95 the keys of
+  the anomaly pixels in a band of bins around the crossing are kept too, so the crossing's key is exact and
+  only the negatives of its one bin are split, by key (:meth:`AnomalyMetrics.fpr95_error_bound` is a hard
+  bound on the FPR95 error). The per-pixel work is one compiled pass (:mod:`reprolib.metrics.kernels`).
 
-  **Bound.** Exact (to float rounding) up to ``buffer_pixels`` valid pixels (4·10^6 by default), and past
-  that for 8-bit maps and float16 / bfloat16 scores (AMP, the score cache): each distinct value has a bin
-  of its own. For continuous scores, |ΔFPR95| is at most the share of the negatives in the crossing's bin
-  (:meth:`AnomalyMetrics.fpr95_error_bound`, a hard bound); splitting that bin by key takes the error far
-  below it. Measured against exact mode (``tests/test_metrics.py``, ``benchmarks/metrics.py``):
-
-  ================================================  ==========  ==========  ==========
-  data, settings                                    abs ΔAP     abs ΔFPR95  abs ΔAUROC
-  ================================================  ==========  ==========  ==========
-  5.2·10^7 px, 256×512 sigmoid/logit/softmax maps,  ≤ 4.5e-8    ≤ 1.2e-7    ≤ 2.4e-9
-  defaults, images in random order or ordered
-  easy → hard (``benchmarks/metrics.py --realistic``)
-  6.3·10^6 px, just past the buffer, defaults,      ≤ 2.7e-8    ≤ 3.9e-7    ≤ 1.3e-8
-  12 runs (4 seeds × 3 kinds)
-  5·10^7 px, the benchmark's clipped normals        5.2e-8      5.2e-8      7.0e-11
-  4.9·10^5 px, stores 30–500× smaller than the      ≤ 2.4e-6    ≤ 5.7e-6    ≤ 1.1e-7
-  data (9 runs; the tests' settings)                            (bound 1e-5
-                                                                to 7e-5)
-  ================================================  ==========  ==========  ==========
-
-  Speed (``benchmarks/metrics.py``, 2 cores, three runs): 5·10^7 pixels in 0.31–0.32 s, 69–73× sklearn,
-  after a one-off 0.2 s per process to load the compiled kernels (about 1 s to compile them on a fresh
-  install); 2.1·10^9 pixels streamed in 38 s (generation included).
+Measured accuracy against exact mode, speed and memory: ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
@@ -49,6 +27,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from reprolib.labels import IGNORE_INDEX
 from reprolib.metrics import kernels
 
 ArrayLike = object
@@ -150,7 +129,7 @@ def _as_list(x: ArrayLike) -> list:
 
 
 def anomaly_metrics(
-    scores: ArrayLike | Sequence[ArrayLike], labels: ArrayLike | Sequence[ArrayLike], ignore_index: int = 255,
+    scores: ArrayLike | Sequence[ArrayLike], labels: ArrayLike | Sequence[ArrayLike], ignore_index: int = IGNORE_INDEX,
     exact: bool = True,
 ) -> dict[str, float]:
     """AP, FPR95 and AUROC over every valid pixel of ``scores``/``labels`` (arrays, tensors or lists of them)."""
@@ -279,7 +258,7 @@ class AnomalyMetrics:
     bound is in the module docstring; the tests and ``benchmarks/metrics.py`` measure it.
     """
 
-    def __init__(self, exact: bool = False, ignore_index: int = 255, buffer_pixels: int = 2**22,
+    def __init__(self, exact: bool = False, ignore_index: int = IGNORE_INDEX, buffer_pixels: int = 2**22,
                  max_bins: int = 2**20, top_pixels: int = 2**16, band_positives: int = 2**22):
         if max_bins < 2 * 2**_COARSE_BITS:
             raise ValueError(f"max_bins must be at least {2 * 2**_COARSE_BITS}, got {max_bins}")

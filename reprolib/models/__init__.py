@@ -2,7 +2,7 @@
 
 from .dissimilarity import UNCERTAINTY_MAPS, DissimilarityConfig, DissimilarityNet, count_parameters
 from .encoders import ResNetPyramid, VGGPyramid, build_encoder
-from .original import from_original_state_dict, keyed_state_dict, to_original_state_dict, variant_config
+from .original import from_original_state_dict, to_original_state_dict, variant_config
 from .pretrained import find_imagenet_checkpoint, load_imagenet_state_dict
 
 __all__ = [
@@ -15,7 +15,6 @@ __all__ = [
     "count_parameters",
     "find_imagenet_checkpoint",
     "from_original_state_dict",
-    "keyed_state_dict",
     "load_imagenet_state_dict",
     "to_original_state_dict",
     "variant_config",

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field, fields, replace
 import torch
 from torch import nn
 
+from reprolib.data.formats import UNCERTAINTY_MAPS
+
 from .blocks import ACTIVATIONS, ConvEncoder, DecoderBlock, default_init_, feature_correlation, scaled
 from .encoders import build_encoder
 
-#: The order the original concatenates the maps in (spec §1.2) — not the paper's H, D, V.
-UNCERTAINTY_MAPS = ("entropy", "perceptual", "distance")
 ENCODERS = ("vgg16", "resnet18", "resnet101")
 
 _FUSED = (64, 128, 256, 512)  # 1×1-conv outputs per level (= VGG16 channels at width 1)

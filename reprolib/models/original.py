@@ -12,10 +12,9 @@ from collections.abc import Mapping
 
 import torch
 
-from reprolib.backends.keyed import keyed_value  # one fixture rule for every reference checkpoint (spec §8)
 from reprolib.io import ReprolibDataError, load_torch
 
-from .dissimilarity import DissimilarityConfig, DissimilarityNet
+from .dissimilarity import UNCERTAINTY_MAPS, DissimilarityConfig, DissimilarityNet
 
 VARIANTS = ("main", "baseline")
 
@@ -39,7 +38,7 @@ def original_prefix_map(config: DissimilarityConfig) -> list[tuple[str, str]]:
     """``(original prefix, our prefix)`` pairs covering every parameter of a VGG16 model with ``config``."""
     if config.encoder != "vgg16":
         raise ValueError("the original checkpoint layout exists only for the VGG16 encoder")
-    if config.uncertainty and config.uncertainty_maps != ("entropy", "perceptual", "distance"):
+    if config.uncertainty and config.uncertainty_maps != UNCERTAINTY_MAPS:
         raise ValueError("the original layout has all three uncertainty maps")
     pairs: list[tuple[str, str]] = []
     for k in range(4):
@@ -148,11 +147,3 @@ def from_original_state_dict(
     model.load_state_dict(ours, strict=True, assign=False)
     return model
 
-
-def keyed_state_dict(entries: list[tuple[str, list[int]]]) -> dict[str, torch.Tensor]:
-    """``{key: keyed_value(key, shape)}`` for ``(key, shape)`` entries (``num_batches_tracked`` → 0)."""
-    out = {}
-    for key, shape in entries:
-        value = keyed_value(key, shape)
-        out[key] = torch.zeros((), dtype=torch.long) if value is None else value
-    return out

@@ -113,8 +113,18 @@ def write_latex_table(df: pd.DataFrame, path: str | Path, caption: str, label: s
     return tex
 
 
+def figure_name(table: str, file_name: str) -> str:
+    """Name under ``report/generated/`` of a figure file of ``results/<table>/``: the tables name their figures
+    after themselves (``table4.pdf``, ``figure3-fs_static.png``), kept as is; any other gets the table's name
+    as a prefix, so two tables' figures cannot collide."""
+    if Path(file_name).stem == table or file_name.startswith(f"{table}-"):
+        return file_name
+    return f"{table}-{file_name}"
+
+
 def build_report(results_dir: str | Path = "results", report_dir: str | Path = "report") -> list[Path]:
-    """Write ``report/generated/<table>.tex`` for every ``results/<table>/<table>.csv`` and copy figures.
+    """Write ``report/generated/<table>.tex`` for every ``results/<table>/<table>.csv`` and copy its figures
+    (named by :func:`figure_name`).
 
     Also writes ``generated/profiles.tex`` stating which profile produced the numbers, so demo-profile
     results are labelled as such in the PDF, and the claims (``generated/claims.tex``, ``generated/discussion.tex``,
@@ -141,7 +151,7 @@ def build_report(results_dir: str | Path = "results", report_dir: str | Path = "
         write_latex_table(table, out, caption=caption, label=f"tab:{name}")
         written.append(out)
         for fig in sorted(csv.parent.glob("*.pdf")) + sorted(csv.parent.glob("*.png")):
-            dst = gen / f"{name}-{fig.name}"
+            dst = gen / figure_name(name, fig.name)
             shutil.copyfile(fig, dst)
             written.append(dst)
     requirements = results_dir / "table2" / "requirements.csv"

@@ -14,9 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from reprolib.data.formats import UNCERTAINTY_MAPS as MAPS
 from reprolib.models import DissimilarityConfig, DissimilarityNet
-
-MAPS = ("entropy", "perceptual", "distance")
 
 
 def enet_class_weights(label_files: list, ignore_index: int = 255) -> list[float]:

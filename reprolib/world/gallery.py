@@ -9,14 +9,14 @@ from PIL import Image, ImageDraw
 
 from reprolib.data import formats as F
 from reprolib.io import read_png, write_png
-from reprolib.labels import colorize_label
+from reprolib.labels import IGNORE_INDEX, colorize_label
 
 
 def _mask_rgb(label: np.ndarray) -> np.ndarray:
     out = np.zeros((*label.shape, 3), np.uint8)
     out[label == 0] = (40, 40, 40)
     out[label == 1] = (255, 60, 30)
-    out[label == 255] = (0, 0, 90)
+    out[label == IGNORE_INDEX] = (0, 0, 90)
     return out
 
 

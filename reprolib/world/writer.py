@@ -13,7 +13,8 @@ from tqdm import tqdm
 
 from reprolib.data import formats as F
 from reprolib.io import read_json, write_bytes, write_json, write_png
-from reprolib.labels import EGO_VEHICLE, LABEL_TO_TRAIN, OUT_OF_ROI, colorize_label
+from reprolib.labels import EGO_VEHICLE, IGNORE_INDEX, LABEL_TO_TRAIN, OUT_OF_ROI, colorize_label
+from reprolib.world.gallery import write_gallery
 from reprolib.world.scene import L, render_scene
 
 VERSION = "reprolib-world-1"
@@ -96,10 +97,10 @@ def _write_laf(world: Path, fs_id: int, rng: np.random.Generator, size: tuple[in
     # the evaluated region: the road, the sidewalks and a margin around them; void elsewhere
     region = np.isin(s.label_ids, (L["road"], L["sidewalk"])) | anomaly
     region = np.asarray(Image.fromarray(region.astype(np.uint8) * 255).filter(ImageFilter.MaxFilter(5))) > 0
-    label = np.full((h, w), 255, np.uint8)
+    label = np.full((h, w), IGNORE_INDEX, np.uint8)
     label[region] = 0
     label[anomaly] = 1
-    label[(s.label_ids == EGO_VEHICLE) | (s.label_ids == OUT_OF_ROI)] = 255
+    label[(s.label_ids == EGO_VEHICLE) | (s.label_ids == OUT_OF_ROI)] = IGNORE_INDEX
     out = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(0.5))
     write_png(img_path, np.asarray(out))
     write_png(lab_path, label)
@@ -128,7 +129,7 @@ def _write_static(world: Path, fs_id: int, base_fid: F.FrameId, rng: np.random.G
     blended = np.clip(np.round(base * (1 - alpha[..., None]) + colour * alpha[..., None]), 0, 255).astype(np.int16)
     overlay = blended - base
     label = (alpha > 0.5).astype(np.uint8)
-    label[(lab_ids == EGO_VEHICLE) | (lab_ids == OUT_OF_ROI)] = 255
+    label[(lab_ids == EGO_VEHICLE) | (lab_ids == OUT_OF_ROI)] = IGNORE_INDEX
     buf = io.BytesIO()
     np.savez_compressed(buf, rgb=overlay)
     write_bytes(ovl_path, buf.getvalue())
@@ -182,8 +183,6 @@ def generate_world(
         for i in range(n_static):
             _write_static(root, i, val_ids[i], np.random.default_rng([seed, 3, i]))
             bar.update()
-    from reprolib.world.gallery import write_gallery
-
     write_gallery(root, root / "gallery.png")
     write_json(meta, {**params, "fingerprint": _fingerprint(root)})
     if progress:

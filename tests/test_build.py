@@ -1,0 +1,107 @@
+"""The build: the Makefile is a DAG over result files, `make help` documents every target, and the committed
+notebooks are exactly what ``tools/make_notebooks.py`` writes."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MAKEFILE = (ROOT / "Makefile").read_text(encoding="utf-8")
+TABLES = re.search(r"^TABLES :=(.*)$", MAKEFILE, re.M).group(1).split()
+
+
+def _make(cwd: Path, *args: str) -> str:
+    proc = subprocess.run(["make", "--no-print-directory", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "MAKEFLAGS": ""})
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def _runs(dry_run: str) -> list[str]:
+    """The tables a dry run would execute, in order (one papermill call each)."""
+    return re.findall(r"papermill notebooks/(\w+)\.ipynb", dry_run)
+
+
+@pytest.fixture()
+def project(tmp_path: Path) -> Path:
+    """A bare copy of the Makefile's inputs: an installed venv stamp, every table's notebook, main.tex."""
+    shutil.copyfile(ROOT / "Makefile", tmp_path / "Makefile")
+    for name in ("requirements.txt", "pyproject.toml", "report/main.tex", *(f"notebooks/{t}.ipynb" for t in TABLES)):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("{}\n")
+        os.utime(tmp_path / name, (1_000, 1_000))
+    (tmp_path / ".venv").mkdir()
+    (tmp_path / ".venv" / ".installed").touch()
+    return tmp_path
+
+
+def _touch(path: Path, t: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+    os.utime(path, (t, t))
+
+
+def test_report_depends_on_every_table_csv(project: Path) -> None:
+    # nothing run yet: the report first makes every table, then builds from their CSVs
+    dry = _make(project, "-n", "report")
+    assert sorted(_runs(dry)) == sorted(TABLES)
+    assert dry.index("build_report") > max(dry.index(f"notebooks/{t}.ipynb") for t in TABLES)
+    assert dry.index("latexmk") > dry.index("build_report")
+    # only the tables REPORT_TABLES names
+    assert _runs(_make(project, "-n", "report", "REPORT_TABLES=table4")) == ["table4"]
+
+
+def test_table_csvs_are_files_the_aliases_always_run(project: Path) -> None:
+    for t in TABLES:
+        _touch(project / "results" / t / f"{t}.csv", 2_000)
+    # every CSV newer than its notebook: the report does not rerun any table
+    dry = _make(project, "-n", "report")
+    assert _runs(dry) == [] and "build_report" in dry
+    assert _runs(_make(project, "-n", "results/table4/table4.csv")) == []
+    # `make table4` always runs its notebook (it resumes / reuses runs), writing into results/table4
+    dry = _make(project, "-n", "table4")
+    assert _runs(dry) == ["table4"] and "-p output_dir results/table4 " in dry
+    # `make all`: every table, then the report
+    dry = _make(project, "-n", "all")
+    assert sorted(_runs(dry)) == sorted(TABLES) and dry.index("build_report") > dry.index("papermill")
+    # a newer notebook makes its table out of date, and only its table
+    os.utime(project / "notebooks" / "table7.ipynb", (3_000, 3_000))
+    assert _runs(_make(project, "-n", "report")) == ["table7"]
+    # built fragments newer than every CSV: the report goes straight to LaTeX
+    os.utime(project / "notebooks" / "table7.ipynb", (1_000, 1_000))
+    _touch(project / "report" / "generated" / "profiles.tex", 4_000)
+    dry = _make(project, "-n", "report")
+    assert "build_report" not in dry and "latexmk" in dry
+
+
+def test_make_help_documents_every_target() -> None:
+    help_text = _make(ROOT, "-s", "help")
+    phony = " ".join(re.findall(r"^\.PHONY:(.*)$", MAKEFILE, re.M)).split()
+    targets = [t for t in phony if t not in ("FORCE", "$(TABLES)")]
+    missing = [t for t in targets if not re.search(rf"\bmake {re.escape(t)}\b", help_text)]
+    assert not missing, f"`make help` does not document {missing}"
+    listed = re.search(r"^make <table> .*any of: (.*) →", help_text, re.M).group(1).split()
+    assert listed == TABLES and "make results/table4/table4.csv" in help_text
+
+
+def test_notebooks_are_exactly_what_the_generator_writes(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, str(ROOT / "tools" / "make_notebooks.py"), "--out", str(tmp_path)], check=True,
+                   env=env, timeout=120)
+    generated = sorted(p.name for p in tmp_path.glob("*.ipynb"))
+    committed = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
+    assert generated == committed, "notebooks/ and tools/make_notebooks.py disagree on which notebooks exist"
+    stale = [n for n in generated if (tmp_path / n).read_bytes() != (ROOT / "notebooks" / n).read_bytes()]
+    assert not stale, f"{stale} differ from tools/make_notebooks.py's output: run `python tools/make_notebooks.py`"
+    # the generator leaves an unchanged notebook alone (make reads its modification time)
+    os.utime(tmp_path / generated[0], (1_000, 1_000))
+    subprocess.run([sys.executable, str(ROOT / "tools" / "make_notebooks.py"), "--out", str(tmp_path)], check=True,
+                   env=env, timeout=120)
+    assert (tmp_path / generated[0]).stat().st_mtime == 1_000
