@@ -1,0 +1,174 @@
+"""A chain of Kaggle-like sessions, simulated: each stops at its budget, the next continues from its output.
+
+The budget is a step budget (:class:`reprolib.experiments.session.Session`), so where each session stops
+is deterministic; the previous output is "mounted" read-only-style under a ``kaggle_input`` folder, in
+either of Kaggle's layouts, with fresh mtimes (as a real mount has), and the working directory starts empty.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from reprolib.experiments import run_table
+from reprolib.experiments.results import RUNTIME_KEYS, run_hash
+from reprolib.experiments.session import (
+    MANIFEST,
+    Session,
+    SessionOver,
+    export_outputs,
+    import_previous,
+    parse_max_time,
+    read_log,
+)
+from reprolib.io import ReprolibDataError
+
+PROVENANCE = ["commit", "checkpoint"]  # where and when, not what
+
+
+def _table(work: Path, **kw) -> pd.DataFrame:
+    return run_table("table4", profile="tiny", work_dir=work / "data", output_dir=work / "results", device="cpu",
+                     wandb_mode="disabled", **kw)
+
+
+def _mount(working: Path, kaggle_input: Path, layout: int) -> None:
+    """What Kaggle does with a version's output: a read-only copy with new mtimes, in one of two layouts."""
+    if kaggle_input.exists():
+        for p in kaggle_input.rglob("*"):
+            p.chmod(p.stat().st_mode | stat.S_IWUSR)
+        shutil.rmtree(kaggle_input)
+    dest = kaggle_input / ("notebooks/alice/reprolib-table4" if layout % 2 else "reprolib-table4")
+    shutil.copytree(working, dest)
+    for p in sorted(dest.rglob("*"), reverse=True):
+        os.utime(p, (1.7e9, 1.7e9))
+        p.chmod(p.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
+def _comparable(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.assign(checkpoint=df["checkpoint"].map(lambda p: Path(p).name)).drop(columns=["commit"])
+    return df.sort_values(["variant", "dataset", "metric", "seed"]).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory) -> dict:
+    tmp = tmp_path_factory.mktemp("chain")
+    working, kaggle_input = tmp / "working", tmp / "input"
+    # the uninterrupted reference, at the same path the sessions use (as /kaggle/working always is)
+    _table(working)
+    reference = pd.read_csv(working / "results" / "table4.csv")
+    shutil.rmtree(working)
+    sessions = []
+    for i in range(8):
+        session = Session(step_budget=3)
+        df = _table(working, kaggle_input=kaggle_input, session=session)
+        status = json.loads((working / "results" / "status.json").read_text())
+        csv = pd.read_csv(working / "results" / "table4.csv")
+        run_dirs = sorted((working / "data" / "tiny" / "runs").glob("*"))
+        sessions.append({"status": status, "csv": csv, "df": df, "steps": session.steps,
+                         "scores": {d.name: sorted(p.name for p in (d / "scores").glob("*.npz")) for d in run_dirs},
+                         "done": {d.name: (d / "done.json").is_file() for d in run_dirs}})
+        _mount(working, kaggle_input, i)
+        if status["complete"]:
+            break
+        shutil.rmtree(working)  # a new session starts with an empty /kaggle/working
+    return {"reference": reference, "sessions": sessions, "log": read_log(working / "data"),
+            "working": working}
+
+
+def test_first_session_scores_nothing_unfinished(chain) -> None:
+    first = chain["sessions"][0]
+    assert first["steps"] == 3  # stopped by the budget in the middle of the first run (4 steps)
+    assert first["status"]["runs_finished"] == 0 and len(first["status"]["runs_missing"]) == 4
+    assert first["csv"].empty and first["df"].attrs["runs_missing"] == first["status"]["runs_missing"]
+    assert not any(first["done"].values()) and not any(first["scores"].values())  # no half-trained scores
+
+
+def test_chain_finishes_with_the_uninterrupted_numbers(chain) -> None:
+    sessions = chain["sessions"]
+    assert len(sessions) == 4  # 3 runs × 4 steps at 3 steps per session
+    assert [s["status"]["complete"] for s in sessions] == [False, False, False, True]
+    # the table grows by finished runs only: full (+ no_ensemble) after session 2, ... all after session 4
+    finished = [s["status"]["runs_finished"] for s in sessions]
+    assert finished == sorted(finished) and finished[-1] == 4
+    assert set(sessions[1]["csv"]["variant"].str.split("@").str[0]) == {"full", "no_ensemble"}
+    pd.testing.assert_frame_equal(_comparable(sessions[-1]["csv"]), _comparable(chain["reference"]))
+
+
+def test_no_stage_ran_twice(chain) -> None:
+    log = chain["log"]
+    assert {r["session"] for r in log} and len({r["session"] for r in log}) == 4
+    others = Counter(r["stage"] for r in log if not r["stage"].startswith(("train ", "import ")))
+    assert others and all(n == 1 for n in others.values()), others
+    assert any(s.startswith("world") for s in others) and sum(s.startswith("score ") for s in others) == 6
+    assert sum(s.startswith("precompute ") for s in others) == 6  # train/val × void/novoid, FS L&F, FS Static
+    steps: dict[str, int] = defaultdict(int)
+    for r in log:
+        if r["stage"].startswith("train "):
+            steps[r["run"]] += r["steps"]
+    assert len(steps) == 3 and set(steps.values()) == {4}  # every step trained once, across sessions
+    imports = [r for r in log if r["stage"].startswith("import ")]
+    assert len(imports) == 3 and all(r["copied"] > 0 for r in imports)
+
+
+def test_output_is_packed_with_a_manifest(chain) -> None:
+    working = chain["working"]
+    manifest = json.loads((working / "data" / MANIFEST).read_text())
+    assert any(a.startswith("packed/tiny/processed/") for a in manifest["archives"])
+    assert not (working / "data" / "tiny" / "processed").exists()  # one tar per split instead of many files
+    n_files = sum(1 for p in (working / "data").rglob("*") if p.is_file())
+    n_packed = sum(len(m) for m in manifest["archives"].values())
+    assert n_packed > n_files  # packing really reduced the file count
+
+
+def test_import_checks_content(tmp_path: Path) -> None:
+    prev = tmp_path / "input" / "notebooks" / "u" / "k" / "data"
+    (prev / "tiny" / "runs" / "r").mkdir(parents=True)
+    (prev / "tiny" / "runs" / "r" / "last.ckpt").write_bytes(b"weights")
+    (prev / "tiny" / "processed" / "s").mkdir(parents=True)
+    (prev / "tiny" / "processed" / "s" / "a.png").write_bytes(b"png")
+    os.utime(prev / "tiny" / "processed" / "s" / "a.png", ns=(123_456_789_000, 123_456_789_000))
+    export_outputs(prev)
+    work = tmp_path / "work"
+    counts = import_previous(tmp_path / "input", work)
+    assert counts == {"sources": 1, "copied": 2, "kept": 0}
+    assert (work / "tiny" / "runs" / "r" / "last.ckpt").read_bytes() == b"weights"
+    assert (work / "tiny" / "processed" / "s" / "a.png").stat().st_mtime_ns == 123_456_789_000  # caches key on it
+    assert import_previous(tmp_path / "input", work)["kept"] == 2  # a second import copies nothing
+    (prev / "tiny" / "runs" / "r" / "last.ckpt").write_bytes(b"WEIGHTS")  # corrupted after the manifest
+    with pytest.raises(ReprolibDataError, match="manifest"):
+        import_previous(tmp_path / "input", tmp_path / "work2")
+
+
+def test_run_identity_ignores_runtime_settings() -> None:
+    cfg = {"lr": 1e-4, "seed": 0, "model": {"width": 0.0625}, "train_split": "/a/data/tiny/processed/gen-x-1234",
+           "val_split": "/a/data/tiny/processed/gen-y-5678", "max_time": None, "device": "cpu", "devices": 1,
+           "wandb_mode": "offline", "kaggle_input": "/kaggle/input", "checkpoint_every": 50}
+    moved = {**cfg, "train_split": "/kaggle/working/data/tiny/processed/gen-x-1234",
+             "val_split": "/kaggle/working/data/tiny/processed/gen-y-5678"}
+    runtime = {**cfg, "max_time": "00:08:30:00", "device": "cuda", "devices": 2, "wandb_mode": "online",
+               "resume_from": "/x/last.ckpt", "kaggle_input": None, "checkpoint_every": 10, "num_workers": 4}
+    assert set(runtime) - set(cfg) <= RUNTIME_KEYS
+    assert run_hash(cfg) == run_hash(moved) == run_hash(runtime)
+    assert run_hash({**cfg, "lr": 1e-3}) != run_hash(cfg)
+    assert run_hash({**cfg, "train_split": "/a/data/tiny/processed/gen-x-9999"}) != run_hash(cfg)
+
+
+def test_max_time_budget() -> None:
+    assert parse_max_time("00:08:30:00") == 8.5 * 3600 and parse_max_time("01:00") == 60 and parse_max_time(90) == 90
+    assert parse_max_time(None) is None
+    with pytest.raises(ValueError, match="DD:HH:MM:SS"):
+        parse_max_time("eight hours")
+    now = [0.0]
+    s = Session(max_time_s=1000, margin_s=100, clock=lambda: now[0])
+    assert s.training_seconds() == 900 and not s.expired()
+    now[0] = 950  # inside the margin: nothing new starts
+    with pytest.raises(SessionOver, match="score"):
+        s.check("score x")
+    assert s.stopped_at == "score x"
