@@ -35,6 +35,7 @@ PACKED = "packed"  # tar archives of bulky folders, relative to the work root
 #: folders (relative to a profile's work dir) packed into one tar each at session end
 PACK_PATTERNS = ("world", "generated/*", "processed/*")
 _CHUNK = 1 << 20
+OUTPUT_WARN_BYTES = 19 * 10**9  # Kaggle saves at most 20 GB of /kaggle/working per version
 
 
 class SessionOver(Exception):
@@ -214,6 +215,11 @@ def export_outputs(work_root: str | os.PathLike) -> dict[str, Any]:
         files[rel] = _entry(path)
     manifest = {"version": 1, "written": time.time(), "files": files, "archives": archives}
     write_json(root / MANIFEST, manifest)
+    size = sum(f["size"] for f in files.values())
+    print(f"[reprolib] output: {len(files) + 1} files, {size / 1e9:.2f} GB in {root}", flush=True)
+    if size > OUTPUT_WARN_BYTES:
+        print(f"[reprolib] WARNING: the output is over {OUTPUT_WARN_BYTES / 1e9:.0f} GB; Kaggle keeps at most 20 GB "
+              "per version, and the next session would miss what is cut", flush=True)
     return manifest
 
 
