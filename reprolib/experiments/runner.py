@@ -217,7 +217,8 @@ def train_variant(ctx: P.Context, variant: Variant, combo: str, seed: int) -> Pa
     budget = ctx.session.training_seconds()
     if budget is not None and ctx.session.clock is time.monotonic:
         cfg["max_time"] = budget  # Lightning's own timer too, on the real clock (a runtime key: not hashed)
-    cfg["kaggle_input"] = ctx.kaggle_input  # a chained session imported the previous output already
+    # resume only from the run dir: a chained session has already brought (and checked) the previous output
+    cfg["kaggle_input"] = None
     with ctx.stage(f"train {variant.name} seed {seed}") as st:
         before = ctx.session.steps
         train(cfg, run_dir=run_dir, callbacks=[ctx.session.callback()])
