@@ -180,3 +180,20 @@ def test_max_time_budget() -> None:
     with pytest.raises(SessionOver, match="score"):
         s.check("score x")
     assert s.stopped_at == "score x"
+
+
+def test_profile_training_configs_resume_across_budget_and_device() -> None:
+    """What the runner hashes: the profile's training config, built as train_variant builds it."""
+    from reprolib.experiments.profiles import get_pipeline_profile
+
+    prof = get_pipeline_profile("tiny")
+
+    def cfg(**kw):
+        base = dict(model={}, train={}, ensemble="grid", seed=0, train_split="/w/data/tiny/processed/gen-a-1",
+                    val_split="/w/data/tiny/processed/gen-b-2", label_dir="labels", wandb_mode="offline",
+                    max_time=None, max_epochs=None, device="cpu")
+        return prof.training_config(**{**base, **kw})
+
+    assert run_hash(cfg()) == run_hash(cfg(max_time="00:11:00:00", device="cuda", wandb_mode="online"))
+    assert run_hash(cfg()) != run_hash(cfg(train={"lr": 1e-3}))
+    assert run_hash(cfg()) != run_hash(cfg(seed=1))
