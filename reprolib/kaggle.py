@@ -39,7 +39,10 @@ DEFAULT_ACCELERATOR = "NvidiaTeslaT4"  # Kaggle's "GPU T4 x2"
 _SLUG_RE = re.compile(r"[^a-z0-9]+")
 _REF_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 #: lines of ``kaggle kernels push`` output that mean the push did not (fully) happen, though it exits 0
-PUSH_ERRORS = ("Kernel push error", "not valid", "error:", "Error:")
+#: (a data source that is "not valid" is not mounted: the session would run without it; invalid *tags* only
+#: lose a label, and no tags are sent)
+PUSH_ERRORS = ("Kernel push error", "not valid dataset sources", "not valid competition sources",
+               "not valid kernel sources", "error:", "Error:")
 
 
 def slugify(text: str) -> str:
@@ -258,7 +261,7 @@ def build_bundle(
         "kernel_sources": [kernel_id],
         "competition_sources": [],
         "model_sources": [],
-        "keywords": ["anomaly-detection", "reproducibility"],
+        "keywords": [],  # Kaggle tags must be known ones; an unknown tag is only a warning, so send none
     }
     if enable_gpu and accelerator:
         meta["machine_shape"] = accelerator
