@@ -128,6 +128,7 @@ def test_output_is_packed_with_a_manifest(chain) -> None:
     working = chain["working"]
     manifest = json.loads((working / "data" / MANIFEST).read_text())
     assert any(a.startswith("packed/tiny/processed/") for a in manifest["archives"])
+    assert sum(a.endswith("/predictions.tar") for a in manifest["archives"]) == 3  # one per finished run
     processed = working / "data" / "tiny" / "processed"
     assert not any(p.is_file() for p in processed.rglob("*"))  # one tar per split instead of many files
     n_files = sum(1 for p in (working / "data").rglob("*") if p.is_file())

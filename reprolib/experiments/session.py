@@ -9,7 +9,8 @@ Each Kaggle version saves only ``/kaggle/working``; the previous version's outpu
 under ``/kaggle/input``. :func:`import_previous` copies it into the working directory at session start
 (every file checked against the sha256 the previous session recorded, and its mtime restored, since
 the caches key on names, sizes and mtimes), and :func:`export_outputs` writes that record at the end,
-packing bulky, many-file folders (world, generated training data, processed splits) into one tar each, so
+packing bulky, many-file folders (world, generated training data, processed splits, prediction PNGs) into
+one tar each, so
 each version's output holds everything done so far in a modest number of files.
 """
 
@@ -32,8 +33,9 @@ from reprolib.io import ReprolibDataError, read_json, write_json
 MANIFEST = "REPROLIB_OUTPUT.json"  # at the work root: what a session left, with content hashes
 SESSION_LOG = "session-log.json"  # at the work root: every stage that did work, over all sessions
 PACKED = "packed"  # tar archives of bulky folders, relative to the work root
-#: folders (relative to a profile's work dir) packed into one tar each at session end
-PACK_PATTERNS = ("world", "generated/*", "processed/*")
+#: folders (relative to a profile's work dir) packed into one tar each at session end: the many-file ones
+#: (one PNG per image); a run's checkpoints, scores and logs stay plain files
+PACK_PATTERNS = ("world", "generated/*", "processed/*", "runs/*/predictions")
 _CHUNK = 1 << 20
 OUTPUT_WARN_BYTES = 19 * 10**9  # Kaggle saves at most 20 GB of /kaggle/working per version
 
