@@ -30,9 +30,7 @@ from reprolib.experiments.session import (
 )
 from reprolib.io import ReprolibDataError
 
-#: where and when, not what: the commit, and the cache folder names (precompute keys on file mtimes, so a
-#: world regenerated at another time gets other split and run folder names, with the same contents)
-PROVENANCE = ["commit", "checkpoint", "data_fingerprint"]
+PROVENANCE = ["commit"]  # when, not what (the chain's and the reference's run folders are the same paths)
 
 
 def _table(work: Path, **kw) -> pd.DataFrame:
@@ -62,10 +60,6 @@ def _comparable(df: pd.DataFrame) -> pd.DataFrame:
 def chain(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("chain")
     working, kaggle_input = tmp / "working", tmp / "input"
-    # the uninterrupted reference, at the same path the sessions use (as /kaggle/working always is)
-    _table(working)
-    reference = pd.read_csv(working / "results" / "table4.csv")
-    shutil.rmtree(working)
     sessions = []
     for i in range(8):
         session = Session(step_budget=5)
@@ -80,8 +74,17 @@ def chain(tmp_path_factory) -> dict:
         if status["complete"]:
             break
         shutil.rmtree(working)  # a new session starts with an empty /kaggle/working
-    return {"reference": reference, "sessions": sessions, "log": read_log(working / "data"),
-            "working": working}
+    log = read_log(working / "data")
+    # the uninterrupted reference, at the same path (as /kaggle/working always is), from the same world,
+    # backends and processed splits (content-checked caches) but training every run in one go
+    shutil.rmtree(working)
+    import_previous(kaggle_input, working / "data")
+    shutil.rmtree(working / "data" / "tiny" / "runs")
+    _table(working)
+    reference = pd.read_csv(working / "results" / "table4.csv")
+    return {"reference": reference, "sessions": sessions, "log": log, "working": working,
+            "last_output": next(p.parent for p in kaggle_input.rglob(MANIFEST)).parent,
+            "reference_log": read_log(working / "data")[len(log):]}
 
 
 def test_first_session_scores_only_finished_runs(chain) -> None:
@@ -106,6 +109,10 @@ def test_chain_finishes_with_the_uninterrupted_numbers(chain) -> None:
     stopped = next(r for r, d in sessions[0]["done"].items() if not d)
     assert sessions[1]["done"][stopped] and len(sessions[1]["scores"][stopped]) == 2
     pd.testing.assert_frame_equal(_comparable(sessions[-1]["csv"]), _comparable(chain["reference"]))
+    # the reference really trained every run in one go (and reused only the data caches)
+    ref_train = [r for r in chain["reference_log"] if r["stage"].startswith("train ")]
+    assert [r["steps"] for r in ref_train] == [4, 4, 4] and all(r["finished"] for r in ref_train)
+    assert not any(r["stage"].startswith(("world", "precompute", "backends")) for r in chain["reference_log"])
 
 
 def test_no_stage_ran_twice(chain) -> None:
@@ -125,7 +132,7 @@ def test_no_stage_ran_twice(chain) -> None:
 
 
 def test_output_is_packed_with_a_manifest(chain) -> None:
-    working = chain["working"]
+    working = chain["last_output"]
     manifest = json.loads((working / "data" / MANIFEST).read_text())
     assert any(a.startswith("packed/tiny/processed/") for a in manifest["archives"])
     assert sum(a.endswith("/predictions.tar") for a in manifest["archives"]) == 3  # one per finished run
