@@ -205,3 +205,13 @@ def test_profile_training_configs_resume_across_budget_and_device() -> None:
     assert run_hash(cfg()) == run_hash(cfg(max_time="00:11:00:00", device="cuda", wandb_mode="online"))
     assert run_hash(cfg()) != run_hash(cfg(train={"lr": 1e-3}))
     assert run_hash(cfg()) != run_hash(cfg(seed=1))
+
+
+def test_no_stage_starts_inside_the_margin(tmp_path: Path) -> None:
+    """A budget already spent (injected clock): nothing is built, the notebook still ends cleanly."""
+    ticks = iter([0.0] + [95.0] * 100)
+    session = Session(max_time_s=100, margin_s=10, clock=lambda: next(ticks))
+    df = _table(tmp_path, session=session)
+    status = json.loads((tmp_path / "results" / "status.json").read_text())
+    assert df.empty and status["runs_finished"] == 0 and len(status["runs_missing"]) == 4
+    assert status["stopped_before"] == "world" and not (tmp_path / "data" / "tiny" / "world").exists()
