@@ -25,6 +25,9 @@ MAX_TIME ?=
 EVAL_RES ?=
 TABLE ?= table4
 KAGGLE_DATASETS ?=
+CKPT_DATASET ?=
+CKPTS ?=
+ACCELERATOR ?= NvidiaTeslaT4
 SEED ?= 0
 WORLD ?= $(WORK)/world
 
@@ -53,7 +56,9 @@ help:
 	@echo "                      missing table CSV   [REPORT_TABLES=\"table4 table7\": depend on these tables only]"
 	@echo "make all              every table (run or resumed), then the report"
 	@echo "make lab              JupyterLab with the project's kernel"
-	@echo "make kaggle-push TABLE=table4 [KAGGLE_DATASETS=user/cityscapes,user/fishyscapes]; make kaggle-pull TABLE=table4"
+	@echo "make kaggle-push TABLE=table4 [PROFILE=full DATA=you/synboost-data CKPT_DATASET=you/synboost-weights"
+	@echo "   CKPTS=deepwv3plus=cityscapes_best.pth,... MAX_TIME=00:11:00:00 ACCELERATOR=NvidiaTeslaT4 WANDB=online]"
+	@echo "make kaggle-pull TABLE=table4   that kernel's results into results/table4/ (where make report reads)"
 	@echo "make world            the embedded world in WORLD=$(WORLD) (SEED=0)"
 	@echo "make demo             just the embedded world and its gallery"
 	@echo "make test             the test suite"
@@ -119,8 +124,11 @@ all: report
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
+# On Kaggle, DATA and the checkpoints are Kaggle datasets (owner/slug), mounted under /kaggle/input.
 kaggle-push: $(STAMP)
-	$(PY) -m reprolib.kaggle push --table $(TABLE) --profile $(PROFILE) \
+	$(PY) -m reprolib.kaggle push --table $(TABLE) --profile $(PROFILE) --accelerator $(ACCELERATOR) \
+		--wandb $(WANDB) $(if $(MAX_TIME),--max-time $(MAX_TIME)) $(if $(DATA),--data $(DATA)) \
+		$(if $(CKPT_DATASET),--checkpoints-dataset $(CKPT_DATASET)) $(if $(CKPTS),--checkpoints $(CKPTS)) \
 		$(if $(KAGGLE_DATASETS),--datasets $(KAGGLE_DATASETS))
 
 kaggle-pull: $(STAMP)

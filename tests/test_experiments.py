@@ -63,7 +63,7 @@ def test_best_checkpoint_is_scored(table4) -> None:
     assert scored_checkpoint(run) == run / "checkpoints" / "best.ckpt"
     best_step = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)["global_step"]
     last_step = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
-    cache = next((run / "scores").glob("fs_static-*-best.npz"))
+    cache = next((run / "scores").glob("fs_static-*-best-*.npz"))  # named by the checkpoint and its content hash
     split = next(p for p in (work / "tiny" / "processed").iterdir() if p.name in cache.name)
     model, _ = load_trained(run, which="best")
     fresh = score_split(model, split, size=(64, 128))
@@ -106,7 +106,7 @@ def test_table3_is_the_fixed_ensemble_at_benchmark_resolution(table4, tmp_path: 
     assert set(t3["variant"]) == {"SynBoost"} and (t3["ensemble"] == "fixed").all()
     assert all(json.loads(i)["weights"] == FIXED_WEIGHTS for i in t3["ensemble_info"])
     run = Path(t3["checkpoint"].iloc[0]).parents[1]
-    assert list((run / "scores").glob("fs_static-*-benchmark-best.npz"))  # scored at the benchmark resolution
+    assert list((run / "scores").glob("fs_static-*-benchmark-best-*.npz"))  # scored at the benchmark resolution
     assert Path(t3["checkpoint"].iloc[0]).name == "best.ckpt"
 
 

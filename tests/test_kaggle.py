@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import socket
+import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,6 +18,7 @@ import pytest
 from reprolib import kaggle as rk
 
 SECRET = "s3cr3t-kaggle-key-0123456789"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _tiny_notebook(path: Path) -> Path:
@@ -72,6 +74,7 @@ def test_bundle_rejects_bad_input(tmp_path: Path) -> None:
 
 class _FakeKaggle(BaseHTTPRequestHandler):
     calls: list[tuple[str, dict, str]] = []
+    save_reply: dict = {}  # overrides of the SaveKernel answer (a failed push)
 
     def log_message(self, *args) -> None:  # keep pytest output clean
         pass
@@ -91,10 +94,13 @@ class _FakeKaggle(BaseHTTPRequestHandler):
         self.calls.append((method, body, self.headers.get("Authorization", "")))
         if method == "SaveKernel":
             self._reply({"ref": "/code/alice/reprolib-table4", "url": "http://localhost/code/alice/reprolib-table4",
-                         "versionNumber": 3, "error": "", "kernelId": 42})
+                         "versionNumber": 3, "error": "", "kernelId": 42, **self.save_reply})
         elif method == "ListKernelSessionOutput":
             self._reply({"files": [{"url": "http://localhost/files/last.ckpt", "fileName": "runs/last.ckpt"},
-                                   {"url": "http://localhost/files/table4.csv", "fileName": "table4.csv"}],
+                                   {"url": "http://localhost/files/table4.csv", "fileName": "table4.csv"},
+                                   {"url": "http://localhost/files/table4.csv", "fileName": "results/table4/table4.csv"},
+                                   {"url": "http://localhost/files/last.ckpt",
+                                    "fileName": "data/demo/runs/r/checkpoints/last.ckpt"}],
                          "log": "[{\"data\": \"done\"}]", "nextPageToken": ""})
         elif method == "GetKernelSessionStatus":
             self._reply({"status": "COMPLETE", "failureMessage": ""})
@@ -113,6 +119,7 @@ class _FakeKaggle(BaseHTTPRequestHandler):
 
 def _port80_free() -> bool:
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does: TIME_WAIT is fine
         try:
             s.bind(("127.0.0.1", 80))
             return True
@@ -125,6 +132,7 @@ def fake_kaggle(monkeypatch, tmp_path):
     if not _port80_free():
         pytest.fail("port 80 on localhost is needed for the fake Kaggle API (KAGGLE_API_ENVIRONMENT=LOCALHOST)")
     _FakeKaggle.calls = []
+    _FakeKaggle.save_reply = {}
     server = ThreadingHTTPServer(("127.0.0.1", 80), _FakeKaggle)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -165,3 +173,112 @@ def test_push_and_pull_round_trip(fake_kaggle, tmp_path: Path) -> None:
     for p in list(bundle.rglob("*")) + list((tmp_path / "results").rglob("*")):
         if p.is_file():
             assert SECRET not in p.read_text(errors="ignore")
+
+
+def test_push_errors_fail_loudly(fake_kaggle, tmp_path: Path, monkeypatch) -> None:
+    """kaggle 2.2.5 prints these and exits 0: push must raise, with the reason, and leak no key."""
+    nb = _tiny_notebook(tmp_path / "t.ipynb")
+    bundle = rk.build_bundle(nb, tmp_path / "bundle", slug="reprolib-table4")
+    fake_kaggle.save_reply = {"error": f"Notebook not found (key {SECRET})", "versionNumber": 0}
+    with pytest.raises(RuntimeError, match="Kernel push error: Notebook not found") as err:
+        rk.push(bundle)
+    assert SECRET not in str(err.value) and "***" in str(err.value)
+    fake_kaggle.save_reply = {"invalidKernelSources": ["alice/reprolib-table4"]}
+    with pytest.raises(RuntimeError, match="not valid kernel sources"):
+        rk.push(bundle)
+    # and the command line exits non-zero
+    fake_kaggle.save_reply = {"error": "quota exceeded"}
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notebooks").mkdir()
+    proc = subprocess.run([sys.executable, "-m", "reprolib.kaggle", "push", "--table", "table4"], cwd=ROOT,
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode != 0 and "quota exceeded" in proc.stderr
+
+
+def test_push_sends_accelerator_and_pinned_image(fake_kaggle, tmp_path: Path) -> None:
+    nb = _tiny_notebook(tmp_path / "t.ipynb")
+    bundle = rk.build_bundle(nb, tmp_path / "bundle", slug="reprolib-table4", accelerator="NvidiaTeslaT4")
+    meta = json.loads((bundle / rk.KERNEL_METADATA).read_text())
+    assert meta["machine_shape"] == "NvidiaTeslaT4" and meta["docker_image_pinning_type"] == "original"
+    rk.push(bundle)
+    body = [c for c in fake_kaggle.calls if c[0] == "SaveKernel"][0][1]
+    assert body["machineShape"] == "NvidiaTeslaT4" and body["dockerImagePinningType"] == "original"
+
+
+def test_pull_fetches_only_results_where_the_report_reads(fake_kaggle, tmp_path: Path) -> None:
+    files = rk.pull("alice/reprolib-table4", tmp_path / "results" / "table4", table="table4", work=tmp_path / "b")
+    assert files == [tmp_path / "results" / "table4" / "table4.csv"]
+    assert files[0].read_text().startswith("variant,metric")
+    downloads = [c[2] for c in fake_kaggle.calls if c[0] == "GET"]
+    assert downloads == ["/files/table4.csv"]  # no checkpoint was downloaded
+
+
+def test_bundle_carries_tracked_files_and_pinned_installs(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    (root / "reprolib").mkdir(parents=True)
+    (root / "reprolib" / "__init__.py").write_text("")
+    (root / "requirements.txt").write_text("torch==2.0\nlightning==2.6.6\ntorchmetrics==1.9.0\n"
+                                           "cityscapesscripts==2.3.0\nnatsort==8.4.0\n")
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    subprocess.run(["git", "-C", str(root), "add", "reprolib/__init__.py"], check=True)
+    (root / "reprolib" / "notes.env").write_text("WANDB_API_KEY=stray")  # untracked: must not travel
+    assert rk.bundle_files(root) == ["requirements.txt", "reprolib/__init__.py"]
+    nb = _tiny_notebook(tmp_path / "t.ipynb")
+    out = rk.build_bundle(nb, tmp_path / "bundle", slug="reprolib-table4", username="alice", package_root=root)
+    first = nbformat.read(out / "reprolib-table4.ipynb", as_version=4).cells[0].source
+    assert "KERNEL_PINS = ['lightning==2.6.6', 'torchmetrics==1.9.0', 'cityscapesscripts==2.3.0', 'natsort==8.4.0']" in first
+    assert "-c" in first and "IMAGE_PINNED" in first and "raise RuntimeError" in first and "-e" not in first.split()
+    (root / "requirements.txt").write_text("lightning\n")
+    with pytest.raises(ValueError, match="pins none"):
+        rk.build_bundle(nb, tmp_path / "b2", slug="reprolib-table4", username="alice", package_root=root)
+
+
+def test_bootstrap_stops_with_a_clear_message_when_pip_fails(tmp_path: Path) -> None:
+    nb = _tiny_notebook(tmp_path / "t.ipynb")
+    out = rk.build_bundle(nb, tmp_path / "bundle", slug="reprolib-table4", username="alice")
+    code = nbformat.read(out / "reprolib-table4.ipynb", as_version=4).cells[0].source
+    code = code.replace("KERNEL_PINS = [", "KERNEL_PINS = ['reprolib-no-such-package==0.0.1', ", 1)
+    (tmp_path / "boot.py").write_text(code)
+    proc = subprocess.run([sys.executable, "boot.py"], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+    assert proc.returncode != 0
+    assert "reprolib: could not install reprolib-no-such-package==0.0.1" in proc.stderr
+    assert "torch==" in proc.stderr  # the image's torch was held, not replaced
+
+
+def test_scrub_covers_every_kaggle_credential(tmp_path: Path, monkeypatch) -> None:
+    home = tmp_path / "home"
+    (home / ".kaggle").mkdir(parents=True)
+    (home / ".kaggle" / "access_token").write_text("file-token-abcdef123456\n")
+    (home / ".kaggle" / "kaggle.json").write_text(json.dumps({"username": "alice", "key": "json-key-0123456789"}))
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("KAGGLE_CONFIG_DIR", raising=False)
+    monkeypatch.setenv("KAGGLE_API_TOKEN", "env-token-zyxwvut98765")
+    monkeypatch.setenv("KAGGLE_KEY", SECRET)
+    text = f"a {SECRET} b env-token-zyxwvut98765 c file-token-abcdef123456 d json-key-0123456789"
+    assert rk.scrub(text) == "a *** b *** c *** d ***"
+
+
+def test_data_and_checkpoints_travel_as_datasets(tmp_path: Path) -> None:
+    import argparse
+
+    args = argparse.Namespace(profile="full", table="table4", max_time="00:11:00:00", wandb="offline", datasets="",
+                              data="alice/synboost-data", checkpoints_dataset="alice/synboost-weights",
+                              checkpoints="deepwv3plus=cityscapes_best.pth,ccfpse-generator=latest_net_G.pth")
+    params, datasets = rk.push_parameters(args)
+    assert datasets == ["alice/synboost-data", "alice/synboost-weights"]
+    # in the kernel: either mount layout, data root = the folder holding cityscapes/
+    kin = tmp_path / "input"
+    (kin / "datasets" / "alice" / "synboost-data" / "root" / "cityscapes").mkdir(parents=True)
+    (kin / "synboost-weights").mkdir(parents=True)
+    env = {"__builtins__": __builtins__}
+    code = f"data_root = {params['data_root']!r}\ncheckpoints = {params['checkpoints']!r}\n"
+    code = code.replace("mounted_dataset(", f"mounted_dataset(kaggle_input={str(kin)!r}, ref=")
+    exec(code, env)
+    assert env["data_root"] == str(kin / "datasets" / "alice" / "synboost-data" / "root")
+    assert env["checkpoints"] == {"deepwv3plus": str(kin / "synboost-weights" / "cityscapes_best.pth"),
+                                  "ccfpse-generator": str(kin / "synboost-weights" / "latest_net_G.pth")}
+    with pytest.raises(rk.ReprolibDataError, match="not mounted"):
+        rk.mounted_dataset("alice/other", kaggle_input=kin)
+    with pytest.raises(ValueError, match="kaggle datasets create"):
+        rk.push_parameters(argparse.Namespace(**{**vars(args), "data": "/local/datasets"}))

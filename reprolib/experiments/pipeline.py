@@ -4,7 +4,9 @@
     train each variant × seed → score the evaluation sets → ensemble → metrics → tidy rows
 
 Every stage is keyed by what it depends on and skips finished work, so a rerun (or a new Kaggle session
-with the previous output mounted) picks up where the last one stopped.
+with the previous output mounted) picks up where the last one stopped. Every stage runs inside the
+session's budget (:class:`reprolib.experiments.session.Session`): none starts once the budget is spent,
+and each one that did work is recorded in ``session-log.json`` at the work root.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reprolib.experiments.session import Session, log_stage
 from reprolib.experiments.tables import EMBEDDED_COMBOS
 
 log = logging.getLogger("reprolib.experiments")
@@ -52,7 +55,7 @@ class Context:
 
     profile: Any  # reprolib.training.profiles.Profile
     work_dir: Path
-    data: DataRoots
+    data: DataRoots | None = None
     checkpoints: dict[str, str] | None = None
     device: str = "cpu"
     wandb_mode: str = "offline"
@@ -60,26 +63,51 @@ class Context:
     max_epochs: int | None = None
     eval_resolution: str = "processed"  # or "benchmark": see reprolib.experiments.scoring.RESOLUTIONS
     timings: dict[str, float] = field(default_factory=dict)
+    session: Session = field(default_factory=Session)  # the whole session's budget (one deadline)
+    session_id: str = ""  # names this session in session-log.json
+    kaggle_input: str | None = None  # where training may look for a previous session's checkpoints
+    checkpoint_keys: dict[Path, str] = field(default_factory=dict)  # content hashes, computed once each
+
+    @property
+    def work_root(self) -> Path:
+        """The folder that holds every profile's work dir (what a Kaggle session carries over)."""
+        return self.work_dir.parent
 
     def stage(self, name: str) -> _Stage:
+        """Time and log one stage; raises ``SessionOver`` instead of starting once the budget is spent."""
         return _Stage(self, name)
 
 
 class _Stage:
-    """Context manager that logs and times one pipeline stage."""
+    """Context manager that checks the session budget, then logs and times one pipeline stage.
+
+    Set ``ran = False`` inside when the stage found its work done (nothing is then logged as run), and
+    put what it did in ``info``.
+    """
 
     def __init__(self, ctx: Context, name: str):
         self.ctx, self.name = ctx, name
+        self.ran = True
+        self.info: dict[str, Any] = {}
 
     def __enter__(self) -> _Stage:
+        self.ctx.session.check(self.name)
         self.t0 = time.perf_counter()
+        self.t0_ns = time.time_ns()
         print(f"[reprolib] {self.name} …", flush=True)
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         dt = time.perf_counter() - self.t0
         self.ctx.timings[self.name] = self.ctx.timings.get(self.name, 0.0) + dt
         print(f"[reprolib] {self.name}: {dt:.1f} s", flush=True)
+        if exc_type is None and self.ran:
+            log_stage(self.ctx.work_root, {"session": self.ctx.session_id, "stage": self.name,
+                                           "seconds": round(dt, 3), **self.info})
+
+    def changed(self, path: Path) -> bool:
+        """True when ``path`` was written during this stage (its work was not cached)."""
+        return Path(path).is_file() and Path(path).stat().st_mtime_ns >= self.t0_ns
 
 
 def resolve_data(work_dir: Path, data_root: str | Path | None, profile: Any) -> DataRoots:
@@ -95,6 +123,14 @@ def resolve_data(work_dir: Path, data_root: str | Path | None, profile: Any) -> 
 
     world = generate_world(work_dir / "world", seed=0, **profile.world)
     return DataRoots(Path(world), embedded=True)
+
+
+def prepare_data(ctx: Context, data_root: str | Path | None) -> DataRoots:
+    """``ctx.data``: the user's data, or the embedded world (a stage: generated once, then reused)."""
+    with ctx.stage("world") as st:
+        ctx.data = resolve_data(ctx.work_dir, data_root, ctx.profile)
+        st.ran = ctx.data.embedded and st.changed(ctx.data.root / "world.json")
+    return ctx.data
 
 
 def combo_name(ctx: Context, combo: str) -> str:
@@ -113,7 +149,11 @@ def backends(ctx: Context, combo: str) -> tuple[Any, Any]:
                   train_kwargs=dict(ctx.profile.backend_training))
     else:
         kw.update(checkpoints=ctx.checkpoints)
-    return get_combo(name, **kw)
+    with ctx.stage(f"backends {name}") as st:
+        combo = get_combo(name, **kw)
+        done = list((ctx.work_dir / "backends").glob("*/done.json")) if name.startswith("embedded") else []
+        st.ran = any(st.changed(p) for p in done)
+    return combo
 
 
 class SegmentationFill:
@@ -149,10 +189,12 @@ def training_split(ctx: Context, combo: str, split: str, void_labels: bool) -> t
     seg, resyn = backends(ctx, combo)
     name = combo_name(ctx, combo)
     gen_root = ctx.work_dir / "generated" / f"{name}-{split}"  # void filled by this combo's segmentation
-    gen_root = Path(generate_training_data(ctx.data.cityscapes, gen_root, split=split, seed=0, void=True,
-                                           fill_void=SegmentationFill(seg, ctx.device, name)))
-    out = precompute(gen_root, seg, resyn, ctx.work_dir / "processed", size=ctx.profile.size,
-                     batch_size=ctx.profile.precompute_batch)
+    with ctx.stage(f"precompute {split} {name}") as st:
+        gen_root = Path(generate_training_data(ctx.data.cityscapes, gen_root, split=split, seed=0, void=True,
+                                               fill_void=SegmentationFill(seg, ctx.device, name)))
+        out = precompute(gen_root, seg, resyn, ctx.work_dir / "processed", size=ctx.profile.size,
+                         batch_size=ctx.profile.precompute_batch)
+        st.ran = st.changed(Path(out) / "done.json")
     return Path(out), (VOID_DIR if void_labels else "labels")
 
 
@@ -166,8 +208,10 @@ def evaluation_splits(ctx: Context, combo: str) -> dict[str, Path]:
         "fs_lost_and_found": LostAndFoundDataset(ctx.data.fs_lost_and_found, laf_root=ctx.data.lostandfound),
         "fs_static": StaticDataset(ctx.data.fs_static, ctx.data.cityscapes),
     }
-    return {
-        name: Path(precompute(ds, seg, resyn, ctx.work_dir / "processed", size=ctx.profile.size,
-                              batch_size=ctx.profile.precompute_batch))
-        for name, ds in datasets.items()
-    }
+    splits: dict[str, Path] = {}
+    for name, ds in datasets.items():
+        with ctx.stage(f"precompute {name} {combo_name(ctx, combo)}") as st:
+            splits[name] = Path(precompute(ds, seg, resyn, ctx.work_dir / "processed", size=ctx.profile.size,
+                                           batch_size=ctx.profile.precompute_batch))
+            st.ran = st.changed(splits[name] / "done.json")
+    return splits

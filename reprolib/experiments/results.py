@@ -43,6 +43,30 @@ def config_hash(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
+#: Training settings that decide *how* a run executes, not *what* it computes: they stay out of the run
+#: identity, so a changed time budget, device, logger, resume source, mount point, checkpoint cadence or
+#: loader worker count resumes the same run instead of starting a new one.
+RUNTIME_KEYS = frozenset({"max_time", "device", "devices", "wandb_mode", "resume_from", "kaggle_input",
+                          "checkpoint_every", "num_workers"})
+#: Split paths in a training config: identified by their folder name (precompute's content hash), not by
+#: where the working directory happens to be (a local checkout, /kaggle/working, a test's tmp dir).
+SPLIT_KEYS = ("train_split", "val_split")
+
+
+def run_identity(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a training config that determines the weights (runtime keys dropped, splits by name)."""
+    ident = {k: v for k, v in config.items() if k not in RUNTIME_KEYS}
+    for key in SPLIT_KEYS:
+        if ident.get(key):
+            ident[key] = Path(str(ident[key])).name
+    return ident
+
+
+def run_hash(config: Mapping[str, Any]) -> str:
+    """12-hex identity of a training run: equal for configs that train the same weights."""
+    return config_hash(run_identity(config))
+
+
 def result_rows(
     *,
     table: str,

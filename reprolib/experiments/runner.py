@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,13 @@ import pandas as pd
 from reprolib.experiments import pipeline as P
 from reprolib.experiments.ensembling import evaluate_ensemble, final_scores
 from reprolib.experiments.profiles import get_pipeline_profile
-from reprolib.experiments.results import config_hash, result_rows, save_results
+from reprolib.experiments.results import RESULT_COLUMNS, result_rows, run_hash, save_results
 from reprolib.experiments.scoring import load_scores, save_scores, score_split, write_predictions
+from reprolib.experiments.session import Session, SessionOver, export_outputs, import_previous, sha256_file
 from reprolib.experiments.tables import Variant, get_table
 from reprolib.io import write_json
+
+KAGGLE_INPUT = "/kaggle/input"  # where Kaggle mounts the previous version's output (and the datasets)
 
 
 def _device(device: str) -> str:
@@ -42,8 +46,20 @@ def run_table(
     kaggle: bool = False,
     variants: list[str] | None = None,
     eval_resolution: str | None = None,
+    kaggle_input: str | Path | None = None,
+    session: Session | None = None,
 ) -> pd.DataFrame:
     """Run (or resume) every variant × seed of a table and write ``output_dir/<name>.csv``; returns the rows.
+
+    ``max_time`` ("DD:HH:MM:SS" or seconds) is the budget of the whole call (one deadline for every stage,
+    see :mod:`reprolib.experiments.session`); ``session`` may give that budget directly instead. Only
+    finished runs are scored: the table holds their rows, and ``output_dir/status.json`` (and the
+    printout, and ``df.attrs``) say which runs are still missing.
+
+    ``kaggle=True`` (set by the Kaggle bundle) or a ``kaggle_input`` folder makes this a *session* of a
+    chain: the previous session's output found under ``kaggle_input`` (default ``/kaggle/input``) is
+    brought into ``work_dir`` first, and ``work_dir`` is packed with a content manifest at the end, so the
+    next session continues from it.
 
     ``eval_resolution``: ``"processed"`` scores at the processing size, as the original code and the MLRC
     report did; ``"benchmark"`` upsamples the scores to the evaluation sets' own resolution (Fishyscapes:
@@ -60,43 +76,102 @@ def run_table(
     if eval_resolution not in RESOLUTIONS:
         raise ValueError(f"eval_resolution must be one of {RESOLUTIONS}, got {eval_resolution!r}")
     prof = get_pipeline_profile(profile)
+    session = session or Session.from_max_time(max_time)  # the clock starts now: one deadline for all
+    chained = kaggle or kaggle_input is not None
     work = Path(work_dir)
     out = Path(output_dir or Path("results") / name)
     out.mkdir(parents=True, exist_ok=True)
-    ctx = P.Context(profile=prof, work_dir=work / prof.name, data=P.resolve_data(work / prof.name, data_root, prof),
-                    checkpoints=checkpoints, device=_device(device), wandb_mode=wandb_mode, max_time=max_time,
-                    max_epochs=max_epochs, eval_resolution=eval_resolution)
+    ctx = P.Context(profile=prof, work_dir=work / prof.name, checkpoints=checkpoints, device=_device(device),
+                    wandb_mode=wandb_mode, max_epochs=max_epochs, eval_resolution=eval_resolution,
+                    session=session, session_id=f"{name}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}",
+                    kaggle_input=str(kaggle_input or KAGGLE_INPUT) if chained else None)
     seeds = list(seeds if seeds is not None else (prof.seeds or (spec.seeds_full if profile == "full" else spec.seeds_demo)))
     chosen = [v for v in spec.variants if variants is None or v.name in variants]
+    jobs = [(variant, seed) for variant in chosen for seed in seeds]
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
+    missing: list[str] = []
     csv = out / f"{name}.csv"
-    for variant in chosen:
-        combo = variant.combo or spec.default_combo
-        for seed in seeds:
-            source = next(v for v in spec.variants if v.name == variant.reuse) if variant.reuse else variant
-            run_dir = train_variant(ctx, source, combo, seed, epochs=spec.epochs)
-            ckpt = scored_checkpoint(run_dir)
-            maps = source.ensemble_maps()  # Table 7: a map the network lacks stays out of the ensemble
-            for dataset, split in P.evaluation_splits(ctx, combo).items():
-                scores = scores_for(ctx, run_dir, source, dataset, split)
-                if name == "figure3" and seed == seeds[0]:
-                    _figure3(ctx, split, scores, out / f"figure3-{dataset}.png",
-                             title=f"{dataset} — profile {prof.name}, {variant.name}, seed {seed}, {ckpt.name}")
-                evaluated = evaluate_ensemble(scores, variant.ensemble, prof.grid_objective, maps=maps)
-                cis = _intervals(final_scores(scores, variant.ensemble, prof.grid_objective, maps), scores["label"],
-                                 seed)
-                for suffix, (metrics, info) in evaluated.items():
-                    rows += result_rows(
-                        table=name, variant=variant.name + suffix, dataset=dataset, metrics=metrics, seed=seed,
-                        profile=prof.name, config=_config(ctx, source, combo, seed),
-                        checkpoint=ckpt, data_fingerprint=_fingerprint(split), combo=P.combo_name(ctx, combo),
-                        ensemble=variant.ensemble, ensemble_info=json.dumps(info, default=str),
-                        **(cis if suffix == "" else {}),
-                    )
-            save_results(rows, csv)  # after every run: a crash keeps what finished
+    try:
+        if chained:
+            start_session(ctx)
+        P.prepare_data(ctx, data_root)
+        for i, (variant, seed) in enumerate(jobs):
+            try:
+                rows += _variant_rows(ctx, spec, variant, seed, seeds, out)
+                save_results(rows, csv)  # after every run: a crash keeps what finished
+            except RunUnfinished:
+                missing.append(f"{variant.name} seed {seed}")
+            except SessionOver:
+                missing += [f"{v.name} seed {s}" for v, s in jobs[i:]]
+                break
+    except SessionOver:  # before the first run (world, backends, precompute)
+        missing = [f"{v.name} seed {s}" for v, s in jobs]
+    finally:
+        if chained:
+            export_outputs(ctx.work_root)
+    df = save_results(rows if rows else pd.DataFrame(columns=RESULT_COLUMNS), csv)
     write_json(out / "timings.json", {**ctx.timings, "total_s": time.perf_counter() - t0})
-    return pd.DataFrame(rows)
+    _report_status(name, out, len(jobs), missing, session)
+    df.attrs.update(runs_total=len(jobs), runs_missing=missing)
+    return df
+
+
+class RunUnfinished(Exception):
+    """A training run stopped before its last step (the session budget): it is not scored."""
+
+
+def start_session(ctx: P.Context) -> dict[str, int]:
+    """Bring the previous session's output (under ``ctx.kaggle_input``) into the work root."""
+    with ctx.stage("import previous output") as st:
+        counts = import_previous(ctx.kaggle_input, ctx.work_root)
+        st.ran, st.info = counts["copied"] > 0, counts
+    print(f"[reprolib] previous output: {counts['sources']} found, {counts['copied']} files brought in, "
+          f"{counts['kept']} already here", flush=True)
+    return counts
+
+
+def _report_status(name: str, out: Path, total: int, missing: list[str], session: Session) -> None:
+    """``status.json`` and a printout: what is done, what remains."""
+    write_json(out / "status.json", {"table": name, "runs_total": total, "runs_finished": total - len(missing),
+                                     "runs_missing": missing, "complete": not missing,
+                                     "stopped_before": session.stopped_at})
+    if missing:
+        print(f"[reprolib] {name}: {total - len(missing)}/{total} runs finished and in the table; "
+              f"{len(missing)} missing ({', '.join(missing)}). Session budget reached"
+              + (f" before {session.stopped_at!r}" if session.stopped_at else "")
+              + ": push again (or rerun) to continue.", flush=True)
+    else:
+        print(f"[reprolib] {name}: all {total} runs finished and in the table.", flush=True)
+
+
+def _variant_rows(ctx: P.Context, spec: Any, variant: Variant, seed: int, seeds: list[int], out: Path) -> list[dict]:
+    """Train (or reuse) one variant × seed and, once its run is finished, its result rows."""
+    combo = variant.combo or spec.default_combo
+    source = next(v for v in spec.variants if v.name == variant.reuse) if variant.reuse else variant
+    run_dir = train_variant(ctx, source, combo, seed, epochs=spec.epochs)
+    if not (run_dir / "done.json").is_file():
+        raise RunUnfinished(run_dir.name)
+    ckpt = scored_checkpoint(run_dir)
+    maps = source.ensemble_maps()  # Table 7: a map the network lacks stays out of the ensemble
+    rows: list[dict[str, Any]] = []
+    for dataset, split in P.evaluation_splits(ctx, combo).items():
+        scores = scores_for(ctx, run_dir, source, dataset, split)
+        if spec.name == "figure3" and seed == seeds[0]:
+            _figure3(ctx, split, scores, out / f"figure3-{dataset}.png",
+                     title=f"{dataset} — profile {ctx.profile.name}, {variant.name}, seed {seed}, {ckpt.name}")
+        evaluated = evaluate_ensemble(scores, variant.ensemble, ctx.profile.grid_objective, maps=maps)
+        cis = _intervals(final_scores(scores, variant.ensemble, ctx.profile.grid_objective, maps), scores["label"],
+                         seed)
+        for suffix, (metrics, info) in evaluated.items():
+            rows += result_rows(
+                table=spec.name, variant=variant.name + suffix, dataset=dataset, metrics=metrics, seed=seed,
+                profile=ctx.profile.name, config=_config(ctx, source, combo, seed),
+                checkpoint=ckpt, data_fingerprint=_fingerprint(split), combo=P.combo_name(ctx, combo),
+                ensemble=variant.ensemble, ensemble_info=json.dumps(info, default=str),
+                **(cis if suffix == "" else {}),
+            )
+    return rows
 
 
 def _intervals(maps: list, labels: list, seed: int, n_boot: int = 200) -> dict[str, float]:
@@ -128,8 +203,10 @@ def _fingerprint(split: Path) -> str:
 
 
 def train_variant(ctx: P.Context, variant: Variant, combo: str, seed: int, epochs: int | None = None) -> Path:
-    """Train (or resume, or reuse) one variant × seed; returns its run directory.
+    """Train (or resume, or reuse) one variant × seed within the session's budget; returns its run directory.
 
+    The run directory is named by :func:`reprolib.experiments.results.run_hash`: what determines the
+    weights, not the time budget or the device, so a later session (or another machine) resumes it.
     ``epochs``: the table's epoch count, applied by profiles that train by epochs (see
     :meth:`PipelineProfile.training_config`); an explicit ``max_epochs`` in the context wins.
     """
@@ -137,15 +214,28 @@ def train_variant(ctx: P.Context, variant: Variant, combo: str, seed: int, epoch
 
     train_split, label_dir = P.training_split(ctx, combo, "train", variant.void_labels)
     val_split, _ = P.training_split(ctx, combo, "val", variant.void_labels)
+    # only a learned ensemble is part of training: grid / fixed / none models are one and the same run (Table 3's
+    # model is Table 4's full model and Table 7's "all maps")
+    learned = variant.ensemble if variant.ensemble.startswith("learned") else "none"
     cfg = ctx.profile.training_config(
-        model=variant.model, train=variant.train, ensemble=variant.ensemble, seed=seed,
+        model=variant.model, train=variant.train, ensemble=learned, seed=seed,
         train_split=str(train_split), val_split=str(val_split), label_dir=label_dir,
-        wandb_mode=ctx.wandb_mode, max_time=ctx.max_time, max_epochs=ctx.max_epochs, device=ctx.device,
+        wandb_mode=ctx.wandb_mode, max_time=None, max_epochs=ctx.max_epochs, device=ctx.device,
         epochs=epochs,
     )
-    run_dir = ctx.work_dir / "runs" / f"{P.combo_name(ctx, combo)}-{config_hash(cfg)}-seed{seed}"
-    with ctx.stage(f"train {variant.name} seed {seed}"):
-        train(cfg, run_dir=run_dir)
+    run_dir = ctx.work_dir / "runs" / f"{P.combo_name(ctx, combo)}-{run_hash(cfg)}-seed{seed}"
+    if (run_dir / "done.json").is_file():
+        return run_dir  # finished: nothing to run, whatever the budget
+    budget = ctx.session.training_seconds()
+    if budget is not None and ctx.session.clock is time.monotonic:
+        cfg["max_time"] = budget  # Lightning's own timer too, on the real clock (a runtime key: not hashed)
+    # resume only from the run dir: a chained session has already brought (and checked) the previous output
+    cfg["kaggle_input"] = None
+    with ctx.stage(f"train {variant.name} seed {seed}") as st:
+        before = ctx.session.steps
+        train(cfg, run_dir=run_dir, callbacks=[ctx.session.callback()])
+        st.info = {"run": run_dir.name, "steps": ctx.session.steps - before,
+                   "finished": (run_dir / "done.json").is_file()}
     return run_dir
 
 
@@ -156,27 +246,43 @@ def scored_checkpoint(run_dir: Path) -> Path:
     return best if best.is_file() else Path(run_dir) / "checkpoints" / "last.ckpt"
 
 
-def scores_for(ctx: P.Context, run_dir: Path, variant: Variant, dataset: str, split: Path) -> dict:
-    """Per-image scores of a trained model's :func:`scored_checkpoint` on an evaluation split (cached as npz
-    in the run dir; the checkpoint's name is part of the cache name)."""
-    from reprolib.training.run import load_trained
+def _checkpoint_key(ctx: P.Context, ckpt: Path) -> str:
+    """12 hex of the checkpoint file's sha256 (memoised per session: each file is hashed once)."""
+    if ckpt not in ctx.checkpoint_keys:
+        ctx.checkpoint_keys[ckpt] = sha256_file(ckpt)[:12]
+    return ctx.checkpoint_keys[ckpt]
 
-    which = scored_checkpoint(run_dir).stem
+
+def scores_for(ctx: P.Context, run_dir: Path, variant: Variant, dataset: str, split: Path) -> dict:
+    """Per-image scores of a finished run on an evaluation split (cached as npz in the run dir).
+
+    The cache is keyed by the content of the checkpoint scored, so scores of other weights (a half-trained
+    model, another checkpoint choice) are never reused.
+    """
+    from reprolib.io import ReprolibDataError
+    from reprolib.training.run import load_checkpoint
+
+    if not (Path(run_dir) / "done.json").is_file():
+        raise ReprolibDataError(run_dir, "the run has not finished: only finished models are scored")
+    ckpt = scored_checkpoint(run_dir)
     suffix = "" if ctx.eval_resolution == "processed" else f"-{ctx.eval_resolution}"
-    cache = Path(run_dir) / "scores" / f"{dataset}-{Path(split).name}{suffix}-{which}.npz"
+    key = _checkpoint_key(ctx, ckpt)
+    cache = Path(run_dir) / "scores" / f"{dataset}-{Path(split).name}{suffix}-{ckpt.stem}-{key}.npz"
     if cache.is_file():
         return load_scores(cache)
-    with ctx.stage(f"score {dataset} with {Path(run_dir).name} ({which}.ckpt)"):
-        model, ensemble = load_trained(run_dir, which=which)
+    with ctx.stage(f"score {dataset} with {Path(run_dir).name} ({ckpt.name})") as st:
+        model, ensemble = load_checkpoint(ckpt)
         t0 = time.perf_counter()
         scores = score_split(model, split, size=ctx.profile.size, device=ctx.device,
                              batch_size=ctx.profile.eval_batch, ensemble=ensemble, resolution=ctx.eval_resolution)
         per_image = (time.perf_counter() - t0) / max(1, len(scores["label"]))
-    save_scores(scores, cache)
-    write_predictions(scores["dissimilarity"], Path(run_dir) / "predictions" / f"{dataset}{suffix}")
-    write_json(Path(run_dir) / "predictions" / f"{dataset}{suffix}-timing.json",
-               {"seconds_per_image": per_image, "device": ctx.device, "size": list(ctx.profile.size),
-                "eval_resolution": ctx.eval_resolution, "eval_size": list(scores["label"][0].shape)})
+        save_scores(scores, cache)
+        write_predictions(scores["dissimilarity"], Path(run_dir) / "predictions" / f"{dataset}{suffix}")
+        write_json(Path(run_dir) / "predictions" / f"{dataset}{suffix}-timing.json",
+                   {"seconds_per_image": per_image, "device": ctx.device, "size": list(ctx.profile.size),
+                    "eval_resolution": ctx.eval_resolution, "eval_size": list(scores["label"][0].shape),
+                    "checkpoint": ckpt.name, "checkpoint_sha256_12": key})
+        st.info = {"cache": cache.name}
     return load_scores(cache)  # the stored values, so a rerun reports exactly the same numbers
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "max_time": None, "resume_from": None, "kaggle_input": "/kaggle/input", "profile": "custom",
 }
 
-SECRET_ENV = ("WANDB_API_KEY", "KAGGLE_KEY")
+SECRET_ENV = ("WANDB_API_KEY", "KAGGLE_KEY", "KAGGLE_API_TOKEN")
 
 
 def find_resume_checkpoint(run_dir: Path, kaggle_input: str | None = "/kaggle/input",
@@ -105,8 +106,12 @@ def _finished(run_dir: Path) -> bool:
     return (run_dir / "done.json").is_file()
 
 
-def train(config: dict[str, Any], run_dir: PathLike) -> Path:
-    """Train (or resume, or skip) one run; returns ``run_dir``."""
+def train(config: dict[str, Any], run_dir: PathLike, callbacks: Sequence[Any] = ()) -> Path:
+    """Train (or resume, or skip) one run; returns ``run_dir``.
+
+    ``callbacks``: extra Lightning callbacks (e.g. the session deadline's stop, which must not enter the
+    saved config).
+    """
     cfg = {**DEFAULTS, **config}
     run_dir = Path(run_dir)
     if _finished(run_dir):
@@ -139,6 +144,7 @@ def train(config: dict[str, Any], run_dir: PathLike) -> Path:
                         monitor="step", mode="max", save_on_train_epoch_end=False, enable_version_counter=False),
         ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/loss", mode="min", save_top_k=1,
                         enable_version_counter=False),
+        *callbacks,
     ]
     accelerator = "cuda" if str(cfg["device"]).startswith("cuda") else "cpu"
     precision = cfg["precision"] or ("16-mixed" if accelerator == "cuda" else "32-true")

@@ -1,0 +1,319 @@
+"""One deadline per session, and outputs that accumulate from one Kaggle session to the next.
+
+A Kaggle session ends after 12 h whatever runs. :class:`Session` turns ``max_time`` into one absolute
+deadline, fixed when the notebook starts: every stage gets what is left, a training run stops (with a
+checkpoint) ``margin_s`` before the deadline, and no stage starts once the margin is reached. The table
+then holds the finished runs, and the next session (``push`` again) picks up the rest.
+
+Each Kaggle version saves only ``/kaggle/working``; the previous version's output is mounted read-only
+under ``/kaggle/input``. :func:`import_previous` copies it into the working directory at session start
+(every file checked against the sha256 the previous session recorded, and its mtime restored, since
+the caches key on names, sizes and mtimes), and :func:`export_outputs` writes that record at the end,
+packing bulky, many-file folders (world, generated training data, processed splits, prediction PNGs) into
+one tar each, so
+each version's output holds everything done so far in a modest number of files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import tarfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reprolib.io import ReprolibDataError, read_json, write_json
+
+MANIFEST = "REPROLIB_OUTPUT.json"  # at the work root: what a session left, with content hashes
+SESSION_LOG = "session-log.json"  # at the work root: every stage that did work, over all sessions
+PACKED = "packed"  # tar archives of bulky folders, relative to the work root
+#: folders (relative to a profile's work dir) packed into one tar each at session end: the many-file ones
+#: (one PNG per image); a run's checkpoints, scores and logs stay plain files
+PACK_PATTERNS = ("world", "generated/*", "processed/*", "runs/*/predictions")
+_CHUNK = 1 << 20
+OUTPUT_WARN_BYTES = 19 * 10**9  # Kaggle saves at most 20 GB of /kaggle/working per version
+
+
+class SessionOver(Exception):
+    """Raised when a stage cannot start (or finish) before the session's deadline."""
+
+    def __init__(self, stage: str):
+        super().__init__(f"session budget reached before {stage!r}")
+        self.stage = stage
+
+
+def parse_max_time(value: str | int | float | None) -> float | None:
+    """Seconds from ``"DD:HH:MM:SS"`` (or ``HH:MM:SS``, or a number of seconds); None for no limit."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        parts = str(value).strip().split(":")
+        try:
+            nums = [float(p) for p in parts]
+        except ValueError:
+            raise ValueError(f"max_time must be 'DD:HH:MM:SS' or seconds, got {value!r}") from None
+        if len(nums) > 4:
+            raise ValueError(f"max_time must be 'DD:HH:MM:SS' or seconds, got {value!r}")
+        weights = (86400.0, 3600.0, 60.0, 1.0)[4 - len(nums):]
+        seconds = sum(n * w for n, w in zip(nums, weights, strict=True))
+    if seconds <= 0:
+        raise ValueError(f"max_time must be positive, got {value!r}")
+    return seconds
+
+
+def default_margin(max_time_s: float | None) -> float:
+    """Time kept back for the last checkpoint, scoring the finished runs and packing the output."""
+    if max_time_s is None:
+        return 0.0
+    return min(1800.0, max(60.0, 0.05 * max_time_s))
+
+
+@dataclass
+class Session:
+    """The time budget of one session: an absolute deadline on ``clock``, and an optional step budget.
+
+    ``step_budget`` (training steps this session may run, all runs together) is a deterministic stand-in
+    for the clock, used to simulate a chain of sessions in the tests.
+    """
+
+    max_time_s: float | None = None
+    margin_s: float | None = None
+    clock: Callable[[], float] = time.monotonic
+    step_budget: int | None = None
+    steps: int = 0
+    stopped_at: str | None = None
+    deadline: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.margin_s is None:
+            self.margin_s = default_margin(self.max_time_s)
+        self.deadline = math.inf if self.max_time_s is None else self.clock() + self.max_time_s
+
+    @classmethod
+    def from_max_time(cls, max_time: str | int | float | None, **kw: Any) -> Session:
+        return cls(max_time_s=parse_max_time(max_time), **kw)
+
+    def remaining(self) -> float:
+        """Seconds left before the deadline (inf without one)."""
+        return self.deadline - self.clock()
+
+    def expired(self) -> bool:
+        """True once nothing new may start: inside the margin, or the step budget spent."""
+        if self.step_budget is not None and self.steps >= self.step_budget:
+            return True
+        return self.remaining() <= float(self.margin_s or 0.0)
+
+    def check(self, stage: str) -> None:
+        """Raise :class:`SessionOver` if ``stage`` may not start any more."""
+        if self.expired():
+            self.stopped_at = self.stopped_at or stage
+            raise SessionOver(stage)
+
+    def training_seconds(self) -> float | None:
+        """The ``max_time`` a training run gets: what is left minus the margin (None without a deadline)."""
+        if math.isinf(self.deadline):
+            return None
+        return max(1.0, self.remaining() - float(self.margin_s or 0.0))
+
+    def callback(self) -> Any:
+        """A Lightning callback that stops training (after the current step) when the session expires."""
+        from lightning.pytorch.callbacks import Callback
+
+        session = self
+
+        class _SessionStop(Callback):
+            def on_train_batch_end(self, trainer: Any, *args: Any) -> None:
+                session.steps += 1
+                stop = session.expired()
+                # every DDP rank must stop at the same step: rank 0's clock decides
+                trainer.should_stop = bool(trainer.strategy.broadcast(stop)) or trainer.should_stop
+
+        return _SessionStop()
+
+
+# ---------------------------------------------------------------------------------------------- log
+
+
+def log_stage(work_root: Path, record: dict[str, Any]) -> None:
+    """Append one stage record to ``work_root/session-log.json`` (atomic rewrite; the log is small)."""
+    path = Path(work_root) / SESSION_LOG
+    records = read_json(path) if path.is_file() else []
+    records.append(record)
+    write_json(path, records)
+
+
+def read_log(work_root: Path) -> list[dict[str, Any]]:
+    path = Path(work_root) / SESSION_LOG
+    return read_json(path) if path.is_file() else []
+
+
+# ---------------------------------------------------------------------------------------------- files
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _pack_dirs(work_root: Path) -> list[Path]:
+    """The bulky folders to pack: PACK_PATTERNS inside each profile folder of the work root."""
+    found: list[Path] = []
+    for prof in sorted(p for p in work_root.iterdir() if p.is_dir() and p.name != PACKED):
+        for pattern in PACK_PATTERNS:
+            found += sorted(d for d in prof.glob(pattern) if d.is_dir())
+    return found
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    for dirpath, _, names in os.walk(root):
+        for name in sorted(names):
+            yield Path(dirpath) / name
+
+
+def _entry(path: Path) -> dict[str, Any]:
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256_file(path)}
+
+
+def export_outputs(work_root: str | os.PathLike) -> dict[str, Any]:
+    """Pack the bulky folders (one uncompressed tar each, the folder removed) and write the manifest.
+
+    Call it last in a session: the manifest lists every file (plain or inside an archive) with size,
+    mtime and sha256, which :func:`import_previous` checks in the next session.
+    """
+    root = Path(work_root)
+    root.mkdir(parents=True, exist_ok=True)
+    archives: dict[str, dict[str, Any]] = {}
+    for folder in _pack_dirs(root):
+        rel = folder.relative_to(root).as_posix()
+        tar_path = root / PACKED / f"{rel}.tar"
+        tar_path.parent.mkdir(parents=True, exist_ok=True)
+        members: dict[str, Any] = {}
+        tmp = tar_path.with_name(tar_path.name + ".tmp")
+        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tf:
+            for path in _walk(folder):
+                name = path.relative_to(root).as_posix()
+                members[name] = _entry(path)
+                tf.add(path, arcname=name, recursive=False)
+        os.replace(tmp, tar_path)
+        archives[tar_path.relative_to(root).as_posix()] = members
+        shutil.rmtree(folder)
+    files: dict[str, Any] = {}
+    for path in _walk(root):
+        rel = path.relative_to(root).as_posix()
+        if rel == MANIFEST or rel.endswith(".tmp"):
+            continue
+        files[rel] = _entry(path)
+    manifest = {"version": 1, "written": time.time(), "files": files, "archives": archives}
+    write_json(root / MANIFEST, manifest)
+    size = sum(f["size"] for f in files.values())
+    print(f"[reprolib] output: {len(files) + 1} files, {size / 1e9:.2f} GB in {root}", flush=True)
+    if size > OUTPUT_WARN_BYTES:
+        print(f"[reprolib] WARNING: the output is over {OUTPUT_WARN_BYTES / 1e9:.0f} GB; Kaggle keeps at most 20 GB "
+              "per version, and the next session would miss what is cut", flush=True)
+    return manifest
+
+
+def find_previous(kaggle_input: str | os.PathLike | None, max_depth: int = 5) -> list[Path]:
+    """Work roots left by earlier sessions under ``kaggle_input``, whichever way Kaggle mounted them.
+
+    A notebook's output is mounted at ``/kaggle/input/notebooks/<user>/<slug>/`` (older images:
+    ``/kaggle/input/<slug>/``); the work root is a folder of it holding :data:`MANIFEST`.
+    """
+    if not kaggle_input or not Path(kaggle_input).is_dir():
+        return []
+    base = Path(kaggle_input)
+    found: list[Path] = []
+    for depth in range(max_depth + 1):
+        pattern = "/".join(["*"] * depth + [MANIFEST])
+        found += [p.parent for p in sorted(base.glob(pattern)) if p.is_file()]
+    return found
+
+
+def _copy_verified(read: Callable[[], Any], dest: Path, info: dict[str, Any], origin: str) -> None:
+    """Stream into ``dest`` (temp + rename), check the sha256 against the manifest, restore the mtime."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".import.tmp")
+    h = hashlib.sha256()
+    with read() as src, open(tmp, "wb") as out:
+        while chunk := src.read(_CHUNK):
+            h.update(chunk)
+            out.write(chunk)
+    if h.hexdigest() != info["sha256"]:
+        tmp.unlink()
+        raise ReprolibDataError(origin, "content differs from the previous session's manifest (corrupt output?)")
+    os.replace(tmp, dest)
+    os.utime(dest, ns=(info["mtime_ns"], info["mtime_ns"]))
+
+
+def _present(dest: Path, info: dict[str, Any]) -> bool:
+    if not dest.is_file() or dest.stat().st_size != info["size"]:
+        return False
+    if sha256_file(dest) != info["sha256"]:
+        return False
+    if dest.stat().st_mtime_ns != info["mtime_ns"]:
+        os.utime(dest, ns=(info["mtime_ns"], info["mtime_ns"]))
+    return True
+
+
+def import_previous(kaggle_input: str | os.PathLike | None, work_root: str | os.PathLike) -> dict[str, int]:
+    """Bring every earlier session's output found under ``kaggle_input`` into ``work_root``.
+
+    Files are copied (the mount is read-only), checked against the sha256 in that session's manifest,
+    and given back their recorded mtimes; archives are unpacked. Files already present with the same
+    content are kept. Returns counts: ``sources``, ``copied``, ``kept``.
+    """
+    root = Path(work_root)
+    counts = {"sources": 0, "copied": 0, "kept": 0}
+    for prev in find_previous(kaggle_input):
+        if prev.resolve() == root.resolve():
+            continue
+        manifest_path = prev / MANIFEST
+        try:
+            manifest = read_json(manifest_path)
+            files, archives = manifest["files"], manifest["archives"]
+        except (KeyError, TypeError, json.JSONDecodeError):
+            raise ReprolibDataError(manifest_path, "not a reprolib output manifest") from None
+        counts["sources"] += 1
+        for rel, info in sorted(files.items()):
+            if rel.startswith(PACKED + "/"):
+                continue  # unpacked below, not copied
+            src, dest = prev / rel, root / rel
+            if not src.is_file():
+                raise ReprolibDataError(src, "listed in the previous session's manifest but missing")
+            if _present(dest, info):
+                counts["kept"] += 1
+                continue
+            _copy_verified(lambda src=src: open(src, "rb"), dest, info, str(src))
+            counts["copied"] += 1
+        for arch, members in sorted(archives.items()):
+            tar_path = prev / arch
+            if not tar_path.is_file():
+                raise ReprolibDataError(tar_path, "listed in the previous session's manifest but missing")
+            with tarfile.open(tar_path, "r") as tf:
+                for member in tf:
+                    if not member.isfile():
+                        continue
+                    info = members.get(member.name)
+                    if info is None:
+                        raise ReprolibDataError(tar_path, f"unexpected member {member.name!r}")
+                    dest = root / member.name
+                    if not dest.resolve().is_relative_to(root.resolve()):
+                        raise ReprolibDataError(tar_path, f"member {member.name!r} escapes the work folder")
+                    if _present(dest, info):
+                        counts["kept"] += 1
+                        continue
+                    _copy_verified(lambda m=member, tf=tf: tf.extractfile(m), dest, info, f"{tar_path}:{member.name}")
+                    counts["copied"] += 1
+    return counts

@@ -1,0 +1,217 @@
+"""A chain of Kaggle-like sessions, simulated: each stops at its budget, the next continues from its output.
+
+The budget is a step budget (:class:`reprolib.experiments.session.Session`), so where each session stops
+is deterministic; the previous output is "mounted" read-only-style under a ``kaggle_input`` folder, in
+either of Kaggle's layouts, with fresh mtimes (as a real mount has), and the working directory starts empty.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from reprolib.experiments import run_table
+from reprolib.experiments.results import RUNTIME_KEYS, run_hash
+from reprolib.experiments.session import (
+    MANIFEST,
+    Session,
+    SessionOver,
+    export_outputs,
+    import_previous,
+    parse_max_time,
+    read_log,
+)
+from reprolib.io import ReprolibDataError
+
+PROVENANCE = ["commit"]  # when, not what (the chain's and the reference's run folders are the same paths)
+
+
+def _table(work: Path, **kw) -> pd.DataFrame:
+    return run_table("table4", profile="tiny", work_dir=work / "data", output_dir=work / "results", device="cpu",
+                     wandb_mode="disabled", **kw)
+
+
+def _mount(working: Path, kaggle_input: Path, layout: int) -> None:
+    """What Kaggle does with a version's output: a read-only copy with new mtimes, in one of two layouts."""
+    if kaggle_input.exists():
+        for p in kaggle_input.rglob("*"):
+            p.chmod(p.stat().st_mode | stat.S_IWUSR)
+        shutil.rmtree(kaggle_input)
+    dest = kaggle_input / ("notebooks/alice/reprolib-table4" if layout % 2 else "reprolib-table4")
+    shutil.copytree(working, dest)
+    for p in sorted(dest.rglob("*"), reverse=True):
+        os.utime(p, (1.7e9, 1.7e9))
+        p.chmod(p.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
+def _comparable(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.drop(columns=PROVENANCE)
+    return df.sort_values(["variant", "dataset", "metric", "seed"]).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory) -> dict:
+    tmp = tmp_path_factory.mktemp("chain")
+    working, kaggle_input = tmp / "working", tmp / "input"
+    sessions = []
+    for i in range(8):
+        session = Session(step_budget=5)
+        df = _table(working, kaggle_input=kaggle_input, session=session)
+        status = json.loads((working / "results" / "status.json").read_text())
+        csv = pd.read_csv(working / "results" / "table4.csv")
+        run_dirs = sorted((working / "data" / "tiny" / "runs").glob("*"))
+        sessions.append({"status": status, "csv": csv, "df": df, "steps": session.steps,
+                         "scores": {d.name: sorted(p.name for p in (d / "scores").glob("*.npz")) for d in run_dirs},
+                         "done": {d.name: (d / "done.json").is_file() for d in run_dirs}})
+        _mount(working, kaggle_input, i)
+        if status["complete"]:
+            break
+        shutil.rmtree(working)  # a new session starts with an empty /kaggle/working
+    log = read_log(working / "data")
+    # the uninterrupted reference, at the same path (as /kaggle/working always is), from the same world,
+    # backends and processed splits (content-checked caches) but training every run in one go
+    shutil.rmtree(working)
+    import_previous(kaggle_input, working / "data")
+    shutil.rmtree(working / "data" / "tiny" / "runs")
+    _table(working)
+    reference = pd.read_csv(working / "results" / "table4.csv")
+    return {"reference": reference, "sessions": sessions, "log": log, "working": working,
+            "last_output": next(p.parent for p in kaggle_input.rglob(MANIFEST)).parent,
+            "reference_log": read_log(working / "data")[len(log):]}
+
+
+def test_first_session_scores_only_finished_runs(chain) -> None:
+    first = chain["sessions"][0]
+    assert first["steps"] == 5  # the budget: run 1 (4 steps) finished, run 2 stopped after its first step
+    assert first["status"]["runs_finished"] == 2 and first["status"]["runs_missing"] == [
+        "no_uncertainty seed 0", "no_generator_no_uncertainty seed 0"]
+    assert first["df"].attrs["runs_missing"] == first["status"]["runs_missing"]
+    assert set(first["csv"]["variant"].str.split("@").str[0]) == {"full", "no_ensemble"}
+    assert sorted(first["done"].values()) == [False, True]  # one finished run, one stopped mid-training
+    for run, done in first["done"].items():
+        assert bool(first["scores"][run]) == done  # the half-trained model was not scored (nor cached)
+
+
+def test_chain_finishes_with_the_uninterrupted_numbers(chain) -> None:
+    sessions = chain["sessions"]
+    assert len(sessions) == 3  # 3 runs × 4 steps at 5 steps per session
+    assert [s["status"]["complete"] for s in sessions] == [False, False, True]
+    assert [s["status"]["runs_finished"] for s in sessions] == [2, 3, 4]
+    assert [s["steps"] for s in sessions] == [5, 5, 2]
+    # the run stopped in session 1 was scored once, after it finished, under its final weights' key
+    stopped = next(r for r, d in sessions[0]["done"].items() if not d)
+    assert sessions[1]["done"][stopped] and len(sessions[1]["scores"][stopped]) == 2
+    pd.testing.assert_frame_equal(_comparable(sessions[-1]["csv"]), _comparable(chain["reference"]))
+    # the reference really trained every run in one go (and reused only the data caches)
+    ref_train = [r for r in chain["reference_log"] if r["stage"].startswith("train ")]
+    assert [r["steps"] for r in ref_train] == [4, 4, 4] and all(r["finished"] for r in ref_train)
+    assert not any(r["stage"].startswith(("world", "precompute", "backends")) for r in chain["reference_log"])
+
+
+def test_no_stage_ran_twice(chain) -> None:
+    log = chain["log"]
+    assert len({r["session"] for r in log}) == 3
+    others = Counter(r["stage"] for r in log if not r["stage"].startswith(("train ", "import ")))
+    assert others and all(n == 1 for n in others.values()), others
+    assert any(s.startswith("world") for s in others) and sum(s.startswith("score ") for s in others) == 6
+    assert sum(s.startswith("precompute ") for s in others) == 4  # train, val (one split serves both label sets), FS L&F, FS Static
+    steps: dict[str, int] = defaultdict(int)
+    for r in log:
+        if r["stage"].startswith("train "):
+            steps[r["run"]] += r["steps"]
+    assert len(steps) == 3 and set(steps.values()) == {4}  # every step trained once, across sessions
+    imports = [r for r in log if r["stage"].startswith("import ")]
+    assert len(imports) == 2 and all(r["copied"] > 0 for r in imports)
+
+
+def test_output_is_packed_with_a_manifest(chain) -> None:
+    working = chain["last_output"]
+    manifest = json.loads((working / "data" / MANIFEST).read_text())
+    assert any(a.startswith("packed/tiny/processed/") for a in manifest["archives"])
+    assert sum(a.endswith("/predictions.tar") for a in manifest["archives"]) == 3  # one per finished run
+    processed = working / "data" / "tiny" / "processed"
+    assert not any(p.is_file() for p in processed.rglob("*"))  # one tar per split instead of many files
+    n_files = sum(1 for p in (working / "data").rglob("*") if p.is_file())
+    n_packed = sum(len(m) for m in manifest["archives"].values())
+    assert n_packed > n_files  # packing really reduced the file count
+
+
+def test_import_checks_content(tmp_path: Path) -> None:
+    prev = tmp_path / "input" / "notebooks" / "u" / "k" / "data"
+    (prev / "tiny" / "runs" / "r").mkdir(parents=True)
+    (prev / "tiny" / "runs" / "r" / "last.ckpt").write_bytes(b"weights")
+    (prev / "tiny" / "processed" / "s").mkdir(parents=True)
+    (prev / "tiny" / "processed" / "s" / "a.png").write_bytes(b"png")
+    os.utime(prev / "tiny" / "processed" / "s" / "a.png", ns=(123_456_789_000, 123_456_789_000))
+    export_outputs(prev)
+    work = tmp_path / "work"
+    counts = import_previous(tmp_path / "input", work)
+    assert counts == {"sources": 1, "copied": 2, "kept": 0}
+    assert (work / "tiny" / "runs" / "r" / "last.ckpt").read_bytes() == b"weights"
+    assert (work / "tiny" / "processed" / "s" / "a.png").stat().st_mtime_ns == 123_456_789_000  # caches key on it
+    assert import_previous(tmp_path / "input", work)["kept"] == 2  # a second import copies nothing
+    (prev / "tiny" / "runs" / "r" / "last.ckpt").write_bytes(b"WEIGHTS")  # corrupted after the manifest
+    with pytest.raises(ReprolibDataError, match="manifest"):
+        import_previous(tmp_path / "input", tmp_path / "work2")
+
+
+def test_run_identity_ignores_runtime_settings() -> None:
+    cfg = {"lr": 1e-4, "seed": 0, "model": {"width": 0.0625}, "train_split": "/a/data/tiny/processed/gen-x-1234",
+           "val_split": "/a/data/tiny/processed/gen-y-5678", "max_time": None, "device": "cpu", "devices": 1,
+           "wandb_mode": "offline", "kaggle_input": "/kaggle/input", "checkpoint_every": 50}
+    moved = {**cfg, "train_split": "/kaggle/working/data/tiny/processed/gen-x-1234",
+             "val_split": "/kaggle/working/data/tiny/processed/gen-y-5678"}
+    runtime = {**cfg, "max_time": "00:08:30:00", "device": "cuda", "devices": 2, "wandb_mode": "online",
+               "resume_from": "/x/last.ckpt", "kaggle_input": None, "checkpoint_every": 10, "num_workers": 4}
+    assert set(runtime) - set(cfg) <= RUNTIME_KEYS
+    assert run_hash(cfg) == run_hash(moved) == run_hash(runtime)
+    assert run_hash({**cfg, "lr": 1e-3}) != run_hash(cfg)
+    assert run_hash({**cfg, "train_split": "/a/data/tiny/processed/gen-x-9999"}) != run_hash(cfg)
+
+
+def test_max_time_budget() -> None:
+    assert parse_max_time("00:08:30:00") == 8.5 * 3600 and parse_max_time("01:00") == 60 and parse_max_time(90) == 90
+    assert parse_max_time(None) is None
+    with pytest.raises(ValueError, match="DD:HH:MM:SS"):
+        parse_max_time("eight hours")
+    now = [0.0]
+    s = Session(max_time_s=1000, margin_s=100, clock=lambda: now[0])
+    assert s.training_seconds() == 900 and not s.expired()
+    now[0] = 950  # inside the margin: nothing new starts
+    with pytest.raises(SessionOver, match="score"):
+        s.check("score x")
+    assert s.stopped_at == "score x"
+
+
+def test_profile_training_configs_resume_across_budget_and_device() -> None:
+    """What the runner hashes: the profile's training config, built as train_variant builds it."""
+    from reprolib.experiments.profiles import get_pipeline_profile
+
+    prof = get_pipeline_profile("tiny")
+
+    def cfg(**kw):
+        base = dict(model={}, train={}, ensemble="grid", seed=0, train_split="/w/data/tiny/processed/gen-a-1",
+                    val_split="/w/data/tiny/processed/gen-b-2", label_dir="labels", wandb_mode="offline",
+                    max_time=None, max_epochs=None, device="cpu")
+        return prof.training_config(**{**base, **kw})
+
+    assert run_hash(cfg()) == run_hash(cfg(max_time="00:11:00:00", device="cuda", wandb_mode="online"))
+    assert run_hash(cfg()) != run_hash(cfg(train={"lr": 1e-3}))
+    assert run_hash(cfg()) != run_hash(cfg(seed=1))
+
+
+def test_no_stage_starts_inside_the_margin(tmp_path: Path) -> None:
+    """A budget already spent (injected clock): nothing is built, the notebook still ends cleanly."""
+    ticks = iter([0.0] + [95.0] * 100)
+    session = Session(max_time_s=100, margin_s=10, clock=lambda: next(ticks))
+    df = _table(tmp_path, session=session)
+    status = json.loads((tmp_path / "results" / "status.json").read_text())
+    assert df.empty and status["runs_finished"] == 0 and len(status["runs_missing"]) == 4
+    assert status["stopped_before"] == "world" and not (tmp_path / "data" / "tiny" / "world").exists()
