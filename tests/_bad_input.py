@@ -98,7 +98,7 @@ def _prepare(case: Case, root: Path, env: Mapping[str, Path]) -> Path:
 # once per batch instead of once per case, which is most of a failing case's cost.
 _DRIVER = """
 import contextlib, io, json, os, runpy, sys, traceback
-cases = json.load(open(sys.argv[1]))
+cases, out_path = json.load(open(sys.argv[1])), sys.argv[2]
 results = {}
 for case in cases:
     out, err = io.StringIO(), io.StringIO()
@@ -118,7 +118,7 @@ for case in cases:
             traceback.print_exc()
             code = 1
     results[case["id"]] = {"code": code, "stdout": out.getvalue(), "stderr": err.getvalue()}
-json.dump(results, open(sys.argv[2], "w"))
+json.dump(results, open(out_path, "w"))
 """
 
 
@@ -149,7 +149,7 @@ def run_cli_cases(cases: list[Case], root: Path, env: Mapping[str, Path], shared
         result = spec.with_suffix(".out")
         proc = subprocess.run([sys.executable, "-c", _DRIVER, str(spec), str(result)], capture_output=True, text=True,
                               env=proc_env, timeout=1200)
-        assert proc.returncode == 0 and result.is_file(), proc.stderr[-3000:]
+        assert proc.returncode == 0 and result.is_file(), f"driver failed ({proc.returncode}): {proc.stderr[-3000:]}"
         found = json.loads(result.read_text())
         return {k: Outcome(v["code"], v["stderr"], v["stdout"], []) for k, v in found.items()}
 
