@@ -46,36 +46,65 @@ def _load_config(path: str | None, overrides: list[str]) -> dict[str, Any]:
     return cfg
 
 
-def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    from reprolib.experiments import evaluation as E
-    from reprolib.training.run import read_config
+def _run_size(run_dir: Path) -> tuple[int, int]:
+    """The processing size a run directory recorded in its ``config.json``."""
+    from reprolib.io import ReprolibDataError, read_json
 
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise ReprolibDataError(path, "not found: the run's processing size is read from it (or pass --size H W)")
+    config = read_json(path)
+    size = config.get("size") if isinstance(config, dict) else None
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
+        raise ReprolibDataError(path, f"has no valid 'size' [H, W] (found {size!r}); pass --size H W")
+    return size[0], size[1]
+
+
+def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    from reprolib import cli
+    from reprolib.backends.registry import COMBOS
+    from reprolib.experiments import evaluation as E
+
+    # every argument is checked, and the checkpoint loaded, before any precompute, scoring or write
+    cli.check_choice("--combo", args.combo, COMBOS)
+    checkpoints = {}
+    for item in args.ckpt:
+        name, sep, path = item.partition("=")
+        if not (sep and name and path):
+            raise cli.UsageError("--ckpt", f"expects NAME=PATH, got {item!r}")
+        checkpoints[name] = path
+    if args.dataset is not None and args.kind == "fs_static" and not args.cityscapes_root:
+        raise cli.UsageError("--cityscapes-root", "needed with --kind fs_static (the Cityscapes tree it overlays)")
     ckpt = Path(args.checkpoint)
+    run_dir = ckpt if ckpt.is_dir() else ckpt.parent
+    if args.out:
+        cli.check_output_dir("--out", args.out)
+    else:
+        cli.check_output_dir("--out (default)", run_dir / "evaluation")
+    loaded = E.load_model(ckpt)  # a foreign or mis-sized checkpoint fails here, naming the file
     split = args.split
     if split is None:
         if args.size:
             size = tuple(args.size)
         elif ckpt.is_dir():
-            size = tuple(read_config(ckpt)["size"])
+            size = _run_size(ckpt)
         else:
-            raise ValueError("--size H W is needed with a .ckpt file (a run directory records its size)")
-        checkpoints = dict(item.split("=", 1) for item in args.ckpt if "=" in item)
-        if len(checkpoints) != len(args.ckpt):
-            raise ValueError(f"--ckpt expects NAME=PATH, got {args.ckpt}")
+            raise cli.UsageError("--size", "needed with a .ckpt file (a run directory records its size)")
         dataset = E.evaluation_dataset(args.kind, args.dataset, laf_root=args.laf_root,
                                        cityscapes_root=args.cityscapes_root)
         split = E.evaluation_split(dataset, args.combo, args.work_dir, size=size, checkpoints=checkpoints,
                                    embedded_dir=args.embedded_dir, device=args.device)
-    run_dir = ckpt if ckpt.is_dir() else ckpt.parent
     out = Path(args.out) if args.out else run_dir / "evaluation" / f"{Path(split).name}-{args.resolution}-{args.ensemble}"
     result = E.evaluate_checkpoint(ckpt, split, out, ensemble=args.ensemble, resolution=args.resolution,
-                                   device=args.device)
+                                   device=args.device, loaded=loaded)
     result["out"] = str(out)
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reprolib", description=__doc__.split("\n")[0])
+    from reprolib import cli
+
+    parser = cli.ArgumentParser(prog="python -m reprolib", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_train = sub.add_parser("train", help="train one dissimilarity run")
     p_train.add_argument("--config", help="YAML file (see reprolib/configs/)")
@@ -88,13 +117,14 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--split", help="an already processed evaluation split (precompute output)")
     src.add_argument("--dataset", help="a Fishyscapes-format folder (L&F masks, or Static overlays)")
     p_eval.add_argument("--kind", default="fs_lost_and_found", choices=["fs_lost_and_found", "fs_static"])
-    p_eval.add_argument("--combo", default="embedded-original", help="segmentation + resynthesis combo")
+    p_eval.add_argument("--combo", default="original",
+                        help="segmentation + resynthesis combo (reprolib.backends.COMBOS; default: the paper's)")
     p_eval.add_argument("--laf-root", default=None, help="Lost & Found tree (leftImg8bit/) for fs_lost_and_found")
     p_eval.add_argument("--cityscapes-root", default=None, help="Cityscapes tree for fs_static")
     p_eval.add_argument("--ckpt", action="append", default=[], metavar="NAME=PATH",
                         help="real backend checkpoint, e.g. ccfpse-generator=latest_net_G.pth")
     p_eval.add_argument("--embedded-dir", default=None, help="trained embedded backends (for embedded combos)")
-    p_eval.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
+    p_eval.add_argument("--size", type=cli.positive_int, nargs=2, default=None, metavar=("H", "W"),
                         help="processing size (default: the run's)")
     p_eval.add_argument("--work-dir", default="data/evaluate", help="where processed splits are cached")
     p_eval.add_argument("--resolution", default="benchmark", choices=["benchmark", "processed"])
@@ -127,9 +157,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from reprolib.io import ReprolibDataError
+    from reprolib import cli
 
-    try:
-        sys.exit(main())
-    except (ReprolibDataError, ValueError) as exc:
-        sys.exit(f"error: {exc}")
+    sys.exit(cli.run(main))

@@ -12,8 +12,8 @@ import contextlib
 import io
 import json
 import os
-import tempfile
-from collections.abc import Iterator
+import secrets
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +32,32 @@ class ReprolibDataError(ValueError):
         super().__init__(f"{path}: {problem}" if path is not None else problem)
 
 
+def _create_temp_beside(path: Path) -> tuple[int, Path]:
+    """A new, exclusively created temp file next to ``path`` with the permissions ``open()`` would give it.
+
+    ``tempfile.mkstemp`` always makes mode 0600 files, so every result would be unreadable to the rest of a
+    group sharing a folder; ``os.open(..., 0o666)`` lets the kernel apply the user's umask instead (reading
+    the umask to ``chmod`` afterwards would mean ``os.umask`` calls, which are not thread-safe).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {path}")
+
+
 @contextlib.contextmanager
 def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[Any]:
-    """Open a temporary file beside ``path``; on success rename it onto ``path``, else delete it."""
+    """Open a temporary file beside ``path``; on success rename it onto ``path``, else delete it.
+
+    The file gets the permissions a plain ``open(path, "w")`` of a new file would (0666 minus the umask).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_temp_beside(path)
     try:
         with os.fdopen(fd, mode) as fh:
             yield fh
@@ -143,6 +163,8 @@ def read_png(
                 arr = np.array(img)
     except ReprolibDataError:
         raise
+    except Image.DecompressionBombError as exc:  # a header claiming gigapixels: refuse before decoding
+        raise ReprolibDataError(path, f"image too large to read safely ({exc})") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ReprolibDataError(path, f"unreadable or truncated image ({exc})") from None
     if expect_size is not None and tuple(arr.shape[:2]) != tuple(expect_size):
@@ -151,6 +173,20 @@ def read_png(
             f"{expect_size[1]}x{expect_size[0]}"
         )
     return arr
+
+
+def image_size(path: PathLike) -> tuple[int, int]:
+    """(H, W) of an image from its header only, with the same checks and messages as :func:`read_png`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ReprolibDataError(path, "file not found")
+    try:
+        with Image.open(path) as img:
+            return img.height, img.width
+    except Image.DecompressionBombError as exc:
+        raise ReprolibDataError(path, f"image too large to read safely ({exc})") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ReprolibDataError(path, f"unreadable or truncated image ({exc})") from None
 
 
 def save_torch(obj: Any, path: PathLike) -> None:
@@ -185,3 +221,32 @@ def file_fingerprint(paths: list[Path], root: Path | None = None) -> str:
         h.update(str(rel).encode())
         h.update(hashlib.sha256(p.read_bytes()).digest())
     return h.hexdigest()[:16]
+
+
+def state_dict_mismatch(state_dict: Mapping[Any, Any], expected: Mapping[str, tuple[int, ...]]) -> str | None:
+    """Why ``state_dict`` cannot load into a model whose parameters have the shapes ``expected`` (None: it can).
+
+    One message for every loader: ``checkpoint does not match the model config: N missing / M mis-shaped
+    keys (first: ...)``, then the first few missing, unexpected and mis-shaped keys by name. Keys that are
+    not strings and values that are not tensors count as unexpected / mis-shaped rather than crashing.
+    """
+    missing = [k for k in expected if k not in state_dict]
+    extra = [repr(k) if not isinstance(k, str) else k for k in state_dict if k not in expected]
+    bad = []
+    for k, shape in expected.items():
+        if k in state_dict:
+            got = getattr(state_dict[k], "shape", None)
+            if got is None or tuple(got) != tuple(shape):
+                found = type(state_dict[k]).__name__ if got is None else tuple(got)
+                bad.append(f"{k} {found} (expected {tuple(shape)})")
+    if not (missing or extra or bad):
+        return None
+    first = (missing + bad)[:1] or extra[:1]
+    summary = f"{len(missing)} missing / {len(bad)} mis-shaped keys"
+    if extra:
+        summary += f" / {len(extra)} unexpected"
+    parts = [f"checkpoint does not match the model config: {summary} (first: {first[0]})"]
+    for label, items in (("missing keys", missing), ("unexpected keys", extra), ("wrong shapes", bad)):
+        if items:
+            parts.append(f"{label}: {', '.join(items[:5])}{', …' if len(items) > 5 else ''} ({len(items)})")
+    return "; ".join(parts)

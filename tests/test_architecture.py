@@ -20,12 +20,13 @@ PACKAGE = ROOT / "reprolib"
 #: The layers, lowest first: an area may import the areas of the layers below its own.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("io", "labels"),  # atomic files, Cityscapes label tables
+    ("cli",),  # the CLIs' argument checks and one-line errors (every ``python -m`` entry point uses them)
     ("data",),  # official formats, loaders, processed splits, the training-data generator
     ("world", "backends", "maps", "models"),  # the embedded world; networks and uncertainty maps
     ("precompute",),  # backends + maps over a data set → processed-split folders
     ("training", "ensemble", "metrics"),  # Lightning training, ensembles, Fishyscapes metrics
     ("experiments",),  # what each table runs
-    ("report", "kaggle", "cli"),  # LaTeX report, Kaggle sessions, ``python -m reprolib``
+    ("report", "kaggle", "main"),  # LaTeX report, Kaggle sessions, ``python -m reprolib``
 )
 #: Imports allowed inside one layer (importer, imported): one way each, so no cycle.
 SAME_LAYER: frozenset[tuple[str, str]] = frozenset({
@@ -44,7 +45,7 @@ KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
 
 AREA_OF = {area: i for i, layer in enumerate(LAYERS) for area in layer}
 #: top-level modules that are an area of their own under another name
-MODULE_AREAS = {"__main__": "cli"}
+MODULE_AREAS = {"__main__": "main"}
 
 
 def _module_name(path: Path, root: Path = ROOT) -> str:
@@ -148,7 +149,7 @@ def test_the_checker_sees_every_kind_of_import(tmp_path: Path) -> None:
     )
     found = sorted(m for m, _ in _imported_modules(src, root=tmp_path))
     assert found == ["reprolib.backends", "reprolib.data", "reprolib.io", "reprolib.training.run"]
-    assert _area("reprolib.__main__") == "cli" and _area("reprolib") is None
+    assert _area("reprolib.__main__") == "main" and _area("reprolib.cli") == "cli" and _area("reprolib") is None
 
 
 # -- one home for shared names -------------------------------------------------------------------------------

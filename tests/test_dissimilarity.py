@@ -179,16 +179,19 @@ def test_original_keys_and_shapes_map_both_ways(variant, json_name):
 def test_strict_loading_rejects_missing_extra_and_misshaped_keys(tmp_path):
     sd = keyed_original_state_dict("baseline")
     missing = {k: v for k, v in sd.items() if k != "conv13.0.weight"}
-    with pytest.raises(ValueError, match=r"missing keys \['conv13.0.weight'\]"):
+    with pytest.raises(ValueError, match=r"1 missing / 0 mis-shaped keys \(first: conv13.0.weight\); missing keys: conv13"):
         from_original_state_dict(missing, "baseline")
-    with pytest.raises(ValueError, match=r"unexpected keys \['extra.weight'\]"):
+    with pytest.raises(ValueError, match=r"unexpected keys: extra.weight \(1\)"):
         from_original_state_dict({**sd, "extra.weight": torch.zeros(1)}, "baseline")
-    with pytest.raises(ValueError, match="shape mismatch conv11.weight"):
+    with pytest.raises(ValueError, match=r"1 mis-shaped keys \(first: conv11.weight .*wrong shapes: conv11.weight \(1, 64"):
         from_original_state_dict({**sd, "conv11.weight": torch.zeros(1, 64, 1, 1)}, "baseline")
     with pytest.raises(ValueError, match="keys are those of the 'baseline' variant"):
         from_original_state_dict(sd, "main")
     with pytest.raises(ValueError, match="variant"):
         from_original_state_dict(sd, "ours")
+    with pytest.raises(ValueError, match=r"checkpoint does not match the model config: \d+ missing / 0 mis-shaped keys.*"
+                                          r"unexpected keys: 1 \(1\)"):
+        from_original_state_dict({1: torch.zeros(1)}, "baseline")  # not an AttributeError from int.startswith
     path = tmp_path / "best_net_baseline_mult_3.pth"
     save_torch({"module." + k: v for k, v in missing.items()}, path)
     with pytest.raises(ReprolibDataError, match="best_net_baseline_mult_3.pth.*conv13.0.weight"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ import torch
 from reprolib.io import (
     ReprolibDataError,
     atomic_write,
+    image_size,
     load_torch,
     png_bytes,
     read_json,
@@ -77,3 +80,43 @@ def test_load_torch_refuses_pickled_code(tmp_path: Path) -> None:
     torch.save({"x": _Evil()}, tmp_path / "evil.pt")
     with pytest.raises(ReprolibDataError, match="cannot load checkpoint safely"):
         load_torch(tmp_path / "evil.pt")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_written_files_get_the_users_umask_as_open_would(tmp_path: Path, umask: int) -> None:
+    """mkstemp made every file 0600 (unreadable to a colleague sharing the folder); now writes follow the umask."""
+    old = os.umask(umask)
+    try:
+        with open(tmp_path / "plain.txt", "w") as fh:  # the reference: what open() gives a new file
+            fh.write("x")
+        write_json(tmp_path / "a.json", {"a": 1})
+        write_png(tmp_path / "a.png", np.zeros((2, 2), np.uint8))
+        save_torch({"w": torch.zeros(1)}, tmp_path / "w.pt")
+        with atomic_write(tmp_path / "t.txt", "w") as fh:
+            fh.write("text")
+        (tmp_path / "a.json").unlink()
+        write_json(tmp_path / "a.json", {"a": 2})  # replacing a file: same rule
+    finally:
+        os.umask(old)
+    expected = 0o666 & ~umask
+    assert stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode) == expected
+    for name in ("a.json", "a.png", "w.pt", "t.txt"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == expected, name
+    assert read_json(tmp_path / "a.json") == {"a": 2}
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_image_too_large_to_decode_is_named(tmp_path: Path) -> None:
+    """A header claiming 20000×20000 is refused by PIL before decoding; the error names the file."""
+    import struct
+    import zlib
+
+    data = bytearray(png_bytes(np.zeros((1, 1), np.uint8)))
+    data[16:24] = struct.pack(">II", 20000, 20000)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    (tmp_path / "huge.png").write_bytes(bytes(data))
+    for read in (lambda p: read_png(p, mode="RGB"), image_size):
+        with pytest.raises(ReprolibDataError, match="huge.png: image too large to read safely"):
+            read(tmp_path / "huge.png")
+    write_png(tmp_path / "ok.png", np.zeros((3, 5), np.uint8))
+    assert image_size(tmp_path / "ok.png") == (3, 5)

@@ -121,7 +121,7 @@ def test_no_stage_ran_twice(chain) -> None:
     others = Counter(r["stage"] for r in log if not r["stage"].startswith(("train ", "import ")))
     assert others and all(n == 1 for n in others.values()), others
     assert any(s.startswith("world") for s in others) and sum(s.startswith("score ") for s in others) == 6
-    assert sum(s.startswith("precompute ") for s in others) == 4  # train, val (one split serves both label sets), FS L&F, FS Static
+    assert sum(s.startswith("precompute ") for s in others) == 4  # train, val (one split, both label sets), FS L&F, FS Static
     steps: dict[str, int] = defaultdict(int)
     for r in log:
         if r["stage"].startswith("train "):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -97,3 +98,21 @@ def test_cli_and_gallery(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "reprolib.world", "--out", str(out), "--size", "64by128"],
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "size must look like 256x512" in bad.stderr
+
+
+def test_cli_counts_default_consistently(tmp_path: Path) -> None:
+    """`--n-val 2` alone used to die (the Static count defaulted to 30 > 2): it now follows --n-val."""
+    out = tmp_path / "small"
+    run = subprocess.run([sys.executable, "-m", "reprolib.world", "--out", str(out), "--size", "16x32", "--n-train", "1",
+                          "--n-val", "2", "--n-laf", "0"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    meta = json.loads((out / "world.json").read_text())
+    assert (meta["n_val"], meta["n_static"], meta["n_laf"]) == (2, 2, 0)
+    assert len(list((out / F.WORLD_FS_STATIC).glob("*_labels.png"))) == 2
+    with pytest.raises(ValueError, match="n_train: every image count is 0"):
+        generate_world(tmp_path / "empty", n_train=0, n_val=0, n_laf=0, n_static=0, progress=False)
+    with pytest.raises(ValueError, match="n_laf: must be a whole number ≥ 0, got -1"):
+        generate_world(tmp_path / "neg", n_laf=-1, progress=False)
+    with pytest.raises(ValueError, match=r"size: must be \(height, width\) with both ≥ 1"):
+        generate_world(tmp_path / "flat", size=(0, 128), progress=False)
+    assert not (tmp_path / "empty").exists() and not (tmp_path / "neg").exists() and not (tmp_path / "flat").exists()

@@ -19,7 +19,7 @@ import torch
 from numpy._core import multiarray
 from torch import nn
 
-from reprolib.io import PathLike, ReprolibDataError, load_torch
+from reprolib.io import PathLike, ReprolibDataError, load_torch, state_dict_mismatch
 
 MODULE_PREFIX = "module."
 
@@ -50,37 +50,20 @@ def unwrap_state_dict(obj: Any, source: PathLike | None = None) -> dict[str, tor
     return dict(obj)
 
 
-def _listing(items: list[str], limit: int = 10) -> str:
-    shown = ", ".join(items[:limit])
-    return f"{shown}{', …' if len(items) > limit else ''} ({len(items)})"
-
-
 def check_state_dict(
     state_dict: Mapping[str, torch.Tensor], expected: Mapping[str, tuple[int, ...]], name: str,
     source: PathLike | None = None,
 ) -> None:
     """Raise unless ``state_dict`` has exactly the keys of ``expected`` with the same shapes.
 
-    The message lists missing, unexpected and mis-shaped keys (first ten of each) and names ``name``
-    (the network) and ``source`` (the file, if any: then ``ReprolibDataError``, else ``ValueError``).
+    The message (:func:`reprolib.io.state_dict_mismatch`) counts and lists missing, unexpected and mis-shaped
+    keys and names ``name`` (the network) and ``source`` (the file, if any: then ``ReprolibDataError``, else
+    ``ValueError``).
     """
-    missing = [k for k in expected if k not in state_dict]
-    extra = [k for k in state_dict if k not in expected]
-    bad = [
-        f"{k} {tuple(state_dict[k].shape)} (expected {tuple(expected[k])})"
-        for k in expected
-        if k in state_dict and tuple(state_dict[k].shape) != tuple(expected[k])
-    ]
-    if not (missing or extra or bad):
+    problem = state_dict_mismatch(state_dict, expected)
+    if problem is None:
         return
-    problems = []
-    if missing:
-        problems.append("missing keys: " + _listing(missing))
-    if extra:
-        problems.append("unexpected keys: " + _listing(extra))
-    if bad:
-        problems.append("wrong shapes: " + _listing(bad))
-    msg = f"not a {name} state dict — " + "; ".join(problems)
+    msg = f"not a {name} state dict: {problem}"
     if source is not None:
         raise ReprolibDataError(source, msg)
     raise ValueError(msg)

@@ -143,6 +143,9 @@ def load_overlay(path: Path) -> np.ndarray:
         raise ReprolibDataError(path, f"unreadable overlay .npz ({exc})") from None
     if overlay.ndim != 3 or overlay.shape[2] != 3 or not (np.issubdtype(overlay.dtype, np.number)):
         raise ReprolibDataError(path, f"overlay must be a numeric H×W×3 array, got {overlay.dtype} {overlay.shape}")
+    if np.issubdtype(overlay.dtype, np.inexact) and not np.isfinite(overlay).all():
+        n = int(np.size(overlay) - np.isfinite(overlay).sum())
+        raise ReprolibDataError(path, f"overlay holds {n} NaN or infinite values")
     return overlay
 
 

@@ -24,7 +24,7 @@ Run it as ``python -m reprolib.data.generator --cityscapes ROOT --out DIR [--spl
 
 from __future__ import annotations
 
-import argparse
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -34,6 +34,7 @@ import numpy as np
 from scipy import ndimage
 from tqdm.auto import tqdm
 
+from reprolib import cli
 from reprolib.data.cityscapes import CityscapesDataset
 from reprolib.io import PathLike, ReprolibDataError, read_json, write_json, write_png
 from reprolib.labels import DYNAMIC, EGO_VEHICLE, IGNORE_INDEX, LABEL_TO_TRAIN, NUM_CLASSES, OUT_OF_ROI, TRAIN_TO_LABEL
@@ -248,20 +249,21 @@ def generate_training_data(
 
 def main(argv: Sequence[str] | None = None) -> Path:
     """Command line: ``python -m reprolib.data.generator --cityscapes ROOT --out DIR [options]``."""
-    p = argparse.ArgumentParser(prog="python -m reprolib.data.generator",
-                                description="Generate SynBoost training data (instance relabelling, spec §4.5).")
+    p = cli.ArgumentParser(prog="python -m reprolib.data.generator",
+                           description="Generate SynBoost training data (instance relabelling, spec §4.5).")
     p.add_argument("--cityscapes", required=True, help="Cityscapes root (leftImg8bit/, gtFine/)")
     p.add_argument("--out", required=True, help="output folder (processed-split layout)")
     p.add_argument("--split", default="train")
-    p.add_argument("--fraction", type=float, default=None,
+    p.add_argument("--fraction", type=cli.fraction, default=None,
                    help="share of instances to relabel (default: uniform random per image, as the original)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=cli.count, default=0)
     p.add_argument("--void", action="store_true", help="also write labels_with_void_no_ego/ and fill void semantics")
     p.add_argument("--dynamic", action="store_true", help="mark every 'dynamic' pixel as anomalous")
     p.add_argument("--roi-ignore", action="store_true",
                    help="write 255 outside the region of interest (default: 0/1 only, as the original)")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
+    cli.check_output_dir("--out", a.out)
     out = generate_training_data(a.cityscapes, a.out, split=a.split, fraction=a.fraction, seed=a.seed,
                                  void=a.void, dynamic=a.dynamic, progress=not a.no_progress, roi_ignore=a.roi_ignore)
     print(out)
@@ -269,4 +271,4 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run(main))

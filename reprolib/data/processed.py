@@ -2,10 +2,11 @@
 
 Folders ``original/ semantic/ synthesis/ <label_dir>/`` and, with uncertainty maps, ``entropy/
 logit_distance/ mae_features/``. Files in each folder are paired by natural sort of their names and the
-counts must be equal, as the original does. Every input is resized to ``size`` with NEAREST by default —
-the original's choice for all inputs, RGB included (spec §4.3) — ``image_resize="bilinear"`` is offered
-for the two RGB images. Horizontal flips are drawn per (seed, epoch, index), so a run is reproducible and
-a resumed run sees the same augmentation.
+counts must be equal, as the original does; unlike the original, the names must also be the same in every
+folder (a renamed file is an error naming it, not a silent mispairing). Every input is resized to ``size``
+with NEAREST by default — the original's choice for all inputs, RGB included (spec §4.3) —
+``image_resize="bilinear"`` is offered for the two RGB images. Horizontal flips are drawn per (seed, epoch,
+index), so a run is reproducible and a resumed run sees the same augmentation.
 """
 
 from __future__ import annotations
@@ -81,6 +82,15 @@ class ProcessedSplit(torch.utils.data.Dataset):
                                                "files are paired by natural sort, so counts must match")
         if not counts[self.dirs["original"]]:
             raise ReprolibDataError(self.root / self.dirs["original"], "no PNG images")
+        # pairing by position is only right if every folder holds the same names: one renamed or foreign
+        # file would silently pair image i with the map of image i+1
+        stems = [p.stem for p in self.files["original"]]
+        for files in self.files.values():
+            other = [p.stem for p in files]
+            if other != stems:
+                i = next(j for j, (a, b) in enumerate(zip(stems, other, strict=True)) if a != b)
+                raise ReprolibDataError(files[i], f"does not pair with {self.dirs['original']}/{stems[i]}.png: every "
+                                                  "folder of a processed split must hold the same file names")
 
     def __len__(self) -> int:
         return len(self.files["original"])

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from reprolib.io import PathLike, ReprolibDataError, read_json, write_json
+from reprolib.io import PathLike, ReprolibDataError, image_size, read_json, write_json
 
 EVAL_KINDS = ("fs_lost_and_found", "fs_static")
 
@@ -66,10 +66,7 @@ def split_size(split: PathLike) -> tuple[int, int]:
     first = next(iter(sorted((Path(split) / "original").glob("*.png"))), None)
     if first is None:
         raise ReprolibDataError(split, "not a processed split (no key.json, no original/*.png)")
-    from PIL import Image
-
-    with Image.open(first) as im:
-        return im.height, im.width
+    return image_size(first)
 
 
 def _precompute_seconds_per_image(split: PathLike) -> float | None:
@@ -79,27 +76,43 @@ def _precompute_seconds_per_image(split: PathLike) -> float | None:
     return 1.0 / rate if rate else None
 
 
+def load_model(checkpoint: PathLike) -> tuple[Any, Any]:
+    """(network, learned ensemble or None) from a run directory (the checkpoint the tables score: its
+    ``best.ckpt``, else ``last.ckpt``) or a ``.ckpt`` file; a missing, foreign or mis-sized checkpoint is a
+    :class:`ReprolibDataError` naming the file."""
+    from reprolib.experiments.runner import scored_checkpoint
+    from reprolib.training.run import load_checkpoint
+
+    checkpoint = Path(checkpoint)
+    if not checkpoint.exists():
+        raise ReprolibDataError(checkpoint, "not found (expected a run directory or a .ckpt file)")
+    if checkpoint.is_dir():
+        checkpoint = scored_checkpoint(checkpoint)
+        if not checkpoint.is_file():
+            raise ReprolibDataError(checkpoint, "checkpoint not found (has the run been trained?)")
+    return load_checkpoint(checkpoint)
+
+
 def evaluate_checkpoint(
     checkpoint: PathLike, split: PathLike, out_dir: PathLike, *, ensemble: str = "none",
     resolution: str = "benchmark", device: str = "cpu", batch_size: int = 4, n_predictions: int | None = None,
+    loaded: tuple[Any, Any] | None = None,
 ) -> dict[str, Any]:
     """Score ``split`` with the network in ``checkpoint`` (a ``.ckpt`` file, or a run directory: then its
     ``best.ckpt`` — lowest validation loss, what the tables score — else its ``last.ckpt``).
 
     Writes ``out_dir/scores.npz`` (per-image maps), ``predictions/NNNN.png`` (p(anomaly) heat maps),
     ``metrics.json`` (AP, FPR95, AUROC, the resolution, seconds per image) and returns that dict.
+    ``loaded``: the :func:`load_model` result when the caller has already loaded (and so checked) it.
     """
     from reprolib.experiments.ensembling import evaluate_ensemble
     from reprolib.experiments.runner import scored_checkpoint
     from reprolib.experiments.scoring import save_scores, score_split, write_predictions
-    from reprolib.training.run import load_checkpoint, load_trained
 
     checkpoint = Path(checkpoint)
+    model, learned = loaded if loaded is not None else load_model(checkpoint)
     if checkpoint.is_dir():
-        model, learned = load_trained(checkpoint, which=scored_checkpoint(checkpoint).stem)
-        checkpoint = scored_checkpoint(checkpoint)
-    else:
-        model, learned = load_checkpoint(checkpoint)
+        checkpoint = scored_checkpoint(checkpoint)  # the file actually scored, for metrics.json
     size = split_size(split)
     t0 = time.perf_counter()
     scores = score_split(model, split, size=size, device=device, batch_size=batch_size,

@@ -25,13 +25,18 @@ RESULT_COLUMNS = [
 
 
 def git_commit(repo: Path | None = None) -> str:
-    """The current commit (with ``-dirty`` when the tree has changes), or ``unknown`` outside git."""
+    """The current commit (with ``-dirty`` when the tree has changes), or ``unknown`` outside git.
+
+    Changes under the top-level ``results/`` do not count: the runs themselves rewrite the committed result
+    files, so counting them would mark every row after the first table as ``-dirty``.
+    """
     cwd = repo or Path(__file__).resolve().parents[2]
     try:
         sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=cwd, capture_output=True,
                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)",
+                                ":(top,exclude)results/"], cwd=cwd, capture_output=True, text=True,
+                               check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return sha + ("-dirty" if dirty else "")

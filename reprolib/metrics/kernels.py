@@ -8,6 +8,13 @@ by arithmetic; measured figures (against the numpy passes it replaced, and with 
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
 import numba
 import numpy as np
 
@@ -19,6 +26,54 @@ EMPTY, SPREAD = np.uint32(0xFFFFFFFF), np.uint32(0)
 
 # error flags a pass returns: which problem it met first is irrelevant, the caller names it
 BAD_LABEL, BAD_SCORE = 1, 2
+
+
+@contextlib.contextmanager
+def _cache_dir(path: Path) -> Iterator[None]:
+    # numba picks a function's cache folder once, when it is decorated: pointing its config there for just
+    # that moment leaves every other numba user in the process as it was
+    before = numba.config.CACHE_DIR
+    numba.config.CACHE_DIR = str(path)
+    try:
+        yield
+    finally:
+        numba.config.CACHE_DIR = before
+
+
+def _fallback_cache_dir() -> Path | None:
+    """A per-user cache folder under the temp folder, or None if even that cannot be written."""
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    path = Path(tempfile.gettempdir()) / f"reprolib-numba-{uid}"
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
+    except OSError:
+        return None
+    return path
+
+
+def _compiled(**options: Any) -> Callable[[Callable[..., Any]], Any]:
+    """``numba.njit(cache=True, **options)``, falling back cleanly when numba finds no writable cache folder.
+
+    numba caches beside the source (``__pycache__``), then under ``$NUMBA_CACHE_DIR`` or ``~/.cache``; when
+    none is writable (a read-only install for a user whose home is read-only) ``cache=True`` raises
+    ``cannot cache function ...: no locator available`` at import. Then the kernels are cached in a per-user
+    temp folder, and if that fails too they are compiled afresh in each process (about a second).
+    """
+
+    def wrap(fn: Callable[..., Any]) -> Any:
+        try:
+            return numba.njit(cache=True, **options)(fn)
+        except RuntimeError as exc:
+            if "no locator available" not in str(exc):
+                raise
+        fallback = _fallback_cache_dir()
+        if fallback is not None:
+            with _cache_dir(fallback), contextlib.suppress(RuntimeError):
+                return numba.njit(cache=True, **options)(fn)
+        return numba.njit(cache=False, **options)(fn)
+
+    return wrap
 
 
 @numba.njit(inline="always")
@@ -36,7 +91,7 @@ def _bin(k: np.uint32, table: np.ndarray) -> np.uint32:
     return (t >> np.uint32(5)) + ((k & np.uint32(0xFFFF)) >> (t & np.uint32(31)))
 
 
-@numba.njit(nogil=True, cache=True, boundscheck=False)
+@_compiled(nogil=True, boundscheck=False)
 def route(values, labels, keyed, table, floor, band_lo, band_hi, hist, first, out_k, out_y):
     """Count pixels in the histogram, or keep them exactly; returns how many keys were written out.
 
@@ -71,7 +126,7 @@ def route(values, labels, keyed, table, floor, band_lo, band_hi, hist, first, ou
     return n_out
 
 
-@numba.njit(nogil=True, cache=True, boundscheck=False)
+@_compiled(nogil=True, boundscheck=False)
 def keys_of(bits):
     """Order-preserving key of each float32 score, given as its uint32 bits."""
     out = np.empty(bits.shape[0], np.uint32)
@@ -80,7 +135,7 @@ def keys_of(bits):
     return out
 
 
-@numba.njit(nogil=True, cache=True, boundscheck=False)
+@_compiled(nogil=True, boundscheck=False)
 def bins_of(keys, table):
     """Fine histogram bin of each key."""
     out = np.empty(keys.shape[0], np.int64)
@@ -89,7 +144,7 @@ def bins_of(keys, table):
     return out
 
 
-@numba.njit(nogil=True, cache=True, boundscheck=False)
+@_compiled(nogil=True, boundscheck=False)
 def check(bits, labels, ignore):
     """Error flags of one image, before anything is counted (so a bad image leaves the accumulator as it was)."""
     bad = 0

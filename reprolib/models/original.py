@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import torch
 
-from reprolib.io import ReprolibDataError, load_torch
+from reprolib.io import ReprolibDataError, load_torch, state_dict_mismatch
 
 from .dissimilarity import UNCERTAINTY_MAPS, DissimilarityConfig, DissimilarityNet
 
@@ -113,29 +113,17 @@ def from_original_state_dict(
             state_dict = state_dict["state_dict"]
     if not isinstance(state_dict, Mapping):
         raise ReprolibDataError(source, f"expected a state dict, got {type(state_dict).__name__}")
-    if state_dict and all(k.startswith("module.") for k in state_dict):
+    if state_dict and all(isinstance(k, str) and k.startswith("module.") for k in state_dict):
         state_dict = {k[len("module."):]: v for k, v in state_dict.items()}
 
     with torch.device("meta"):
         model = DissimilarityNet(variant_config(variant))
     pairs = original_prefix_map(model.config)
     expected = {_translate(k, pairs, reverse=True): (k, v.shape) for k, v in model.state_dict().items()}
-    missing = sorted(set(expected) - set(state_dict))
-    extra = sorted(set(state_dict) - set(expected))
-    bad = [
-        f"{k}: {tuple(state_dict[k].shape)} (expected {tuple(expected[k][1])})"
-        for k in sorted(set(expected) & set(state_dict))
-        if not isinstance(state_dict[k], torch.Tensor) or tuple(state_dict[k].shape) != tuple(expected[k][1])
-    ]
-    if missing or extra or bad:
-        problems = []
-        if missing:
-            problems.append(f"missing keys {missing[:10]}{' …' if len(missing) > 10 else ''} ({len(missing)})")
-        if extra:
-            problems.append(f"unexpected keys {extra[:10]}{' …' if len(extra) > 10 else ''} ({len(extra)})")
-        if bad:
-            problems.append("shape mismatch " + "; ".join(bad[:10]))
-        msg = f"not an original {variant!r} dissimilarity checkpoint: " + ", ".join(problems)
+    # non-string keys and non-tensor values are reported as unexpected / mis-shaped, not an AttributeError
+    problem = state_dict_mismatch(state_dict, {k: tuple(shape) for k, (_, shape) in expected.items()})
+    if problem is not None:
+        msg = f"not an original {variant!r} dissimilarity checkpoint: {problem}"
         for other in VARIANTS:
             if other != variant and set(state_dict) == set(_original_keys(other)):
                 msg += f" — the keys are those of the {other!r} variant; pass variant={other!r}"

@@ -24,7 +24,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from reprolib.io import PathLike, ReprolibDataError, read_json, write_json
+from reprolib.io import PathLike, ReprolibDataError, read_json, state_dict_mismatch, write_json
 from reprolib.training.checkpoint import AtomicCheckpointIO
 from reprolib.training.data import DissimilarityDataModule
 from reprolib.training.module import DissimilarityModule, enet_class_weights
@@ -190,6 +190,9 @@ def load_checkpoint(path: PathLike) -> tuple[torch.nn.Module, torch.nn.Module | 
     hp = ckpt.get("hyper_parameters", {})
     module = DissimilarityModule(hp.get("model"), class_weights=hp.get("class_weights"),
                                  ensemble=hp.get("ensemble", "none"))
+    problem = state_dict_mismatch(ckpt["state_dict"], {k: tuple(v.shape) for k, v in module.state_dict().items()})
+    if problem is not None:  # torch's own message names neither the file nor the count of bad keys
+        raise ReprolibDataError(path, problem)
     module.load_state_dict(ckpt["state_dict"])
     module.eval()
     return module.net, module.ensemble

@@ -2,32 +2,35 @@
 
 from __future__ import annotations
 
-import argparse
+import sys
 
+from reprolib import cli
 from reprolib.world import generate_world
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 256x512, got {text!r}") from None
-    return h, w
+from reprolib.world.writer import DEFAULT_COUNTS, check_world_args
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m reprolib.world", description=__doc__)
+    p = cli.ArgumentParser(prog="python -m reprolib.world", description=__doc__)
     p.add_argument("--out", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=_size, default=(256, 512), help="HxW, e.g. 256x512")
-    p.add_argument("--n-train", type=int, default=200)
-    p.add_argument("--n-val", type=int, default=40)
-    p.add_argument("--n-laf", type=int, default=40)
-    p.add_argument("--n-static", type=int, default=30)
+    p.add_argument("--seed", type=cli.count, default=0)
+    p.add_argument("--size", type=cli.size_hw, default=(256, 512), help="HxW, e.g. 256x512")
+    p.add_argument("--n-train", type=cli.count, default=DEFAULT_COUNTS["n_train"])
+    p.add_argument("--n-val", type=cli.count, default=DEFAULT_COUNTS["n_val"])
+    p.add_argument("--n-laf", type=cli.count, default=DEFAULT_COUNTS["n_laf"])
+    p.add_argument("--n-static", type=cli.count, default=None,
+                   help=f"default: {DEFAULT_COUNTS['n_static']}, or --n-val if fewer (Static overlays val images)")
     a = p.parse_args(argv)
+    if a.n_static is None:
+        a.n_static = min(DEFAULT_COUNTS["n_static"], a.n_val)
+    try:
+        check_world_args(a.size, a.n_train, a.n_val, a.n_laf, a.n_static)
+    except ValueError as exc:  # name the option, not the keyword
+        arg, _, problem = str(exc).partition(": ")
+        raise cli.UsageError("--" + arg.replace("_", "-"), problem) from None
+    cli.check_output_dir("--out", a.out)
     generate_world(a.out, seed=a.seed, size=a.size, n_train=a.n_train, n_val=a.n_val, n_laf=a.n_laf,
                    n_static=a.n_static)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run(main))

@@ -21,6 +21,23 @@ VERSION = "reprolib-world-1"
 TRAIN_CITIES = ("aachen", "bremen", "hamburg")
 VAL_CITIES = ("frankfurt", "lindau", "munster")
 LAF_SCENES = ("01_Hanns_Klemm_Str_45", "04_Maurener_Weg_8", "07_Festplatz_Flugfeld")
+#: image counts of a default world; Static overlays val images, so ``n_static`` never exceeds ``n_val``
+DEFAULT_COUNTS = {"n_train": 200, "n_val": 40, "n_laf": 40, "n_static": 30}
+
+
+def check_world_args(size: object, n_train: object, n_val: object, n_laf: object, n_static: object) -> None:
+    """Raise ``ValueError("<name>: <problem>")`` for a size or counts no world can have (before any write)."""
+    counts = {"n_train": n_train, "n_val": n_val, "n_laf": n_laf, "n_static": n_static}
+    for name, n in counts.items():
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"{name}: must be a whole number ≥ 0, got {n!r}")
+    if not any(counts.values()):
+        raise ValueError("n_train: every image count is 0; the world would be empty")
+    if n_static > n_val:  # type: ignore[operator]
+        raise ValueError(f"n_static: {n_static} cannot exceed n_val ({n_val}): Static is built on val images")
+    parts = list(size) if isinstance(size, (tuple, list)) else []
+    if len(parts) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in parts):
+        raise ValueError(f"size: must be (height, width) with both ≥ 1, got {size!r}")
 
 
 def _frame_ids(cities: tuple[str, ...], n: int) -> list[F.FrameId]:
@@ -150,13 +167,19 @@ def generate_world(
     *,
     seed: int = 0,
     size: tuple[int, int] = (256, 512),
-    n_train: int = 200,
-    n_val: int = 40,
-    n_laf: int = 40,
-    n_static: int = 30,
+    n_train: int = DEFAULT_COUNTS["n_train"],
+    n_val: int = DEFAULT_COUNTS["n_val"],
+    n_laf: int = DEFAULT_COUNTS["n_laf"],
+    n_static: int = DEFAULT_COUNTS["n_static"],
     progress: bool = True,
 ) -> Path:
-    """Generate (or finish, or reuse) the embedded world under ``out``; returns its root."""
+    """Generate (or finish, or reuse) the embedded world under ``out``; returns its root.
+
+    Counts are whole numbers ≥ 0, not all 0, with ``n_static ≤ n_val``; ``size`` is (H, W) ≥ 1 (checked
+    before anything is written).
+    """
+    check_world_args(size, n_train, n_val, n_laf, n_static)
+    size = (int(size[0]), int(size[1]))
     root = Path(out)
     params = {"version": VERSION, "seed": seed, "size": list(size), "n_train": n_train, "n_val": n_val,
               "n_laf": n_laf, "n_static": n_static}
@@ -165,8 +188,6 @@ def generate_world(
         done = read_json(meta)
         if {k: done.get(k) for k in params} == params:
             return root
-    if n_static > n_val:
-        raise ValueError(f"n_static ({n_static}) cannot exceed n_val ({n_val}): Static is built on val images")
     t0 = time.perf_counter()
     cs = root / F.WORLD_CITYSCAPES
     jobs = [("train", i, f) for i, f in enumerate(_frame_ids(TRAIN_CITIES, n_train))]
