@@ -33,7 +33,7 @@ from reprolib.backends import (
 )
 from reprolib.backends.embedded import label_edges, label_input
 from reprolib.backends.registry import CHECKPOINT_ENV
-from reprolib.backends.train_embedded import (
+from reprolib.training.embedded_backends import (
     cityscapes_root_of,
     load_split_tensors,
     segmentation_scores,

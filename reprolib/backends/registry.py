@@ -3,7 +3,7 @@
 Real backends need the user's checkpoints; they are looked up, in order, from the ``checkpoints`` mapping
 passed to the getter, then from environment variables (``REPROLIB_CKPT_DEEPWV3PLUS``, ``…_ICNET``,
 ``…_CCFPSE_GENERATOR``, ``…_CCFPSE_ENCODER``, ``…_SPADE_GENERATOR``). Embedded backends come from a run
-directory of :func:`reprolib.backends.train_embedded.train_embedded_backends` (``embedded_dir=`` or
+directory of :func:`reprolib.training.embedded_backends.train_embedded_backends` (``embedded_dir=`` or
 ``REPROLIB_EMBEDDED_DIR``); given ``world_root=`` as well, a missing run is trained first.
 """
 
@@ -93,7 +93,7 @@ def _embedded_file(
         )
     path = checkpoint_path(run_dir, strength, kind)
     if not path.is_file() and world_root is not None:
-        from reprolib.backends.train_embedded import train_embedded_backends
+        from reprolib.training.embedded_backends import train_embedded_backends
 
         train_embedded_backends(world_root, run_dir, strength=strength, **dict(train_kwargs or {}))
     if not path.is_file():
