@@ -14,6 +14,7 @@ WORK ?= data
 WANDB ?= offline
 MAX_TIME ?=
 EVAL_RES ?=
+PRECISION ?=
 TABLE ?= table4
 KAGGLE_DATASETS ?=
 SEED ?= 0
@@ -22,7 +23,7 @@ WORLD ?= $(WORK)/world
 TABLES := table3 table4 table5 table6 table7 table8 figures figure3
 PM_ARGS = -p profile $(PROFILE) -p work_dir $(WORK) -p wandb_mode $(WANDB) -p output_dir results/$@ \
 	$(if $(DATA),-p data_root $(DATA)) $(if $(SEEDS),-y "seeds: [$(SEEDS)]") $(if $(MAX_TIME),-p max_time $(MAX_TIME)) \
-	$(if $(EVAL_RES),-p eval_resolution $(EVAL_RES))
+	$(if $(EVAL_RES),-p eval_resolution $(EVAL_RES)) $(if $(PRECISION),-p precision $(PRECISION))
 
 .PHONY: help setup test lint world demo report all lab kaggle-push kaggle-pull clean-venv $(TABLES)
 
@@ -32,6 +33,7 @@ help:
 	@echo "make table3 … table8, make figures, make figure3   the other tables/figures"
 	@echo "   PROFILE=demo|full  DATA=/datasets  SEEDS=0,1,2  WORK=data  WANDB=offline|online  MAX_TIME=00:08:30:00"
 	@echo "   EVAL_RES=processed|benchmark  (benchmark: score at the evaluation sets' own size, e.g. 1024×2048)"
+	@echo "   PRECISION=32-true|bf16-mixed|16-mixed  (training; fp32 unless asked, as the original)"
 	@echo "make report           LaTeX report from results/ (needs latexmk)"
 	@echo "make all              every table, then the report"
 	@echo "make lab              JupyterLab with the project's kernel"

@@ -31,6 +31,7 @@ device = "auto"         # "auto" | "cpu" | "cuda"
 work_dir = "data"       # world, backends, processed splits, runs (reused across tables and reruns)
 output_dir = "results/{name}"
 wandb_mode = "offline"  # "online" only if you set WANDB_API_KEY yourself
+precision = "32-true"    # fp32 as the original; "bf16-mixed" / "16-mixed" only on request (GPU)
 eval_resolution = "processed"  # "benchmark": score at the evaluation sets' own size (Fishyscapes 1024×2048)
 kaggle = False          # set by the Kaggle bundle
 '''
@@ -48,7 +49,8 @@ def build(name: str, title: str) -> nbformat.NotebookNode:
             "from reprolib.report import comparison_table\n\n"
             f"results = run_table(\n    {name!r}, profile=profile, data_root=data_root, checkpoints=checkpoints,\n"
             "    seeds=seeds, max_epochs=max_epochs, max_time=max_time, device=device, work_dir=work_dir,\n"
-            "    output_dir=output_dir, wandb_mode=wandb_mode, kaggle=kaggle, eval_resolution=eval_resolution,\n)"
+            "    output_dir=output_dir, wandb_mode=wandb_mode, kaggle=kaggle, eval_resolution=eval_resolution,\n"
+            "    precision=precision,\n)"
         ),
         nbformat.v4.new_markdown_cell("## Ours beside the MLRC report and the paper (AP, FPR95 in %)"),
         nbformat.v4.new_code_cell(f"comparison_table(results, {name!r})"),

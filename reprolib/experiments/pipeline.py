@@ -59,6 +59,7 @@ class Context:
     max_time: str | None = None
     max_epochs: int | None = None
     eval_resolution: str = "processed"  # or "benchmark": see reprolib.experiments.scoring.RESOLUTIONS
+    precision: str = "32-true"  # training precision (TrainConfig.precision)
     timings: dict[str, float] = field(default_factory=dict)
 
     def stage(self, name: str) -> _Stage:

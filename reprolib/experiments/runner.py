@@ -42,17 +42,23 @@ def run_table(
     kaggle: bool = False,
     variants: list[str] | None = None,
     eval_resolution: str = "processed",
+    precision: str = "32-true",
 ) -> pd.DataFrame:
     """Run (or resume) every variant × seed of a table and write ``output_dir/<name>.csv``; returns the rows.
 
     ``eval_resolution``: ``"processed"`` scores at the processing size, as the original code and the MLRC
     report did; ``"benchmark"`` upsamples the scores to the evaluation sets' own resolution (Fishyscapes:
     1024×2048), as the benchmark server does. On the embedded world both are the same size.
+    ``precision``: training precision, fp32 (``"32-true"``) unless mixed precision is asked for.
     """
     from reprolib.experiments.scoring import RESOLUTIONS
 
     if eval_resolution not in RESOLUTIONS:
         raise ValueError(f"eval_resolution must be one of {RESOLUTIONS}, got {eval_resolution!r}")
+    from reprolib.training.config import PRECISIONS
+
+    if precision not in PRECISIONS:  # checked before any work, not at the first training
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     spec = get_table(name)
     prof = get_pipeline_profile(profile)
     work = Path(work_dir)
@@ -60,7 +66,7 @@ def run_table(
     out.mkdir(parents=True, exist_ok=True)
     ctx = P.Context(profile=prof, work_dir=work / prof.name, data=P.resolve_data(work / prof.name, data_root, prof),
                     checkpoints=checkpoints, device=_device(device), wandb_mode=wandb_mode, max_time=max_time,
-                    max_epochs=max_epochs, eval_resolution=eval_resolution)
+                    max_epochs=max_epochs, eval_resolution=eval_resolution, precision=precision)
     seeds = list(seeds if seeds is not None else (prof.seeds or (spec.seeds_full if profile == "full" else spec.seeds_demo)))
     chosen = [v for v in spec.variants if variants is None or v.name in variants]
     t0 = time.perf_counter()
@@ -132,6 +138,8 @@ def train_variant(ctx: P.Context, variant: Variant, combo: str, seed: int) -> Pa
         train_split=str(train_split), val_split=str(val_split), label_dir=label_dir,
         wandb_mode=ctx.wandb_mode, max_time=ctx.max_time, max_epochs=ctx.max_epochs, device=ctx.device,
     )
+    if ctx.precision != "32-true":  # only when asked: the default adds nothing (run hashes stay the same)
+        cfg["precision"] = ctx.precision
     run_dir = ctx.work_dir / "runs" / f"{P.combo_name(ctx, combo)}-{config_hash(cfg)}-seed{seed}"
     with ctx.stage(f"train {variant.name} seed {seed}"):
         train(cfg, run_dir=run_dir)
