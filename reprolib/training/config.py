@@ -27,7 +27,8 @@ RUNTIME_KEYS = frozenset({"max_time", "device", "devices", "wandb_mode", "resume
                           "checkpoint_every", "num_workers"})
 
 #: ``ensemble`` setting → :class:`reprolib.ensemble.learned.LearnedEnsemble` mode (None = no learned ensemble).
-ENSEMBLES: dict[str, str | None] = {"none": None, "learned-probability": "probability",
+#: "grid" and "fixed" are applied after training (the tables' variants pass them through); they train as "none".
+ENSEMBLES: dict[str, str | None] = {"none": None, "grid": None, "fixed": None, "learned-probability": "probability",
                                     "learned-anomaly_logit": "anomaly_logit", "learned-repro": "repro"}
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
 WANDB_MODES = ("offline", "online", "disabled")
