@@ -145,6 +145,9 @@ def train(config: TrainConfig | dict[str, Any], run_dir: PathLike) -> Path:
     dm = DissimilarityDataModule(cfg.train_split, cfg.val_split, label_dir=cfg.label_dir, size=cfg.size,
                                  batch_size=cfg.batch_size, seed=cfg.seed, flip=cfg.flip, num_workers=cfg.num_workers)
     dm.setup("fit")  # reads and checks the data before anything is written
+    if len(dm.train_ds) < cfg.batch_size * cfg.devices:
+        raise ReprolibDataError(cfg.train_split, f"{len(dm.train_ds)} training images cannot fill a global batch of "
+                                                 f"{cfg.batch_size * cfg.devices} (batch_size × devices)")
     weights = enet_class_weights(dm.train_ds.files["label"]) if cfg.class_weights == "enet" else cfg.class_weights
     steps_per_epoch = max(1, len(dm.train_ds) // (cfg.batch_size * cfg.devices))
     max_steps = cfg.max_steps or cfg.max_epochs * steps_per_epoch
