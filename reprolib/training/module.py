@@ -71,7 +71,7 @@ class DissimilarityModule(L.LightningModule):
         self._val["n"] += n
         for i in range(n):
             if self.trainer.world_size > 1:  # kept for the gather: metrics over the whole set, not per rank
-                self._val["preds"][batch["name"][i]] = (prob[i].detach().half().cpu(), batch["label"][i].byte().cpu())
+                self._val["preds"][batch["name"][i]] = (prob[i].detach().float().cpu(), batch["label"][i].byte().cpu())
             else:
                 self._val["metrics"].update(prob[i].detach(), batch["label"][i])
         return prob

@@ -123,8 +123,8 @@ def check_run_dir(cfg: TrainConfig, run_dir: Path) -> None:
             return d["model"].get(key[6:], "default") if key.startswith("model.") else d[key]
 
         details = ", ".join(f"{k} (stored {show(k, old)!r}, requested {show(k, new)!r})" for k in diff)
-        state = "finished" if _finished(run_dir) else "unfinished"
-        raise RunConflictError(str(run_dir), f"holds a {state} run with other settings: {details}; "
+        state = "a finished" if _finished(run_dir) else "an unfinished"
+        raise RunConflictError(str(run_dir), f"holds {state} run with other settings: {details}; "
                                              "use another run directory, or delete this one to retrain")
 
 
