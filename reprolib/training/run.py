@@ -15,6 +15,7 @@ unless the user opts in) and, once finished, ``done.json``. Calling ``train`` ag
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -111,7 +112,9 @@ def check_run_dir(cfg: TrainConfig, run_dir: Path) -> None:
     if not stored_path.is_file():
         return
     try:
-        stored = TrainConfig.from_dict(read_json(stored_path))
+        # keys older versions saved but never read (e.g. a profile's top-level "pretrained") do not count
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        stored = TrainConfig.from_dict({k: v for k, v in read_json(stored_path).items() if k in known})
     except (ConfigError, ValueError) as exc:
         raise ReprolibDataError(stored_path, f"stored config is not a valid training config ({exc}); "
                                              "use another run directory") from None
