@@ -23,6 +23,7 @@ WORK ?= data
 WANDB ?= offline
 MAX_TIME ?=
 EVAL_RES ?=
+PRECISION ?=
 TABLE ?= table4
 KAGGLE_DATASETS ?=
 CKPT_DATASET ?=
@@ -37,7 +38,7 @@ table_csv = $(foreach t,$(1),results/$(t)/$(t).csv)
 # Papermill's arguments, expanded inside a table's rule: $(@D) is its results/<t> folder.
 PM_ARGS = -p profile $(PROFILE) -p work_dir $(WORK) -p wandb_mode $(WANDB) -p output_dir $(@D) \
 	$(if $(DATA),-p data_root $(DATA)) $(if $(SEEDS),-y "seeds: [$(SEEDS)]") $(if $(MAX_TIME),-p max_time $(MAX_TIME)) \
-	$(if $(EVAL_RES),-p eval_resolution $(EVAL_RES))
+	$(if $(EVAL_RES),-p eval_resolution $(EVAL_RES)) $(if $(PRECISION),-p precision $(PRECISION))
 
 .PHONY: help setup test lint world demo report all lab kaggle-push kaggle-pull clean-venv FORCE $(TABLES)
 # a killed or interrupted run keeps the rows it finished (the notebook writes the CSV after every run)
@@ -50,6 +51,7 @@ help:
 	@echo "make table2           computational requirements measured on this machine (beside the report's)"
 	@echo "   PROFILE=demo|full  DATA=/datasets  SEEDS=0,1,2  WORK=data  WANDB=offline|online  MAX_TIME=00:08:30:00"
 	@echo "   EVAL_RES=processed|benchmark  (benchmark: score at the evaluation sets' own size, e.g. 1024×2048)"
+	@echo "   PRECISION=32-true|bf16-mixed|16-mixed  (training; fp32 unless asked, as the original)"
 	@echo "   each always runs its notebook: unfinished runs resume, finished ones are reused"
 	@echo "make results/table4/table4.csv   the same, but only if the CSV is missing or older than its notebook"
 	@echo "make report           LaTeX report (report/main.pdf, needs latexmk) from results/; first makes any"

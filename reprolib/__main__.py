@@ -17,33 +17,84 @@ from pathlib import Path
 from typing import Any
 
 
-def _parse_value(text: str) -> Any:
+class TrainUsageError(Exception):
+    """A bad ``train`` argument: printed as ``error: <where>: <problem>``, exit code 2."""
+
+    def __init__(self, where: str, problem: str):
+        self.where, self.problem = where, problem
+        super().__init__(f"{where}: {problem}")
+
+
+def _parse_sets(items: list[str]) -> dict[str, Any]:
+    """``--set key=value`` (dotted keys for the network: ``model.width=0.5``) → {dotted key: YAML value}."""
     import yaml
 
-    return yaml.safe_load(text)
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise TrainUsageError(f"--set {item}", "expected key=value, e.g. --set lr=1e-5")
+        try:
+            out[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise TrainUsageError(f"--set {key}", f"cannot read the value {text!r}") from None
+    return out
 
 
-def _load_config(path: str | None, overrides: list[str]) -> dict[str, Any]:
-    import yaml
+def _train_config(config: str | None, sets: list[str]) -> Any:
+    """YAML (optional) + ``--set`` overrides → a validated TrainConfig; errors name the file or the --set key."""
+    from reprolib.training.config import ConfigError, TrainConfig, read_yaml_settings
 
-    from reprolib.io import ReprolibDataError
-
-    cfg: dict[str, Any] = {}
-    if path:
-        p = Path(path)
-        if not p.is_file():
-            raise ReprolibDataError(p, "config file not found")
-        cfg = yaml.safe_load(p.read_text()) or {}
-    for item in overrides:
-        if "=" not in item:
-            raise ValueError(f"--set expects key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        target = cfg
+    settings = read_yaml_settings(config) if config else {}
+    overrides = _parse_sets(sets)
+    merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in settings.items()}
+    for key, value in overrides.items():
         *parents, leaf = key.split(".")
+        target = merged
         for part in parents:
+            if not isinstance(target.get(part, {}), dict):
+                raise TrainUsageError(f"--set {key}", f"{part} is not a group of settings")
             target = target.setdefault(part, {})
-        target[leaf] = _parse_value(value)
-    return cfg
+        target[leaf] = value
+    try:
+        return TrainConfig.from_dict(merged)
+    except ConfigError as exc:
+        key = exc.key or ""
+        if key == "train_split" and "train_split" not in overrides:
+            raise TrainUsageError(config or "--set train_split", "required setting train_split missing "
+                                  "(the processed training split; pass --set train_split=DIR)") from None
+        if key in overrides or key.split(".")[0] in overrides:
+            raise TrainUsageError(f"--set {key}", exc.problem) from None
+        nested = [k for k in overrides if k.startswith(f"{key}.")]  # e.g. a bad value given as --set model.width=-1
+        if key and nested:
+            culprit = next((k for k in nested if k.split(".")[-1] in exc.problem), nested[0])
+            raise TrainUsageError(f"--set {culprit}", exc.problem) from None
+        raise TrainUsageError(config or "--set", str(exc)) from None
+
+
+def _train(args: argparse.Namespace) -> int:
+    """The ``train`` subcommand: everything is checked before anything is written; one-line errors
+    (exit 2: bad arguments or settings, or a run directory holding other settings; exit 1: bad data)."""
+    from reprolib.io import ReprolibDataError
+    from reprolib.training.config import ConfigError
+
+    try:
+        cfg = _train_config(args.config, args.set)
+        from reprolib.training.run import train  # Lightning loads only for a valid command
+
+        run = train(cfg, args.run_dir)
+    except TrainUsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ConfigError as exc:  # e.g. the run directory holds a run with other settings
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ReprolibDataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    done = run / "done.json"
+    print(done.read_text() if done.is_file() else f"stopped before the end; resume with the same command ({run})")
+    return 0
 
 
 def _run_size(run_dir: Path) -> tuple[int, int]:
@@ -140,11 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.cmd == "train":
-        from reprolib.training import train
-
-        run = train(_load_config(args.config, args.set), args.run_dir)
-        done = run / "done.json"
-        print(done.read_text() if done.is_file() else f"stopped before the end; resume with the same command ({run})")
+        return _train(args)
     elif args.cmd == "evaluate":
         print(json.dumps(_evaluate(args), indent=2))
     else:

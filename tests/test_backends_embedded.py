@@ -33,13 +33,13 @@ from reprolib.backends import (
 )
 from reprolib.backends.embedded import label_edges, label_input
 from reprolib.backends.registry import CHECKPOINT_ENV
-from reprolib.backends.train_embedded import (
+from reprolib.io import ReprolibDataError, read_json, read_png, write_bytes
+from reprolib.training.embedded_backends import (
     cityscapes_root_of,
     load_split_tensors,
     segmentation_scores,
     train_embedded_backends,
 )
-from reprolib.io import ReprolibDataError, read_json, read_png, write_bytes
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _make_backends import make_cityscapes_tree, make_fs_static  # noqa: E402

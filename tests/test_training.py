@@ -96,6 +96,10 @@ def test_kill_and_resume_is_bit_identical(splits, tmp_path: Path) -> None:
     train(cfg, killed)  # resumes from last.ckpt
     a, b = _weights(tmp_path / "straight"), _weights(killed)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # the plateau scheduler stepped once per validation (steps 5 and 10) in both runs, its state restored on resume
+    sa, sb = (torch.load(d / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["plateau"]
+              for d in (tmp_path / "straight", killed))
+    assert sa == sb and sa["last_epoch"] == 2 and sa["best"] < float("inf")
 
 
 def test_resume_from_kaggle_input(splits, tmp_path: Path) -> None:

@@ -34,11 +34,12 @@ data_root = None        # None → the embedded world; else a folder holding cit
 checkpoints = None      # real backend checkpoints for the original/light combos: dict name → path
 seeds = None            # None → the profile's seeds
 max_epochs = None       # None → the profile's
-max_time = None         # e.g. "00:08:30:00" to stop cleanly before a Kaggle session ends
+max_time = None         # e.g. "00:11:00:00": the whole session's budget (every stage stops cleanly before it)
 device = "auto"         # "auto" | "cpu" | "cuda"
 work_dir = "data"       # world, backends, processed splits, runs (reused across tables and reruns)
 output_dir = "results/{name}"
 wandb_mode = "offline"  # "online" only if you set WANDB_API_KEY yourself
+precision = "32-true"    # fp32 as the original; "bf16-mixed" / "16-mixed" only on request (GPU)
 eval_resolution = None  # None → the table's protocol ("benchmark" for Table 3, else "processed" as the original)
 kaggle = False          # set by the Kaggle bundle
 '''
@@ -56,7 +57,8 @@ def build(name: str, title: str) -> nbformat.NotebookNode:
             "from reprolib.report import comparison_table\n\n"
             f"results = run_table(\n    {name!r}, profile=profile, data_root=data_root, checkpoints=checkpoints,\n"
             "    seeds=seeds, max_epochs=max_epochs, max_time=max_time, device=device, work_dir=work_dir,\n"
-            "    output_dir=output_dir, wandb_mode=wandb_mode, kaggle=kaggle, eval_resolution=eval_resolution,\n)"
+            "    output_dir=output_dir, wandb_mode=wandb_mode, kaggle=kaggle, eval_resolution=eval_resolution,\n"
+            "    precision=precision,\n)"
         ),
         nbformat.v4.new_markdown_cell("## Ours beside the MLRC report and the paper (AP, FPR95 in %)"
                                       + (f"\n\n{TABLES[name].caption}" if TABLES[name].caption else "")),

@@ -59,6 +59,34 @@ GENERATOR_CONFIGS = {
 }
 
 
+def _linear_weights(n_in: int, n_out: int, like: torch.Tensor) -> torch.Tensor:
+    """(n_out, n_in) matrix of PyTorch's ``align_corners=False`` linear resize (interpolating the identity)."""
+    eye = torch.eye(n_in, dtype=torch.float32, device=like.device)[None]
+    return F.interpolate(eye, size=n_out, mode="linear", align_corners=False)[0].T
+
+
+class _BilinearResize(torch.autograd.Function):
+    """Forward: ``F.interpolate(bilinear)`` itself (same numbers). Backward: two matmuls with the resize
+    matrices, because ``upsample_bilinear2d_backward`` has no deterministic CUDA kernel and raises under
+    ``torch.use_deterministic_algorithms(True)`` (PyTorch's "throws on CUDA" list)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:  # noqa: ANN001
+        ctx.in_size = tuple(x.shape[-2:])
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # noqa: ANN001
+        (h_in, w_in), (h_out, w_out) = ctx.in_size, tuple(grad.shape[-2:])
+        a_h, a_w = _linear_weights(h_in, h_out, grad), _linear_weights(w_in, w_out, grad)
+        return (a_h.T @ grad.float() @ a_w).to(grad.dtype), None
+
+
+def resize_bilinear(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
+    """Bilinear resize (``align_corners=False``) whose gradient is deterministic on CUDA too."""
+    return _BilinearResize.apply(x, tuple(int(v) for v in size))
+
+
 def _check_strength(strength: str) -> str:
     if strength not in STRENGTHS:
         raise ValueError(f"unknown strength {strength!r}; expected one of {STRENGTHS}")
@@ -98,11 +126,11 @@ class EmbeddedSegmentation(SegmentationBackend):
         h, w = image.shape[-2:]
         f4 = self.down4(self.stem(image))
         f8 = self.context(self.down8(f4))
-        x = F.interpolate(f8, size=f4.shape[-2:], mode="bilinear", align_corners=False)
+        x = resize_bilinear(f8, f4.shape[-2:])
         if self.skip_proj is not None:
             x = torch.cat([x, self.skip_proj(f4)], dim=1)
         logits = self.decoder(x)
-        return F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+        return resize_bilinear(logits, (h, w))
 
 
 def label_edges(label_ids: torch.Tensor) -> torch.Tensor:
@@ -161,7 +189,7 @@ class EmbeddedGenerator(ResynthesisBackend):
             feats.append(down(feats[-1]))
         y = feats[-1]
         for up, skip in zip(self.ups, reversed(feats[:-1]), strict=True):
-            y = F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            y = resize_bilinear(y, skip.shape[-2:])
             if self.config.skip:
                 y = torch.cat([y, skip], dim=1)
             y = up(y)
@@ -247,7 +275,7 @@ def module_fingerprint(module: nn.Module) -> str:
 
 
 def checkpoint_path(run_dir: PathLike, strength: str, kind: str) -> Path:
-    """Where :func:`reprolib.backends.train_embedded.train_embedded_backends` puts a final checkpoint."""
+    """Where :func:`reprolib.training.embedded_backends.train_embedded_backends` puts a final checkpoint."""
     if kind not in ("segmentation", "resynthesis"):
         raise ValueError(f"kind must be 'segmentation' or 'resynthesis', got {kind!r}")
     return Path(run_dir) / _check_strength(strength) / f"{kind}.pt"

@@ -3,8 +3,8 @@
 Real backends need the user's checkpoints; they are looked up, in order, from the ``checkpoints`` mapping
 passed to the getter, then from environment variables (``REPROLIB_CKPT_DEEPWV3PLUS``, ``…_ICNET``,
 ``…_CCFPSE_GENERATOR``, ``…_CCFPSE_ENCODER``, ``…_SPADE_GENERATOR``). Embedded backends come from a run
-directory of :func:`reprolib.backends.train_embedded.train_embedded_backends` (``embedded_dir=`` or
-``REPROLIB_EMBEDDED_DIR``); given ``world_root=`` as well, a missing run is trained first.
+directory of :func:`reprolib.training.embedded_backends.train_embedded_backends` (``embedded_dir=`` or
+``REPROLIB_EMBEDDED_DIR``). The registry only loads; training (on first use) is the pipeline's job.
 """
 
 from __future__ import annotations
@@ -79,10 +79,7 @@ def _checkpoint(key: str, checkpoints: Mapping[str, PathLike] | None, required: 
     return path
 
 
-def _embedded_file(
-    strength: str, kind: str, checkpoint: PathLike | None, embedded_dir: PathLike | None,
-    world_root: PathLike | None, train_kwargs: Mapping[str, Any] | None,
-) -> Path:
+def _embedded_file(strength: str, kind: str, checkpoint: PathLike | None, embedded_dir: PathLike | None) -> Path:
     if checkpoint is not None:
         return Path(checkpoint)
     run_dir = embedded_dir or os.environ.get(EMBEDDED_DIR_ENV)
@@ -92,13 +89,9 @@ def _embedded_file(
             f"train_embedded_backends), checkpoint=FILE, or set ${EMBEDDED_DIR_ENV}; or untrained=True"
         )
     path = checkpoint_path(run_dir, strength, kind)
-    if not path.is_file() and world_root is not None:
-        from reprolib.backends.train_embedded import train_embedded_backends  # lazy: lightning, ~3-5 s to import
-
-        train_embedded_backends(world_root, run_dir, strength=strength, **dict(train_kwargs or {}))
     if not path.is_file():
-        raise ReprolibDataError(path, f"embedded {strength} {kind} checkpoint not found (train it first, "
-                                      "or pass world_root= to train on demand)")
+        raise ReprolibDataError(path, f"embedded {strength} {kind} checkpoint not found (train it first: "
+                                      "reprolib.training.embedded_backends.train_embedded_backends)")
     return path
 
 
@@ -113,8 +106,6 @@ def get_segmentation(
     checkpoints: Mapping[str, PathLike] | None = None,
     checkpoint: PathLike | None = None,
     embedded_dir: PathLike | None = None,
-    world_root: PathLike | None = None,
-    train_kwargs: Mapping[str, Any] | None = None,
     untrained: bool = False,
     device: str | torch.device | None = None,
 ) -> SegmentationBackend:
@@ -131,7 +122,7 @@ def get_segmentation(
         strength = name.split("-", 1)[1]
         if untrained:
             return _finish(build_segmentation(strength), device)
-        path = _embedded_file(strength, "segmentation", checkpoint, embedded_dir, world_root, train_kwargs)
+        path = _embedded_file(strength, "segmentation", checkpoint, embedded_dir)
         return _finish(load_embedded_segmentation(path), device)
     raise ValueError(f"unknown segmentation backend {name!r}; valid names: {', '.join(SEGMENTATION_NAMES)}")
 
@@ -142,8 +133,6 @@ def get_resynthesis(
     checkpoints: Mapping[str, PathLike] | None = None,
     checkpoint: PathLike | None = None,
     embedded_dir: PathLike | None = None,
-    world_root: PathLike | None = None,
-    train_kwargs: Mapping[str, Any] | None = None,
     untrained: bool = False,
     device: str | torch.device | None = None,
 ) -> ResynthesisBackend:
@@ -165,7 +154,7 @@ def get_resynthesis(
         strength = name.split("-", 1)[1]
         if untrained:
             return _finish(build_generator(strength), device)
-        path = _embedded_file(strength, "resynthesis", checkpoint, embedded_dir, world_root, train_kwargs)
+        path = _embedded_file(strength, "resynthesis", checkpoint, embedded_dir)
         return _finish(load_embedded_resynthesis(path), device)
     raise ValueError(f"unknown resynthesis backend {name!r}; valid names: {', '.join(RESYNTHESIS_NAMES)}")
 

@@ -62,6 +62,7 @@ class Context:
     max_time: str | None = None
     max_epochs: int | None = None
     eval_resolution: str = "processed"  # or "benchmark": see reprolib.experiments.scoring.RESOLUTIONS
+    precision: str = "32-true"  # training precision (TrainConfig.precision)
     timings: dict[str, float] = field(default_factory=dict)
     session: Session = field(default_factory=Session)  # the whole session's budget (one deadline)
     session_id: str = ""  # names this session in session-log.json
@@ -138,6 +139,19 @@ def combo_name(ctx: Context, combo: str) -> str:
     return EMBEDDED_COMBOS.get(combo, combo) if ctx.data.embedded else combo
 
 
+def _train_embedded(ctx: Context, name: str) -> None:
+    """Train the embedded backends a combo needs, once (the registry only loads: training lives in training/)."""
+    from reprolib.backends import COMBOS
+    from reprolib.backends.embedded import checkpoint_path
+    from reprolib.training.embedded_backends import train_embedded_backends
+
+    run_dir = ctx.work_dir / "backends"
+    for backend, kind in zip(COMBOS[name], ("segmentation", "resynthesis"), strict=True):
+        strength = backend.split("-", 1)[1]
+        if not checkpoint_path(run_dir, strength, kind).is_file():
+            train_embedded_backends(ctx.data.root, run_dir, strength=strength, **dict(ctx.profile.backend_training))
+
+
 def backends(ctx: Context, combo: str) -> tuple[Any, Any]:
     """(segmentation, resynthesis) of a combo; embedded ones are trained on first use."""
     from reprolib.backends import get_combo
@@ -145,11 +159,12 @@ def backends(ctx: Context, combo: str) -> tuple[Any, Any]:
     name = combo_name(ctx, combo)
     kw: dict[str, Any] = {"device": ctx.device}
     if name.startswith("embedded"):
-        kw.update(embedded_dir=ctx.work_dir / "backends", world_root=ctx.data.root,
-                  train_kwargs=dict(ctx.profile.backend_training))
+        kw.update(embedded_dir=ctx.work_dir / "backends")
     else:
         kw.update(checkpoints=ctx.checkpoints)
     with ctx.stage(f"backends {name}") as st:
+        if name.startswith("embedded"):
+            _train_embedded(ctx, name)
         combo = get_combo(name, **kw)
         done = list((ctx.work_dir / "backends").glob("*/done.json")) if name.startswith("embedded") else []
         st.ran = any(st.changed(p) for p in done)

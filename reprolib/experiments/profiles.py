@@ -71,8 +71,8 @@ PROFILES: dict[str, PipelineProfile] = {
         size=(256, 512),
         world={"size": (256, 512), "n_train": 200, "n_val": 40, "n_laf": 40, "n_static": 30},
         backend_training={"image_size": (256, 512)},
-        training={"lr": 1e-4, "batch_size": 4, "max_epochs": 50, "pretrained": True},
-        model={"width": 1.0, "pretrained": True},
+        training={"lr": 1e-4, "batch_size": 4, "max_epochs": 50},
+        model={"width": 1.0},
     ),
     # Embedded default: a whole Table 4 (3 trainings × 3 seeds) in well under 40 minutes on 2 CPU cores.
     "demo": PipelineProfile(
@@ -80,7 +80,7 @@ PROFILES: dict[str, PipelineProfile] = {
         size=(128, 256),
         world={"size": (128, 256), "n_train": 160, "n_val": 24, "n_laf": 30, "n_static": 24},
         backend_training={"image_size": (128, 256), "max_steps": (300, 300)},
-        training={"lr": 1e-4, "batch_size": 4, "max_steps": 240, "pretrained": False, "val_every_n_steps": 80},
+        training={"lr": 1e-4, "batch_size": 4, "max_steps": 240, "val_every_n_steps": 80},
         model={"width": 0.125, "pretrained": False},
     ),
     # The test suite's smallest run: seconds per stage.
@@ -89,7 +89,7 @@ PROFILES: dict[str, PipelineProfile] = {
         size=(64, 128),
         world={"size": (64, 128), "n_train": 8, "n_val": 4, "n_laf": 4, "n_static": 4},
         backend_training={"image_size": (64, 128), "max_steps": (10, 10)},
-        training={"lr": 1e-4, "batch_size": 2, "max_steps": 4, "pretrained": False, "val_every_n_steps": 2},
+        training={"lr": 1e-4, "batch_size": 2, "max_steps": 4, "val_every_n_steps": 2},
         model={"width": 0.0625, "pretrained": False},
         seeds=(0,),
     ),

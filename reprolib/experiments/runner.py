@@ -48,6 +48,7 @@ def run_table(
     eval_resolution: str | None = None,
     kaggle_input: str | Path | None = None,
     session: Session | None = None,
+    precision: str = "32-true",
 ) -> pd.DataFrame:
     """Run (or resume) every variant × seed of a table and write ``output_dir/<name>.csv``; returns the rows.
 
@@ -68,6 +69,7 @@ def run_table(
 
     Every run is scored with its ``best.ckpt`` (lowest validation loss, as the report selected its models;
     ``last.ckpt`` only when a run has no validation split); the ``checkpoint`` column names the file.
+    ``precision``: training precision, fp32 (``"32-true"``) unless mixed precision is asked for.
     """
     from reprolib.experiments.scoring import RESOLUTIONS
 
@@ -75,6 +77,10 @@ def run_table(
     eval_resolution = eval_resolution or spec.eval_resolution or "processed"
     if eval_resolution not in RESOLUTIONS:
         raise ValueError(f"eval_resolution must be one of {RESOLUTIONS}, got {eval_resolution!r}")
+    from reprolib.training.config import PRECISIONS
+
+    if precision not in PRECISIONS:  # checked before any work, not at the first training
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     prof = get_pipeline_profile(profile)
     session = session or Session.from_max_time(max_time)  # the clock starts now: one deadline for all
     chained = kaggle or kaggle_input is not None
@@ -83,6 +89,7 @@ def run_table(
     out.mkdir(parents=True, exist_ok=True)
     ctx = P.Context(profile=prof, work_dir=work / prof.name, checkpoints=checkpoints, device=_device(device),
                     wandb_mode=wandb_mode, max_epochs=max_epochs, eval_resolution=eval_resolution,
+                    precision=precision,
                     session=session, session_id=f"{name}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}",
                     kaggle_input=str(kaggle_input or KAGGLE_INPUT) if chained else None)
     seeds = list(seeds if seeds is not None else (prof.seeds or (spec.seeds_full if profile == "full" else spec.seeds_demo)))
@@ -223,6 +230,8 @@ def train_variant(ctx: P.Context, variant: Variant, combo: str, seed: int, epoch
         wandb_mode=ctx.wandb_mode, max_time=None, max_epochs=ctx.max_epochs, device=ctx.device,
         epochs=epochs,
     )
+    if ctx.precision != "32-true":  # only when asked: the default adds nothing (run hashes stay the same)
+        cfg["precision"] = ctx.precision
     run_dir = ctx.work_dir / "runs" / f"{P.combo_name(ctx, combo)}-{run_hash(cfg)}-seed{seed}"
     if (run_dir / "done.json").is_file():
         return run_dir  # finished: nothing to run, whatever the budget

@@ -32,9 +32,11 @@ def make_activation(name: str) -> nn.Module:
 def feature_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Σ_c a[c]·b[c] → (B,1,H,W): the original's unnormalised correlation channel (spec §1.5).
 
-    Computed in fp32: the values reach ~1e3–1e5, beyond what fp16 autocast can hold exactly.
+    Computed in fp32 with autocast off: the values reach ~1e3–1e5, past fp16's 65504 (under autocast the
+    einsum would run as an fp16 ``bmm`` and give inf).
     """
-    return torch.einsum("bchw,bchw->bhw", a.float(), b.float()).unsqueeze(1)
+    with torch.autocast(device_type=a.device.type, enabled=False):
+        return torch.einsum("bchw,bchw->bhw", a.float(), b.float()).unsqueeze(1)
 
 
 class SPADE(nn.Module):
@@ -77,7 +79,8 @@ class SPADEConvBlock(nn.Module):
 class DecoderBlock(nn.Module):
     """Conv A (3×3) + act → Conv B (plain 3×3 + act, or a SPADE block) → optional ×2 transposed conv.
 
-    No activation after the transposed conv, as in the original (spec §1.6).
+    No activation after the transposed conv, as in the original (spec §1.6). ``fp32_input``: Conv A runs in
+    fp32 even under autocast (its input holds the unnormalised correlation channel, which fp16 cannot hold).
     """
 
     def __init__(
@@ -89,8 +92,10 @@ class DecoderBlock(nn.Module):
         spade_label_nc: int | None = None,
         spade_hidden: int = 128,
         upsample: bool = True,
+        fp32_input: bool = False,
     ):
         super().__init__()
+        self.fp32_input = fp32_input
         self.conv_a = nn.Conv2d(in_channels, channels, 3, padding=1)
         self.act = make_activation(activation)
         self.spade = spade_label_nc is not None
@@ -101,7 +106,12 @@ class DecoderBlock(nn.Module):
         self.up = nn.ConvTranspose2d(channels, channels, 2, stride=2) if upsample else None
 
     def forward(self, x: torch.Tensor, segmap: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.act(self.conv_a(x))
+        if self.fp32_input and torch.is_autocast_enabled(x.device.type):
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                x = self.conv_a(x.float())
+        else:
+            x = self.conv_a(x)
+        x = self.act(x)
         if self.spade:
             if segmap is None:
                 raise ValueError("a SPADE decoder block needs the semantic map")

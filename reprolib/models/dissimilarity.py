@@ -144,6 +144,7 @@ class DissimilarityNet(nn.Module):
                     spade_label_nc=spade_nc,
                     spade_hidden=hidden,
                     upsample=j < 3,
+                    fp32_input=cfg.correlation,
                 )
             )
             prev = dec[j]
@@ -237,7 +238,11 @@ class DissimilarityNet(nn.Module):
             if feats_unc is not None:
                 fused = fused * feats_unc[i]
             if cfg.correlation:
-                fused = torch.cat((feature_correlation(feats_o[i], feats_s[i]).to(fused.dtype), fused), dim=1)
+                corr = feature_correlation(feats_o[i], feats_s[i])  # fp32, also under autocast
+                if torch.is_autocast_enabled(corr.device.type):  # fp32 level: the decoder block takes it in fp32
+                    fused = torch.cat((corr, fused.float()), dim=1)
+                else:
+                    fused = torch.cat((corr.to(fused.dtype), fused), dim=1)
             levels.append(fused)
         del feats_o, feats_s, feats_sem, feats_unc
 

@@ -16,6 +16,19 @@ import numpy as np
 import torch
 
 from reprolib.data.processed import ProcessedSplit
+from reprolib.io import read_png
+from reprolib.labels import IGNORE_INDEX
+
+
+def enet_class_weights(label_files: list, ignore_index: int = IGNORE_INDEX) -> list[float]:
+    """ENet weights w_c = 1 / ln(1.02 + p_c) over *all* label files (the original sampled files with
+    replacement, spec §4.1 — counting every file makes the weights deterministic)."""
+    counts = np.zeros(2, np.int64)
+    for path in label_files:
+        lab = read_png(path, mode="L")
+        counts += np.bincount(lab[lab != ignore_index].ravel(), minlength=2)[:2]
+    p = counts / max(1, counts.sum())
+    return [float(1.0 / np.log(1.02 + pc)) for pc in p]
 
 
 class StepBatches(torch.utils.data.IterableDataset):

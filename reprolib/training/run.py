@@ -15,6 +15,7 @@ unless the user opts in) and, once finished, ``done.json``. Calling ``train`` ag
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Sequence
@@ -25,17 +26,12 @@ import lightning as L
 import torch
 
 from reprolib.io import PathLike, ReprolibDataError, read_json, state_dict_mismatch, write_json
+from reprolib.training._determinism import prepare_cuda_determinism
+from reprolib.training.callbacks import ValidationImageLogger
 from reprolib.training.checkpoint import AtomicCheckpointIO
-from reprolib.training.data import DissimilarityDataModule
-from reprolib.training.module import DissimilarityModule, enet_class_weights
-
-DEFAULTS: dict[str, Any] = {
-    "lr": 1e-4, "betas": [0.5, 0.999], "weight_decay": 0.0, "batch_size": 4, "size": [256, 512],
-    "max_steps": None, "max_epochs": 50, "val_every_n_steps": None, "checkpoint_every": 50, "seed": 0,
-    "ensemble": "none", "label_dir": "labels", "flip": True, "class_weights": "enet", "patience": 10,
-    "factor": 0.5, "model": {}, "device": "cpu", "devices": 1, "precision": None, "wandb_mode": "offline",
-    "max_time": None, "resume_from": None, "kaggle_input": "/kaggle/input", "profile": "custom",
-}
+from reprolib.training.config import ENSEMBLES, ConfigError, TrainConfig
+from reprolib.training.data import DissimilarityDataModule, enet_class_weights
+from reprolib.training.module import DissimilarityModule
 
 SECRET_ENV = ("WANDB_API_KEY", "KAGGLE_KEY", "KAGGLE_API_TOKEN")
 
@@ -106,65 +102,95 @@ def _finished(run_dir: Path) -> bool:
     return (run_dir / "done.json").is_file()
 
 
-def train(config: dict[str, Any], run_dir: PathLike, callbacks: Sequence[Any] = ()) -> Path:
+class RunConflictError(ConfigError):
+    """``run_dir`` holds a run whose stored config differs in determining settings from the requested one."""
+
+
+def check_run_dir(cfg: TrainConfig, run_dir: Path) -> None:
+    """Refuse to resume or reuse ``run_dir`` when its ``config.json`` differs in determining settings
+    (runtime settings — time budget, device, logging — may differ: that is a resume)."""
+    stored_path = run_dir / "config.json"
+    if not stored_path.is_file():
+        return
+    try:
+        # keys older versions saved but never read (e.g. a profile's top-level "pretrained") do not count
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        stored = TrainConfig.from_dict({k: v for k, v in read_json(stored_path).items() if k in known})
+    except (ConfigError, ValueError) as exc:
+        raise ReprolibDataError(stored_path, f"stored config is not a valid training config ({exc}); "
+                                             "use another run directory") from None
+    diff = cfg.differing_keys(stored)
+    if diff:
+        old, new = stored.identity(), cfg.identity()
+
+        def show(key: str, d: dict) -> Any:
+            return d["model"].get(key[6:], "default") if key.startswith("model.") else d[key]
+
+        details = ", ".join(f"{k} (stored {show(k, old)!r}, requested {show(k, new)!r})" for k in diff)
+        state = "a finished" if _finished(run_dir) else "an unfinished"
+        raise RunConflictError(str(run_dir), f"holds {state} run with other settings: {details}; "
+                                             "use another run directory, or delete this one to retrain")
+
+
+def train(config: TrainConfig | dict[str, Any], run_dir: PathLike, callbacks: Sequence[Any] = ()) -> Path:
     """Train (or resume, or skip) one run; returns ``run_dir``.
 
-    ``callbacks``: extra Lightning callbacks (e.g. the session deadline's stop, which must not enter the
-    saved config).
+    ``config``: a :class:`TrainConfig` or a dict validated into one. Everything is checked (settings, the
+    run directory's stored config, the data) before anything is written. ``callbacks``: extra Lightning
+    callbacks (e.g. the session deadline's stop, which must not enter the saved config).
     """
-    cfg = {**DEFAULTS, **config}
+    cfg = TrainConfig.from_dict(config)
     run_dir = Path(run_dir)
+    check_run_dir(cfg, run_dir)
     if _finished(run_dir):
         return run_dir
+    if cfg.accelerator == "cuda":
+        prepare_cuda_determinism()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm = DissimilarityDataModule(cfg.train_split, cfg.val_split, label_dir=cfg.label_dir, size=cfg.size,
+                                 batch_size=cfg.batch_size, seed=cfg.seed, flip=cfg.flip, num_workers=cfg.num_workers)
+    dm.setup("fit")  # reads and checks the data before anything is written
+    if len(dm.train_ds) < cfg.batch_size * cfg.devices:
+        raise ReprolibDataError(cfg.train_split, f"{len(dm.train_ds)} training images cannot fill a global batch of "
+                                                 f"{cfg.batch_size * cfg.devices} (batch_size × devices)")
+    weights = enet_class_weights(dm.train_ds.files["label"]) if cfg.class_weights == "enet" else cfg.class_weights
+    steps_per_epoch = max(1, len(dm.train_ds) // (cfg.batch_size * cfg.devices))
+    max_steps = cfg.max_steps or cfg.max_epochs * steps_per_epoch
+    val_every = cfg.val_every_n_steps or steps_per_epoch
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "config.json", _public_config(cfg))
-    L.seed_everything(int(cfg["seed"]), workers=True, verbose=False)
-    dm = DissimilarityDataModule(cfg["train_split"], cfg.get("val_split"), label_dir=cfg["label_dir"],
-                                 size=tuple(cfg["size"]), batch_size=int(cfg["batch_size"]), seed=int(cfg["seed"]),
-                                 flip=bool(cfg["flip"]))
-    dm.setup("fit")
-    weights = cfg["class_weights"]
-    if weights == "enet":
-        weights = enet_class_weights(dm.train_ds.files["label"])
-    elif weights in (None, "none"):
-        weights = None
-    model_cfg = {**cfg["model"], "seed": int(cfg["model"].get("seed", cfg["seed"]))}
-    module = DissimilarityModule(model_cfg, lr=float(cfg["lr"]), betas=tuple(cfg["betas"]),
-                                 weight_decay=float(cfg["weight_decay"]), class_weights=weights,
-                                 ensemble=cfg["ensemble"], patience=int(cfg["patience"]), factor=float(cfg["factor"]))
-    steps_per_epoch = max(1, len(dm.train_ds) // (int(cfg["batch_size"]) * int(cfg["devices"])))
-    max_steps = int(cfg["max_steps"]) if cfg.get("max_steps") else int(cfg["max_epochs"]) * steps_per_epoch
-    val_every = int(cfg["val_every_n_steps"] or steps_per_epoch)
-    ckpt_every = max(1, int(cfg["checkpoint_every"]))
+    write_json(run_dir / "config.json", _public_config(cfg.to_dict()))
+    model_cfg = {**cfg.model, "seed": int(cfg.model.get("seed", cfg.seed))}
+    module = DissimilarityModule(model_cfg, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
+                                 class_weights=list(weights) if weights else None, ensemble_mode=cfg.ensemble_mode,
+                                 patience=cfg.patience, factor=cfg.factor,
+                                 plateau_every=val_every if cfg.val_split else None)
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     ckpt_dir = run_dir / "checkpoints"
-    callbacks = [
-        ModelCheckpoint(dirpath=ckpt_dir, filename="last", every_n_train_steps=ckpt_every, save_top_k=1,
+    trainer_callbacks = [
+        ModelCheckpoint(dirpath=ckpt_dir, filename="last", every_n_train_steps=cfg.checkpoint_every, save_top_k=1,
                         monitor="step", mode="max", save_on_train_epoch_end=False, enable_version_counter=False),
         ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/loss", mode="min", save_top_k=1,
                         enable_version_counter=False),
+        ValidationImageLogger(),
         *callbacks,
     ]
-    accelerator = "cuda" if str(cfg["device"]).startswith("cuda") else "cpu"
-    precision = cfg["precision"] or ("16-mixed" if accelerator == "cuda" else "32-true")
-    devices = int(cfg["devices"])
     trainer = L.Trainer(
-        accelerator=accelerator, devices=devices, strategy=_strategy(devices),
-        precision=precision, max_steps=max_steps, max_epochs=-1, max_time=_max_time(cfg["max_time"]),
+        accelerator=cfg.accelerator, devices=cfg.devices, strategy=_strategy(cfg.devices),
+        precision=cfg.precision, max_steps=max_steps, max_epochs=-1, max_time=_max_time(cfg.max_time),
         val_check_interval=val_every, check_val_every_n_epoch=None, num_sanity_val_steps=0,
-        limit_val_batches=1.0 if cfg.get("val_split") else 0, callbacks=callbacks, logger=_loggers(run_dir, cfg),
+        limit_val_batches=1.0 if cfg.val_split else 0, callbacks=trainer_callbacks, logger=_loggers(run_dir, cfg.to_dict()),
         plugins=[AtomicCheckpointIO()], deterministic=True, log_every_n_steps=max(1, min(10, val_every)),
         enable_progress_bar=True, enable_model_summary=False, default_root_dir=str(run_dir),
     )
-    resume = find_resume_checkpoint(run_dir, cfg.get("kaggle_input"), cfg.get("resume_from"))
+    resume = find_resume_checkpoint(run_dir, cfg.kaggle_input, cfg.resume_from)
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
     # collective under DDP (every rank calls it; rank 0 writes): the stopping point, whatever stopped it
     trainer.save_checkpoint(ckpt_dir / "last.ckpt", weights_only=False)
     if trainer.global_rank == 0 and trainer.global_step >= max_steps:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
         write_json(run_dir / "done.json", {"global_step": trainer.global_step, "max_steps": max_steps,
-                                           "metrics": metrics, "profile": cfg.get("profile")})
+                                           "metrics": metrics, "profile": cfg.profile})
     return run_dir
 
 
@@ -188,8 +214,9 @@ def load_checkpoint(path: PathLike) -> tuple[torch.nn.Module, torch.nn.Module | 
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ReprolibDataError(path, "not a reprolib training checkpoint (no 'state_dict')")
     hp = ckpt.get("hyper_parameters", {})
-    module = DissimilarityModule(hp.get("model"), class_weights=hp.get("class_weights"),
-                                 ensemble=hp.get("ensemble", "none"))
+    # checkpoints before the TrainConfig stored the ensemble as its config string ("learned-probability")
+    mode = hp["ensemble_mode"] if "ensemble_mode" in hp else ENSEMBLES.get(hp.get("ensemble", "none"))
+    module = DissimilarityModule(hp.get("model"), class_weights=hp.get("class_weights"), ensemble_mode=mode)
     problem = state_dict_mismatch(ckpt["state_dict"], {k: tuple(v.shape) for k, v in module.state_dict().items()})
     if problem is not None:  # torch's own message names neither the file nor the count of bad keys
         raise ReprolibDataError(path, problem)

@@ -50,7 +50,9 @@ from reprolib.data.formats import (
 )
 from reprolib.io import PathLike, ReprolibDataError, read_json, read_png, write_json, write_png
 from reprolib.labels import IGNORE_INDEX, NUM_CLASSES, TRAIN_CLASS_NAMES, colorize_train, label_to_train
+from reprolib.training._determinism import prepare_cuda_determinism
 from reprolib.training.checkpoint import AtomicCheckpointIO
+from reprolib.training.loss import weighted_cross_entropy
 
 #: default optimisation steps (segmentation, resynthesis) per strength
 DEFAULT_STEPS = {"strong": (400, 400), "light": (150, 150)}
@@ -141,13 +143,13 @@ class _Task(L.LightningModule):
 
 
 class SegmentationTask(_Task):
-    """Cross-entropy on trainIds (ignore 255)."""
+    """Cross-entropy on trainIds (ignore 255), in the form that is deterministic on CUDA (training.loss)."""
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         image, _, train_ids = batch
         image, train_ids = _flip(self.seed * 1_000_003 + self.global_step, image, train_ids)
         logits = self.model(imagenet_normalize(image))
-        return self._record(F.cross_entropy(logits, train_ids, ignore_index=IGNORE_INDEX))
+        return self._record(weighted_cross_entropy(logits, train_ids, ignore_index=IGNORE_INDEX))
 
 
 def gradient_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -181,6 +183,8 @@ def fit_task(
     callbacks: list[Any] | None = None,
 ) -> _Task:
     """Run ``task`` for ``max_steps`` with checkpoints in ``work_dir``, resuming from ``last.ckpt``."""
+    if accelerator in ("cuda", "gpu"):
+        prepare_cuda_determinism()
     L.seed_everything(seed, workers=True, verbose=False)
     loader = DataLoader(data, batch_size=min(batch_size, len(data)), shuffle=True, drop_last=False,
                         generator=torch.Generator().manual_seed(seed), num_workers=0)

@@ -1,0 +1,148 @@
+"""GPU check of the training core: a few deterministic training steps of the main network per precision.
+
+    python benchmarks/gpu_check.py                  # CUDA: width 1.0, 256×512, batch 4, 6 steps, 3 precisions
+    python benchmarks/gpu_check.py --device cpu --width 0.0625 --size 64 128 --steps 3   # the logic, on CPU
+
+For each precision (``32-true``, ``bf16-mixed``, ``16-mixed``) it trains the dissimilarity network with the
+real LightningModule (loss, optimiser, plateau scheduler) under ``Trainer(deterministic=True)`` twice from
+the same seed, asserts that every loss is finite and that both runs end with identical weights, and prints
+the median step time, peak GPU memory and images/s. Without CUDA (and no ``--device cpu``) it prints one
+skip line and exits 0. Exit 1 if any check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+
+from reprolib.training._determinism import prepare_cuda_determinism
+
+prepare_cuda_determinism()  # before anything initialises CUDA
+
+import lightning as L  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from reprolib.training.module import DissimilarityModule  # noqa: E402
+
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
+
+
+class SyntheticBatches(torch.utils.data.Dataset):
+    """Fixed random samples shaped like a processed split (images, one-hot semantics, maps, 0/1/255 labels)."""
+
+    def __init__(self, n: int, h: int, w: int, seed: int = 0):
+        g = torch.Generator().manual_seed(seed)
+        self.items = []
+        for _ in range(n):
+            label = (torch.rand(h, w, generator=g) < 0.1).long()
+            label[: h // 16] = 255
+            sem = torch.randint(0, 19, (h, w), generator=g)
+            self.items.append({
+                "original": torch.randn(3, h, w, generator=g), "synthesis": torch.randn(3, h, w, generator=g),
+                "semantic": F.one_hot(sem, 19).permute(2, 0, 1).float(), "label": label,
+                **{k: torch.rand(1, h, w, generator=g) for k in ("entropy", "perceptual", "distance")},
+            })
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return self.items[i]
+
+
+class StepTimer(L.Callback):
+    """Wall time and loss of every training step (synchronised on CUDA)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.losses: list[float] = []
+
+    def _sync(self, module: L.LightningModule) -> None:
+        if module.device.type == "cuda":
+            torch.cuda.synchronize(module.device)
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:  # noqa: ANN001
+        self._sync(module)
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        self._sync(module)
+        self.times.append(time.perf_counter() - self._t0)
+        self.losses.append(float(outputs["loss"]))
+
+
+def run_once(args: argparse.Namespace, precision: str) -> tuple[StepTimer, dict[str, torch.Tensor], float]:
+    """One seeded run; (timer, final weights on CPU, peak GPU memory in GiB or nan)."""
+    L.seed_everything(0, workers=True, verbose=False)
+    h, w = args.size
+    data = torch.utils.data.DataLoader(SyntheticBatches(args.batch * args.steps, h, w), batch_size=args.batch)
+    module = DissimilarityModule({"width": args.width, "pretrained": False, "seed": 0}, class_weights=[1.5, 20.0])
+    timer = StepTimer()
+    cuda = args.device.startswith("cuda")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    trainer = L.Trainer(accelerator="cuda" if cuda else "cpu", devices=1, precision=precision, deterministic=True,
+                        max_steps=args.steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[timer], num_sanity_val_steps=0, limit_val_batches=0)
+    trainer.fit(module, data)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else math.nan
+    return timer, {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}, peak
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default=None, help="cuda (default when available) or cpu (logic check only)")
+    parser.add_argument("--width", type=float, default=1.0)
+    parser.add_argument("--size", type=int, nargs=2, default=(256, 512), metavar=("H", "W"))
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS)
+    args = parser.parse_args(argv)
+    if args.device is None:
+        if not torch.cuda.is_available():
+            print(f"gpu_check: SKIPPED - no CUDA device (torch {torch.__version__}); "
+                  "run with --device cpu to check the logic on CPU")
+            return 0
+        args.device = "cuda"
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("gpu_check: error: --device cuda but torch sees no CUDA device", file=sys.stderr)
+        return 1
+    name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
+    print(f"gpu_check: {name}, torch {torch.__version__}, width {args.width}, {args.size[0]}x{args.size[1]}, "
+          f"batch {args.batch}, {args.steps} steps, deterministic")
+    failures = []
+    for precision in args.precisions:
+        if precision == "bf16-mixed" and args.device.startswith("cuda") and not torch.cuda.is_bf16_supported():
+            print(f"  {precision:>10}: not supported by this GPU (skipped)")
+            continue
+        try:
+            first, weights_a, peak = run_once(args, precision)
+            second, weights_b, _ = run_once(args, precision)
+        except RuntimeError as exc:  # e.g. an op without a deterministic CUDA kernel
+            failures.append(f"{precision}: {str(exc).splitlines()[0]}")
+            print(f"  {precision:>10}: FAILED {str(exc).splitlines()[0]}")
+            continue
+        finite = all(math.isfinite(v) for v in first.losses + second.losses)
+        same = first.losses == second.losses and all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
+        timed = first.times[1:] or first.times  # the first step includes cuDNN / allocator warm-up
+        step = statistics.median(timed)
+        print(f"  {precision:>10}: step {step * 1000:8.1f} ms  {args.batch / step:7.2f} images/s  "
+              f"peak {peak:6.2f} GiB  losses {first.losses[0]:.4f} -> {first.losses[-1]:.4f}  "
+              f"finite {finite}  identical runs {same}")
+        if not finite:
+            failures.append(f"{precision}: non-finite loss {first.losses} / {second.losses}")
+        if not same:
+            failures.append(f"{precision}: two runs from the same seed differ")
+    if failures:
+        print("gpu_check: FAILED\n  " + "\n  ".join(failures), file=sys.stderr)
+        return 1
+    print("gpu_check: OK")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

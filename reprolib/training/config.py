@@ -1,0 +1,309 @@
+"""``TrainConfig``: the one typed, validated place for the settings of a dissimilarity training run.
+
+Every caller — ``run_table`` (profile + table variant), ``python -m reprolib train`` (YAML + ``--set``),
+``reprolib/configs/*.yaml``, tests — ends in :meth:`TrainConfig.from_dict`, which checks every value and
+reports the first problem as one :class:`ConfigError` naming the key (unknown keys get "did you mean").
+
+Run identity: a run's weights are a function of its *determining* settings (:meth:`TrainConfig.identity`):
+everything except :data:`RUNTIME_KEYS`, with the split folders identified by their **name** (which carries
+the precompute content hash), so a copy of the data mounted elsewhere (e.g. ``/kaggle/input``) still matches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from reprolib.io import PathLike, ReprolibDataError
+
+#: Settings that never change the weights (how long / where / how it is logged or resumed).
+RUNTIME_KEYS = frozenset({"max_time", "device", "devices", "wandb_mode", "resume_from", "kaggle_input",
+                          "checkpoint_every", "num_workers"})
+
+#: ``ensemble`` setting → :class:`reprolib.ensemble.learned.LearnedEnsemble` mode (None = no learned ensemble).
+#: "grid" and "fixed" are applied after training (the tables' variants pass them through); they train as "none".
+ENSEMBLES: dict[str, str | None] = {"none": None, "grid": None, "fixed": None, "learned-probability": "probability",
+                                    "learned-anomaly_logit": "anomaly_logit", "learned-repro": "repro"}
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
+WANDB_MODES = ("offline", "online", "disabled")
+#: common names for a setting that are not its key (difflib alone does not find these)
+_ALIASES = {"learning_rate": "lr", "learningrate": "lr", "epochs": "max_epochs", "steps": "max_steps",
+            "bs": "batch_size", "batch": "batch_size", "image_size": "size", "resolution": "size",
+            "val_every": "val_every_n_steps", "labels": "label_dir", "width": "model.width"}
+
+
+class ConfigError(ValueError):
+    """A bad training setting: ``key`` (the setting, e.g. ``lr`` or ``model.width``; None = the whole config)."""
+
+    def __init__(self, key: str | None, problem: str):
+        self.key, self.problem = key, problem
+        super().__init__(f"{key}: {problem}" if key else problem)
+
+
+def did_you_mean(key: str, known: list[str] | tuple[str, ...] | frozenset[str]) -> str:
+    """`` (did you mean X?)`` for the closest known key, or ``""``."""
+    guess = _ALIASES.get(key.lower())
+    if guess is None:
+        close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+        guess = close[0] if close else None
+    return f" (did you mean {guess}?)" if guess else ""
+
+
+# ------------------------------------------------------------------------------------------- checkers
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _int(minimum: int, optional: bool = False) -> Callable[[Any], Any]:
+    def check(v: Any) -> Any:
+        if v is None and optional:
+            return None
+        if not _is_int(v) or v < minimum:
+            raise ValueError(f"must be an integer >= {minimum}{' or null' if optional else ''}, got {v!r}")
+        return v
+    return check
+
+
+def _float(low: float, high: float = math.inf, *, low_open: bool = False, high_open: bool = False) -> Callable:
+    def check(v: Any) -> float:
+        if isinstance(v, str):  # YAML 1.1 reads 1e-5 as a string
+            try:
+                v = float(v)
+            except ValueError:
+                raise ValueError(f"must be a number, got {v!r}") from None
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f"must be a number, got {v!r}")
+        if v < low or (low_open and v == low) or v > high or (high_open and v == high):
+            lo, hi = "(" if low_open else "[", ")" if high_open else "]"
+            raise ValueError(f"must be in {lo}{low}, {high}{hi}, got {v!r}")
+        return float(v)
+    return check
+
+
+def _choice(options: tuple[str, ...] | list[str]) -> Callable[[Any], str]:
+    def check(v: Any) -> str:
+        if v not in options:
+            raise ValueError(f"must be one of {', '.join(map(str, options))}; got {v!r}")
+        return v
+    return check
+
+
+def _path(optional: bool) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        if v is None and optional:
+            return None
+        if not isinstance(v, (str, Path)) or not str(v):
+            raise ValueError(f"must be a path{' or null' if optional else ''}, got {v!r}")
+        return str(v)
+    return check
+
+
+def _bool(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError(f"must be true or false, got {v!r}")
+    return v
+
+
+def _size(v: Any) -> tuple[int, int]:
+    if not isinstance(v, (list, tuple)) or len(v) != 2 or not all(_is_int(x) and x > 0 for x in v):
+        raise ValueError(f"must be [height, width], two positive integers, got {v!r}")
+    return (int(v[0]), int(v[1]))
+
+
+def _betas(v: Any) -> tuple[float, float]:
+    if not isinstance(v, (list, tuple)) or len(v) != 2:
+        raise ValueError(f"must be [beta1, beta2], two numbers in [0, 1), got {v!r}")
+    return tuple(_float(0.0, 1.0, high_open=True)(x) for x in v)  # type: ignore[return-value]
+
+
+def _class_weights(v: Any) -> str | tuple[float, float] | None:
+    if v in (None, "none"):
+        return None
+    if v == "enet":
+        return "enet"
+    if isinstance(v, (list, tuple)) and len(v) == 2:
+        return tuple(_float(0.0, low_open=True)(x) for x in v)  # type: ignore[return-value]
+    raise ValueError(f"must be 'enet', 'none' or [w_known, w_anomaly] (two numbers > 0), got {v!r}")
+
+
+def _precision(v: Any) -> str:
+    return "32-true" if v is None else _choice(PRECISIONS)(v)  # None: written by older versions = fp32
+
+
+def _device(v: Any) -> str:
+    if not isinstance(v, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", v):
+        raise ValueError(f"must be 'cpu', 'cuda' or 'cuda:N', got {v!r}")
+    return v
+
+
+def _max_time(v: Any) -> str | float | None:
+    if v in (None, ""):
+        return None
+    if isinstance(v, str) and re.fullmatch(r"\d+:\d{1,2}:\d{1,2}:\d{1,2}", v):
+        return v
+    try:
+        return _float(0.0, low_open=True)(v)
+    except ValueError:
+        raise ValueError(f"must be 'DD:HH:MM:SS' or seconds > 0, got {v!r}") from None
+
+
+def _model(v: Any) -> dict[str, Any]:
+    from reprolib.models import DissimilarityConfig
+
+    if not isinstance(v, Mapping):
+        raise ValueError(f"must be a mapping of network settings (e.g. {{width: 0.125}}), got {v!r}")
+    known = [f.name for f in fields(DissimilarityConfig)]
+    for key in v:
+        if key not in known:
+            raise ConfigError(f"model.{key}", f"unknown key{did_you_mean(str(key), known)}")
+    try:
+        DissimilarityConfig(**v)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"bad network setting ({exc})") from None
+    return dict(v)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One dissimilarity training run; defaults = the paper's (report Table 1, spec §4).
+
+    Build with :meth:`from_dict` (or the constructor: both validate). Immutable; :meth:`replace` for a copy.
+    """
+
+    train_split: str
+    val_split: str | None = None
+    label_dir: str = "labels"
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    weight_decay: float = 0.0
+    batch_size: int = 4
+    size: tuple[int, int] = (256, 512)
+    max_steps: int | None = None  # None: max_epochs × steps per epoch
+    max_epochs: int = 50
+    val_every_n_steps: int | None = None  # None: once per epoch
+    seed: int = 0
+    ensemble: str = "none"  # see ENSEMBLES
+    flip: bool = True
+    class_weights: str | tuple[float, float] | None = "enet"
+    patience: int = 10
+    factor: float = 0.5
+    model: dict[str, Any] = field(default_factory=dict)  # DissimilarityConfig settings
+    precision: str = "32-true"  # fp32 as the original; "bf16-mixed" / "16-mixed" only when asked
+    profile: str = "custom"
+    # runtime settings (RUNTIME_KEYS): never change the weights
+    checkpoint_every: int = 50
+    device: str = "cpu"
+    devices: int = 1
+    num_workers: int = 0
+    wandb_mode: str = "offline"
+    max_time: str | float | None = None
+    resume_from: str | None = None
+    kaggle_input: str | None = "/kaggle/input"
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            try:
+                value = _CHECKS[f.name](value)
+            except ConfigError:
+                raise
+            except ValueError as exc:
+                raise ConfigError(f.name, str(exc)) from None
+            object.__setattr__(self, f.name, value)
+        divisor = 8 if self.model.get("encoder", "vgg16") == "vgg16" else 32
+        if any(s % divisor for s in self.size):
+            raise ConfigError("size", f"height and width must be divisible by {divisor} for this encoder, "
+                                      f"got {list(self.size)}")
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_dict(cls, values: Any) -> TrainConfig:
+        """Validate a plain mapping (a YAML file, ``config.json``, a profile's dict) into a TrainConfig."""
+        if isinstance(values, TrainConfig):
+            return values
+        if not isinstance(values, Mapping):
+            raise ConfigError(None, f"a training config must be a mapping of settings (key: value), "
+                                    f"got {type(values).__name__}")
+        known = [f.name for f in fields(cls)]
+        for key in values:
+            if key not in known:
+                raise ConfigError(str(key), f"unknown key{did_you_mean(str(key), known)}")
+        if values.get("train_split") in (None, ""):
+            raise ConfigError("train_split", "required setting missing (the processed training split folder)")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return self.from_dict({**self.to_dict(), **changes})
+
+    # ------------------------------------------------------------------ views
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples as lists)."""
+        out = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+    def identity(self) -> dict[str, Any]:
+        """The determining settings (what fixes the weights): no runtime keys; splits by folder name."""
+        out = {k: v for k, v in self.to_dict().items() if k not in RUNTIME_KEYS}
+        for key in ("train_split", "val_split"):
+            if out[key] is not None:
+                out[key] = Path(out[key]).name
+        return out
+
+    def differing_keys(self, other: TrainConfig) -> list[str]:
+        """Determining keys whose values differ (``model.width`` style for the network's settings)."""
+        a, b = self.identity(), other.identity()
+        diff = [k for k in a if k != "model" and a[k] != b[k]]
+        from reprolib.models import DissimilarityConfig
+
+        ma, mb = DissimilarityConfig(**a["model"]).to_dict(), DissimilarityConfig(**b["model"]).to_dict()
+        return diff + [f"model.{k}" for k in ma if ma[k] != mb[k]]
+
+    @property
+    def ensemble_mode(self) -> str | None:
+        """The :class:`LearnedEnsemble` mode, or None."""
+        return ENSEMBLES[self.ensemble]
+
+    @property
+    def accelerator(self) -> str:
+        return "cuda" if self.device.startswith("cuda") else "cpu"
+
+
+_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "train_split": _path(False), "val_split": _path(True), "label_dir": _path(False),
+    "lr": _float(0.0, low_open=True), "betas": _betas, "weight_decay": _float(0.0), "batch_size": _int(1),
+    "size": _size, "max_steps": _int(1, optional=True), "max_epochs": _int(1), "val_every_n_steps": _int(1, True),
+    "seed": _int(0), "ensemble": _choice(tuple(ENSEMBLES)), "flip": _bool, "class_weights": _class_weights,
+    "patience": _int(0), "factor": _float(0.0, 1.0, low_open=True, high_open=True), "model": _model,
+    "precision": _precision, "profile": lambda v: _path(False)(v), "checkpoint_every": _int(1),
+    "device": _device, "devices": _int(1), "num_workers": _int(0), "wandb_mode": _choice(WANDB_MODES),
+    "max_time": _max_time, "resume_from": _path(True), "kaggle_input": _path(True),
+}
+
+
+def read_yaml_settings(path: PathLike) -> dict[str, Any]:
+    """The settings of a YAML config file as a dict (not yet validated: ``--set`` may complete it)."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ReprolibDataError(p, "config file not found")
+    try:
+        values = yaml.safe_load(p.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ReprolibDataError(p, f"not valid YAML ({str(exc).splitlines()[0]})") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ReprolibDataError(p, f"must be a mapping of settings (key: value), got a {type(values).__name__}")
+    return values
+
+
+def load_config(path: PathLike, **overrides: Any) -> TrainConfig:
+    """A YAML config file (``reprolib/configs/*.yaml``) with ``overrides`` on top, validated."""
+    return TrainConfig.from_dict({**read_yaml_settings(path), **overrides})
