@@ -55,6 +55,7 @@ def run_table(
         raise ValueError(f"eval_resolution must be one of {RESOLUTIONS}, got {eval_resolution!r}")
     spec = get_table(name)
     prof = get_pipeline_profile(profile)
+    prof.check_imagenet_weights()  # before any file is written: `full` refuses random ImageNet weights
     work = Path(work_dir)
     out = Path(output_dir or Path("results") / name)
     out.mkdir(parents=True, exist_ok=True)
