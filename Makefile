@@ -24,7 +24,7 @@ PM_ARGS = -p profile $(PROFILE) -p work_dir $(WORK) -p wandb_mode $(WANDB) -p ou
 	$(if $(DATA),-p data_root $(DATA)) $(if $(SEEDS),-y "seeds: [$(SEEDS)]") $(if $(MAX_TIME),-p max_time $(MAX_TIME)) \
 	$(if $(EVAL_RES),-p eval_resolution $(EVAL_RES))
 
-.PHONY: help setup test lint world demo report all lab kaggle-push kaggle-pull clean-venv $(TABLES)
+.PHONY: help setup test lint world demo report all lab kaggle-push kaggle-pull clean-venv smoke-full $(TABLES)
 
 help:
 	@echo "make setup            create .venv with the pinned stack (idempotent: a second call does no work)"
@@ -37,6 +37,8 @@ help:
 	@echo "make lab              JupyterLab with the project's kernel"
 	@echo "make kaggle-push TABLE=table4 [KAGGLE_DATASETS=user/cityscapes,user/fishyscapes]; make kaggle-pull TABLE=table4"
 	@echo "make demo             just the embedded world and its gallery"
+	@echo "make smoke-full       paper-scale dry run on CPU (1024×2048 world, real DeepWV3Plus + CC-FPSE, width-1.0"
+	@echo "                      VGG16 for a few steps): results/smoke-full/{smoke-full.csv,cost.json} + P100/T4 estimate"
 	@echo "make test             the test suite"
 
 # The stamp depends on the requirement files: a second call does no work.
@@ -68,6 +70,11 @@ $(TABLES): $(STAMP)
 	@mkdir -p results/$@
 	$(VENV)/bin/papermill notebooks/$@.ipynb results/$@/$@.ipynb --request-save-on-cell-execute \
 		--log-output -k python3 $(PM_ARGS)
+
+# Paper-scale dry run (profile `smoke`, < 30 min on 2 cores): every `full` stage at the real resolutions on a
+# handful of images; per-stage wall time and peak RSS in results/smoke-full/cost.json, and the cost estimate.
+smoke-full: $(STAMP)
+	$(PY) -m reprolib.experiments.smoke --out results/smoke-full --work $(WORK)
 
 report: $(STAMP)
 	$(PY) -c "from reprolib.report import build_report; build_report('results', 'report')"
