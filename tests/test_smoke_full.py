@@ -29,7 +29,7 @@ def test_smoke_full_reduced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))  # no ImageNet files: random, and said so
     out = tmp_path / "results"
-    cost = run_smoke(out_dir=out, work_dir=tmp_path / "work", world={"size": (256, 512)}, size=(128, 256), steps=1,
+    cost = run_smoke(out_dir=out, work_dir=tmp_path / "work", world={"size": (128, 256)}, size=(64, 128), steps=1,
                      progress=False)
     saved = json.loads((out / "cost.json").read_text())
     assert saved["stages"] == cost["stages"] and saved["profile"] == "smoke"
@@ -44,7 +44,7 @@ def test_smoke_full_reduced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap
     rows = pd.read_csv(out / "smoke-full.csv")
     assert len(rows) == 2 * 2 * 3  # 2 datasets × (no ensemble, fixed ensemble) × (ap, fpr95, auroc)
     assert set(rows["profile"]) == {"smoke"} and set(rows["combo"]) == {"original"}
-    assert set(rows["eval_size"]) == {"256x512"}  # the benchmark resolution: the world's own size
+    assert set(rows["eval_size"]) == {"128x256"}  # the benchmark resolution: the world's own size, not 64x128
     assert set(rows["imagenet_weights"]) == {"vgg16: random (seed 0); vgg19: random (seed 0)"}
     assert rows["backend_weights"].str.contains("deepwv3plus: random").all()
     assert rows["value"].between(0, 1).all()
