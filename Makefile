@@ -40,7 +40,7 @@ PM_ARGS = -p profile $(PROFILE) -p work_dir $(WORK) -p wandb_mode $(WANDB) -p ou
 	$(if $(DATA),-p data_root $(DATA)) $(if $(SEEDS),-y "seeds: [$(SEEDS)]") $(if $(MAX_TIME),-p max_time $(MAX_TIME)) \
 	$(if $(EVAL_RES),-p eval_resolution $(EVAL_RES)) $(if $(PRECISION),-p precision $(PRECISION))
 
-.PHONY: help setup test lint world demo report all lab kaggle-push kaggle-pull clean-venv FORCE $(TABLES)
+.PHONY: help setup test lint world demo report all lab kaggle-push kaggle-pull clean-venv smoke-full FORCE $(TABLES)
 # a killed or interrupted run keeps the rows it finished (the notebook writes the CSV after every run)
 .PRECIOUS: $(call table_csv,$(TABLES))
 
@@ -63,6 +63,8 @@ help:
 	@echo "make kaggle-pull TABLE=table4   that kernel's results into results/table4/ (where make report reads)"
 	@echo "make world            the embedded world in WORLD=$(WORLD) (SEED=0)"
 	@echo "make demo             just the embedded world and its gallery"
+	@echo "make smoke-full       paper-scale dry run on CPU (1024×2048 world, real DeepWV3Plus + CC-FPSE, width-1.0"
+	@echo "                      VGG16 for a few steps): results/smoke-full/{smoke-full.csv,cost.json} + P100/T4 estimate"
 	@echo "make test             the test suite"
 	@echo "make lint             ruff over reprolib, tests, benchmarks, tools"
 	@echo "make clean-venv       delete .venv"
@@ -103,6 +105,11 @@ $(call table_csv,$(1)): notebooks/$(1).ipynb $(if $(filter $(1),$(FORCED_TABLES)
 $(1): $(call table_csv,$(1))
 endef
 $(foreach t,$(TABLES),$(eval $(call table_rule,$(t))))
+
+# Paper-scale dry run (profile `smoke`, < 30 min on 2 cores): every `full` stage at the real resolutions on a
+# handful of images; per-stage wall time and peak RSS in results/smoke-full/cost.json, and the cost estimate.
+smoke-full: $(STAMP)
+	$(PY) -m reprolib.experiments.smoke --out results/smoke-full --work $(WORK)
 
 FORCE:
 

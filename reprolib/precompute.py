@@ -53,7 +53,8 @@ from reprolib.data.formats import LABEL_DIRS, MAP_FOLDERS
 from reprolib.io import PathLike, ReprolibDataError, read_json, read_png, write_json, write_png
 from reprolib.labels import IGNORE_INDEX, NUM_CLASSES, label_to_train, train_to_label
 
-CACHE_VERSION = 2  # 2: labels_native/ (evaluation labels at the dataset's own, benchmark resolution)
+CACHE_VERSION = 3  # 2: labels_native/ (evaluation labels at the dataset's own, benchmark resolution);
+# 3: segmentation at the source's own resolution, maps / argmax / images nearest-resized (spec §2.1, §5.3)
 MAP_DIRS = tuple(MAP_FOLDERS.values())
 LABEL_SOURCES = ("auto", "prediction", "ground_truth")
 #: the evaluation labels (``labels_with_ROI`` if the source has them, else ``labels``) at the source's own
@@ -254,6 +255,13 @@ def _resize_ids(ids: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         return ids
     return F.interpolate(ids[None, None].float(), size=size, mode="nearest")[0, 0].to(ids.dtype)
 
+def _resize_nearest(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B,C,h,w) → (B,C,*size) by NEAREST, the original's resize for every map and label (spec §4.3)."""
+    if tuple(maps.shape[-2:]) == size:
+        return maps
+    return F.interpolate(maps, size=size, mode="nearest")
+
+
 def _quantize(maps01: torch.Tensor, mode: str) -> np.ndarray:
     """(B,1,H,W) [0,1] → (B,H,W) uint8 via reprolib.maps.quantize_8bit.
 
@@ -311,7 +319,7 @@ def precompute(
     key_params: Mapping[str, Any] | None = None,
     progress: bool = True,
     seed: int = 0,
-    image_resize: str = "bilinear",
+    image_resize: str = "nearest",
     amp: bool = False,
     num_workers: int = 0,
 ) -> Path:
@@ -322,8 +330,11 @@ def precompute(
     ``"auto"`` (ground truth for generated training data, prediction otherwise). ``perceptual``: the V module
     (default ``reprolib.maps.PerceptualDifference()``). ``key_params``: extra values that should separate
     caches (e.g. a profile name). ``seed`` fixes stochastic generators (CC-FPSE's VAE noise) per batch.
-    ``image_resize``: how the source image is brought to ``size`` (``"bilinear"`` antialiased, or
-    ``"nearest"`` as the original data loader). ``amp``: autocast the backends on CUDA.
+    The segmentation sees each image at the source's own resolution (1024×2048 for Cityscapes and
+    Fishyscapes), as the original did (spec §2.1, §5.3); H, D and the argmax are computed there and then
+    nearest-resized to ``size``. Resynthesis and V run at ``size`` (spec §2.3, §5.3 steps 4–5).
+    ``image_resize``: how the source image is brought to ``size`` (``"nearest"``, the original's data loader,
+    spec §4.3; or ``"bilinear"`` antialiased). ``amp``: autocast the backends on CUDA.
     Returns the split folder.
     """
     if label_source not in LABEL_SOURCES:
@@ -347,7 +358,7 @@ def precompute(
     perceptual.eval()
 
     params = {"size": list(size), "label_source": resolved, "seed": seed, "image_resize": image_resize,
-              "amp": amp, "extra": dict(key_params or {})}
+              "amp": amp, "segmentation_input": "native", "extra": dict(key_params or {})}
     key = cache_key(source, segmentation, resynthesis, perceptual, params)
     digest = key_hash(key)
     out = Path(out_root) / _slug(f"{source.kind}-{key['segmentation']['name']}-{key['resynthesis']['name']}-{digest}")
@@ -413,27 +424,42 @@ def _process_batch(
     perceptual: torch.nn.Module, *, size: tuple[int, int], resolved: str, image_resize: str,
     device: torch.device, autocast: Any, seed: int,
 ) -> list[dict[str, np.ndarray]]:
-    """Segment, resynthesise and map one batch; return per item the arrays to write, by folder."""
+    """Segment, resynthesise and map one batch; return per item the arrays to write, by folder.
+
+    Segmentation runs on each image at the source's own resolution (the original segments Cityscapes and
+    Fishyscapes at 1024×2048, spec §5.3 step 2); H and D are normalised per image there (spec §2.1–2.2) and,
+    with the argmax, nearest-resized to ``size`` (spec §2 intro, §5.3 step 6). Items of equal size are
+    segmented together.
+    """
+    from reprolib.maps import softmax_distance, softmax_entropy
+
     # the 8-bit image is what original/ stores and what every later reader sees, so the networks get it too
     images8 = torch.stack([_to_uint8(_resize_image(it.image, size, image_resize)) for it in items])
     images = images8.to(device).float() / 255.0
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, it in enumerate(items):
+        groups.setdefault(tuple(it.image.shape[-2:]), []).append(i)
+    entropy = torch.empty(len(items), 1, *size)
+    distance = torch.empty(len(items), 1, *size)
+    pred = torch.empty(len(items), *size, dtype=torch.long)
     # fork_rng: stochastic third-party generators (CC-FPSE's VAE noise) draw from the global RNG; seeding it
     # per batch inside a fork makes the output repeatable without leaking state to the caller
     cuda_devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda_devices):
         torch.manual_seed(seed)
-        with autocast:
-            logits = segmentation(imagenet_normalize(images))
-        logits = logits.float()
-        if logits.ndim != 4 or logits.shape[1] != NUM_CLASSES:
-            raise ValueError(f"segmentation backend returned {tuple(logits.shape)}, expected (B,19,H,W)")
-        if tuple(logits.shape[-2:]) != size:
-            logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-        from reprolib.maps import softmax_distance, softmax_entropy
-
-        entropy = softmax_entropy(logits, norm="original")
-        distance = softmax_distance(logits, norm="original")
-        pred = logits.argmax(1).cpu()
+        for shape, index in groups.items():
+            batch = torch.stack([_to_uint8(items[i].image) for i in index]).to(device).float() / 255.0
+            with autocast:
+                logits = segmentation(imagenet_normalize(batch))
+            logits = logits.float()
+            if logits.ndim != 4 or logits.shape[1] != NUM_CLASSES:
+                raise ValueError(f"segmentation backend returned {tuple(logits.shape)}, expected (B,19,H,W)")
+            if tuple(logits.shape[-2:]) != shape:
+                logits = F.interpolate(logits, size=shape, mode="bilinear", align_corners=False)
+            entropy[index] = _resize_nearest(softmax_entropy(logits, norm="original"), size).cpu()
+            distance[index] = _resize_nearest(softmax_distance(logits, norm="original"), size).cpu()
+            pred[index] = _resize_nearest(logits.argmax(1, keepdim=True).float(), size)[:, 0].long().cpu()
+            del logits
         if resolved == "ground_truth":
             if any(it.semantic_train_ids is None for it in items):
                 raise ValueError("label_source='ground_truth' but the dataset has no semantic map")

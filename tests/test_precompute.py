@@ -180,3 +180,73 @@ def test_bad_inputs(gen_split: Path, backends, tmp_path: Path) -> None:  # noqa:
         GeneratedSplitSource(broken)
     with pytest.raises(ReprolibDataError, match="original"):
         GeneratedSplitSource(tmp_path / "nowhere")
+
+
+class RecordingSegmentation(nn.Module):
+    """Wraps a segmentation backend, recording (and asserting) the input size it is given."""
+
+    name = "recording"
+
+    def __init__(self, net: nn.Module, expect: tuple[int, int]):
+        super().__init__()
+        self.net, self.expect, self.seen = net, expect, []
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        self.seen.append(tuple(image.shape[-2:]))
+        assert tuple(image.shape[-2:]) == self.expect, f"segmented at {tuple(image.shape[-2:])}, not {self.expect}"
+        return self.net(image)
+
+
+NATIVE = (128, 256)  # the "dataset's own resolution" of these tests (Cityscapes: 1024×2048), processed at SIZE
+
+
+def test_segmentation_runs_at_the_dataset_resolution(backends, tmp_path: Path) -> None:  # noqa: ANN001
+    """Spec §2.1 / §5.3: segment at the source's size; H, D and the argmax are nearest-resized to SIZE."""
+    from reprolib.maps import quantize_8bit, softmax_distance, softmax_entropy
+
+    seg = RecordingSegmentation(backends[0], NATIVE).eval()
+    ds = TinyAnomalyDataset(n=3, size=NATIVE, seed=4)
+    out = precompute(ds, seg, backends[1], tmp_path, size=SIZE, batch_size=2, perceptual=MeanAbsDiff(), progress=False)
+    assert seg.seen == [NATIVE, NATIVE]  # two batches, both at the native size
+    item = ds[2]
+    with torch.no_grad():
+        logits = backends[0](imagenet_normalize(((item["image"] * 255).round() / 255)[None]))
+    assert tuple(logits.shape[-2:]) == NATIVE
+    expected = {
+        "semantic": logits.argmax(1)[0, ::2, ::2].numpy().astype(np.uint8),
+        "entropy": quantize_8bit(softmax_entropy(logits, norm="original"), mode="round")[0, 0, ::2, ::2],
+        "logit_distance": quantize_8bit(softmax_distance(logits, norm="original"), mode="round")[0, 0, ::2, ::2],
+    }
+    for d, want in expected.items():
+        got = read_png(out / d / f"{item['name']}.png")
+        assert got.shape == SIZE
+        assert np.array_equal(got, np.asarray(want).astype(np.uint8)), d
+    # labels at SIZE (nearest) and at the native size; resynthesis and V at SIZE
+    assert np.array_equal(read_png(out / "labels" / f"{item['name']}.png"), item["label"].numpy()[::2, ::2])
+    assert read_png(out / "labels_native" / f"{item['name']}.png").shape == NATIVE
+    assert read_png(out / "synthesis" / f"{item['name']}.png").shape[:2] == SIZE
+    assert read_png(out / "mae_features" / f"{item['name']}.png").shape == SIZE
+    assert read_json(out / "key.json")["version"] == pc.CACHE_VERSION >= 3
+
+
+def test_default_image_resize_is_nearest(backends, tmp_path: Path) -> None:  # noqa: ANN001
+    """Spec §4.3: the original nearest-resizes the RGB image too; antialiased bilinear is an option and
+    a separate cache."""
+    ds = TinyAnomalyDataset(n=2, size=NATIVE, seed=5)
+    near = _run(ds, backends, tmp_path)
+    lin = _run(ds, backends, tmp_path, image_resize="bilinear")
+    assert near != lin  # the mode is part of the cache key
+    assert read_json(near / "key.json")["params"]["image_resize"] == "nearest"
+    name = ds[0]["name"]
+    rgb8 = (ds[0]["image"] * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    assert np.array_equal(read_png(near / "original" / f"{name}.png"), rgb8[::2, ::2])
+    assert not np.array_equal(read_png(lin / "original" / f"{name}.png"), rgb8[::2, ::2])
+
+
+def test_processing_size_sources_are_unchanged_by_the_resize_mode(backends, tmp_path: Path) -> None:  # noqa: ANN001
+    """A source already at the processing size (the embedded world) gives the same bytes either way."""
+    ds = TinyAnomalyDataset(n=2, size=SIZE, seed=6)
+    seg = RecordingSegmentation(backends[0], SIZE).eval()
+    a = precompute(ds, seg, backends[1], tmp_path, size=SIZE, batch_size=2, perceptual=MeanAbsDiff(), progress=False)
+    b = _run(ds, backends, tmp_path, image_resize="bilinear")
+    assert _snapshot(a) == _snapshot(b)

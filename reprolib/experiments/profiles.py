@@ -22,6 +22,20 @@ class PipelineProfile:
     seeds: tuple[int, ...] | None = None  # None → the table's own seeds for this profile
     grid_objective: str = "fpr95"  # the original's selection rule (spec §3.2)
     model: dict[str, Any] = field(default_factory=dict)  # DissimilarityConfig defaults for this profile
+    #: ImageNet weights (VGG16 encoder, VGG19 for V): "required" refuses to start without them (the paper's
+    #: setting must not silently train on random weights); "optional" uses them when found, random otherwise
+    #: (every result row says which, see reprolib.experiments.results.imagenet_weights_used)
+    imagenet: str = "optional"
+    perceptual_pretrained: bool = True  # V's VGG19 from ImageNet when found (PerceptualDifference's default)
+
+    def check_imagenet_weights(self) -> dict[str, Any]:
+        """Raise :class:`reprolib.io.ReprolibDataError` naming the missing file when the profile requires the
+        ImageNet weights and they are not there; returns the files found (empty when not required)."""
+        if self.imagenet != "required":
+            return {}
+        from reprolib.models.pretrained import require_imagenet_weights
+
+        return require_imagenet_weights(("vgg16", "vgg19"), profile=self.name)
 
     def training_overrides(self) -> dict[str, Any]:
         return {**self.training, "model": self.model, "size": list(self.size)}
@@ -72,7 +86,23 @@ PROFILES: dict[str, PipelineProfile] = {
         world={"size": (256, 512), "n_train": 200, "n_val": 40, "n_laf": 40, "n_static": 30},
         backend_training={"image_size": (256, 512)},
         training={"lr": 1e-4, "batch_size": 4, "max_epochs": 50},
-        model={"width": 1.0},
+        model={"width": 1.0, "pretrained": True},
+        imagenet="required",
+    ),
+    # The paper-scale dry run (``make smoke-full``, reprolib.experiments.smoke): the embedded world written at
+    # Cityscapes' 1024×2048, the real Original backends (random unless checkpoints are given), the width-1.0
+    # VGG16 network for a few steps at 256×512, batch 4; ImageNet weights when found, else random (labelled).
+    "smoke": PipelineProfile(
+        name="smoke",
+        size=(256, 512),
+        world={"size": (1024, 2048), "n_train": 4, "n_val": 1, "n_laf": 1, "n_static": 1},
+        backend_training={},
+        training={"lr": 1e-4, "batch_size": 4, "max_steps": 2, "val_every_n_steps": 2,
+                  "checkpoint_every": 1},
+        model={"width": 1.0, "pretrained": True},
+        precompute_batch=1,
+        eval_batch=1,
+        seeds=(0,),
     ),
     # Embedded default: a whole Table 4 (3 trainings × 3 seeds) in well under 40 minutes on 2 CPU cores.
     "demo": PipelineProfile(

@@ -2,7 +2,7 @@
 
 Every table notebook appends rows through :func:`result_rows` and saves them with :func:`save_results`
 (atomic). Columns: ``table, variant, dataset, metric, value, seed, profile, commit, config_hash,
-checkpoint, data_fingerprint`` (+ free extra columns). Metric values are fractions in [0, 1].
+checkpoint, data_fingerprint`` (+ ``imagenet_weights`` and free extra columns). Metric values are fractions in [0, 1].
 """
 
 from __future__ import annotations
@@ -84,16 +84,43 @@ def result_rows(
     checkpoint: str | Path | None = None,
     data_fingerprint: str = "",
     commit: str | None = None,
+    imagenet_weights: str | None = None,
     **extra: Any,
 ) -> list[dict[str, Any]]:
-    """Rows for one run on one dataset (one per metric)."""
+    """Rows for one run on one dataset (one per metric).
+
+    ``imagenet_weights``: which ImageNet weights the encoder and V used (file name + sha256 prefix, or
+    ``random (seed N)``); by default derived from the profile and the variant (:func:`imagenet_weights_used`).
+    """
+    if imagenet_weights is None:
+        imagenet_weights = imagenet_weights_used(profile, config, seed)
     base = {
         "table": table, "variant": variant, "dataset": dataset, "seed": int(seed), "profile": profile,
         "commit": commit or git_commit(), "config_hash": config_hash(config),
         "checkpoint": "" if checkpoint is None else str(checkpoint), "data_fingerprint": data_fingerprint,
-        **extra,
+        "imagenet_weights": imagenet_weights, **extra,
     }
     return [{**base, "metric": name, "value": float(value)} for name, value in metrics.items()]
+
+
+def imagenet_weights_used(profile: str, config: Mapping[str, Any], seed: int) -> str:
+    """``"<encoder>: <weights>; vgg19: <weights>"`` for a run of ``profile`` (see
+    :func:`reprolib.models.pretrained.describe_imagenet_weights`): the encoder is pretrained where the profile
+    (or the variant) says so, V's VGG19 whenever its file is found (``PerceptualDifference`` default, seed 0)."""
+    from reprolib.experiments.profiles import PROFILES
+    from reprolib.models.pretrained import describe_imagenet_weights
+
+    prof = PROFILES.get(profile)
+    model = dict(prof.model) if prof is not None else {}
+    try:  # the variant's model overrides, as stored in the config by the runner (Variant.training_key)
+        model.update(dict(config.get("variant", ((),))[0]))
+    except (TypeError, ValueError, IndexError):
+        pass
+    encoder = str(model.get("encoder", "vgg16"))
+    pretrained = model.get("pretrained", False) and float(model.get("width", 1.0)) == 1.0
+    parts = [f"{encoder}: {describe_imagenet_weights(encoder, pretrained, seed)}",
+             f"vgg19: {describe_imagenet_weights('vgg19', prof is None or prof.perceptual_pretrained, 0)}"]
+    return "; ".join(parts)
 
 
 def save_results(rows: list[dict[str, Any]] | pd.DataFrame, path: str | Path) -> pd.DataFrame:

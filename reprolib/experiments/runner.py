@@ -84,6 +84,7 @@ def run_table(
     prof = get_pipeline_profile(profile)
     session = session or Session.from_max_time(max_time)  # the clock starts now: one deadline for all
     chained = kaggle or kaggle_input is not None
+    prof.check_imagenet_weights()  # before any file is written: `full` refuses random ImageNet weights
     work = Path(work_dir)
     out = Path(output_dir or Path("results") / name)
     out.mkdir(parents=True, exist_ok=True)

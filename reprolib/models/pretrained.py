@@ -1,14 +1,19 @@
 """ImageNet weights for the encoders, from the local torch cache or a user path — never a download.
 
 torchvision stores its ImageNet checkpoints as ``$TORCH_HOME/hub/checkpoints/<file>`` (``torch.hub.get_dir()``).
-We look there for the file names torchvision uses (or any ``<arch>-*.pth`` beside them) or take an explicit
-path. If nothing is found we warn (once per load attempt) and the caller keeps its random init.
+We look there for the file names torchvision uses (or any ``<arch>-*.pth`` beside them), or take an explicit
+path (a ``pretrained=<path>`` argument, or ``$REPROLIB_<ARCH>_WEIGHTS``, e.g. ``$REPROLIB_VGG16_WEIGHTS``).
+If nothing is found we warn (once per load attempt) and the caller keeps its random init — except where a
+profile needs the real weights (``full``): :func:`require_imagenet_weights` refuses before any work.
+:func:`describe_imagenet_weights` says, for result rows, which weights a run used.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -28,10 +33,23 @@ def checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
+def weights_env(arch: str) -> str:
+    """The environment variable that may name ``arch``'s ImageNet file, e.g. ``REPROLIB_VGG16_WEIGHTS``."""
+    return f"REPROLIB_{arch.upper()}_WEIGHTS"
+
+
 def find_imagenet_checkpoint(arch: str) -> Path | None:
-    """Path of a cached torchvision ImageNet checkpoint for ``arch``, or None."""
+    """Path of ``arch``'s ImageNet checkpoint: ``$REPROLIB_<ARCH>_WEIGHTS`` if set (it must exist), else
+    torchvision's file in the torch cache, else None."""
     if arch not in TORCHVISION_FILES:
         raise ValueError(f"unknown architecture {arch!r}; known: {sorted(TORCHVISION_FILES)}")
+    given = os.environ.get(weights_env(arch))
+    if given:
+        path = Path(given).expanduser()
+        if not path.is_file():
+            raise ReprolibDataError(path, f"${weights_env(arch)} names this file for the {arch} ImageNet weights, "
+                                          "but it does not exist")
+        return path
     folder = checkpoint_dir()
     for name in TORCHVISION_FILES[arch]:
         if (folder / name).is_file():
@@ -54,7 +72,7 @@ def load_imagenet_state_dict(arch: str, pretrained: bool | str | os.PathLike = T
             warnings.warn(
                 f"ImageNet weights for {arch} not found in {checkpoint_dir()} (expected "
                 f"{TORCHVISION_FILES[arch][0]}); using random initialisation. Put the torchvision file "
-                "there or pass pretrained=<path>.",
+                f"there, set ${weights_env(arch)}, or pass pretrained=<path>.",
                 UserWarning,
                 stacklevel=3,
             )
@@ -87,3 +105,60 @@ def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], source: s
             )
         raise ReprolibDataError(source, "; ".join(parts))
     module.load_state_dict(state, strict=True)
+
+
+#: what each ImageNet network is for (named in the refusal message)
+ROLES = {"vgg16": "the dissimilarity network's encoder", "vgg19": "the perceptual difference map V"}
+
+
+def expected_imagenet_path(arch: str) -> Path:
+    """Where torchvision would cache ``arch``'s ImageNet file (the path named when it is missing)."""
+    return checkpoint_dir() / TORCHVISION_FILES[arch][0]
+
+
+def require_imagenet_weights(archs: tuple[str, ...] = ("vgg16", "vgg19"), profile: str = "full") -> dict[str, Path]:
+    """The ImageNet file of each of ``archs``; raises :class:`ReprolibDataError` naming the exact file looked for,
+    and how to provide it, when one is missing (``full`` must not silently train on random weights)."""
+    found: dict[str, Path] = {}
+    for arch in archs:
+        path = find_imagenet_checkpoint(arch)
+        if path is None:
+            expected = expected_imagenet_path(arch)
+            raise ReprolibDataError(
+                expected,
+                f"ImageNet weights for {arch} ({ROLES.get(arch, arch)}) not found; the {profile!r} profile will "
+                f"not run on random weights. Put torchvision's {expected.name} in {expected.parent} "
+                f"(i.e. under $TORCH_HOME/hub/checkpoints/), or set ${weights_env(arch)}=/path/to/{expected.name}",
+            )
+        found[arch] = path
+    return found
+
+
+@lru_cache(maxsize=32)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file (memoised on path, size and mtime: the VGG files are half a gigabyte)."""
+    st = Path(path).stat()
+    return _sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+def describe_imagenet_weights(arch: str, pretrained: bool | str | os.PathLike | None, seed: int) -> str:
+    """Which weights ``arch`` was built with, for result rows: ``"vgg16-397923af.pth sha256:397923af8e79"`` or
+    ``"random (seed 0)"`` (not pretrained, or nothing found — the loaders then keep the seeded init)."""
+    path: Path | None
+    if pretrained is False or pretrained is None:
+        path = None
+    elif pretrained is True:
+        path = find_imagenet_checkpoint(arch)
+    else:
+        path = Path(pretrained)
+    if path is None or not path.is_file():
+        return f"random (seed {int(seed)})"
+    return f"{path.name} sha256:{file_sha256(path)[:12]}"

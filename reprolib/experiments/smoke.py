@@ -1,0 +1,338 @@
+"""The paper-scale dry run (``make smoke-full``): every ``full`` stage, at the real resolutions, on a handful of images.
+
+Profile ``smoke`` (:data:`reprolib.experiments.profiles.PROFILES`):
+
+1. the embedded world written at Cityscapes' 1024×2048 (a handful of images per split);
+2. the *real* Original combo — DeepWV3Plus + CC-FPSE (:mod:`reprolib.backends`) — with the published weights when
+   their checkpoint variables are set (``REPROLIB_CKPT_DEEPWV3PLUS``, ``…_CCFPSE_GENERATOR``, ``…_CCFPSE_ENCODER``),
+   else seeded random weights, and every row says which;
+3. the training-data generator (void as anomaly) and the precompute, which segments at the dataset's 1024×2048 and
+   resynthesises / computes V at 256×512, as the original (spec §2, §5.3);
+4. the width-1.0 VGG16 dissimilarity network trained for a few steps at 256×512, batch 4, with the real optimiser
+   (Adam 1e-4, betas 0.5/0.999), ReduceLROnPlateau and checkpointing (:func:`reprolib.training.run.train`);
+5. scoring at the benchmark resolution (1024×2048) and tidy rows (``results/smoke-full/smoke-full.csv``).
+
+Per stage it records wall time and peak resident memory (``results/smoke-full/cost.json``, atomic), then prints a
+cost estimate of each table's ``full`` run on a P100 / T4 from the MLRC report's Table 2, beside the timings measured
+here. ImageNet weights (VGG16 encoder, VGG19 for V) are used when found and are otherwise random: ``smoke`` is
+allowed to run on random weights (``full`` is not) and its rows say so (``imagenet_weights``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psutil
+import torch
+
+from reprolib.io import PathLike, write_json
+
+#: The MLRC report's Table 2 ("Computational Requirement", §3.6), measured on Kaggle's Tesla P100-PCIE-16GB
+#: (CUDA 11.0). Precompute: 3 h for the semantic maps (H, D) and 2 h for the resyntheses (with V).
+REPORT_TABLE2: dict[str, Any] = {
+    "hardware": "Kaggle Tesla P100-PCIE-16GB (NVIDIA-SMI 450.119.04, CUDA 11.0)",
+    "precompute_maps_h": 3.0,
+    "precompute_synthesis_h": 2.0,
+    "epoch_min": 30.0,
+    "gpu_memory_gb": "9-10",
+    "cpu_memory_gb": "2-3",
+    "inference_ms": 63.0,
+}
+#: Epochs per table in the report's protocol: 50 for the main results / ablation, and "for additional
+#: experiments, we just train for 25 epochs" (report, Table 1 caption): Tables 5–8 and the figures.
+REPORT_EPOCHS = {"table3": 50, "table4": 50, "figure3": 50, "table5": 25, "table6": 25, "table7": 25, "table8": 25,
+                 "figures": 25}
+#: FS validation images scored per trained model (FS Lost & Found 100, FS Static 30), at 63 ms each
+EVAL_IMAGES = 130
+#: T4 / P100 slowdown bounds: peak fp32 throughput (P100-PCIe 9.3 vs T4 8.1 TFLOPS) and memory bandwidth
+#: (732 vs 320 GB/s). An assumption, not a measurement: the report ran only on the P100.
+T4_FACTOR = (9.3 / 8.1, 732 / 320)
+SESSION_HOURS = 12.0  # one Kaggle GPU session
+
+
+# ----------------------------------------------------------------------------------------- measuring
+class CostMeter:
+    """Wall time and peak RSS (process + children, sampled by a thread with psutil) per named stage."""
+
+    def __init__(self, interval: float = 0.1):
+        self.interval = interval
+        self.stages: dict[str, dict[str, float]] = {}
+        self._proc = psutil.Process()
+
+    def _rss(self) -> int:
+        rss = self._proc.memory_info().rss
+        for child in self._proc.children(recursive=True):
+            try:
+                rss += child.memory_info().rss
+            except psutil.Error:
+                pass
+        return rss
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time ``name`` and record the highest RSS seen while it runs."""
+        peak = [self._rss()]
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.wait(self.interval):
+                peak[0] = max(peak[0], self._rss())
+
+        thread = threading.Thread(target=sample, daemon=True)
+        print(f"[smoke] {name} …", flush=True)
+        t0 = time.perf_counter()
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+            seconds = time.perf_counter() - t0
+            peak[0] = max(peak[0], self._rss())
+            self.stages[name] = {"seconds": round(seconds, 2), "peak_rss_gb": round(peak[0] / 2**30, 3)}
+            print(f"[smoke] {name}: {seconds:.1f} s, peak RSS {peak[0] / 2**30:.2f} GiB", flush=True)
+
+
+# ------------------------------------------------------------------------------------------ backends
+def original_backends(checkpoints: Mapping[str, PathLike] | None = None, *, seed: int = 0,
+                      device: str = "cpu") -> tuple[torch.nn.Module, torch.nn.Module, dict[str, str]]:
+    """DeepWV3Plus + CC-FPSE (the Original combo): published weights from ``checkpoints`` or the
+    ``REPROLIB_CKPT_*`` variables when given, else seeded random weights. Returns (seg, resyn, what was used)."""
+    from reprolib.backends.ccfpse import CCFPSEResynthesis, CondConvGenerator, ConvEncoder
+    from reprolib.backends.deepwv3plus import DeepWV3Plus, DeepWV3PlusSegmentation
+    from reprolib.backends.registry import _checkpoint, get_resynthesis, get_segmentation
+    from reprolib.models.pretrained import file_sha256
+
+    def label(path: Path | None) -> str:
+        return f"{path.name} sha256:{file_sha256(path)[:12]}" if path else f"random (seed {seed})"
+
+    used: dict[str, str] = {}
+    seg_ckpt = _checkpoint("deepwv3plus", checkpoints, required=False)
+    if seg_ckpt is not None:
+        seg = get_segmentation("deepwv3plus", checkpoints=checkpoints, device=device)
+    else:
+        with torch.random.fork_rng():  # seeded random init without touching the caller's RNG
+            torch.manual_seed(seed)
+            seg = DeepWV3PlusSegmentation(DeepWV3Plus())
+        seg.fingerprint = f"deepwv3plus-random-seed{seed}"  # cache key without hashing 137 M weights
+    used["deepwv3plus"] = label(seg_ckpt)
+    gen_ckpt = _checkpoint("ccfpse-generator", checkpoints, required=False)
+    enc_ckpt = _checkpoint("ccfpse-encoder", checkpoints, required=False)
+    if gen_ckpt is not None:
+        resyn = get_resynthesis("ccfpse", checkpoints=checkpoints, device=device)
+    else:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            resyn = CCFPSEResynthesis(CondConvGenerator(), ConvEncoder(), seed=seed)
+        resyn.fingerprint = f"ccfpse-random-seed{seed}"
+        enc_ckpt = None
+    used["ccfpse-generator"] = label(gen_ckpt)
+    used["ccfpse-encoder"] = label(enc_ckpt) if gen_ckpt is None or enc_ckpt is not None else "none (no VAE code)"
+    return seg.eval().to(device), resyn.eval().to(device), used
+
+
+# ------------------------------------------------------------------------------------------ estimate
+def table_workload(table: str) -> dict[str, int]:
+    """Trained models (distinct variants × the report's seeds), epochs each, and precomputed data sets
+    (distinct combo × label set) of one table's ``full`` run."""
+    from reprolib.experiments.tables import get_table
+
+    spec = get_table(table)
+    trained = {v.training_key() for v in spec.variants if not v.reuse}
+    data = {(v.combo or spec.default_combo, v.void_labels) for v in spec.variants if not v.reuse}
+    return {"trainings": len(trained) * len(spec.seeds_full), "epochs": REPORT_EPOCHS.get(table, 50),
+            "precomputes": len(data)}
+
+
+def estimate(tables: tuple[str, ...] | None = None) -> dict[str, dict[str, Any]]:
+    """GPU-hours and 12 h Kaggle sessions per table's ``full`` run, from the report's Table 2 (P100) and the
+    T4 bounds :data:`T4_FACTOR`. Precompute: 3 h + 2 h per data set; training: 30 min per epoch;
+    scoring: 63 ms per FS validation image per model."""
+    from reprolib.experiments.tables import TABLES
+
+    out: dict[str, dict[str, Any]] = {}
+    for name in tables or tuple(TABLES):
+        w = table_workload(name)
+        pre = w["precomputes"] * (REPORT_TABLE2["precompute_maps_h"] + REPORT_TABLE2["precompute_synthesis_h"])
+        train = w["trainings"] * w["epochs"] * REPORT_TABLE2["epoch_min"] / 60
+        score = w["trainings"] * EVAL_IMAGES * REPORT_TABLE2["inference_ms"] / 1000 / 3600
+        p100 = pre + train + score
+        t4 = (p100 * T4_FACTOR[0], p100 * T4_FACTOR[1])
+        out[name] = {**w, "precompute_h": round(pre, 2), "train_h": round(train, 2), "score_h": round(score, 3),
+                     "p100_gpu_h": round(p100, 1), "p100_sessions_12h": math.ceil(p100 / SESSION_HOURS),
+                     "t4_gpu_h": [round(t, 1) for t in t4],
+                     "t4_sessions_12h": [math.ceil(t / SESSION_HOURS) for t in t4]}
+    return out
+
+
+def format_estimate(cost: Mapping[str, Any]) -> str:
+    """The printed summary: measured stages here, then the per-table estimate."""
+    lines = [f"smoke-full on {cost['machine']['cpu']} ({cost['machine']['cpus']} CPUs, torch threads "
+             f"{cost['machine']['torch_threads']}, load average at start {cost['machine']['load_average_start']}, "
+             f"at end {cost['machine']['load_average_end']}; timings are under whatever else ran)",
+             f"{'stage':<44}{'wall s':>10}{'peak RSS GiB':>14}"]
+    for name, s in cost["stages"].items():
+        lines.append(f"{name:<44}{s['seconds']:>10.1f}{s['peak_rss_gb']:>14.2f}")
+    lines.append(f"{'total':<44}{cost['total_seconds']:>10.1f}{cost['peak_rss_gb']:>14.2f}")
+    per = cost["per_unit"]
+    lines.append(f"measured here (CPU): {per['precompute_s_per_image']:.1f} s per image precomputed (segmentation at "
+                 f"{cost['world_size'][0]}×{cost['world_size'][1]}), {per['train_s_per_step']:.1f} s per training step "
+                 f"(batch {cost['batch_size']}, {cost['size'][0]}×{cost['size'][1]}), {per['score_s_per_image']:.2f} s "
+                 "per image scored")
+    r = REPORT_TABLE2
+    lines.append(f"report (Table 2, {r['hardware']}): precompute {r['precompute_maps_h']:.0f} h + "
+                 f"{r['precompute_synthesis_h']:.0f} h, {r['epoch_min']:.0f} min/epoch, {r['gpu_memory_gb']} GB GPU, "
+                 f"{r['cpu_memory_gb']} GB CPU, {r['inference_ms']:.0f} ms inference")
+    lines.append(f"estimate of each table's `full` run (report's epochs; T4 = P100 × {T4_FACTOR[0]:.2f}–"
+                 f"{T4_FACTOR[1]:.2f}, an assumption; Kaggle sessions of {SESSION_HOURS:.0f} h):")
+    lines.append(f"{'table':<9}{'models':>7}{'epochs':>7}{'data':>5}{'P100 h':>9}{'sessions':>9}"
+                 f"{'T4 h':>14}{'sessions':>10}")
+    for name, e in cost["estimate"].items():
+        t4h, t4s = e["t4_gpu_h"], e["t4_sessions_12h"]
+        lines.append(f"{name:<9}{e['trainings']:>7}{e['epochs']:>7}{e['precomputes']:>5}{e['p100_gpu_h']:>9.1f}"
+                     f"{e['p100_sessions_12h']:>9}{f'{t4h[0]:.0f}–{t4h[1]:.0f}':>14}{f'{t4s[0]}–{t4s[1]}':>10}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------ the run
+def run_smoke(
+    *,
+    out_dir: PathLike = "results/smoke-full",
+    work_dir: PathLike = "data",
+    profile: str = "smoke",
+    world: Mapping[str, Any] | None = None,
+    size: tuple[int, int] | None = None,
+    steps: int | None = None,
+    checkpoints: Mapping[str, PathLike] | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    wandb_mode: str = "disabled",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the dry run; writes ``out_dir/smoke-full.csv`` and ``out_dir/cost.json``, prints the estimate and
+    returns the cost record. ``world`` / ``size`` / ``steps`` override the profile (the test's reduced run)."""
+    from reprolib.data.fishyscapes import LostAndFoundDataset, StaticDataset
+    from reprolib.data.generator import generate_training_data
+    from reprolib.experiments.ensembling import evaluate_ensemble
+    from reprolib.experiments.profiles import get_pipeline_profile
+    from reprolib.experiments.results import config_hash, result_rows, save_results
+    from reprolib.maps import PerceptualDifference
+    from reprolib.precompute import precompute
+    from reprolib.training.run import load_trained, train
+    from reprolib.world import generate_world
+
+    prof = get_pipeline_profile(profile)
+    world_kw = {**prof.world, **dict(world or {})}
+    world_size = tuple(int(v) for v in world_kw["size"])
+    size = tuple(int(v) for v in (size or prof.size))
+    out, work = Path(out_dir), Path(work_dir) / prof.name
+    meter = CostMeter()
+    load_start = [round(v, 2) for v in os.getloadavg()]
+    t0 = time.perf_counter()
+
+    with meter.stage("world"):
+        root = Path(generate_world(work / f"world-{world_size[0]}x{world_size[1]}", seed=0, progress=progress,
+                                   **world_kw))
+    with meter.stage("backends (DeepWV3Plus + CC-FPSE, VGG19)"):
+        seg, resyn, backends_used = original_backends(checkpoints, seed=seed, device=device)
+        perceptual = PerceptualDifference(pretrained=prof.perceptual_pretrained, seed=0)
+    with meter.stage("generate training data"):
+        generated = {split: Path(generate_training_data(root / "cityscapes", work / "generated" / f"{split}-void",
+                                                        split=split, seed=0, void=True))
+                     for split in ("train", "val")}
+    datasets: dict[str, Any] = {
+        "train": generated["train"], "val": generated["val"],
+        "fs_lost_and_found": LostAndFoundDataset(root / "fishyscapes" / "LostAndFound", laf_root=root / "lostandfound"),
+        "fs_static": StaticDataset(root / "fishyscapes" / "Static", root / "cityscapes"),
+    }
+    splits: dict[str, Path] = {}
+    n_precomputed = 0
+    for name, ds in datasets.items():
+        with meter.stage(f"precompute {name}"):
+            splits[name] = Path(precompute(ds, seg, resyn, work / "processed", size=size,
+                                           batch_size=prof.precompute_batch, perceptual=perceptual,
+                                           key_params={"profile": prof.name}, progress=progress, seed=seed))
+        n_precomputed += len(ds) if not isinstance(ds, Path) else len(list((ds / "original").glob("*.png")))
+    del seg, resyn
+
+    max_steps = int(steps or prof.training["max_steps"])
+    cfg = prof.training_config(
+        model={}, train={"max_steps": max_steps, "val_every_n_steps": max_steps}, ensemble="none", seed=seed,
+        train_split=str(splits["train"]), val_split=str(splits["val"]), label_dir="labels_with_void_no_ego",
+        wandb_mode=wandb_mode, max_time=None, max_epochs=None, device=device,
+    )
+    cfg["size"] = list(size)
+    run_dir = work / "runs" / f"original-{config_hash(cfg)}-seed{seed}"
+    with meter.stage(f"train ({max_steps} steps, batch {cfg['batch_size']})"):
+        train(cfg, run_dir=run_dir)
+
+    from reprolib.experiments.scoring import score_split
+
+    rows: list[dict[str, Any]] = []
+    n_scored, score_seconds = 0, 0.0
+    model, ensemble = load_trained(run_dir)
+    for name in ("fs_lost_and_found", "fs_static"):
+        with meter.stage(f"score {name} (benchmark resolution)"):
+            t1 = time.perf_counter()
+            scores = score_split(model, splits[name], size=size, device=device, batch_size=prof.eval_batch,
+                                 ensemble=ensemble, resolution="benchmark")
+            score_seconds += time.perf_counter() - t1
+            n_scored += len(scores["label"])
+            eval_size = "x".join(str(v) for v in scores["label"][0].shape)
+            for mode in ("none", "fixed"):
+                metrics, info = evaluate_ensemble(scores, mode)[""]
+                rows += result_rows(
+                    table="smoke-full", variant="full" + ("" if mode == "none" else "+fixed_ensemble"), dataset=name,
+                    metrics=metrics, seed=seed, profile=prof.name, config={"training": cfg, "world": world_kw},
+                    checkpoint=run_dir / "checkpoints" / "last.ckpt", data_fingerprint=splits[name].name,
+                    combo="original", ensemble=mode, eval_resolution="benchmark", eval_size=eval_size,
+                    backend_weights="; ".join(f"{k}: {v}" for k, v in backends_used.items()),
+                    world_size=f"{world_size[0]}x{world_size[1]}", size=f"{size[0]}x{size[1]}",
+                )
+    save_results(rows, out / "smoke-full.csv")
+
+    pre_s = sum(s["seconds"] for k, s in meter.stages.items() if k.startswith("precompute"))
+    train_s = next(s["seconds"] for k, s in meter.stages.items() if k.startswith("train"))
+    cost = {
+        "profile": prof.name, "label": "smoke: a dry run, not a result; backends and ImageNet weights as listed",
+        "world_size": list(world_size), "size": list(size), "batch_size": cfg["batch_size"], "steps": max_steps,
+        "images": {"precomputed": n_precomputed, "scored": n_scored}, "backend_weights": backends_used,
+        "imagenet_weights": rows[0]["imagenet_weights"] if rows else "",
+        "stages": meter.stages, "total_seconds": round(time.perf_counter() - t0, 1),
+        "peak_rss_gb": max(s["peak_rss_gb"] for s in meter.stages.values()),
+        "per_unit": {"precompute_s_per_image": pre_s / max(1, n_precomputed), "train_s_per_step": train_s / max_steps,
+                     "score_s_per_image": score_seconds / max(1, n_scored)},
+        "machine": {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+                    "torch_threads": torch.get_num_threads(), "device": device,
+                    "load_average_start": load_start, "load_average_end": [round(v, 2) for v in os.getloadavg()]},
+        "report_table2": REPORT_TABLE2, "estimate": estimate(),
+        "estimate_assumptions": {"epochs": REPORT_EPOCHS, "eval_images_per_model": EVAL_IMAGES,
+                                 "t4_over_p100": list(T4_FACTOR), "session_hours": SESSION_HOURS},
+    }
+    write_json(out / "cost.json", cost)
+    print(format_estimate(cost), flush=True)
+    return cost
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m reprolib.experiments.smoke [--out DIR] [--work DIR] [--device cpu]`` (``make smoke-full``)."""
+    parser = argparse.ArgumentParser(prog="python -m reprolib.experiments.smoke", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default="results/smoke-full", help="results folder (rows + cost.json)")
+    parser.add_argument("--work", default="data", help="work folder (world, processed splits, run)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default: the profile's)")
+    args = parser.parse_args(argv)
+    run_smoke(out_dir=args.out, work_dir=args.work, device=args.device, steps=args.steps)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""`make smoke-full`'s code path at a reduced size: real DeepWV3Plus + CC-FPSE (random weights), the width-1.0
+VGG16 network for one step, benchmark-resolution scoring, labelled rows and cost.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from reprolib.experiments.smoke import estimate, format_estimate, run_smoke, table_workload
+
+
+def test_estimate_follows_report_table2() -> None:
+    w = table_workload("table4")
+    assert w == {"trainings": 3 * 5, "epochs": 50, "precomputes": 2}  # 3 trained variants × 5 seeds; void/no-void
+    e = estimate(("table4", "table5"))
+    assert e["table4"]["p100_gpu_h"] == pytest.approx(2 * 5 + 15 * 50 * 0.5 + 15 * 130 * 0.063 / 3600, abs=0.05)
+    assert e["table4"]["p100_sessions_12h"] == -(-e["table4"]["p100_gpu_h"] // 12)
+    assert e["table5"]["epochs"] == 25 and e["table5"]["trainings"] == 3  # grid + two learned ensembles, 1 seed
+    lo, hi = e["table4"]["t4_gpu_h"]
+    assert e["table4"]["p100_gpu_h"] < lo < hi
+
+
+@pytest.mark.slow
+def test_smoke_full_reduced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    for var in ("REPROLIB_CKPT_DEEPWV3PLUS", "REPROLIB_CKPT_CCFPSE_GENERATOR", "REPROLIB_CKPT_CCFPSE_ENCODER"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))  # no ImageNet files: random, and said so
+    out = tmp_path / "results"
+    cost = run_smoke(out_dir=out, work_dir=tmp_path / "work", world={"size": (128, 256)}, size=(64, 128), steps=1,
+                     progress=False)
+    saved = json.loads((out / "cost.json").read_text())
+    assert saved["stages"] == cost["stages"] and saved["profile"] == "smoke"
+    stages = saved["stages"]
+    assert {"world", "train (1 steps, batch 4)", "precompute train", "score fs_static (benchmark resolution)"} <= set(stages)
+    assert all(s["seconds"] > 0 and s["peak_rss_gb"] > 0 for s in stages.values())
+    assert saved["images"] == {"precomputed": 4 + 1 + 1 + 1, "scored": 2}
+    assert saved["backend_weights"] == {"deepwv3plus": "random (seed 0)", "ccfpse-generator": "random (seed 0)",
+                                        "ccfpse-encoder": "random (seed 0)"}
+    assert set(saved["estimate"]) >= {"table3", "table4", "table8"}
+
+    rows = pd.read_csv(out / "smoke-full.csv")
+    assert len(rows) == 2 * 2 * 3  # 2 datasets × (no ensemble, fixed ensemble) × (ap, fpr95, auroc)
+    assert set(rows["profile"]) == {"smoke"} and set(rows["combo"]) == {"original"}
+    assert set(rows["eval_size"]) == {"128x256"}  # the benchmark resolution: the world's own size, not 64x128
+    assert set(rows["imagenet_weights"]) == {"vgg16: random (seed 0); vgg19: random (seed 0)"}
+    assert rows["backend_weights"].str.contains("deepwv3plus: random").all()
+    assert rows["value"].between(0, 1).all()
+    run = Path(rows["checkpoint"].iloc[0])
+    assert run.is_file() and (run.parent / "best.ckpt").is_file()  # the real checkpointing
+    printed = capsys.readouterr().out
+    assert "P100" in printed and "table4" in printed and format_estimate(saved).splitlines()[-1] in printed

@@ -1,0 +1,95 @@
+"""`full` refuses random ImageNet weights before any work; every result row says which weights were used."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+from reprolib.experiments import run_table
+from reprolib.experiments.profiles import get_pipeline_profile
+from reprolib.experiments.results import result_rows, save_results
+from reprolib.io import ReprolibDataError
+from reprolib.models.encoders import build_encoder
+from reprolib.models.pretrained import describe_imagenet_weights, require_imagenet_weights
+
+
+@pytest.fixture
+def torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty $TORCH_HOME (and no REPROLIB_*_WEIGHTS overrides)."""
+    home = tmp_path / "torch-home"
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    for arch in ("VGG16", "VGG19"):
+        monkeypatch.delenv(f"REPROLIB_{arch}_WEIGHTS", raising=False)
+    return home
+
+
+def _fake_features(arch: str, path: Path, seed: int = 0) -> dict[str, torch.Tensor]:
+    """torchvision's state-dict layout of ``arch``'s ``features`` (random values), saved at ``path``."""
+    with torch.device("meta"):
+        net = getattr(torchvision.models, arch)()
+    gen = torch.Generator().manual_seed(seed)
+    state = {f"features.{k}": torch.randn(v.shape, generator=gen) * 0.01 for k, v in net.features.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return state
+
+
+def test_full_refuses_missing_weights_before_any_file_is_written(torch_home: Path, tmp_path: Path) -> None:
+    work, out = tmp_path / "work", tmp_path / "out"
+    with pytest.raises(ReprolibDataError) as err:
+        run_table("table4", profile="full", work_dir=work, output_dir=out, device="cpu")
+    message = str(err.value)
+    assert str(torch_home / "hub" / "checkpoints" / "vgg16-397923af.pth") in message
+    assert "REPROLIB_VGG16_WEIGHTS" in message and "random" in message
+    assert not work.exists() and not out.exists() and not torch_home.exists()
+    # with the encoder's file there, V's VGG19 is the next one asked for
+    _fake_features("vgg16", torch_home / "hub" / "checkpoints" / "vgg16-397923af.pth")
+    with pytest.raises(ReprolibDataError, match=r"vgg19-dcbb9e9d\.pth"):
+        get_pipeline_profile("full").check_imagenet_weights()
+    assert not work.exists() and not out.exists()
+    # demo, tiny and smoke may run on random weights
+    for name in ("demo", "tiny", "smoke"):
+        assert get_pipeline_profile(name).check_imagenet_weights() == {}
+
+
+def test_found_weights_load_and_are_named_in_rows(torch_home: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = torch_home / "hub" / "checkpoints"
+    state = _fake_features("vgg16", folder / "vgg16-397923af.pth", seed=1)
+    vgg19 = tmp_path / "elsewhere" / "my-vgg19.pth"  # given by path through the environment
+    _fake_features("vgg19", vgg19, seed=2)
+    monkeypatch.setenv("REPROLIB_VGG19_WEIGHTS", str(vgg19))
+    found = require_imagenet_weights()
+    assert found == {"vgg16": folder / "vgg16-397923af.pth", "vgg19": vgg19}
+    encoder = build_encoder("vgg16", 1.0, pretrained=True)  # the found file really is what the encoder gets
+    encoder.init_weights(torch.Generator().manual_seed(0))
+    assert torch.equal(encoder.state_dict()["stages.0.0.weight"], state["features.0.weight"])
+
+    sha16 = hashlib.sha256((folder / "vgg16-397923af.pth").read_bytes()).hexdigest()[:12]
+    sha19 = hashlib.sha256(vgg19.read_bytes()).hexdigest()[:12]
+    rows = result_rows(table="table4", variant="full", dataset="fs_static", metrics={"ap": 0.5}, seed=3,
+                       profile="full", config={"variant": ((), (), True, None, None)}, commit="x")
+    assert rows[0]["imagenet_weights"] == f"vgg16: vgg16-397923af.pth sha256:{sha16}; vgg19: my-vgg19.pth sha256:{sha19}"
+    demo = result_rows(table="table4", variant="full", dataset="fs_static", metrics={"ap": 0.5}, seed=3,
+                       profile="demo", config={}, commit="x")
+    assert demo[0]["imagenet_weights"] == f"vgg16: random (seed 3); vgg19: my-vgg19.pth sha256:{sha19}"
+    resnet = result_rows(table="figures", variant="resnet18", dataset="fs_static", metrics={"ap": 0.5}, seed=0,
+                         profile="full", config={"variant": ((("encoder", "resnet18"),), (), True, None, None)},
+                         commit="x")
+    assert resnet[0]["imagenet_weights"].startswith("resnet18: random (seed 0)")  # no resnet18 file here
+    df = save_results(rows + demo, tmp_path / "rows.csv")
+    assert df["imagenet_weights"].str.contains("sha256:").all()
+
+
+def test_missing_env_file_and_random_description(torch_home: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REPROLIB_VGG16_WEIGHTS", str(tmp_path / "nope.pth"))
+    with pytest.raises(ReprolibDataError, match=r"nope\.pth.*REPROLIB_VGG16_WEIGHTS"):
+        require_imagenet_weights(("vgg16",))
+    monkeypatch.delenv("REPROLIB_VGG16_WEIGHTS")
+    assert describe_imagenet_weights("vgg16", True, seed=7) == "random (seed 7)"
+    assert describe_imagenet_weights("vgg19", False, seed=0) == "random (seed 0)"
