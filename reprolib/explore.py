@@ -34,6 +34,15 @@ EVAL_KINDS = {"lostandfound": "fs_lost_and_found", "static": "fs_static"}
 MAP_LABELS = {"entropy": "H (entropy)", "distance": "D (softmax distance)", "perceptual": "V (perceptual)"}
 
 
+def resolve_dir(path: PathLike) -> Path:
+    """A relative ``work_dir``/``results_dir`` as the Makefile means it: from the repository root, also when the
+    kernel runs in ``notebooks/`` (JupyterLab starts kernels in the notebook's folder)."""
+    p = Path(path)
+    if p.is_absolute() or p.exists() or Path.cwd().name != "notebooks":
+        return p
+    return Path.cwd().parent / p
+
+
 def nothing_trained(work_dir: PathLike = "data", profile: str = "demo") -> str:
     """What to run first when ``work_dir`` holds no finished run."""
     return (f"No finished training run under {Path(work_dir) / profile / 'runs'}. Train one first, e.g. "
@@ -264,7 +273,7 @@ class ImageResult:
         m, n = self.metrics, self.network_metrics
         drop = f", without {'/'.join(self.dropped)}" if self.dropped else ""
         w = " ".join(f"{k[:4]}={v:.2f}" for k, v in self.weights.items() if v)
-        return (f"{self.name}: ensemble AP {100 * m['ap']:.1f} %, FPR95 {100 * m['fpr95']:.1f} % "
+        return (f"{self.run} · {self.name}: ensemble AP {100 * m['ap']:.1f} %, FPR95 {100 * m['fpr95']:.1f} % "
                 f"(network alone AP {100 * n['ap']:.1f} %, FPR95 {100 * n['fpr95']:.1f} %) — weights {w}{drop}")
 
 
@@ -358,7 +367,7 @@ def image_figure(result: ImageResult, title: str | None = None):
         ax.set_title(name, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(title or f"{r.run} — {r.summary()}", fontsize=9)
+    fig.suptitle(title or r.summary(), fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -370,6 +379,43 @@ def figure_png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
+
+
+def show_figure(fig) -> None:
+    """Display a figure inline as a PNG (works whatever matplotlib backend another cell selected)."""
+    from IPython.display import Image, display
+
+    display(Image(data=figure_png(fig)))
+
+
+def what_moves(selection: Selection, *, other_run: PathLike | None = None, other_combo: str | None = None,
+               work_dir: PathLike = "data", profile: str = "demo", results_dir: PathLike | None = "results",
+               device: str = "cpu") -> pd.DataFrame:
+    """One image's AP / FPR95 as reported, then with one thing changed per row: the network alone, each map
+    removed, ``other_run`` (default: the first finished run whose network reads no maps, i.e. the w/o-maps
+    model) and, if given, the same image through ``other_combo``'s backends (:func:`evaluation_split`)."""
+    sel = selection
+    kw = {"results_dir": results_dir, "dataset": sel.dataset, "device": device}
+    base = score_image(sel.run, sel.split, sel.image, **kw)
+    rows = [("as reported", base)]
+    rows.append(("network p(anomaly) alone", score_image(sel.run, sel.split, sel.image, weights={"dissimilarity": 1.0}, **kw)))
+    for k in MAP_NAMES:
+        rows.append((f"without {MAP_LABELS[k]}", score_image(sel.run, sel.split, sel.image, drop=[k], **kw)))
+    if other_run is None:
+        runs = list_runs(Path(sel.run).parent.parent.parent, Path(sel.run).parent.parent.name, results_dir)
+        no_maps = runs[~runs["maps"].astype(bool) & (runs["path"] != str(sel.run))]
+        other_run = no_maps["path"].iloc[0] if len(no_maps) else None
+    if other_run is not None:
+        rows.append((f"run {Path(other_run).name}", score_image(other_run, sel.split, sel.image, **kw)))
+    if other_combo is not None:
+        split = evaluation_split(work_dir, profile, other_combo, sel.dataset, device=device)
+        rows.append((f"combo {other_combo}", score_image(sel.run, split, base.name, **kw)))
+    out = pd.DataFrame([{"change": name, "ap": r.metrics["ap"], "fpr95": r.metrics["fpr95"],
+                         "d_ap": r.metrics["ap"] - base.metrics["ap"], "d_fpr95": r.metrics["fpr95"] - base.metrics["fpr95"],
+                         "network_ap": r.network_metrics["ap"], "network_fpr95": r.network_metrics["fpr95"]}
+                        for name, r in rows]).set_index("change")
+    out.attrs["image"] = base.name
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- the set
