@@ -527,9 +527,12 @@ def explorer(work_dir: PathLike = "data", profile: str | None = "demo", results_
     image_dd = W.Dropdown(options=[(n, i) for i, n in enumerate(image_names(selection.split))],
                           value=selection.image, description="image")
     table_w = W.Checkbox(value=True, description="weights the table used", indent=False)
-    sliders = {k: W.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.05, description=k[:12], continuous_update=False)
-               for k in SCORE_KEYS}
-    drops = {k: W.Checkbox(value=False, description=f"remove {MAP_LABELS[k]}", indent=False) for k in MAP_NAMES}
+    names = {"dissimilarity": "p(anomaly)", "entropy": "H", "perceptual": "V", "distance": "D"}
+    sliders = {k: W.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.05, description=f"weight {names[k]}",
+                                continuous_update=False, readout_format=".2f", style={"description_width": "120px"},
+                                layout=W.Layout(width="340px")) for k in SCORE_KEYS}
+    drops = {k: W.Checkbox(value=False, description=f"remove {MAP_LABELS[k]}", indent=False,
+                           layout=W.Layout(width="240px")) for k in MAP_NAMES}
     picture = W.Image(format="png", layout=W.Layout(width="100%"))
     metrics = W.HTML()
     table = W.HTML()
@@ -616,7 +619,9 @@ def explorer(work_dir: PathLike = "data", profile: str | None = "demo", results_
 
     box = W.VBox([
         W.HTML("<h3>Look inside one model</h3>"), run_dd, split_dd, image_dd,
-        W.HBox([W.VBox([table_w, *sliders.values()]), W.VBox(list(drops.values())), W.VBox([metrics, status])]),
+        W.HBox([W.VBox([table_w, *sliders.values()], layout=W.Layout(width="360px")),
+                W.VBox(list(drops.values()), layout=W.Layout(width="250px")),
+                W.VBox([metrics, status], layout=W.Layout(flex="1"))]),
         picture,
         W.HTML("<h4>Every image of the set, worst AP first</h4>"), W.HBox([row, show]), table,
     ])
