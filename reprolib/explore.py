@@ -523,7 +523,7 @@ def explorer(work_dir: PathLike = "data", profile: str | None = "demo", results_
     run_dd = W.Dropdown(options=[(run_label(r), r["path"]) for _, r in runs.iterrows()],
                         value=str(selection.run), description="run", layout=W.Layout(width="60%"))
     split_dd = W.Dropdown(options=[(split_label(r), r["path"]) for _, r in splits.iterrows()],
-                          value=str(selection.split), description="images", layout=W.Layout(width="60%"))
+                          value=str(selection.split), description="images", layout=W.Layout(width="520px"))
     image_dd = W.Dropdown(options=[(n, i) for i, n in enumerate(image_names(selection.split))],
                           value=selection.image, description="image")
     table_w = W.Checkbox(value=True, description="weights the table used", indent=False)
@@ -540,6 +540,13 @@ def explorer(work_dir: PathLike = "data", profile: str | None = "demo", results_
                            description="show row")
     status = W.HTML()
     state: dict[str, Any] = {"baseline": None}
+    from reprolib.backends import COMBOS
+
+    combo_dd = W.Dropdown(options=[c for c in COMBOS if c.startswith("embedded")] + [c for c in COMBOS
+                                                                                   if not c.startswith("embedded")],
+                          value="embedded-light", description="other combo")
+    combo_btn = W.Button(description="add its images", tooltip="run this combo's backends and maps over the set "
+                                                                 "(cached; embedded backends not yet trained: minutes)")
 
     def dataset_of(path: str) -> str:
         match = splits[splits["path"] == path]
@@ -603,6 +610,21 @@ def explorer(work_dir: PathLike = "data", profile: str | None = "demo", results_
         refresh()
         refresh_table()
 
+    def add_combo(*_: Any) -> Path | None:
+        nonlocal splits
+        status.value = f"<i>preparing {combo_dd.value}…</i>"
+        try:
+            path = evaluation_split(work_dir, profile or "demo", combo_dd.value, dataset_of(split_dd.value) or
+                                    "fs_lost_and_found", device=device)
+        except (ReprolibDataError, ValueError) as exc:
+            status.value = f"<b>cannot prepare {combo_dd.value}:</b> {exc}"
+            return None
+        splits = list_splits(work_dir, profile)
+        split_dd.options = [(split_label(r), r["path"]) for _, r in splits.iterrows()]
+        split_dd.value = str(path)
+        status.value = ""
+        return Path(path)
+
     def show_row(*_: Any) -> None:
         image_dd.value = int(row.value)
 
@@ -614,11 +636,12 @@ def explorer(work_dir: PathLike = "data", profile: str | None = "demo", results_
         s.observe(lambda ch: None if table_w.value else (refresh(), refresh_table()), "value")
     for c in drops.values():
         c.observe(refresh, "value")
+    combo_btn.on_click(add_combo)
     show = W.Button(description="show this row")
     show.on_click(show_row)
 
     box = W.VBox([
-        W.HTML("<h3>Look inside one model</h3>"), run_dd, split_dd, image_dd,
+        W.HTML("<h3>Look inside one model</h3>"), run_dd, W.HBox([split_dd, combo_dd, combo_btn]), image_dd,
         W.HBox([W.VBox([table_w, *sliders.values()], layout=W.Layout(width="360px")),
                 W.VBox(list(drops.values()), layout=W.Layout(width="250px")),
                 W.VBox([metrics, status], layout=W.Layout(flex="1"))]),
@@ -626,7 +649,8 @@ def explorer(work_dir: PathLike = "data", profile: str | None = "demo", results_
         W.HTML("<h4>Every image of the set, worst AP first</h4>"), W.HBox([row, show]), table,
     ])
     box.controls = {"run": run_dd, "split": split_dd, "image": image_dd, "table_weights": table_w, **sliders,
-                    **{f"drop_{k}": c for k, c in drops.items()}, "row": row, "show_row": show}
+                    **{f"drop_{k}": c for k, c in drops.items()}, "row": row, "show_row": show,
+                   "combo": combo_dd, "add_combo": combo_btn}
     box.outputs = {"picture": picture, "metrics": metrics, "table": table, "status": status}
     box.refresh, box.refresh_table = refresh, refresh_table
     reset_baseline()

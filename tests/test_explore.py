@@ -147,6 +147,11 @@ def test_explorer_controls_rescore_on_the_spot(tiny) -> None:
     c["row"].value = 2
     c["show_row"].click()
     assert c["image"].value == 2 and X.image_names(c["split"].value)[2] in o["metrics"].value
+    # another segmentation/resynthesis combo: its images are prepared and the same image is scored through it
+    name = c["image"].label
+    c["combo"].value = "embedded-light"
+    c["add_combo"].click()
+    assert "embedded-light" in c["split"].label and c["image"].label == name and o["status"].value == ""
     other = next(v for _, v in c["run"].options if v != c["run"].value)
     c["run"].value = other
     assert Path(other).name in o["metrics"].value and o["status"].value == ""
