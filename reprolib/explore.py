@@ -198,6 +198,8 @@ def table_weights(run_dir: PathLike, dataset: str, index: int, results_dir: Path
     idx = _results_index(results_dir)
     rows = idx[(idx["checkpoint"] == str(Path(run_dir).resolve())) & (idx.get("dataset") == dataset)
                & ~idx["variant"].astype(str).str.contains("@")] if len(idx) else idx
+    if len(rows) and (rows["ensemble"] == "fixed").all():
+        return dict(FIXED_WEIGHTS)
     for _, row in rows.iterrows():
         if row.get("ensemble") != "grid":
             continue
