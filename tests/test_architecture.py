@@ -26,7 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("precompute",),  # backends + maps over a data set → processed-split folders
     ("training", "ensemble", "metrics"),  # Lightning training, ensembles, Fishyscapes metrics
     ("experiments",),  # what each table runs
-    ("report", "kaggle", "main"),  # LaTeX report, Kaggle sessions, ``python -m reprolib``
+    ("report", "kaggle", "explore", "main"),  # LaTeX report, Kaggle sessions, the JupyterLab explorer, ``python -m reprolib``
 )
 #: Imports allowed inside one layer (importer, imported): one way each, so no cycle.
 SAME_LAYER: frozenset[tuple[str, str]] = frozenset({

@@ -148,6 +148,8 @@ def test_notebook_runs_under_papermill(table4, tmp_path: Path) -> None:
     html = "".join(str(o.get("data", {}).get("text/html", "")) for c in nb.cells if c.cell_type == "code"
                    for o in c.get("outputs", []))
     assert "fs_lost_and_found" in html  # the comparison table was displayed
+    pngs = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert pngs >= 2  # the table's figure and the world's gallery, inline
 
 
 def test_committed_notebooks_have_no_outputs_and_a_parameters_cell() -> None:

@@ -1,4 +1,4 @@
-"""(Re)write the thin table notebooks under notebooks/ — parameters cell, calls into reprolib, a table, a figure.
+"""(Re)write the thin notebooks under notebooks/ — parameters cell, calls into reprolib, a table, a figure (and explore).
 
 Run after changing a notebook's shape: `python tools/make_notebooks.py` (`--out DIR` writes elsewhere; the tests
 compare a fresh run with the committed notebooks). Notebooks are written without outputs, and a notebook whose
@@ -45,6 +45,19 @@ kaggle = False          # set by the Kaggle bundle
 '''
 
 
+# The figures are written as PNG files (matplotlib's Agg backend, no pyplot state); show those files inline.
+SHOW_FIGURES = '''from pathlib import Path
+from IPython.display import Image, display
+for png in sorted(Path(output_dir).glob("{name}*.png")):
+    display(Image(filename=str(png)))'''
+
+SHOW_GALLERY = '''from pathlib import Path
+from IPython.display import Image, display
+gallery = Path(work_dir) / profile / "world" / "gallery.png"
+if data_root is None and gallery.is_file():
+    display(Image(filename=str(gallery)))'''
+
+
 def build(name: str, title: str) -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -63,7 +76,9 @@ def build(name: str, title: str) -> nbformat.NotebookNode:
         nbformat.v4.new_markdown_cell("## Ours beside the MLRC report and the paper (AP, FPR95 in %)"
                                       + (f"\n\n{TABLES[name].caption}" if TABLES[name].caption else "")),
         nbformat.v4.new_code_cell(f"comparison_table(results, {name!r})"),
-        nbformat.v4.new_code_cell(f"table_figure(results, {name!r}, output_dir)"),
+        nbformat.v4.new_code_cell(f"table_figure(results, {name!r}, output_dir);\n{SHOW_FIGURES.format(name=name)}"),
+        nbformat.v4.new_markdown_cell("## The data: the embedded world's gallery (when no `data_root` is given)"),
+        nbformat.v4.new_code_cell(SHOW_GALLERY),
     ]
     for i, cell in enumerate(nb.cells):  # stable ids: regenerating leaves unchanged notebooks byte-identical
         cell.id = f"{name}-{i}"
@@ -104,6 +119,56 @@ def build_table2() -> nbformat.NotebookNode:
     return nb
 
 
+EXPLORE_PARAMS = '''# Parameters (Papermill overrides these)
+profile = "demo"          # the profile whose runs to look at (what `make table4` trained)
+work_dir = "data"         # where the tables keep runs and processed splits
+results_dir = "results"   # the tables' CSVs: which run each row reports, and its ensemble weights
+run = None                # a run folder name from the list below; None → the first one a table reports
+dataset = "fs_lost_and_found"  # or "fs_static"
+image = 0                 # index or name of the image in that set
+other_run = None          # a run to compare on the same image; None → the w/o-maps model when trained
+other_combo = None        # e.g. "embedded-light": the image through another segmentation/resynthesis combo
+device = "cpu"
+'''
+
+
+def build_explore() -> nbformat.NotebookNode:
+    """``explore.ipynb``: look inside one trained model on one image (logic in ``reprolib.explore``)."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    md, code = nbformat.v4.new_markdown_cell, nbformat.v4.new_code_cell
+    nb.cells = [
+        md("# Explore: look inside a trained model, change one thing, see what moves\n\n"
+           "Needs a finished table (e.g. `make table4`, a few minutes on the demo profile); trains nothing. "
+           "Logic lives in `reprolib.explore`: every widget action is a plain function there."),
+        code(EXPLORE_PARAMS, metadata={"tags": ["parameters"]}),
+        code("from reprolib import explore as X\n\n"
+             "work_dir, results_dir = X.resolve_dir(work_dir), X.resolve_dir(results_dir)\n"
+             "runs = X.list_runs(work_dir, profile, results_dir)\n"
+             "runs if len(runs) else print(X.nothing_trained(work_dir, profile))"),
+        code("X.list_splits(work_dir, profile)"),
+        code("sel = X.default_selection(work_dir, profile, run, dataset, image, results_dir)\nsel"),
+        md("## Interactive: pick a run, a set and an image; move the ensemble weights, remove a map\n\n"
+           "Panels: image, semantic map, resynthesis, H, D, V, the network's p(anomaly), the ensemble's score, "
+           "ground truth and the errors at this image's FPR95 threshold (white: found, blue: missed, red: false "
+           "alarm). Below: every image of the set, worst AP first; type a row and *show this row*."),
+        code("X.explorer(work_dir, profile, results_dir, selection=sel, device=device) if sel else None"),
+        md("## The same as plain calls: one image, what moves when one thing changes"),
+        code("if sel:\n    X.show_figure(X.image_figure(X.score_image(sel.run, sel.split, sel.image, "
+             "results_dir=results_dir, dataset=sel.dataset, device=device)))"),
+        code("X.what_moves(sel, other_run=other_run, other_combo=other_combo, work_dir=work_dir, profile=profile,\n"
+             "             results_dir=results_dir, device=device) if sel else None"),
+        md("## Every image of the set, worst first — and the worst one"),
+        code("table = X.per_image_table(sel.run, sel.split, results_dir=results_dir, dataset=sel.dataset, "
+             "device=device) if sel else None\ntable"),
+        code("if sel:\n    X.show_figure(X.image_figure(X.score_image(sel.run, sel.split, int(table.index[0]), "
+             "results_dir=results_dir, dataset=sel.dataset, device=device)))"),
+    ]
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"explore-{i}"
+    return nb
+
+
 def write_if_changed(nb: nbformat.NotebookNode, path: Path) -> bool:
     """Write ``nb`` to ``path`` (as ``nbformat.write`` would, atomically) unless the file already holds exactly
     that text; returns whether it wrote."""
@@ -122,6 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     for name, title in NOTEBOOKS.items():
         write_if_changed(build(name, title), out / f"{name}.ipynb")
     write_if_changed(build_table2(), out / "table2.ipynb")
+    write_if_changed(build_explore(), out / "explore.ipynb")
 
 
 if __name__ == "__main__":
