@@ -25,8 +25,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from reprolib.experiments.ensembling import FIXED_WEIGHTS, SCORE_KEYS
+from reprolib.ensemble import FIXED_ENSEMBLE as FIXED_WEIGHTS
+from reprolib.experiments.ensembling import SCORE_KEYS
+from reprolib.experiments.runner import scored_checkpoint
 from reprolib.experiments.scoring import MAP_NAMES
+from reprolib.experiments.session import sha256_file
 from reprolib.io import PathLike, ReprolibDataError, read_json
 
 #: processed-split kind (``key.json``'s dataset kind) → evaluation set name used in the tables
@@ -69,7 +72,9 @@ def _results_index(results_dir: PathLike | None) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=["table", "variant", "dataset", "checkpoint", "ensemble", "ensemble_info"])
     df = pd.concat(frames, ignore_index=True)
-    df["checkpoint"] = df["checkpoint"].astype(str).map(lambda p: str(Path(p).resolve()))
+    # rows name the checkpoint file scored (``<run>/checkpoints/best.ckpt``): index them by run folder
+    df["checkpoint"] = df["checkpoint"].astype(str).map(
+        lambda p: str((Path(p).parents[1] if p.endswith(".ckpt") else Path(p)).resolve()))
     return df
 
 
@@ -129,12 +134,12 @@ def run_splits(run_dir: PathLike, work_dir: PathLike | None = None) -> dict[str,
     run_dir = Path(run_dir)
     processed = Path(work_dir) if work_dir else run_dir.parent.parent / "processed"
     out: dict[str, Path] = {}
-    for npz in sorted((run_dir / "scores").glob("*.npz")):
+    splits = [p for p in processed.iterdir() if p.is_dir()] if processed.is_dir() else []
+    for npz in sorted((run_dir / "scores").glob("*.npz")):  # <dataset>-<split>[-benchmark]-<ckpt>-<sha12>.npz
         for dataset in EVAL_KINDS.values():
-            prefix = f"{dataset}-"
-            stem = npz.stem.removesuffix("-benchmark")
-            if stem.startswith(prefix) and (processed / stem[len(prefix):]).is_dir():
-                out.setdefault(dataset, processed / stem[len(prefix):])
+            for split in splits:
+                if npz.stem.startswith(f"{dataset}-{split.name}-"):
+                    out.setdefault(dataset, split)
     return out
 
 
@@ -176,13 +181,13 @@ def image_names(split: PathLike) -> list[str]:
 def _load_run(run_dir: str, mtime: float) -> tuple[torch.nn.Module, torch.nn.Module | None, dict[str, Any]]:
     from reprolib.training.run import load_trained, read_config
 
-    net, ens = load_trained(run_dir)
+    net, ens = load_trained(run_dir, which=scored_checkpoint(Path(run_dir)).stem)
     return net, ens, read_config(run_dir)
 
 
 def load_run(run_dir: PathLike) -> tuple[torch.nn.Module, torch.nn.Module | None, dict[str, Any]]:
     """(network, learned ensemble or None, config) of a finished run; cached while its checkpoint is unchanged."""
-    ckpt = Path(run_dir) / "checkpoints" / "last.ckpt"
+    ckpt = scored_checkpoint(Path(run_dir))  # what the tables score: best.ckpt, else last.ckpt
     if not ckpt.is_file():
         raise ReprolibDataError(ckpt, "checkpoint not found (has the run been trained?)")
     return _load_run(str(Path(run_dir).resolve()), ckpt.stat().st_mtime)
@@ -428,9 +433,11 @@ def split_scores(run_dir: PathLike, split: PathLike, dataset: str | None = None,
     from reprolib.experiments.scoring import load_scores, score_split
 
     dataset = dataset or EVAL_KINDS.get(Path(split).name.split("-")[0], "")
-    cache = Path(run_dir) / "scores" / f"{dataset}-{Path(split).name}.npz"
-    if cache.is_file():
-        return load_scores(cache)
+    ckpt = scored_checkpoint(Path(run_dir))
+    if ckpt.is_file():  # the runner's cache name: the checkpoint scored and its content hash
+        cache = Path(run_dir) / "scores" / f"{dataset}-{Path(split).name}-{ckpt.stem}-{sha256_file(ckpt)[:12]}.npz"
+        if cache.is_file():
+            return load_scores(cache)
     net, ens, cfg = load_run(run_dir)
     return score_split(net, split, size=tuple(cfg.get("size", (256, 512))), device=device, ensemble=ens)
 

@@ -49,7 +49,7 @@ def test_listings_link_runs_tables_and_splits(tiny) -> None:
     assert len(runs) == 2 and set(runs["combo"]) == {"embedded"}
     full = runs[runs["maps"]].iloc[0]
     assert "table4:full" in full["used_by"] and "table4:no_ensemble" not in full["used_by"]
-    assert Path(full["path"]).resolve() == Path(_rows(df, "full", "fs_static", "ap")["checkpoint"]).resolve()
+    assert Path(full["path"]).resolve() == Path(_rows(df, "full", "fs_static", "ap")["checkpoint"]).resolve().parents[1]
     assert runs[~runs["maps"]].iloc[0]["used_by"] == "table4:no_uncertainty"
     splits = X.list_splits(work, "tiny")
     assert set(splits["dataset"]) == {"fs_lost_and_found", "fs_static"} and (splits["images"] == 4).all()
@@ -63,11 +63,12 @@ def test_table_weights_reproduce_the_tables_ensemble(tiny, dataset: str) -> None
     """Per-image weights from the table's cross-fitted folds, applied to the cached scores, give its AP/FPR95."""
     work, results, df = tiny
     row = _rows(df, "full", dataset, "ap")
-    split = X.run_splits(row["checkpoint"])[dataset]
-    s = X.split_scores(row["checkpoint"], split, dataset)
+    run = Path(row["checkpoint"]).parents[1]  # rows name the checkpoint scored: <run>/checkpoints/best.ckpt
+    split = X.run_splits(run)[dataset]
+    s = X.split_scores(run, split, dataset)
     mixed = []
     for i in range(len(s["label"])):
-        w = X.table_weights(row["checkpoint"], dataset, i, results)
+        w = X.table_weights(run, dataset, i, results)
         mixed.append(sum(w.get(k, 0.0) * s[k][i] for k in SCORE_KEYS))
     m = anomaly_metrics(mixed, s["label"])
     assert m["ap"] == pytest.approx(row["value"], abs=1e-12)
