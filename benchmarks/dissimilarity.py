@@ -2,25 +2,36 @@
 
     python benchmarks/dissimilarity.py                       # batch 1 and 4, fp32 (AMP too on CUDA)
     python benchmarks/dissimilarity.py --batches 1 --options # plus before/after of each speed option
+    python benchmarks/dissimilarity.py --original /tmp/synboost-original   # side by side with the original
 
 Each setting: ``--warmup`` untimed runs, then the median of ``--runs``. Options compared (batch 1):
 ``joint-encoding`` (one encoder pass for original ‖ synthesis — on by default in the model) and
-``channels-last`` (NHWC memory format). The original's CPU figures are printed for reference only:
-machines differ, and this machine may be shared (the load average is printed).
+``channels-last`` (NHWC memory format). Without ``--original`` the original's CPU figures (spec §8) are
+printed for reference only: machines differ, and this machine may be shared (the load average is printed).
+
+``--original PATH`` (a checkout of github.com/giandbt/synboost; nothing of it is copied here) imports its
+``DissimNetPrior`` from PATH at run time, builds it with the SPADE decoder and *our weights* (through
+:func:`reprolib.models.to_original_state_dict`), checks both give the same logits, then times forward and
+train step for batch 1 at ``--size`` in fp32 on the same inputs, alternating original and ours run by run
+(A B A B …) so a change in the machine's load hits both alike, and prints both medians and the ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import statistics
+import sys
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from reprolib.models import DissimilarityConfig, DissimilarityNet
+from reprolib.models import DissimilarityConfig, DissimilarityNet, to_original_state_dict
 
 ORIGINAL_CPU = {"forward": 3.78, "train": 9.40}  # s, 1×3×256×512, 2 cores (spec §8)
 
@@ -59,6 +70,28 @@ def time_it(fn, warmup: int, runs: int, device: torch.device) -> tuple[float, fl
     return statistics.median(times), min(times), max(times)
 
 
+def step_functions(
+    call: Callable[[], torch.Tensor], model: torch.nn.Module, target: torch.Tensor, class_weight: torch.Tensor,
+    ctx: Callable = nullcontext,
+) -> dict[str, Callable[[], None]]:
+    """``forward`` (eval, no_grad) and ``train`` (forward + weighted CE + backward) closures over ``call``."""
+
+    def forward() -> None:
+        model.eval()
+        with torch.no_grad(), ctx():
+            call()
+
+    def train_step() -> None:
+        model.train()
+        model.zero_grad(set_to_none=True)
+        with ctx():
+            logits = call()
+        loss = F.cross_entropy(logits.float(), target, weight=class_weight, ignore_index=255)
+        loss.backward()
+
+    return {"forward": forward, "train": train_step}
+
+
 def bench(
     model: DissimilarityNet,
     batch: int,
@@ -80,21 +113,78 @@ def bench(
     target[:, :8] = 255
     class_weight = torch.tensor([1.46494611, 16.5204619], device=device)
     ctx = (lambda: torch.autocast(device.type, dtype=amp)) if amp is not None else nullcontext
+    steps = step_functions(lambda: model(**x), model, target, class_weight, ctx)
+    return {name: time_it(steps[name], warmup, runs, device) for name in ("forward", "train")}
 
-    def forward() -> None:
-        model.eval()
-        with torch.no_grad(), ctx():
-            model(**x)
 
-    def train_step() -> None:
-        model.train()
-        model.zero_grad(set_to_none=True)
-        with ctx():
-            logits = model(**x)
-        loss = F.cross_entropy(logits.float(), target, weight=class_weight, ignore_index=255)
-        loss.backward()
+def load_original_class(path: str | os.PathLike) -> type[torch.nn.Module]:
+    """``DissimNetPrior`` imported from a checkout of the original repository at ``path`` (read, not copied)."""
+    root = Path(path).resolve()
+    module_file = root / "image_dissimilarity" / "models" / "dissimilarity_model.py"
+    if not module_file.is_file():
+        raise SystemExit(f"--original {path}: no {module_file.relative_to(root)} there; "
+                         "pass a checkout of github.com/giandbt/synboost")
+    sys.path.insert(0, str(root))  # the original imports itself as ``image_dissimilarity.…``
+    return importlib.import_module("image_dissimilarity.models.dissimilarity_model").DissimNetPrior
 
-    return {"forward": time_it(forward, warmup, runs, device), "train": time_it(train_step, warmup, runs, device)}
+
+def build_original(cls: type[torch.nn.Module], ours: DissimilarityNet) -> torch.nn.Module:
+    """The original's main variant (prior + SPADE decoder) carrying ``ours``'s weights (strict load)."""
+    import warnings
+
+    with warnings.catch_warnings():  # torchvision's "pretrained is deprecated" notice from the original's code
+        warnings.simplefilter("ignore", UserWarning)
+        model = cls(architecture="vgg16", semantic=True, pretrained=False, correlation=True, prior=True,
+                    spade="decoder", num_semantic_classes=ours.config.num_classes)
+    model.load_state_dict(to_original_state_dict(ours), strict=True)
+    return model
+
+
+def time_alternating(fns: dict[str, Callable[[], None]], warmup: int, runs: int) -> dict[str, list[float]]:
+    """Seconds of each of ``fns`` over ``runs`` rounds, the functions taking turns inside every round."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(runs):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def compare_with_original(
+    path: str, ours: DissimilarityNet, size: tuple[int, int], warmup: int, runs: int
+) -> dict[str, dict[str, float]]:
+    """Side-by-side CPU fp32 timing, batch 1: original ``DissimNetPrior`` vs ours, same weights and inputs."""
+    original = build_original(load_original_class(path), ours)
+    x = make_inputs(1, *size, torch.device("cpu"))
+    target = (x["entropy"][:, 0] > 0.9).long()
+    target[:, :8] = 255
+    class_weight = torch.tensor([1.46494611, 16.5204619])
+    ours_call = lambda: ours(**x)  # noqa: E731
+    original_call = lambda: original(x["original"], x["synthesis"], x["semantic"],  # noqa: E731
+                                     x["entropy"], x["perceptual"], x["distance"])
+    ours.eval()
+    original.eval()
+    with torch.no_grad():
+        a, b = original_call(), ours_call()
+    diff = ((a - b).abs().max() / a.abs().max()).item()
+    print(f"same weights and inputs: max |original − ours| / max |original| = {diff:.2e}")
+    steps = {"original": step_functions(original_call, original, target, class_weight),
+             "ours": step_functions(ours_call, ours, target, class_weight)}
+    out = {}
+    for name in ("forward", "train"):
+        load = os.getloadavg() if hasattr(os, "getloadavg") else None
+        t = time_alternating({who: steps[who][name] for who in steps}, warmup, runs)
+        med = {who: statistics.median(v) for who, v in t.items()}
+        ratio = med["original"] / med["ours"]
+        pairs = statistics.median(o / u for o, u in zip(t["original"], t["ours"], strict=True))
+        print(f"  {name:<8} original {med['original']:7.3f} s   ours {med['ours']:7.3f} s   "
+              f"ratio {ratio:4.2f}×  (median of per-round ratios {pairs:4.2f}×; load average before {load})")
+        out[name] = {**med, "ratio": ratio}
+    return out
 
 
 def _fmt(name: str, batch: int, stats: tuple[float, float, float], ref: float | None) -> str:
@@ -117,6 +207,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--amp-dtype", default="bfloat16", choices=["bfloat16", "float16"])
     ap.add_argument("--options", action="store_true", help="before/after of each speed option at batch 1")
     ap.add_argument("--width", type=float, default=1.0)
+    ap.add_argument("--original", metavar="PATH", default=None,
+                    help="checkout of the original repository: time its DissimNetPrior side by side (CPU, fp32, "
+                         "batch 1), alternating runs, and print the ratio")
     args = ap.parse_args(argv)
 
     if args.threads:
@@ -130,6 +223,14 @@ def main(argv: list[str] | None = None) -> None:
     print(f"DissimilarityNet main (width {args.width}), {h}x{w}, device {device}, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}, cpus {os.cpu_count()}, load average {load}")
     print(f"warm-up {args.warmup}, median of {args.runs} runs")
+    if args.original:
+        if args.width != 1.0:
+            raise SystemExit("--original compares the paper's network: use --width 1.0")
+        print(f"[original DissimNetPrior (spade='decoder', prior=True) from {args.original} vs ours, batch 1, "
+              f"fp32, cpu, alternating]")
+        compare_with_original(args.original, model, (h, w), args.warmup, args.runs)
+        print(f"load average after {os.getloadavg() if hasattr(os, 'getloadavg') else None}")
+        return
     precisions: list[torch.dtype | None] = [None]
     if device.type == "cuda":
         precisions.append(getattr(torch, args.amp_dtype))

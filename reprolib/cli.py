@@ -70,9 +70,10 @@ def error_line(exc: BaseException) -> tuple[str, int] | None:
 
 
 def run(main: Callable[[], Any]) -> int:
-    """Call ``main()``; return 0, or print the one-line error of a user-fixable failure and return its code."""
+    """Call ``main()``; return its exit code (an int it returns, else 0), or print the one-line error of a
+    user-fixable failure and return that failure's code."""
     try:
-        main()
+        code = main()
     except (ValueError, OSError) as exc:
         found = error_line(exc)
         if found is None:
@@ -80,7 +81,7 @@ def run(main: Callable[[], Any]) -> int:
         line, code = found
         print(line, file=sys.stderr)
         return code
-    return 0
+    return code if isinstance(code, int) else 0  # main() may return its result (e.g. a path): success
 
 
 # --------------------------------------------------------------------------------------------------------

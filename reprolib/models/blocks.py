@@ -32,11 +32,12 @@ def make_activation(name: str) -> nn.Module:
 def feature_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Σ_c a[c]·b[c] → (B,1,H,W): the original's unnormalised correlation channel (spec §1.5).
 
-    Computed in fp32 with autocast off: the values reach ~1e3–1e5, past fp16's 65504 (under autocast the
-    einsum would run as an fp16 ``bmm`` and give inf).
+    Computed in fp32 with autocast off: the values reach ~1e3–1e5, past fp16's 65504. A product and a channel
+    sum (the original's own formula), not ``einsum``: on CPU einsum turns this into a batched matmul of H·W tiny
+    1×C·C×1 products (thousands of small copies per forward).
     """
     with torch.autocast(device_type=a.device.type, enabled=False):
-        return torch.einsum("bchw,bchw->bhw", a.float(), b.float()).unsqueeze(1)
+        return (a.float() * b.float()).sum(dim=1, keepdim=True)
 
 
 class SPADE(nn.Module):
@@ -71,6 +72,8 @@ class SPADEConvBlock(nn.Module):
         self.act = make_activation(activation)
 
     def forward(self, x: torch.Tensor, segmap: torch.Tensor) -> torch.Tensor:
+        if segmap.shape[-2:] != x.shape[-2:]:  # resize once for both SPADEs (the conv keeps the size)
+            segmap = F.interpolate(segmap, size=x.shape[-2:], mode="nearest")
         x = self.act(self.norm1(x, segmap))
         x = self.conv(x)
         return self.act(self.norm2(x, segmap))
