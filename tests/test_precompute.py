@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 import reprolib.precompute as pc
+import reprolib.precompute.compute as pc_compute
 from reprolib.backends import build_generator, build_segmentation, imagenet_normalize
 from reprolib.io import ReprolibDataError, read_json, read_png
 from reprolib.labels import label_to_train
@@ -123,7 +124,7 @@ def test_cache_hit_does_no_work(gen_split: Path, backends, tmp_path: Path,  # no
     def boom(*a, **k):  # noqa: ANN002, ANN003
         raise AssertionError("cache hit must not compute")
 
-    monkeypatch.setattr(pc, "_process_batch", boom)
+    monkeypatch.setattr(pc_compute, "_process_batch", boom)
     t0 = time.perf_counter()
     assert _run(gen_split, backends, tmp_path) == out
     assert time.perf_counter() - t0 < 2.0
@@ -140,7 +141,7 @@ def test_cache_hit_does_no_work(gen_split: Path, backends, tmp_path: Path,  # no
 def test_resume_after_kill_matches_uninterrupted(gen_split: Path, backends, tmp_path: Path,  # noqa: ANN001
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     clean = _run(gen_split, backends, tmp_path / "clean")
-    real_write, calls = pc._write_item, []
+    real_write, calls = pc_compute._write_item, []
 
     def dying_write(*a, **k):  # noqa: ANN002, ANN003
         if len(calls) == 3:
@@ -148,7 +149,7 @@ def test_resume_after_kill_matches_uninterrupted(gen_split: Path, backends, tmp_
         calls.append(a[1])
         real_write(*a, **k)
 
-    monkeypatch.setattr(pc, "_write_item", dying_write)
+    monkeypatch.setattr(pc_compute, "_write_item", dying_write)
     with pytest.raises(KeyboardInterrupt):
         _run(gen_split, backends, tmp_path / "resumed")
     monkeypatch.undo()
