@@ -1,0 +1,117 @@
+"""The two embedded training tasks as LightningModules (segmentation: cross-entropy on trainIds; generator:
+L1 + image-gradient L1 on labelIds → image) and :func:`fit_task`, which runs one with resumable checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import ModelCheckpoint
+from torch.utils.data import DataLoader, TensorDataset
+
+from reprolib.backends.base import imagenet_normalize
+from reprolib.labels import IGNORE_INDEX
+from reprolib.training._determinism import prepare_cuda_determinism
+from reprolib.training.checkpoint import AtomicCheckpointIO
+from reprolib.training.loss import weighted_cross_entropy
+
+
+def _flip(step_seed: int, *tensors: torch.Tensor) -> list[torch.Tensor]:
+    """Random horizontal flip per sample, drawn from a generator seeded by the step (resume-safe)."""
+    g = torch.Generator().manual_seed(step_seed)
+    mask = torch.rand(tensors[0].shape[0], generator=g) < 0.5
+    out = []
+    for t in tensors:
+        t = t.clone()
+        t[mask] = t[mask].flip(-1)
+        out.append(t)
+    return out
+
+
+class EmbeddedTask(L.LightningModule):
+    """Shared optimiser / logging for both embedded tasks."""
+
+    def __init__(self, model: torch.nn.Module, lr: float, max_steps: int, seed: int):
+        super().__init__()
+        self.model = model
+        self.lr, self.max_steps_, self.seed = lr, max_steps, seed
+        self.losses: list[float] = []
+
+    def configure_optimizers(self) -> Any:
+        opt = torch.optim.AdamW(self.model.parameters(), lr=self.lr, weight_decay=1e-4)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=max(self.max_steps_, 2),
+                                                    pct_start=0.15)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def _record(self, loss: torch.Tensor) -> torch.Tensor:
+        self.losses.append(float(loss.detach()))
+        self.log("loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False)
+        return loss
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["loss_history"] = torch.tensor(self.losses, dtype=torch.float64)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        hist = checkpoint.get("loss_history")
+        self.losses = [] if hist is None else [float(v) for v in hist]
+
+
+class SegmentationTask(EmbeddedTask):
+    """Cross-entropy on trainIds (ignore 255), in the form that is deterministic on CUDA (training.loss)."""
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        image, _, train_ids = batch
+        image, train_ids = _flip(self.seed * 1_000_003 + self.global_step, image, train_ids)
+        logits = self.model(imagenet_normalize(image))
+        return self._record(weighted_cross_entropy(logits, train_ids, ignore_index=IGNORE_INDEX))
+
+
+def gradient_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L1 between horizontal and vertical finite differences: a cheap edge/texture term beside plain L1."""
+    dx = (pred[..., :, 1:] - pred[..., :, :-1]) - (target[..., :, 1:] - target[..., :, :-1])
+    dy = (pred[..., 1:, :] - pred[..., :-1, :]) - (target[..., 1:, :] - target[..., :-1, :])
+    return dx.abs().mean() + dy.abs().mean()
+
+
+class ResynthesisTask(EmbeddedTask):
+    """L1 + gradient L1 between the generator's output for the GT labelIds and the real image."""
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        image, label_ids, _ = batch
+        image, label_ids = _flip(self.seed * 1_000_003 + self.global_step, image, label_ids)
+        fake = self.model(label_ids)
+        return self._record(F.l1_loss(fake, image) + gradient_l1(fake, image))
+
+
+def fit_task(
+    task: EmbeddedTask,
+    data: TensorDataset,
+    work_dir: Path,
+    *,
+    max_steps: int,
+    batch_size: int,
+    seed: int,
+    accelerator: str = "cpu",
+    progress: bool = True,
+    callbacks: list[Any] | None = None,
+) -> EmbeddedTask:
+    """Run ``task`` for ``max_steps`` with checkpoints in ``work_dir``, resuming from ``last.ckpt``."""
+    if accelerator in ("cuda", "gpu"):
+        prepare_cuda_determinism()
+    L.seed_everything(seed, workers=True, verbose=False)
+    loader = DataLoader(data, batch_size=min(batch_size, len(data)), shuffle=True, drop_last=False,
+                        generator=torch.Generator().manual_seed(seed), num_workers=0)
+    ckpt_cb = ModelCheckpoint(dirpath=work_dir, save_last=True, save_top_k=0,
+                              every_n_train_steps=max(1, min(50, max_steps // 4)))
+    trainer = L.Trainer(
+        accelerator=accelerator, devices=1, max_steps=max_steps, max_epochs=-1, deterministic=True,
+        logger=False, enable_progress_bar=progress, enable_model_summary=False,
+        callbacks=[ckpt_cb, *(callbacks or [])], plugins=[AtomicCheckpointIO()], default_root_dir=work_dir,
+        log_every_n_steps=10, num_sanity_val_steps=0,
+    )
+    last = work_dir / "last.ckpt"
+    trainer.fit(task, loader, ckpt_path=last if last.is_file() else None)
+    return task
