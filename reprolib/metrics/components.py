@@ -20,7 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 from reprolib.labels import IGNORE_INDEX
-from reprolib.metrics.pixel import _exact_counts, _to_numpy, _valid
+from reprolib.metrics._pixels import exact_counts, to_numpy, valid_pixels
 
 TAUS = tuple(np.round(np.arange(0.25, 0.751, 0.05), 2))
 _EIGHT = np.ones((3, 3), int)
@@ -28,10 +28,10 @@ _EIGHT = np.ones((3, 3), int)
 
 def best_f1_threshold(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray], ignore_index: int = IGNORE_INDEX) -> float:
     """The pixel threshold maximising F1 over all valid pixels (score ≥ threshold = anomaly)."""
-    pairs = [_valid(s, y, ignore_index) for s, y in zip(scores, labels, strict=True)]
+    pairs = [valid_pixels(s, y, ignore_index) for s, y in zip(scores, labels, strict=True)]
     s = np.concatenate([p[0] for p in pairs])
     y = np.concatenate([p[1] for p in pairs])
-    pos, neg = _exact_counts(s, y)
+    pos, neg = exact_counts(s, y)
     thresholds = np.unique(s)[::-1]
     tp, fp = np.cumsum(pos), np.cumsum(neg)
     f1 = 2 * tp / np.maximum(tp + fp + tp[-1], 1)
@@ -41,8 +41,8 @@ def best_f1_threshold(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray]
 def component_metrics(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray], threshold: float | None = None,
                       min_gt_size: int = 100, min_pred_size: int = 500, ignore_index: int = IGNORE_INDEX) -> dict:
     """sIoU, PPV, mean F1 (and F1 per τ) over a list of images."""
-    scores = [_to_numpy(s).astype(np.float32) for s in scores]
-    labels = [_to_numpy(y).astype(np.int64) for y in labels]
+    scores = [to_numpy(s).astype(np.float32) for s in scores]
+    labels = [to_numpy(y).astype(np.int64) for y in labels]
     if threshold is None:
         threshold = best_f1_threshold(scores, labels, ignore_index)
     sious, ppvs = [], []

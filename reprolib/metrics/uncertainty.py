@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from reprolib.labels import IGNORE_INDEX
-from reprolib.metrics.pixel import _keys, _valid, metrics_from_histograms
+from reprolib.metrics._pixels import score_keys, valid_pixels
+from reprolib.metrics.curves import metrics_from_histograms
 
 
 def _image_histograms(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray], bits: int,
@@ -16,8 +17,8 @@ def _image_histograms(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray]
     pos = np.zeros((len(scores), 2**bits), np.int64)
     neg = np.zeros_like(pos)
     for i, (s, y) in enumerate(zip(scores, labels, strict=True)):
-        s, y = _valid(s, y, ignore_index)
-        b = (_keys(s) >> np.uint32(32 - bits)).astype(np.int64)
+        s, y = valid_pixels(s, y, ignore_index)
+        b = (score_keys(s) >> np.uint32(32 - bits)).astype(np.int64)
         pos[i] = np.bincount(b[y == 1], minlength=2**bits)
         neg[i] = np.bincount(b[y == 0], minlength=2**bits)
     return pos, neg
