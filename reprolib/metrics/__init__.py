@@ -2,7 +2,9 @@
 bootstrap intervals and seed aggregation."""
 
 from reprolib.metrics.components import component_metrics
-from reprolib.metrics.pixel import AnomalyMetrics, anomaly_metrics, curve_metrics, metrics_from_histograms
+from reprolib.metrics.curves import curve_metrics, metrics_from_histograms
+from reprolib.metrics.pixel import anomaly_metrics
+from reprolib.metrics.streaming import AnomalyMetrics
 from reprolib.metrics.uncertainty import aggregate_seeds, bootstrap_ci, paired_comparison
 
 __all__ = ["AnomalyMetrics", "aggregate_seeds", "anomaly_metrics", "bootstrap_ci", "component_metrics", "curve_metrics",

@@ -94,7 +94,7 @@ class AnomalyMetrics:
        ranking than one holding every pixel would.
 
     Histogram bins and top pixels never share a key, so ``compute()`` merges them into one ranking. The
-    bound is in the module docstring; the tests and ``benchmarks/metrics.py`` measure it.
+    bound is described in :mod:`reprolib.metrics.pixel`; the tests and ``benchmarks/metrics.py`` measure it.
     """
 
     def __init__(self, exact: bool = False, ignore_index: int = IGNORE_INDEX, buffer_pixels: int = 2**22,
