@@ -3,9 +3,8 @@
 Defaults follow the report's Table 1 and the original training (spec §4): Adam lr 1e-4, betas (0.5, 0.999),
 no weight decay, class-weighted cross-entropy ignoring 255 (:mod:`reprolib.training.loss`), ReduceLROnPlateau
 (patience 10, factor 0.5) stepped on the **validation** loss (the original stepped on the last *test* loader's
-loss, spec §4.2). Class weights come from the data side (:func:`reprolib.training.data.enet_class_weights`),
-validation metrics from :class:`reprolib.metrics.validation.ValidationMetrics`, image logging from
-:class:`~.callbacks.ValidationImageLogger`.
+loss, spec §4.2). Elsewhere: class weights (:func:`~.data.enet_class_weights`), validation metrics
+(:class:`reprolib.metrics.validation.ValidationMetrics`), image logging (:class:`~.callbacks.ValidationImageLogger`).
 """
 
 from __future__ import annotations
@@ -72,9 +71,8 @@ class DissimilarityModule(L.LightningModule):
         return prob
 
     def on_validation_epoch_end(self) -> None:
-        scores = self._val.compute() if self._val is not None else {}  # identical on every rank: no further sync
-        for k, v in scores.items():
-            self.log(f"val/{k}", v)
+        scores = self._val.compute() if self._val is not None else {}
+        self.log_dict({f"val/{k}": v for k, v in scores.items()})  # identical on every rank: no further sync
         if scores and self.plateau is not None and not self.trainer.sanity_checking:
             self.plateau.step(scores["loss"])
 
