@@ -22,10 +22,10 @@ from reprolib import cli
 from reprolib.io import ReprolibDataError, read_json
 from reprolib.training.config import ConfigError, TrainConfig, read_yaml_settings
 
-# Imported where a subcommand needs them, not here: torch and Lightning. ``--help`` and a bad argument answer
-# in ~0.5 s; at the top, ``python -X importtime`` measures reprolib.training.run (Lightning) at 8.5-9.5 s and
-# reprolib.experiments.evaluation / reprolib.backends.registry / reprolib.experiments (torch) at ~4 s each
-# (2-core machine, warm disk cache).
+# Imported where a subcommand needs them, not here: torch and Lightning. ``--help`` and a bad ``train`` argument
+# answer in 0.2-0.5 s; ``python -X importtime`` measures reprolib.training.run (Lightning) at 7.5-9.5 s and
+# reprolib.experiments.evaluation / reprolib.backends.registry / reprolib.experiments (torch) at 2.5-4.4 s
+# (shared 2-core machine, warm disk cache).
 
 
 class TrainUsageError(Exception):
@@ -84,7 +84,7 @@ def _train(args: argparse.Namespace) -> int:
     (exit 2: bad arguments or settings, or a run directory holding other settings; exit 1: bad data)."""
     try:
         cfg = _train_config(args.config, args.set)
-        from reprolib.training.run import train  # Lightning (8.5-9.5 s, see the top) loads only for a valid command
+        from reprolib.training.run import train  # Lightning (7.5-9.5 s, see the top) loads only for a valid command
 
         run = train(cfg, args.run_dir)
     except TrainUsageError as exc:
@@ -114,7 +114,7 @@ def _run_size(run_dir: Path) -> tuple[int, int]:
 
 
 def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    from reprolib.backends.registry import COMBOS  # torch (~4 s, see the top): only for this subcommand
+    from reprolib.backends.registry import COMBOS  # torch (2.5-4.4 s, see the top): only for this subcommand
     from reprolib.experiments import evaluation as E
 
     # every argument is checked, and the checkpoint loaded, before any precompute, scoring or write
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "evaluate":
         print(json.dumps(_evaluate(args), indent=2))
     else:
-        from reprolib.experiments import run_table  # torch (~4 s, see the top)
+        from reprolib.experiments import run_table  # torch (2.5-4.4 s, see the top)
 
         df = run_table(args.name, profile=args.profile, data_root=args.data_root, work_dir=args.work_dir,
                        device=args.device)
