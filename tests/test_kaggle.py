@@ -59,7 +59,7 @@ def test_bundle_metadata_and_notebook(tmp_path: Path) -> None:
     import zipfile
     zipped = sources[0].split("\n", 1)[0][len("REPROLIB_ZIP = "):]
     names = zipfile.ZipFile(io.BytesIO(base64.b64decode(eval(zipped)))).namelist()
-    assert "reprolib/kaggle.py" in names and "pyproject.toml" in names
+    assert "reprolib/kaggle/__init__.py" in names and "pyproject.toml" in names
 
 
 def test_bundle_rejects_bad_input(tmp_path: Path) -> None:

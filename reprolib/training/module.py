@@ -1,10 +1,10 @@
-"""The dissimilarity network as a thin LightningModule: forward, loss, optimiser, validation metrics.
+"""The dissimilarity network as a thin LightningModule: forward, loss, optimiser, plateau scheduler.
 
 Defaults follow the report's Table 1 and the original training (spec §4): Adam lr 1e-4, betas (0.5, 0.999),
-no weight decay, class-weighted cross-entropy ignoring 255 (:mod:`reprolib.training.loss`),
-ReduceLROnPlateau(patience 10, factor 0.5) stepped on the **validation** loss (the original stepped on the
-last *test* loader's loss, spec §4.2). Class weights come from the data side
-(:func:`reprolib.training.data.enet_class_weights`), image logging from :class:`~.callbacks.ValidationImageLogger`.
+no weight decay, class-weighted cross-entropy ignoring 255 (:mod:`reprolib.training.loss`), ReduceLROnPlateau
+(patience 10, factor 0.5) stepped on the **validation** loss (the original stepped on the last *test* loader's
+loss, spec §4.2). Elsewhere: class weights (:func:`~.data.enet_class_weights`), validation metrics
+(:class:`reprolib.metrics.validation.ValidationMetrics`), image logging (:class:`~.callbacks.ValidationImageLogger`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 
 from reprolib.data.formats import UNCERTAINTY_MAPS as MAPS
 from reprolib.ensemble.learned import LearnedEnsemble
-from reprolib.metrics import AnomalyMetrics
+from reprolib.metrics.validation import ValidationMetrics
 from reprolib.models import DissimilarityConfig, DissimilarityNet
 from reprolib.training.loss import weighted_cross_entropy, weighted_nll
 
@@ -38,7 +38,8 @@ class DissimilarityModule(L.LightningModule):
         self.ensemble = LearnedEnsemble(mode=ensemble_mode) if ensemble_mode else None
         weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         self.register_buffer("class_weight", weight, persistent=True)
-        self._val: dict[str, Any] = {}
+        self._val: ValidationMetrics | None = None
+        self.plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None  # made in configure_optimizers
         self._plateau_state: dict[str, Any] | None = None
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -62,39 +63,18 @@ class DissimilarityModule(L.LightningModule):
         return loss
 
     def on_validation_epoch_start(self) -> None:
-        self._val = {"loss": 0.0, "n": 0, "metrics": AnomalyMetrics(exact=False), "preds": {}}
+        self._val = ValidationMetrics(self.trainer.world_size)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, prob = self.loss_and_prob(batch)
-        n = batch["label"].shape[0]
-        self._val["loss"] += float(loss) * n
-        self._val["n"] += n
-        for i in range(n):
-            if self.trainer.world_size > 1:  # kept for the gather: metrics over the whole set, not per rank
-                self._val["preds"][batch["name"][i]] = (prob[i].detach().float().cpu(), batch["label"][i].byte().cpu())
-            else:
-                self._val["metrics"].update(prob[i].detach(), batch["label"][i])
+        self._val.update(loss, prob, batch["label"], batch["name"])
         return prob
 
     def on_validation_epoch_end(self) -> None:
-        loss, n, metrics = self._val.get("loss", 0.0), self._val.get("n", 0), self._val.get("metrics")
-        if self.trainer.world_size > 1:
-            gathered: list[Any] = [None] * self.trainer.world_size
-            torch.distributed.all_gather_object(gathered, (loss, n, self._val["preds"]))
-            loss, n = sum(g[0] for g in gathered), sum(g[1] for g in gathered)
-            preds = {name: p for g in gathered for name, p in g[2].items()}  # a padded duplicate counts once
-            for name in sorted(preds):
-                metrics.update(preds[name][0].float(), preds[name][1].long())
-        if not n:
-            return
-        self.log("val/loss", loss / n)  # identical on every rank: no further sync needed
-        if getattr(self, "plateau", None) is not None and not self.trainer.sanity_checking:
-            self.plateau.step(loss / n)
-        try:
-            for k, v in metrics.compute().items():
-                self.log(f"val/{k}", v)
-        except ValueError:  # a validation split without anomalies has no AP / FPR95
-            pass
+        scores = self._val.compute() if self._val is not None else {}
+        self.log_dict({f"val/{k}": v for k, v in scores.items()})  # identical on every rank: no further sync
+        if scores and self.plateau is not None and not self.trainer.sanity_checking:
+            self.plateau.step(scores["loss"])
 
     def configure_optimizers(self) -> Any:
         hp = self.hparams
@@ -111,10 +91,10 @@ class DissimilarityModule(L.LightningModule):
         return opt
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if getattr(self, "plateau", None) is not None:
+        if self.plateau is not None:
             checkpoint["plateau"] = self.plateau.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._plateau_state = checkpoint.get("plateau")
-        if self._plateau_state is not None and getattr(self, "plateau", None) is not None:
+        if self._plateau_state is not None and self.plateau is not None:
             self.plateau.load_state_dict(self._plateau_state)

@@ -1,0 +1,90 @@
+"""The command line ``python -m reprolib.kaggle push|pull --table table4 ...`` (``make kaggle-push/-pull``)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from reprolib.kaggle.bundle import DATASET_REF_RE, DEFAULT_ACCELERATOR, REPO_ROOT, build_bundle
+from reprolib.kaggle.credentials import kaggle_username
+from reprolib.kaggle.kernel import KernelCode
+from reprolib.kaggle.remote import pull, push
+
+
+def _dataset_ref(value: str, what: str) -> str:
+    if not DATASET_REF_RE.fullmatch(value):
+        raise ValueError(f"{what} must be a Kaggle dataset 'owner/slug', got {value!r}: upload the folder first "
+                         "(`kaggle datasets create -p FOLDER`, see the README) and pass its owner/slug")
+    return value
+
+
+def push_parameters(args: Any) -> tuple[dict[str, Any], list[str]]:
+    """The notebook parameters and dataset sources of a push (data and checkpoints resolved in the kernel)."""
+    params: dict[str, Any] = {
+        "profile": args.profile,
+        "work_dir": "/kaggle/working/data",
+        "output_dir": f"/kaggle/working/results/{args.table}",
+        "max_time": args.max_time,
+        "device": "auto",
+        "wandb_mode": args.wandb,
+    }
+    datasets = [_dataset_ref(d, "--datasets") for d in args.datasets.split(",") if d]
+    mount = "__import__('reprolib.kaggle', fromlist=['mounted_dataset']).mounted_dataset"
+    if args.data:
+        datasets.append(_dataset_ref(args.data, "--data"))
+        params["data_root"] = KernelCode(f"str({mount}({args.data!r}, contains='cityscapes'))")
+    if args.checkpoints:
+        if not args.checkpoints_dataset:
+            raise ValueError("--checkpoints needs --checkpoints-dataset owner/slug (the dataset holding the files)")
+        datasets.append(_dataset_ref(args.checkpoints_dataset, "--checkpoints-dataset"))
+        pairs = dict(item.split("=", 1) for item in args.checkpoints.split(",") if "=" in item)
+        if not pairs:
+            raise ValueError("--checkpoints must be name=file[,name=file…], e.g. deepwv3plus=cityscapes_best.pth")
+        where = f"{mount}({args.checkpoints_dataset!r})"
+        params["checkpoints"] = KernelCode("{" + ", ".join(f"{k!r}: str({where} / {v!r})" for k, v in pairs.items()) + "}")
+    return params, list(dict.fromkeys(datasets))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m reprolib.kaggle push|pull --table table4 ...`` (used by ``make kaggle-push/-pull``)."""
+    parser = argparse.ArgumentParser(prog="python -m reprolib.kaggle", description=main.__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p_push = sub.add_parser("push", help="build the kernel bundle for a table and push it")
+    p_push.add_argument("--table", required=True)
+    p_push.add_argument("--profile", default="demo")
+    p_push.add_argument("--data", default="", help="Kaggle dataset owner/slug holding cityscapes/, lostandfound/, "
+                                                    "fishyscapes/ (default: the embedded world)")
+    p_push.add_argument("--checkpoints-dataset", default="", help="Kaggle dataset owner/slug holding backend weights")
+    p_push.add_argument("--checkpoints", default="", help="name=file,... inside it, e.g. deepwv3plus=cityscapes_best.pth")
+    p_push.add_argument("--datasets", default="", help="more comma-separated owner/slug Kaggle datasets to mount")
+    p_push.add_argument("--max-time", default="00:11:00:00",
+                        help="the whole session's budget (Kaggle stops a session at 12 h)")
+    p_push.add_argument("--accelerator", default=DEFAULT_ACCELERATOR, help="Kaggle machine shape ('none': CPU)")
+    p_push.add_argument("--docker-pinning", default="original", choices=("original", "latest"),
+                        help="'original': every version runs the first version's Docker image")
+    p_push.add_argument("--wandb", default="offline", choices=("offline", "online", "disabled"),
+                        help="online needs a WANDB_API_KEY Kaggle Secret attached to the notebook (see README)")
+    p_push.add_argument("--build-dir", default="build/kaggle")
+    p_push.add_argument("--dry-run", action="store_true", help="build the bundle only")
+    p_pull = sub.add_parser("pull", help="fetch a table kernel's results into results/<table>/")
+    p_pull.add_argument("--table", required=True)
+    p_pull.add_argument("--dest", default=None)
+    args = parser.parse_args(argv)
+
+    slug = f"reprolib-{args.table}"
+    if args.cmd == "push":
+        params, datasets = push_parameters(args)
+        gpu = args.accelerator.lower() != "none"
+        bundle = build_bundle(REPO_ROOT / "notebooks" / f"{args.table}.ipynb", Path(args.build_dir) / args.table,
+                              slug=slug, parameters=params, dataset_sources=datasets, enable_gpu=gpu,
+                              accelerator=args.accelerator if gpu else None, docker_pinning=args.docker_pinning,
+                              wandb_secret=args.wandb == "online")
+        print(f"bundle: {bundle}")
+        if not args.dry_run:
+            print(push(bundle, accelerator=args.accelerator if gpu else None))
+    else:
+        dest = Path(args.dest or Path("results") / args.table)
+        files = pull(f"{kaggle_username()}/{slug}", dest, table=args.table)
+        print(f"{len(files)} result files → {dest}")

@@ -1,0 +1,84 @@
+"""``kaggle kernels push / output / status`` through the official CLI, its output checked and scrubbed."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from reprolib.kaggle.bundle import slugify
+from reprolib.kaggle.credentials import scrub
+
+#: lines of ``kaggle kernels push`` output that mean the push did not (fully) happen, though it exits 0
+#: (a data source that is "not valid" is not mounted: the session would run without it; invalid *tags* only
+#: lose a label, and no tags are sent)
+PUSH_ERRORS = ("Kernel push error", "not valid dataset sources", "not valid competition sources",
+               "not valid kernel sources", "error:", "Error:")
+
+
+def _kaggle_cli() -> list[str]:
+    exe = shutil.which("kaggle")
+    if exe:
+        return [exe]
+    return [os.environ.get("PYTHON", "python"), "-m", "kaggle"]
+
+
+def _run_cli(args: list[str]) -> str:
+    proc = subprocess.run(_kaggle_cli() + args, capture_output=True, text=True, env=os.environ.copy())
+    out = scrub(proc.stdout + proc.stderr)  # never echo a credential back into logs or notebooks
+    if proc.returncode != 0:
+        raise RuntimeError(f"kaggle {' '.join(args)} failed (exit {proc.returncode}):\n{out}")
+    return out
+
+
+def check_push_output(out: str) -> str:
+    """Raise with the reason when ``kaggle kernels push`` printed an error (it exits 0 on those)."""
+    problems = [line for line in out.splitlines() if any(e in line for e in PUSH_ERRORS)]
+    if problems or "successfully" not in out:
+        reason = "\n".join(problems) or "no 'successfully pushed' line in the CLI output"
+        raise RuntimeError(f"kaggle kernels push failed:\n{reason}\n--- full output ---\n{out}")
+    return out
+
+
+def push(bundle_dir: str | os.PathLike, timeout_s: int | None = None, accelerator: str | None = None) -> str:
+    """``kaggle kernels push -p bundle_dir`` with the official CLI; returns its output, raises on any error."""
+    args = ["kernels", "push", "-p", str(bundle_dir)]
+    if timeout_s:
+        args += ["-t", str(int(timeout_s))]
+    if accelerator:
+        args += ["--accelerator", accelerator]
+    return check_push_output(_run_cli(args))
+
+
+def pull(kernel_id: str, dest: str | os.PathLike, table: str | None = None,
+         work: str | os.PathLike = "build/kaggle-pull") -> list[Path]:
+    """Download a kernel's output; with ``table``, only ``results/<table>/*`` lands in ``dest`` (where
+    ``make report`` reads it), else every file. Returns the files placed in ``dest``."""
+    dest = Path(dest)
+    if table is None:
+        dest.mkdir(parents=True, exist_ok=True)
+        _run_cli(["kernels", "output", kernel_id, "-p", str(dest), "--force"])
+        return sorted(p for p in dest.rglob("*") if p.is_file())
+    tmp = Path(work) / slugify(kernel_id)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    prefix = f"results/{table}/"
+    _run_cli(["kernels", "output", kernel_id, "-p", str(tmp), "--force", "--file-pattern", "^" + re.escape(prefix)])
+    got = sorted(p for p in (tmp / prefix).rglob("*") if p.is_file()) if (tmp / prefix).is_dir() else []
+    if not got:
+        raise RuntimeError(f"kernel {kernel_id} has no {prefix} in its output (still running, or failed? "
+                           f"see `kaggle kernels status {kernel_id}` and the log in {tmp})")
+    placed = []
+    for p in got:
+        target = dest / p.relative_to(tmp / prefix)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(p, target)
+        placed.append(target)
+    return placed
+
+
+def status(kernel_id: str) -> str:
+    """``kaggle kernels status KERNEL``."""
+    return _run_cli(["kernels", "status", kernel_id]).strip()
