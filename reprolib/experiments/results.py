@@ -108,7 +108,7 @@ def imagenet_weights_used(profile: str, config: Mapping[str, Any], seed: int) ->
     """``"<encoder>: <weights>; vgg19: <weights>"`` for a run of ``profile`` (see
     :func:`reprolib.models.pretrained.describe_imagenet_weights`): the encoder is pretrained where the profile
     (or the variant) says so, V's VGG19 whenever its file is found (``PerceptualDifference`` default, seed 0)."""
-    # lazy: reprolib.models imports torchvision, +2.4 s on `import reprolib.experiments` (python -X importtime)
+    # lazy: reprolib.models imports torchvision, +2.3 s on `import reprolib.experiments` (python -X importtime)
     from reprolib.models.pretrained import describe_imagenet_weights
 
     prof = PROFILES.get(profile)
