@@ -15,6 +15,8 @@ __all__ = ["CityscapesDataset", "LostAndFoundDataset", "ProcessedSplit", "Static
 
 def __getattr__(name: str) -> Any:
     if name == "generate_training_data":
+        # lazy on purpose (module docstring): an eager import would make `python -m reprolib.data.generator`
+        # find its own module already imported (runpy's RuntimeWarning)
         from reprolib.data.generator import generate_training_data
 
         return generate_training_data

@@ -23,7 +23,13 @@ from typing import Any
 import pandas as pd
 import torch
 
-from reprolib.io import write_json
+from reprolib.data.cityscapes import CityscapesDataset
+from reprolib.data.transforms import imagenet_normalize
+from reprolib.experiments import pipeline as P
+from reprolib.experiments.profiles import get_pipeline_profile
+from reprolib.experiments.runner import _device
+from reprolib.io import atomic_write, write_json
+from reprolib.labels import IGNORE_INDEX, train_to_label
 
 #: The report's Table 2 and §3.6 (hardware: §3.5). Precompute totals are for the whole training data,
 #: whose image count the report does not state.
@@ -87,9 +93,7 @@ def _time_precompute(ctx: Any, combo: str, images: list[torch.Tensor], size: tup
                      repeat: int) -> tuple[float, float]:
     """Seconds per image of (segmentation + H + D at the image's own resolution, as the original) and
     (resynthesis + V at the processing size), with the combo's backends."""
-    from reprolib.backends.base import imagenet_normalize
-    from reprolib.experiments import pipeline as P
-    from reprolib.labels import train_to_label
+    # lazy: reprolib.maps imports torchvision, +2.3 s on `import reprolib.experiments` (python -X importtime)
     from reprolib.maps import PerceptualDifference, softmax_distance, softmax_entropy
 
     dev = ctx.device
@@ -136,10 +140,7 @@ def computational_requirements(
 ) -> pd.DataFrame:
     """Measure Table 2 on this machine; returns (and writes to ``output_dir/requirements.{csv,json}``) one row
     per quantity with the report's figure beside ours, the unit, and how ours was measured."""
-    from reprolib.data.cityscapes import CityscapesDataset
-    from reprolib.experiments import pipeline as P
-    from reprolib.experiments.profiles import get_pipeline_profile
-    from reprolib.experiments.runner import _device
+    # lazy: reprolib.training.module imports Lightning, +3.2 s on `import reprolib.experiments` (python -X importtime)
     from reprolib.training.module import DissimilarityModule
 
     prof = get_pipeline_profile(profile)
@@ -185,7 +186,7 @@ def computational_requirements(
         optim.zero_grad(set_to_none=True)
         with torch.autocast("cuda", dtype=torch.float16, enabled=cuda):
             logits = module.net(**batch)
-        loss = torch.nn.functional.cross_entropy(logits.float(), label, weight=weight, ignore_index=255)
+        loss = torch.nn.functional.cross_entropy(logits.float(), label, weight=weight, ignore_index=IGNORE_INDEX)
         scaler.scale(loss).backward()
         scaler.step(optim)
         scaler.update()
@@ -223,8 +224,6 @@ def computational_requirements(
                        for q, v, u, how in rows])
     if output_dir is not None:
         out = Path(output_dir)
-        from reprolib.io import atomic_write
-
         with atomic_write(out / "requirements.csv", "w") as fh:
             df.to_csv(fh, index=False)
         write_json(out / "requirements.json", {"rows": df.to_dict(orient="records"), "hardware": hw,

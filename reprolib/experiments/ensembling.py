@@ -19,9 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from reprolib.ensemble import FIXED_ENSEMBLE, combine
+from reprolib.ensemble import FIXED_ENSEMBLE, combine, grid_search
 from reprolib.experiments.scoring import MAP_NAMES, crossfit_halves, select
 from reprolib.experiments.tables import REPORT_PROTOCOL
+from reprolib.labels import IGNORE_INDEX
+from reprolib.metrics import anomaly_metrics
 
 SCORE_KEYS = ("dissimilarity", *MAP_NAMES)
 #: grid objective of the MLRC report's protocol (row suffix REPORT_PROTOCOL, tuned on the reported set)
@@ -29,9 +31,7 @@ REPORT_OBJECTIVE = "ap_minus_fpr95"
 
 
 def metrics_of(score_maps: list[np.ndarray], labels: list[np.ndarray]) -> dict[str, float]:
-    from reprolib.metrics import anomaly_metrics
-
-    return anomaly_metrics(score_maps, labels, ignore_index=255)
+    return anomaly_metrics(score_maps, labels, ignore_index=IGNORE_INDEX)
 
 
 def final_scores(scores: dict[str, list[np.ndarray]], mode: str, objective: str = "fpr95",
@@ -51,8 +51,6 @@ def _allowed(maps: tuple[str, ...] | None) -> tuple[str, ...] | None:
 
 def _crossfit(scores: dict[str, list[np.ndarray]], objective: str,
               maps: tuple[str, ...] | None = None) -> tuple[list[np.ndarray], list[dict]]:
-    from reprolib.ensemble import grid_search
-
     labels = scores["label"]
     n = len(labels)
     a, b = crossfit_halves(n)
@@ -84,8 +82,6 @@ def evaluate_ensemble(
         return {"": (metrics_of(combine(scores, FIXED_ENSEMBLE), labels), {"weights": FIXED_ENSEMBLE})}
     if mode != "grid":
         raise ValueError(f"unknown ensemble mode {mode!r}")
-    from reprolib.ensemble import grid_search
-
     mixed, fold_weights = _crossfit(scores, objective, maps)
     crossfit = metrics_of(mixed, labels)
     same = grid_search({k: scores[k] for k in SCORE_KEYS}, labels, objective=REPORT_OBJECTIVE,

@@ -15,6 +15,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from reprolib.data.fishyscapes import LostAndFoundDataset, StaticDataset
+from reprolib.experiments.ensembling import evaluate_ensemble
+from reprolib.experiments.runner import scored_checkpoint
+from reprolib.experiments.scoring import save_scores, score_split, write_predictions
 from reprolib.io import PathLike, ReprolibDataError, image_size, read_json, write_json
 
 EVAL_KINDS = ("fs_lost_and_found", "fs_static")
@@ -24,8 +28,6 @@ def evaluation_dataset(kind: str, root: PathLike, *, laf_root: PathLike | None =
                        cityscapes_root: PathLike | None = None) -> Any:
     """The Fishyscapes-format dataset of ``kind`` at ``root`` (L&F needs ``laf_root`` outside the embedded
     world's layout; Static needs the Cityscapes tree its overlays apply to)."""
-    from reprolib.data.fishyscapes import LostAndFoundDataset, StaticDataset
-
     if kind == "fs_lost_and_found":
         return LostAndFoundDataset(root, laf_root=laf_root)
     if kind == "fs_static":
@@ -41,6 +43,8 @@ def evaluation_split(
     device: str = "cpu", batch_size: int = 4,
 ) -> Path:
     """Precompute (or reuse) ``dataset`` through a named combo's backends at ``size``; returns the split."""
+    # lazy: the backends and precompute import torchvision, +2.3 s on `import reprolib.experiments`
+    # (python -X importtime); only a new evaluation split needs them
     from reprolib.backends import get_combo
     from reprolib.precompute import precompute
 
@@ -80,7 +84,7 @@ def load_model(checkpoint: PathLike) -> tuple[Any, Any]:
     """(network, learned ensemble or None) from a run directory (the checkpoint the tables score: its
     ``best.ckpt``, else ``last.ckpt``) or a ``.ckpt`` file; a missing, foreign or mis-sized checkpoint is a
     :class:`ReprolibDataError` naming the file."""
-    from reprolib.experiments.runner import scored_checkpoint
+    # lazy: reprolib.training.run imports Lightning, +3.2 s on `import reprolib.experiments` (python -X importtime)
     from reprolib.training.run import load_checkpoint
 
     checkpoint = Path(checkpoint)
@@ -105,10 +109,6 @@ def evaluate_checkpoint(
     ``metrics.json`` (AP, FPR95, AUROC, the resolution, seconds per image) and returns that dict.
     ``loaded``: the :func:`load_model` result when the caller has already loaded (and so checked) it.
     """
-    from reprolib.experiments.ensembling import evaluate_ensemble
-    from reprolib.experiments.runner import scored_checkpoint
-    from reprolib.experiments.scoring import save_scores, score_split, write_predictions
-
     checkpoint = Path(checkpoint)
     model, learned = loaded if loaded is not None else load_model(checkpoint)
     if checkpoint.is_dir():

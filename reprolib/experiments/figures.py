@@ -1,21 +1,31 @@
-"""Figures for the tables: AP and FPR95 per variant (mean and spread over seeds), PNG + PDF."""
+"""Figures for the tables: AP and FPR95 per variant (mean and spread over seeds), PNG + PDF.
+
+matplotlib and seaborn are imported inside the two plotting functions: together they add ~1.6 s to
+``import reprolib.experiments`` (``python -X importtime``; seaborn 1.6 s incl. matplotlib, pyplot alone 0.6 s),
+and most callers (training, scoring, the Kaggle sessions) never draw a figure.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+
+from reprolib.data.processed import ProcessedSplit
+from reprolib.experiments.scoring import score_split
+from reprolib.io import atomic_write
+from reprolib.labels import IGNORE_INDEX
 
 
 def table_figure(results: pd.DataFrame, name: str, output_dir: str | Path | None = None):
     """Point plot of AP and FPR95 per variant and dataset; saved as ``<output_dir>/<name>.{png,pdf}``."""
-    import matplotlib
+    import matplotlib  # lazy: see the module docstring (measured import cost)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import seaborn as sns
-
-    from reprolib.io import atomic_write
 
     df = results[results["metric"].isin(["ap", "fpr95"])].copy()
     df["value"] = df["value"] * 100
@@ -46,8 +56,6 @@ PUBLISHED_ENV = "REPROLIB_CKPT_DISSIMILARITY"
 
 def published_checkpoint(checkpoints: dict | None) -> Path | None:
     """The published dissimilarity checkpoint: ``checkpoints["dissimilarity"]``, else ``$REPROLIB_CKPT_DISSIMILARITY``."""
-    import os
-
     value = (checkpoints or {}).get("dissimilarity") or os.environ.get(PUBLISHED_ENV)
     return Path(value) if value else None
 
@@ -59,7 +67,7 @@ def published_scores(checkpoints: dict | None, split: str | Path, *, size: tuple
     path = published_checkpoint(checkpoints)
     if path is None:
         return None
-    from reprolib.experiments.scoring import score_split
+    # lazy: reprolib.models imports torchvision, +2.3 s on `import reprolib.experiments` (python -X importtime)
     from reprolib.models import from_original_state_dict
 
     model = from_original_state_dict(path, "main")
@@ -71,14 +79,10 @@ def qualitative_figure(split: str | Path, scores: dict, path: str | Path, n: int
                        published: list | None = None):
     """Figure 3: image | resynthesis | H | V | D | p(anomaly) [| authors' p(anomaly)] | ground truth, for
     ``n`` images; the authors' column appears when ``published`` (their model's p(anomaly) per image) is given."""
-    import matplotlib
+    import matplotlib  # lazy: see the module docstring (measured import cost)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
-
-    from reprolib.data.processed import ProcessedSplit
-    from reprolib.io import atomic_write
 
     ds = ProcessedSplit(split, size=scores["label"][0].shape, uncertainty=True, normalize=False)
     idx = [int(i) for i in np.linspace(0, len(ds) - 1, min(n, len(ds)))]
@@ -91,7 +95,7 @@ def qualitative_figure(split: str | Path, scores: dict, path: str | Path, n: int
                   scores["entropy"][i], scores["perceptual"][i], scores["distance"][i], scores["dissimilarity"][i]]
         if published is not None:
             panels.append(published[i])
-        panels.append(np.where(scores["label"][i] == 255, 0.5, scores["label"][i]))
+        panels.append(np.where(scores["label"][i] == IGNORE_INDEX, 0.5, scores["label"][i]))
         for c, panel in enumerate(panels):
             ax = axes[r][c]
             ax.imshow(panel, cmap=None if panel.ndim == 3 else "magma", vmin=0, vmax=1)

@@ -17,8 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from reprolib.data.fishyscapes import LostAndFoundDataset, StaticDataset
+from reprolib.data.generator import VOID_DIR, generate_training_data
+from reprolib.data.transforms import imagenet_normalize
 from reprolib.experiments.session import Session, log_stage
 from reprolib.experiments.tables import EMBEDDED_COMBOS
+from reprolib.io import ReprolibDataError
+from reprolib.world import generate_world
 
 log = logging.getLogger("reprolib.experiments")
 
@@ -116,12 +123,8 @@ def resolve_data(work_dir: Path, data_root: str | Path | None, profile: Any) -> 
     if data_root is not None:
         root = Path(data_root)
         if not (root / "cityscapes").is_dir():
-            from reprolib.io import ReprolibDataError
-
             raise ReprolibDataError(root, "expected cityscapes/, lostandfound/ and fishyscapes/ inside the data root")
         return DataRoots(root, embedded=False)
-    from reprolib.world import generate_world
-
     world = generate_world(work_dir / "world", seed=0, **profile.world)
     return DataRoots(Path(world), embedded=True)
 
@@ -141,6 +144,8 @@ def combo_name(ctx: Context, combo: str) -> str:
 
 def _train_embedded(ctx: Context, name: str) -> None:
     """Train the embedded backends a combo needs, once (the registry only loads: training lives in training/)."""
+    # lazy here and below: the backends (torchvision) and training (Lightning) add 2.3 s / 3.2 s to
+    # `import reprolib.experiments` (python -X importtime); a rerun over finished splits and runs needs neither
     from reprolib.backends import COMBOS
     from reprolib.backends.embedded import checkpoint_path
     from reprolib.training.embedded_backends import train_embedded_backends
@@ -154,7 +159,7 @@ def _train_embedded(ctx: Context, name: str) -> None:
 
 def backends(ctx: Context, combo: str) -> tuple[Any, Any]:
     """(segmentation, resynthesis) of a combo; embedded ones are trained on first use."""
-    from reprolib.backends import get_combo
+    from reprolib.backends import get_combo  # lazy: torchvision, see _train_embedded
 
     name = combo_name(ctx, combo)
     kw: dict[str, Any] = {"device": ctx.device}
@@ -180,10 +185,6 @@ class SegmentationFill:
         self.__qualname__ = f"segmentation:{name}"  # recorded in generator.json (which network filled void)
 
     def __call__(self, index: int, image: Any, train_ids: Any) -> Any:
-        import torch
-
-        from reprolib.backends.base import imagenet_normalize
-
         x = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float().div(255.0).to(self.device)
         with torch.no_grad():
             logits = self.segmentation.eval()(imagenet_normalize(x))
@@ -198,8 +199,7 @@ def training_split(ctx: Context, combo: str, split: str, void_labels: bool) -> t
     as the full model, and only the label folder differs (``labels/`` instead of ``labels_with_void_no_ego/``).
     Returns (processed split folder, label folder name to train on).
     """
-    from reprolib.data.generator import VOID_DIR, generate_training_data
-    from reprolib.precompute import precompute
+    from reprolib.precompute import precompute  # lazy: torchvision, see _train_embedded
 
     seg, resyn = backends(ctx, combo)
     name = combo_name(ctx, combo)
@@ -215,8 +215,7 @@ def training_split(ctx: Context, combo: str, split: str, void_labels: bool) -> t
 
 def evaluation_splits(ctx: Context, combo: str) -> dict[str, Path]:
     """FS Lost & Found and FS Static, run through the combo's backends and maps once."""
-    from reprolib.data.fishyscapes import LostAndFoundDataset, StaticDataset
-    from reprolib.precompute import precompute
+    from reprolib.precompute import precompute  # lazy: torchvision, see _train_embedded
 
     seg, resyn = backends(ctx, combo)
     datasets = {

@@ -33,6 +33,8 @@ class PipelineProfile:
         ImageNet weights and they are not there; returns the files found (empty when not required)."""
         if self.imagenet != "required":
             return {}
+        # lazy: reprolib.models imports torchvision, +2.3 s on `import reprolib.experiments` (python -X importtime);
+        # only the `full` profile requires the files
         from reprolib.models.pretrained import require_imagenet_weights
 
         return require_imagenet_weights(("vgg16", "vgg19"), profile=self.name)

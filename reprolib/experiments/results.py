@@ -16,7 +16,9 @@ from typing import Any
 
 import pandas as pd
 
+from reprolib.experiments.profiles import PROFILES
 from reprolib.io import ReprolibDataError, atomic_write
+from reprolib.training.config import RUNTIME_KEYS
 
 RESULT_COLUMNS = [
     "table", "variant", "dataset", "metric", "value", "seed", "profile",
@@ -48,11 +50,10 @@ def config_hash(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
-#: Training settings that decide *how* a run executes, not *what* it computes: they stay out of the run
-#: identity, so a changed time budget, device, logger, resume source, mount point, checkpoint cadence or
-#: loader worker count resumes the same run instead of starting a new one.
-RUNTIME_KEYS = frozenset({"max_time", "device", "devices", "wandb_mode", "resume_from", "kaggle_input",
-                          "checkpoint_every", "num_workers"})
+# RUNTIME_KEYS (imported from its one home, reprolib.training.config): the settings that decide *how* a run
+# executes, not *what* it computes; they stay out of the run identity, so a changed time budget, device, logger,
+# resume source, mount point, checkpoint cadence or loader worker count resumes the same run.
+
 #: Split paths in a training config: identified by their folder name (precompute's content hash), not by
 #: where the working directory happens to be (a local checkout, /kaggle/working, a test's tmp dir).
 SPLIT_KEYS = ("train_split", "val_split")
@@ -107,7 +108,7 @@ def imagenet_weights_used(profile: str, config: Mapping[str, Any], seed: int) ->
     """``"<encoder>: <weights>; vgg19: <weights>"`` for a run of ``profile`` (see
     :func:`reprolib.models.pretrained.describe_imagenet_weights`): the encoder is pretrained where the profile
     (or the variant) says so, V's VGG19 whenever its file is found (``PerceptualDifference`` default, seed 0)."""
-    from reprolib.experiments.profiles import PROFILES
+    # lazy: reprolib.models imports torchvision, +2.3 s on `import reprolib.experiments` (python -X importtime)
     from reprolib.models.pretrained import describe_imagenet_weights
 
     prof = PROFILES.get(profile)

@@ -9,22 +9,24 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
 from reprolib.experiments import pipeline as P
 from reprolib.experiments.ensembling import evaluate_ensemble, final_scores
+from reprolib.experiments.figures import published_scores, qualitative_figure
 from reprolib.experiments.profiles import get_pipeline_profile
 from reprolib.experiments.results import RESULT_COLUMNS, result_rows, run_hash, save_results
-from reprolib.experiments.scoring import load_scores, save_scores, score_split, write_predictions
+from reprolib.experiments.scoring import RESOLUTIONS, load_scores, save_scores, score_split, write_predictions
 from reprolib.experiments.session import Session, SessionOver, export_outputs, import_previous, sha256_file
 from reprolib.experiments.tables import Variant, get_table
-from reprolib.io import write_json
+from reprolib.io import ReprolibDataError, write_json
+from reprolib.metrics import bootstrap_ci
+from reprolib.training.config import PRECISIONS
 
 KAGGLE_INPUT = "/kaggle/input"  # where Kaggle mounts the previous version's output (and the datasets)
 
 
 def _device(device: str) -> str:
-    import torch
-
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
@@ -71,14 +73,10 @@ def run_table(
     ``last.ckpt`` only when a run has no validation split); the ``checkpoint`` column names the file.
     ``precision``: training precision, fp32 (``"32-true"``) unless mixed precision is asked for.
     """
-    from reprolib.experiments.scoring import RESOLUTIONS
-
     spec = get_table(name)
     eval_resolution = eval_resolution or spec.eval_resolution or "processed"
     if eval_resolution not in RESOLUTIONS:
         raise ValueError(f"eval_resolution must be one of {RESOLUTIONS}, got {eval_resolution!r}")
-    from reprolib.training.config import PRECISIONS
-
     if precision not in PRECISIONS:  # checked before any work, not at the first training
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     prof = get_pipeline_profile(profile)
@@ -184,8 +182,6 @@ def _variant_rows(ctx: P.Context, spec: Any, variant: Variant, seed: int, seeds:
 
 def _intervals(maps: list, labels: list, seed: int, n_boot: int = 200) -> dict[str, float]:
     """95 % per-image bootstrap intervals of AP and FPR95 (seeded by the run's seed)."""
-    from reprolib.metrics import bootstrap_ci
-
     out: dict[str, float] = {}
     for metric in ("ap", "fpr95"):
         try:
@@ -218,6 +214,8 @@ def train_variant(ctx: P.Context, variant: Variant, combo: str, seed: int, epoch
     ``epochs``: the table's epoch count, applied by profiles that train by epochs (see
     :meth:`PipelineProfile.training_config`); an explicit ``max_epochs`` in the context wins.
     """
+    # lazy: reprolib.training.run imports Lightning, +3.2 s on `import reprolib.experiments` (python -X importtime);
+    # a table whose runs are all finished (or a notebook that only reads results) never trains
     from reprolib.training.run import train
 
     train_split, label_dir = P.training_split(ctx, combo, "train", variant.void_labels)
@@ -269,7 +267,8 @@ def scores_for(ctx: P.Context, run_dir: Path, variant: Variant, dataset: str, sp
     The cache is keyed by the content of the checkpoint scored, so scores of other weights (a half-trained
     model, another checkpoint choice) are never reused.
     """
-    from reprolib.io import ReprolibDataError
+    # lazy: reprolib.training.run imports Lightning, +3.2 s on `import reprolib.experiments` (python -X importtime);
+    # cached scores need no network
     from reprolib.training.run import load_checkpoint
 
     if not (Path(run_dir) / "done.json").is_file():
@@ -298,8 +297,6 @@ def scores_for(ctx: P.Context, run_dir: Path, variant: Variant, dataset: str, sp
 
 def _figure3(ctx: P.Context, split: Path, scores: dict, path: Path, title: str) -> None:
     """Figure 3, with the authors' published model's p(anomaly) beside ours when its checkpoint is given."""
-    from reprolib.experiments.figures import published_scores, qualitative_figure
-
     published = published_scores(ctx.checkpoints, split, size=ctx.profile.size, device=ctx.device,
                                   batch_size=ctx.profile.eval_batch, resolution=ctx.eval_resolution)
     qualitative_figure(split, scores, path, title=title, published=published)

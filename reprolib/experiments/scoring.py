@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from reprolib.data.formats import UNCERTAINTY_MAPS as MAP_NAMES
-from reprolib.io import write_bytes
+from reprolib.data.processed import ProcessedSplit
+from reprolib.io import ReprolibDataError, read_png, write_bytes, write_png
 
 #: ``"processed"``: scores and labels at the processing size (what the original code and the MLRC report
 #: evaluated: 256×512, labels nearest-resized); ``"benchmark"``: scores bilinearly upsampled to the
@@ -25,7 +26,8 @@ RESOLUTIONS = ("processed", "benchmark")
 
 
 def _native_labels(split: Path, names: list[str]) -> list[np.ndarray]:
-    from reprolib.io import ReprolibDataError, read_png
+    # lazy: reprolib.precompute imports the backends (torchvision), +2.3 s on `import reprolib.experiments`
+    # (python -X importtime), for one folder name
     from reprolib.precompute import NATIVE_LABEL_DIR
 
     folder = split / NATIVE_LABEL_DIR
@@ -61,8 +63,6 @@ def score_split(
     ``resolution`` (see :data:`RESOLUTIONS`): at ``"benchmark"`` every map is upsampled to the size of the
     split's ``labels_native/`` image and ``label`` is that image.
     """
-    from reprolib.data.processed import ProcessedSplit
-
     if resolution not in RESOLUTIONS:
         raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {resolution!r}")
     ds = ProcessedSplit(split, label_dir=label_dir, size=size, uncertainty=True, flip=False, normalize=True)
@@ -123,7 +123,5 @@ def select(scores: dict[str, list[np.ndarray]], index: np.ndarray) -> dict[str, 
 
 def write_predictions(maps: list[np.ndarray], folder: str | Path, limit: int | None = None) -> None:
     """8-bit heat maps of p(anomaly), one PNG per image (``{i:04d}.png``), written atomically."""
-    from reprolib.io import write_png
-
     for i, m in enumerate(maps[:limit]):
         write_png(Path(folder) / f"{i:04d}.png", (np.clip(m, 0, 1) * 255).round().astype(np.uint8))

@@ -125,6 +125,7 @@ class Session:
 
     def callback(self) -> Any:
         """A Lightning callback that stops training (after the current step) when the session expires."""
+        # lazy: Lightning adds 3.2 s to `import reprolib.experiments` (python -X importtime); only training needs it
         from lightning.pytorch.callbacks import Callback
 
         session = self

@@ -14,92 +14,45 @@ Profile ``smoke`` (:data:`reprolib.experiments.profiles.PROFILES`):
 
 Per stage it records wall time and peak resident memory (``results/smoke-full/cost.json``, atomic), then prints a
 cost estimate of each table's ``full`` run on a P100 / T4 from the MLRC report's Table 2, beside the timings measured
-here. ImageNet weights (VGG16 encoder, VGG19 for V) are used when found and are otherwise random: ``smoke`` is
-allowed to run on random weights (``full`` is not) and its rows say so (``imagenet_weights``).
+here (:mod:`reprolib.experiments.cost`, whose names are re-exported here). ImageNet weights (VGG16 encoder, VGG19
+for V) are used when found and are otherwise random: ``smoke`` is allowed to run on random weights (``full`` is not)
+and its rows say so (``imagenet_weights``).
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
-import threading
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import psutil
 import torch
 
+from reprolib.data.fishyscapes import LostAndFoundDataset, StaticDataset
+from reprolib.data.generator import generate_training_data
+from reprolib.experiments.cost import (
+    EVAL_IMAGES,
+    REPORT_EPOCHS,
+    REPORT_TABLE2,
+    SESSION_HOURS,
+    T4_FACTOR,
+    CostMeter,
+    estimate,
+    format_estimate,
+    table_workload,
+)
+from reprolib.experiments.ensembling import evaluate_ensemble
+from reprolib.experiments.profiles import get_pipeline_profile
+from reprolib.experiments.results import config_hash, result_rows, save_results
+from reprolib.experiments.scoring import score_split
 from reprolib.io import PathLike, write_json
+from reprolib.world import generate_world
 
-#: The MLRC report's Table 2 ("Computational Requirement", §3.6), measured on Kaggle's Tesla P100-PCIE-16GB
-#: (CUDA 11.0). Precompute: 3 h for the semantic maps (H, D) and 2 h for the resyntheses (with V).
-REPORT_TABLE2: dict[str, Any] = {
-    "hardware": "Kaggle Tesla P100-PCIE-16GB (NVIDIA-SMI 450.119.04, CUDA 11.0)",
-    "precompute_maps_h": 3.0,
-    "precompute_synthesis_h": 2.0,
-    "epoch_min": 30.0,
-    "gpu_memory_gb": "9-10",
-    "cpu_memory_gb": "2-3",
-    "inference_ms": 63.0,
-}
-#: Epochs per table in the report's protocol: 50 for the main results / ablation, and "for additional
-#: experiments, we just train for 25 epochs" (report, Table 1 caption): Tables 5–8 and the figures.
-REPORT_EPOCHS = {"table3": 50, "table4": 50, "figure3": 50, "table5": 25, "table6": 25, "table7": 25, "table8": 25,
-                 "figures": 25}
-#: FS validation images scored per trained model (FS Lost & Found 100, FS Static 30), at 63 ms each
-EVAL_IMAGES = 130
-#: T4 / P100 slowdown bounds: peak fp32 throughput (P100-PCIe 9.3 vs T4 8.1 TFLOPS) and memory bandwidth
-#: (732 vs 320 GB/s). An assumption, not a measurement: the report ran only on the P100.
-T4_FACTOR = (9.3 / 8.1, 732 / 320)
-SESSION_HOURS = 12.0  # one Kaggle GPU session
-
-
-# ----------------------------------------------------------------------------------------- measuring
-class CostMeter:
-    """Wall time and peak RSS (process + children, sampled by a thread with psutil) per named stage."""
-
-    def __init__(self, interval: float = 0.1):
-        self.interval = interval
-        self.stages: dict[str, dict[str, float]] = {}
-        self._proc = psutil.Process()
-
-    def _rss(self) -> int:
-        rss = self._proc.memory_info().rss
-        for child in self._proc.children(recursive=True):
-            try:
-                rss += child.memory_info().rss
-            except psutil.Error:
-                pass
-        return rss
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        """Time ``name`` and record the highest RSS seen while it runs."""
-        peak = [self._rss()]
-        stop = threading.Event()
-
-        def sample() -> None:
-            while not stop.wait(self.interval):
-                peak[0] = max(peak[0], self._rss())
-
-        thread = threading.Thread(target=sample, daemon=True)
-        print(f"[smoke] {name} …", flush=True)
-        t0 = time.perf_counter()
-        thread.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            thread.join()
-            seconds = time.perf_counter() - t0
-            peak[0] = max(peak[0], self._rss())
-            self.stages[name] = {"seconds": round(seconds, 2), "peak_rss_gb": round(peak[0] / 2**30, 3)}
-            print(f"[smoke] {name}: {seconds:.1f} s, peak RSS {peak[0] / 2**30:.2f} GiB", flush=True)
+__all__ = ["EVAL_IMAGES", "REPORT_EPOCHS", "REPORT_TABLE2", "SESSION_HOURS", "T4_FACTOR", "CostMeter", "estimate",
+           "format_estimate", "main", "original_backends", "run_smoke", "table_workload"]
 
 
 # ------------------------------------------------------------------------------------------ backends
@@ -107,6 +60,9 @@ def original_backends(checkpoints: Mapping[str, PathLike] | None = None, *, seed
                       device: str = "cpu") -> tuple[torch.nn.Module, torch.nn.Module, dict[str, str]]:
     """DeepWV3Plus + CC-FPSE (the Original combo): published weights from ``checkpoints`` or the
     ``REPROLIB_CKPT_*`` variables when given, else seeded random weights. Returns (seg, resyn, what was used)."""
+    # lazy here and in run_smoke: the backends, maps, models and precompute import torchvision (+2.3 s) and
+    # training Lightning (+3.2 s) on `import reprolib.experiments` (python -X importtime); the cost estimate
+    # (table_workload, estimate, format_estimate, re-exported here) needs neither
     from reprolib.backends.ccfpse import CCFPSEResynthesis, CondConvGenerator, ConvEncoder
     from reprolib.backends.deepwv3plus import DeepWV3Plus, DeepWV3PlusSegmentation
     from reprolib.backends.registry import _checkpoint, get_resynthesis, get_segmentation
@@ -140,69 +96,6 @@ def original_backends(checkpoints: Mapping[str, PathLike] | None = None, *, seed
     return seg.eval().to(device), resyn.eval().to(device), used
 
 
-# ------------------------------------------------------------------------------------------ estimate
-def table_workload(table: str) -> dict[str, int]:
-    """Trained models (distinct variants × the report's seeds), epochs each, and precomputed data sets
-    (distinct combo × label set) of one table's ``full`` run."""
-    from reprolib.experiments.tables import get_table
-
-    spec = get_table(table)
-    trained = {v.training_key() for v in spec.variants if not v.reuse}
-    data = {(v.combo or spec.default_combo, v.void_labels) for v in spec.variants if not v.reuse}
-    return {"trainings": len(trained) * len(spec.seeds_full), "epochs": REPORT_EPOCHS.get(table, 50),
-            "precomputes": len(data)}
-
-
-def estimate(tables: tuple[str, ...] | None = None) -> dict[str, dict[str, Any]]:
-    """GPU-hours and 12 h Kaggle sessions per table's ``full`` run, from the report's Table 2 (P100) and the
-    T4 bounds :data:`T4_FACTOR`. Precompute: 3 h + 2 h per data set; training: 30 min per epoch;
-    scoring: 63 ms per FS validation image per model."""
-    from reprolib.experiments.tables import TABLES
-
-    out: dict[str, dict[str, Any]] = {}
-    for name in tables or tuple(TABLES):
-        w = table_workload(name)
-        pre = w["precomputes"] * (REPORT_TABLE2["precompute_maps_h"] + REPORT_TABLE2["precompute_synthesis_h"])
-        train = w["trainings"] * w["epochs"] * REPORT_TABLE2["epoch_min"] / 60
-        score = w["trainings"] * EVAL_IMAGES * REPORT_TABLE2["inference_ms"] / 1000 / 3600
-        p100 = pre + train + score
-        t4 = (p100 * T4_FACTOR[0], p100 * T4_FACTOR[1])
-        out[name] = {**w, "precompute_h": round(pre, 2), "train_h": round(train, 2), "score_h": round(score, 3),
-                     "p100_gpu_h": round(p100, 1), "p100_sessions_12h": math.ceil(p100 / SESSION_HOURS),
-                     "t4_gpu_h": [round(t, 1) for t in t4],
-                     "t4_sessions_12h": [math.ceil(t / SESSION_HOURS) for t in t4]}
-    return out
-
-
-def format_estimate(cost: Mapping[str, Any]) -> str:
-    """The printed summary: measured stages here, then the per-table estimate."""
-    lines = [f"smoke-full on {cost['machine']['cpu']} ({cost['machine']['cpus']} CPUs, torch threads "
-             f"{cost['machine']['torch_threads']}, load average at start {cost['machine']['load_average_start']}, "
-             f"at end {cost['machine']['load_average_end']}; timings are under whatever else ran)",
-             f"{'stage':<44}{'wall s':>10}{'peak RSS GiB':>14}"]
-    for name, s in cost["stages"].items():
-        lines.append(f"{name:<44}{s['seconds']:>10.1f}{s['peak_rss_gb']:>14.2f}")
-    lines.append(f"{'total':<44}{cost['total_seconds']:>10.1f}{cost['peak_rss_gb']:>14.2f}")
-    per = cost["per_unit"]
-    lines.append(f"measured here (CPU): {per['precompute_s_per_image']:.1f} s per image precomputed (segmentation at "
-                 f"{cost['world_size'][0]}×{cost['world_size'][1]}), {per['train_s_per_step']:.1f} s per training step "
-                 f"(batch {cost['batch_size']}, {cost['size'][0]}×{cost['size'][1]}), {per['score_s_per_image']:.2f} s "
-                 "per image scored")
-    r = REPORT_TABLE2
-    lines.append(f"report (Table 2, {r['hardware']}): precompute {r['precompute_maps_h']:.0f} h + "
-                 f"{r['precompute_synthesis_h']:.0f} h, {r['epoch_min']:.0f} min/epoch, {r['gpu_memory_gb']} GB GPU, "
-                 f"{r['cpu_memory_gb']} GB CPU, {r['inference_ms']:.0f} ms inference")
-    lines.append(f"estimate of each table's `full` run (report's epochs; T4 = P100 × {T4_FACTOR[0]:.2f}–"
-                 f"{T4_FACTOR[1]:.2f}, an assumption; Kaggle sessions of {SESSION_HOURS:.0f} h):")
-    lines.append(f"{'table':<9}{'models':>7}{'epochs':>7}{'data':>5}{'P100 h':>9}{'sessions':>9}"
-                 f"{'T4 h':>14}{'sessions':>10}")
-    for name, e in cost["estimate"].items():
-        t4h, t4s = e["t4_gpu_h"], e["t4_sessions_12h"]
-        lines.append(f"{name:<9}{e['trainings']:>7}{e['epochs']:>7}{e['precomputes']:>5}{e['p100_gpu_h']:>9.1f}"
-                     f"{e['p100_sessions_12h']:>9}{f'{t4h[0]:.0f}–{t4h[1]:.0f}':>14}{f'{t4s[0]}–{t4s[1]}':>10}")
-    return "\n".join(lines)
-
-
 # ------------------------------------------------------------------------------------------ the run
 def run_smoke(
     *,
@@ -220,15 +113,9 @@ def run_smoke(
 ) -> dict[str, Any]:
     """Run the dry run; writes ``out_dir/smoke-full.csv`` and ``out_dir/cost.json``, prints the estimate and
     returns the cost record. ``world`` / ``size`` / ``steps`` override the profile (the test's reduced run)."""
-    from reprolib.data.fishyscapes import LostAndFoundDataset, StaticDataset
-    from reprolib.data.generator import generate_training_data
-    from reprolib.experiments.ensembling import evaluate_ensemble
-    from reprolib.experiments.profiles import get_pipeline_profile
-    from reprolib.experiments.results import config_hash, result_rows, save_results
-    from reprolib.maps import PerceptualDifference
+    from reprolib.maps import PerceptualDifference  # lazy: torchvision / Lightning, see original_backends
     from reprolib.precompute import precompute
     from reprolib.training.run import load_trained, train
-    from reprolib.world import generate_world
 
     prof = get_pipeline_profile(profile)
     world_kw = {**prof.world, **dict(world or {})}
@@ -274,8 +161,6 @@ def run_smoke(
     run_dir = work / "runs" / f"original-{config_hash(cfg)}-seed{seed}"
     with meter.stage(f"train ({max_steps} steps, batch {cfg['batch_size']})"):
         train(cfg, run_dir=run_dir)
-
-    from reprolib.experiments.scoring import score_split
 
     rows: list[dict[str, Any]] = []
     n_scored, score_seconds = 0, 0.0

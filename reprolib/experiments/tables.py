@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from reprolib.data.formats import UNCERTAINTY_MAPS
+
 #: Ensemble modes: "grid" (weights by grid search on a held-out tuning split), "none" (raw p(anomaly)),
 #: "fixed" (the shipped 0.75·p + 0.25·H), "learned-probability" / "learned-repro" (end-to-end, trained).
 ENSEMBLES = ("grid", "none", "fixed", "learned-probability", "learned-repro")
@@ -37,10 +39,8 @@ class Variant:
         Table 7 removes a map from the network; the same map is then removed from the ensemble too (its
         weight fixed at 0), or "w/o H" would still get H through the ensemble.
         """
-        from reprolib.experiments.scoring import MAP_NAMES
-
         used = self.model.get("uncertainty_maps")
-        return tuple(MAP_NAMES) if used is None else tuple(m for m in MAP_NAMES if m in used)
+        return tuple(UNCERTAINTY_MAPS) if used is None else tuple(m for m in UNCERTAINTY_MAPS if m in used)
 
     def training_key(self) -> tuple:
         """Variants with the same key share one trained model per seed."""

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from reprolib.experiments.claims import CLAIMS, NOT_TESTED, Claim, NotTested, claim_verdicts, load_all_results
+from reprolib.experiments.profiles import PROFILES
 from reprolib.io import write_text
 
 DATASET_SHORT = {"fs_lost_and_found": "FS L&F", "fs_static": "FS Static"}
@@ -119,8 +120,6 @@ def _against(verdicts: pd.DataFrame, source: str) -> list[str]:
 
 
 def _profile_sentence(verdicts: pd.DataFrame) -> str:
-    from reprolib.experiments.profiles import PROFILES
-
     ran = verdicts[verdicts["verdict"] != "not run"]
     if ran.empty:
         return ""

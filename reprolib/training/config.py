@@ -20,6 +20,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from reprolib.io import PathLike, ReprolibDataError
 
 #: Settings that never change the weights (how long / where / how it is logged or resumed).
@@ -154,6 +156,8 @@ def _max_time(v: Any) -> str | float | None:
 
 
 def _model(v: Any) -> dict[str, Any]:
+    # lazy: reprolib.models imports torch + torchvision (~4 s, python -X importtime) while this module imports in
+    # 0.14 s; the CLIs' argument checks and run_table's precision check import it without building a network
     from reprolib.models import DissimilarityConfig
 
     if not isinstance(v, Mapping):
@@ -259,7 +263,7 @@ class TrainConfig:
         """Determining keys whose values differ (``model.width`` style for the network's settings)."""
         a, b = self.identity(), other.identity()
         diff = [k for k in a if k != "model" and a[k] != b[k]]
-        from reprolib.models import DissimilarityConfig
+        from reprolib.models import DissimilarityConfig  # lazy: see _model (measured import cost)
 
         ma, mb = DissimilarityConfig(**a["model"]).to_dict(), DissimilarityConfig(**b["model"]).to_dict()
         return diff + [f"model.{k}" for k in ma if ma[k] != mb[k]]
@@ -288,8 +292,6 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
 
 def read_yaml_settings(path: PathLike) -> dict[str, Any]:
     """The settings of a YAML config file as a dict (not yet validated: ``--set`` may complete it)."""
-    import yaml
-
     p = Path(path)
     if not p.is_file():
         raise ReprolibDataError(p, "config file not found")

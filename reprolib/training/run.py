@@ -19,11 +19,14 @@ import dataclasses
 import json
 import os
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from reprolib.io import PathLike, ReprolibDataError, read_json, state_dict_mismatch, write_json
 from reprolib.training._determinism import prepare_cuda_determinism
@@ -55,22 +58,16 @@ def _max_time(value: Any) -> Any:
     if value is None or value == "":
         return None
     if isinstance(value, (int, float)) or str(value).isdigit():
-        from datetime import timedelta
-
         return timedelta(seconds=float(value))
     return str(value)
 
 
 def _loggers(run_dir: Path, cfg: dict[str, Any]) -> list:
-    from lightning.pytorch.loggers import CSVLogger
-
     # one CSV folder per session: a resumed run must not overwrite the metrics logged before the kill
     session = len(list((run_dir / "csv").glob("session-*"))) if (run_dir / "csv").is_dir() else 0
     loggers: list = [CSVLogger(str(run_dir), name="csv", version=f"session-{session}")]
     mode = cfg.get("wandb_mode", "offline")
     if mode in ("offline", "online"):
-        from lightning.pytorch.loggers import WandbLogger
-
         os.environ.setdefault("WANDB_SILENT", "true")
         if mode == "offline":
             os.environ["WANDB_MODE"] = "offline"  # no account, no network, no hang
@@ -89,7 +86,7 @@ def _strategy(devices: int) -> str:
     """DDP for several devices: re-launching the script from a shell, forking inside Jupyter (e.g. Kaggle 2×T4)."""
     if devices <= 1:
         return "auto"
-    try:
+    try:  # optional: IPython is there only inside Jupyter / Kaggle kernels
         from IPython import get_ipython
 
         in_notebook = get_ipython() is not None
@@ -164,8 +161,6 @@ def train(config: TrainConfig | dict[str, Any], run_dir: PathLike, callbacks: Se
                                  class_weights=list(weights) if weights else None, ensemble_mode=cfg.ensemble_mode,
                                  patience=cfg.patience, factor=cfg.factor,
                                  plateau_every=val_every if cfg.val_split else None)
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
     ckpt_dir = run_dir / "checkpoints"
     trainer_callbacks = [
         ModelCheckpoint(dirpath=ckpt_dir, filename="last", every_n_train_steps=cfg.checkpoint_every, save_top_k=1,
