@@ -26,6 +26,9 @@ UNCERTAINTY_MAPS = ("entropy", "perceptual", "distance")
 #: map name → folder of its 8-bit PNGs in a processed split (the original's names; in precompute's order)
 MAP_FOLDERS = {"entropy": "entropy", "distance": "logit_distance", "perceptual": "mae_features"}
 #: label folders a processed split may hold (0 known / 1 anomaly / 255 ignore), as the training-data generator writes them
+#: processed-split folder of the evaluation labels (``labels_with_ROI`` if the source has them, else ``labels``)
+#: at the source's own resolution, so scores can be evaluated at the benchmark's resolution
+NATIVE_LABEL_DIR = "labels_native"
 LABEL_DIRS = ("labels", "labels_with_ROI", "labels_with_void_no_ego", "labels_with_void")
 
 #: ``0000_04_Maurener_Weg_8_000000_000030_labels.png`` → ("0000", "04_Maurener_Weg_8_000000_000030")

@@ -26,22 +26,23 @@ import torch
 from reprolib.data.cityscapes import CityscapesDataset
 from reprolib.data.transforms import imagenet_normalize
 from reprolib.experiments import pipeline as P
+from reprolib.experiments.cost import REPORT_TABLE2 as _REPORT
 from reprolib.experiments.profiles import get_pipeline_profile
 from reprolib.experiments.runner import _device
 from reprolib.io import atomic_write, write_json
 from reprolib.labels import IGNORE_INDEX, train_to_label
 
-#: The report's Table 2 and §3.6 (hardware: §3.5). Precompute totals are for the whole training data,
-#: whose image count the report does not state.
+#: The report's Table 2 and §3.6 as printed beside ours, from its one home (:data:`cost.REPORT_TABLE2`).
+#: Precompute totals are for the whole training data, whose image count the report does not state.
 REPORT_TABLE2: dict[str, str] = {
-    "segmentation + H + D (precompute)": "3 h in total",
-    "resynthesis + V (precompute)": "2 h in total",
-    "training time per epoch": "30 min",
-    "peak GPU memory (training)": "9-10 GB",
-    "peak CPU memory": "2-3 GB",
-    "inference time per image (dissimilarity network)": "63 ms",
+    "segmentation + H + D (precompute)": f"{_REPORT['precompute_maps_h']:g} h in total",
+    "resynthesis + V (precompute)": f"{_REPORT['precompute_synthesis_h']:g} h in total",
+    "training time per epoch": f"{_REPORT['epoch_min']:g} min",
+    "peak GPU memory (training)": f"{_REPORT['gpu_memory_gb']} GB",
+    "peak CPU memory": f"{_REPORT['cpu_memory_gb']} GB",
+    "inference time per image (dissimilarity network)": f"{_REPORT['inference_ms']:g} ms",
 }
-REPORT_HARDWARE = "Kaggle Tesla P100-PCIE-16GB (CUDA 11.0, driver 450.119.04)"
+REPORT_HARDWARE = _REPORT["hardware"]
 #: Cityscapes train images: how many images one epoch (and the training-data precompute) covers in full
 CITYSCAPES_TRAIN_IMAGES = 2975
 

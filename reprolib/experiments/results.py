@@ -18,7 +18,9 @@ import pandas as pd
 
 from reprolib.experiments.profiles import PROFILES
 from reprolib.io import ReprolibDataError, atomic_write
-from reprolib.training.config import RUNTIME_KEYS
+from reprolib.training.config import RUNTIME_KEYS as RUNTIME_KEYS  # re-exported: where callers look for it
+from reprolib.training.config import SPLIT_KEYS as SPLIT_KEYS
+from reprolib.training.config import run_identity
 
 RESULT_COLUMNS = [
     "table", "variant", "dataset", "metric", "value", "seed", "profile",
@@ -50,22 +52,9 @@ def config_hash(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
-# RUNTIME_KEYS (imported from its one home, reprolib.training.config): the settings that decide *how* a run
-# executes, not *what* it computes; they stay out of the run identity, so a changed time budget, device, logger,
-# resume source, mount point, checkpoint cadence or loader worker count resumes the same run.
-
-#: Split paths in a training config: identified by their folder name (precompute's content hash), not by
-#: where the working directory happens to be (a local checkout, /kaggle/working, a test's tmp dir).
-SPLIT_KEYS = ("train_split", "val_split")
-
-
-def run_identity(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of a training config that determines the weights (runtime keys dropped, splits by name)."""
-    ident = {k: v for k, v in config.items() if k not in RUNTIME_KEYS}
-    for key in SPLIT_KEYS:
-        if ident.get(key):
-            ident[key] = Path(str(ident[key])).name
-    return ident
+# run_identity (one home: reprolib.training.config) drops RUNTIME_KEYS, the settings that decide *how* a run
+# executes, not *what* it computes, so a changed time budget, device, logger, resume source, mount point,
+# checkpoint cadence or loader worker count resumes the same run; splits count by folder name.
 
 
 def run_hash(config: Mapping[str, Any]) -> str:

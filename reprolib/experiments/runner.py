@@ -1,4 +1,8 @@
-"""``run_table``: everything a table notebook does, as one resumable function."""
+"""``run_table``: everything a table notebook does, as one resumable function.
+
+Why one module of ~300 lines: it is the table's plan read top to bottom (stages in order, each resumable);
+the stages themselves live in ``pipeline``, ``scoring``, ``ensembling`` and ``session``.
+"""
 
 from __future__ import annotations
 

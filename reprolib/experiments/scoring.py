@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from reprolib.data.formats import NATIVE_LABEL_DIR
 from reprolib.data.formats import UNCERTAINTY_MAPS as MAP_NAMES
 from reprolib.data.processed import ProcessedSplit
 from reprolib.io import ReprolibDataError, read_png, write_bytes, write_png
@@ -26,10 +27,6 @@ RESOLUTIONS = ("processed", "benchmark")
 
 
 def _native_labels(split: Path, names: list[str]) -> list[np.ndarray]:
-    # lazy: reprolib.precompute imports the backends (torchvision), +2.3 s on `import reprolib.experiments`
-    # (python -X importtime), for one folder name
-    from reprolib.precompute import NATIVE_LABEL_DIR
-
     folder = split / NATIVE_LABEL_DIR
     if not folder.is_dir():
         raise ReprolibDataError(folder, "no benchmark-resolution labels in this processed split (made by an "

@@ -10,8 +10,10 @@ under ``/kaggle/input``. :func:`import_previous` copies it into the working dire
 (every file checked against the sha256 the previous session recorded, and its mtime restored, since
 the caches key on names, sizes and mtimes), and :func:`export_outputs` writes that record at the end,
 packing bulky, many-file folders (world, generated training data, processed splits, prediction PNGs) into
-one tar each, so
-each version's output holds everything done so far in a modest number of files.
+one tar each, so each version's output holds everything done so far in a modest number of files.
+
+Why one module of ~320 lines: the deadline and the import/export are one contract (a session that stops at
+its deadline must leave exactly what the next one imports), tested together by ``tests/test_session_chain.py``.
 """
 
 from __future__ import annotations

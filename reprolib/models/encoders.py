@@ -51,6 +51,17 @@ def _warn_width(arch: str) -> None:
     )
 
 
+def _imagenet_state(encoder: VGGPyramid | ResNetPyramid, pretrained: PretrainedArg) -> dict | None:
+    """The torchvision ImageNet state dict for ``encoder``, or None where none applies (not asked, meta
+    tensors, a width other than 1.0, no file)."""
+    if not pretrained or any(p.is_meta for p in encoder.parameters()):
+        return None
+    if encoder.width != 1.0:
+        _warn_width(encoder.arch)
+        return None
+    return load_imagenet_state_dict(encoder.arch, pretrained)
+
+
 class VGGPyramid(nn.Module):
     """VGG ``features`` cut into slices; ``forward(x)`` returns each slice's output (finest first).
 
@@ -109,12 +120,7 @@ class VGGPyramid(nn.Module):
 
     def load_pretrained(self, pretrained: PretrainedArg) -> bool:
         """Load torchvision ImageNet weights; returns whether any were loaded."""
-        if not pretrained or any(p.is_meta for p in self.parameters()):
-            return False
-        if self.width != 1.0:
-            _warn_width(self.arch)
-            return False
-        state = load_imagenet_state_dict(self.arch, pretrained)
+        state = _imagenet_state(self, pretrained)
         if state is None:
             return False
         mapped = {ours: state[theirs] for ours, theirs in self.torchvision_key_map().items() if theirs in state}
@@ -181,12 +187,7 @@ class ResNetPyramid(nn.Module):
 
     def load_pretrained(self, pretrained: PretrainedArg) -> bool:
         """Load torchvision ImageNet weights (``fc.*`` dropped); returns whether any were loaded."""
-        if not pretrained or any(p.is_meta for p in self.parameters()):
-            return False
-        if self.width != 1.0:
-            _warn_width(self.arch)
-            return False
-        state = load_imagenet_state_dict(self.arch, pretrained)
+        state = _imagenet_state(self, pretrained)
         if state is None:
             return False
         # Older torchvision files lack the BN counters; they do not affect the forward pass.

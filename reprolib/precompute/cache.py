@@ -13,16 +13,13 @@ from typing import Any
 import torch
 
 from reprolib.backends.embedded import module_fingerprint
-from reprolib.data.formats import MAP_FOLDERS
+from reprolib.data.formats import MAP_FOLDERS, NATIVE_LABEL_DIR
 from reprolib.io import PathLike
 from reprolib.precompute.sources import PrecomputeSource
 
 CACHE_VERSION = 3  # 2: labels_native/ (evaluation labels at the dataset's own, benchmark resolution);
 # 3: segmentation at the source's own resolution, maps / argmax / images nearest-resized (spec §2.1, §5.3)
 MAP_DIRS = tuple(MAP_FOLDERS.values())
-#: the evaluation labels (``labels_with_ROI`` if the source has them, else ``labels``) at the source's own
-#: resolution, so scores can be evaluated at the benchmark's resolution rather than the processing size
-NATIVE_LABEL_DIR = "labels_native"
 
 
 def native_label_source(label_dirs: list[str] | set[str] | dict[str, Any]) -> str | None:

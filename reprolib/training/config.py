@@ -7,6 +7,9 @@ reports the first problem as one :class:`ConfigError` naming the key (unknown ke
 Run identity: a run's weights are a function of its *determining* settings (:meth:`TrainConfig.identity`):
 everything except :data:`RUNTIME_KEYS`, with the split folders identified by their **name** (which carries
 the precompute content hash), so a copy of the data mounted elsewhere (e.g. ``/kaggle/input``) still matches.
+
+Why one module of ~320 lines: the fields, their checks and the identity are one contract, and splitting them
+would put a setting's type in one file and its check in another.
 """
 
 from __future__ import annotations
@@ -173,6 +176,20 @@ def _model(v: Any) -> dict[str, Any]:
     return dict(v)
 
 
+#: Split paths in a training config: identified by their folder name (precompute's content hash), not by
+#: where the working directory happens to be (a local checkout, /kaggle/working, a test's tmp dir).
+SPLIT_KEYS = ("train_split", "val_split")
+
+
+def run_identity(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a training config that determines the weights (runtime keys dropped, splits by name)."""
+    ident = {k: v for k, v in config.items() if k not in RUNTIME_KEYS}
+    for key in SPLIT_KEYS:
+        if ident.get(key):
+            ident[key] = Path(str(ident[key])).name
+    return ident
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """One dissimilarity training run; defaults = the paper's (report Table 1, spec §4).
@@ -253,11 +270,7 @@ class TrainConfig:
 
     def identity(self) -> dict[str, Any]:
         """The determining settings (what fixes the weights): no runtime keys; splits by folder name."""
-        out = {k: v for k, v in self.to_dict().items() if k not in RUNTIME_KEYS}
-        for key in ("train_split", "val_split"):
-            if out[key] is not None:
-                out[key] = Path(out[key]).name
-        return out
+        return run_identity(self.to_dict())
 
     def differing_keys(self, other: TrainConfig) -> list[str]:
         """Determining keys whose values differ (``model.width`` style for the network's settings)."""
