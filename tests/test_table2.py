@@ -24,9 +24,9 @@ def test_requirements_measured_beside_the_report(tmp_path: Path) -> None:
             assert ours[q] > 0, q
     assert pd.isna(ours["peak GPU memory (training)"])  # CPU run: no GPU figure is invented
     assert (df["profile"] == "tiny").all() and df["device"].str.len().gt(0).all()
-    saved = json.loads((tmp_path / "out" / "requirements.json").read_text())
+    saved = json.loads((tmp_path / "out" / "table2.json").read_text())
     assert saved["report_hardware"] == REPORT_HARDWARE and saved["hardware"]["cpu"] and saved["size"] == [64, 128]
-    assert pd.read_csv(tmp_path / "out" / "requirements.csv")["quantity"].tolist() == list(REPORT_TABLE2)
+    assert pd.read_csv(tmp_path / "out" / "table2.csv")["quantity"].tolist() == list(REPORT_TABLE2)
 
 
 def test_table2_notebook_is_generated_and_has_parameters() -> None:
@@ -44,7 +44,7 @@ def test_report_includes_table2(tmp_path: Path) -> None:
              "profile": "demo", "device": "Test CPU_1"} for q, r in REPORT_TABLE2.items()]
     out = tmp_path / "results" / "table2"
     out.mkdir(parents=True)
-    pd.DataFrame(rows).to_csv(out / "requirements.csv", index=False)
+    pd.DataFrame(rows).to_csv(out / "table2.csv", index=False)
     written = build_report(tmp_path / "results", tmp_path / "report")
     tex = (tmp_path / "report" / "generated" / "table2.tex").read_text()
     assert tmp_path / "report" / "generated" / "table2.tex" in written

@@ -225,9 +225,9 @@ def computational_requirements(
                        for q, v, u, how in rows])
     if output_dir is not None:
         out = Path(output_dir)
-        with atomic_write(out / "requirements.csv", "w") as fh:
+        with atomic_write(out / "table2.csv", "w") as fh:
             df.to_csv(fh, index=False)
-        write_json(out / "requirements.json", {"rows": df.to_dict(orient="records"), "hardware": hw,
+        write_json(out / "table2.json", {"rows": df.to_dict(orient="records"), "hardware": hw,
                                                "report_hardware": REPORT_HARDWARE, "profile": prof.name,
                                                "width": prof.model.get("width"), "size": list(size)})
     return df

@@ -154,7 +154,7 @@ def build_report(results_dir: str | Path = "results", report_dir: str | Path = "
             dst = gen / figure_name(name, fig.name)
             shutil.copyfile(fig, dst)
             written.append(dst)
-    requirements = results_dir / "table2" / "requirements.csv"
+    requirements = results_dir / "table2" / "table2.csv"
     if requirements.is_file():  # Table 2: measured here, beside the report's figures (not a results table)
         req = pd.read_csv(requirements)
         device = ", ".join(sorted(set(req["device"].astype(str))))
