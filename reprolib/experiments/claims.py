@@ -49,7 +49,7 @@ from reprolib.experiments.claim_list import (
     report_sha256,
 )
 from reprolib.experiments.reference import reference_numbers
-from reprolib.experiments.results import RESULT_COLUMNS, load_results
+from reprolib.experiments.results import RESULT_COLUMNS, load_results, result_tables
 from reprolib.metrics import paired_comparison
 
 __all__ = ["CLAIMS", "DATASETS", "EXPECT", "LEVEL", "METRICS", "NOT_TESTED", "REPORT_NAME", "REPORT_SHA256", "VERDICTS",
@@ -180,5 +180,5 @@ def claim_verdicts(results: pd.DataFrame, claims: Sequence[Claim] = CLAIMS, leve
 
 def load_all_results(results_dir: str | Path) -> pd.DataFrame:
     """Every ``results/<t>/<t>.csv`` in one frame (empty, with the result columns, when there is none)."""
-    frames = [load_results(csv) for csv in sorted(Path(results_dir).glob("*/*.csv")) if csv.stem == csv.parent.name]
+    frames = [load_results(csv) for csv in result_tables(results_dir)]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RESULT_COLUMNS)

@@ -126,6 +126,16 @@ def save_results(rows: list[dict[str, Any]] | pd.DataFrame, path: str | Path) ->
     return df
 
 
+#: tables that measure the machine rather than score a model (their CSV has its own columns; see ``compute``)
+MEASUREMENT_TABLES = ("table2",)
+
+
+def result_tables(results_dir: str | Path) -> list[Path]:
+    """Every ``results/<t>/<t>.csv`` that holds scored rows (Table 2's measurements left out), sorted."""
+    return [csv for csv in sorted(Path(results_dir).glob("*/*.csv"))
+            if csv.stem == csv.parent.name and csv.stem not in MEASUREMENT_TABLES]
+
+
 def load_results(path: str | Path) -> pd.DataFrame:
     """Read a tidy results CSV, checking its columns."""
     path = Path(path)

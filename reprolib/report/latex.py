@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from reprolib.experiments.reference import reference_numbers
-from reprolib.experiments.results import load_results
+from reprolib.experiments.results import load_results, result_tables
 from reprolib.experiments.tables import REPORT_PROTOCOL, TABLES
 from reprolib.io import write_text
 from reprolib.report.claims import write_claims
@@ -135,10 +135,8 @@ def build_report(results_dir: str | Path = "results", report_dir: str | Path = "
     gen.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     profiles: dict[str, set[str]] = {}
-    for csv in sorted(results_dir.glob("*/*.csv")):
+    for csv in result_tables(results_dir):
         name = csv.parent.name
-        if csv.stem != name:
-            continue
         df = load_results(csv)
         profiles[name] = set(df["profile"].astype(str))
         prof = ", ".join(sorted(profiles[name]))
