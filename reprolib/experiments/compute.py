@@ -28,7 +28,7 @@ from reprolib.data.transforms import imagenet_normalize
 from reprolib.experiments import pipeline as P
 from reprolib.experiments.cost import REPORT_TABLE2 as _REPORT
 from reprolib.experiments.profiles import get_pipeline_profile
-from reprolib.experiments.runner import _device
+from reprolib.experiments.runner import resolve_device
 from reprolib.io import atomic_write, write_json
 from reprolib.labels import IGNORE_INDEX, train_to_label
 
@@ -145,7 +145,7 @@ def computational_requirements(
     from reprolib.training.module import DissimilarityModule
 
     prof = get_pipeline_profile(profile)
-    dev = _device(device)
+    dev = resolve_device(device)
     work = Path(work_dir)
     ctx = P.Context(profile=prof, work_dir=work / prof.name, data=P.resolve_data(work / prof.name, data_root, prof),
                     checkpoints=checkpoints, device=dev)

@@ -19,7 +19,6 @@ import pandas as pd
 from reprolib.experiments.profiles import PROFILES
 from reprolib.io import ReprolibDataError, atomic_write
 from reprolib.training.config import RUNTIME_KEYS as RUNTIME_KEYS  # re-exported: where callers look for it
-from reprolib.training.config import SPLIT_KEYS as SPLIT_KEYS
 from reprolib.training.config import run_identity
 
 RESULT_COLUMNS = [

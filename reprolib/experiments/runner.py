@@ -30,7 +30,8 @@ from reprolib.training.config import PRECISIONS
 KAGGLE_INPUT = "/kaggle/input"  # where Kaggle mounts the previous version's output (and the datasets)
 
 
-def _device(device: str) -> str:
+def resolve_device(device: str) -> str:
+    """``"auto"`` → ``"cuda"`` when available, else ``"cpu"``; any other name unchanged."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
@@ -90,7 +91,7 @@ def run_table(
     work = Path(work_dir)
     out = Path(output_dir or Path("results") / name)
     out.mkdir(parents=True, exist_ok=True)
-    ctx = P.Context(profile=prof, work_dir=work / prof.name, checkpoints=checkpoints, device=_device(device),
+    ctx = P.Context(profile=prof, work_dir=work / prof.name, checkpoints=checkpoints, device=resolve_device(device),
                     wandb_mode=wandb_mode, max_epochs=max_epochs, eval_resolution=eval_resolution,
                     precision=precision,
                     session=session, session_id=f"{name}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}",
