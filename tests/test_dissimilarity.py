@@ -130,6 +130,30 @@ def test_channels_last_and_backward():
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
 
 
+def test_cpu_default_runs_channels_last_and_matches_nchw():
+    model = _small()
+    x = _small_inputs(batch=2)
+    seen = []
+    hook = model.decoder[3].conv_a.register_forward_hook(lambda m, inp, out: seen.append(inp[0]))
+    assert model.memory_format(torch.device("cpu")) is torch.channels_last
+    model.train()
+    target = (x["entropy"][:, 0] > 0.5).long()
+    out_cl = model(**x)
+    torch.nn.functional.cross_entropy(out_cl, target).backward()
+    grads_cl = [p.grad.clone() for p in model.parameters()]
+    hook.remove()
+    # the decoder's concatenated input stayed NHWC (a one-channel correlation map must not flip it to NCHW)
+    assert seen[0].is_contiguous(memory_format=torch.channels_last) and not seen[0].is_contiguous()
+    assert out_cl.is_contiguous()
+    model.zero_grad(set_to_none=True)
+    model.channels_last = False
+    out_ref = model(**x)
+    torch.nn.functional.cross_entropy(out_ref, target).backward()
+    torch.testing.assert_close(out_cl, out_ref, rtol=1e-4, atol=1e-4)
+    for g, p in zip(grads_cl, model.parameters(), strict=True):
+        torch.testing.assert_close(g, p.grad, rtol=1e-3, atol=1e-4)
+
+
 # -- parameter counts (spec §1.8), built on the meta device: no memory, no init -------------------------
 
 SPEC_COUNTS = [
