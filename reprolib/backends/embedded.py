@@ -24,6 +24,7 @@ from torchvision.ops import Conv2dNormActivation
 
 from reprolib.backends.base import ResynthesisBackend, SegmentationBackend, check_image_batch
 from reprolib.io import PathLike, ReprolibDataError, load_torch, save_torch
+from reprolib.models.layout import conv_layout, match_weight_layout
 
 #: Cityscapes labelIds 0..33 plus the unused slot 34, as CC-FPSE / SPADE's ``label_nc = 35``.
 NUM_LABEL_IDS = 35
@@ -183,7 +184,9 @@ class EmbeddedGenerator(ResynthesisBackend):
     def forward(self, label_ids: torch.Tensor, image: torch.Tensor | None = None) -> torch.Tensor:
         """RGB in [0,1] at the size of ``label_ids``; ``image`` is accepted for interface parity only."""
         x = label_input(label_ids.to(self.out.weight.device))
-        x = x.to(self.out.weight.dtype)
+        fmt = conv_layout(x.device)  # NHWC on CPU: 1.46× on a training step (reprolib.models.layout)
+        match_weight_layout(self, fmt)
+        x = x.to(self.out.weight.dtype).contiguous(memory_format=fmt)
         feats = [self.inc(x)]
         for down in self.downs:
             feats.append(down(feats[-1]))
@@ -193,7 +196,7 @@ class EmbeddedGenerator(ResynthesisBackend):
             if self.config.skip:
                 y = torch.cat([y, skip], dim=1)
             y = up(y)
-        return torch.sigmoid(self.out(y))
+        return torch.sigmoid(self.out(y)).contiguous()
 
 
 def build_segmentation(strength: str = "strong", seed: int = 0) -> EmbeddedSegmentation:

@@ -20,10 +20,44 @@ def scaled(channels: int, width: float) -> int:
     return max(1, int(round(channels * width)))
 
 
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+class _CpuSELU(torch.autograd.Function):
+    """SELU from ``exp`` instead of ``expm1``. PyTorch's CPU ``elu`` kernel calls a scalar ``expm1`` per element:
+    6.7 ms for 4×8×128×256 values on 2 cores where ``exp`` takes 0.4 ms, which made SELU ~10 % of a demo training
+    step. ``exp(x) − 1`` differs from ``expm1(x)`` by at most ~1e-7 in absolute terms (cancellation near 0);
+    the backward is PyTorch's own ``elu_backward`` on the result, as ``nn.SELU`` does."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        # scale·max(x, 0) + scale·alpha·(exp(min(x, 0)) − 1): each term is exactly 0 where the other applies,
+        # so no torch.where (itself 2.4 ms here)
+        out = torch.exp(x.clamp(max=0)).sub_(1).mul_(_SELU_ALPHA * _SELU_SCALE)
+        out = out.add_(x.clamp(min=0), alpha=_SELU_SCALE)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        (out,) = ctx.saved_tensors
+        return torch.ops.aten.elu_backward(grad, _SELU_ALPHA, _SELU_SCALE, 1.0, True, out)
+
+
+class SELU(nn.Module):
+    """``nn.SELU`` with a faster CPU path (:class:`_CpuSELU`); other devices use PyTorch's kernel in place."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu":
+            return _CpuSELU.apply(x)
+        return F.selu(x, inplace=True)
+
+
 def make_activation(name: str) -> nn.Module:
     """SELU (the paper's choice) or ReLU (the report's ablation)."""
     if name == "selu":
-        return nn.SELU(inplace=True)
+        return SELU()
     if name == "relu":
         return nn.ReLU(inplace=True)
     raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
@@ -58,7 +92,19 @@ class SPADE(nn.Module):
         if segmap.shape[-2:] != x.shape[-2:]:
             segmap = F.interpolate(segmap, size=x.shape[-2:], mode="nearest")
         h = self.embed(segmap.to(x.dtype))
-        return torch.addcmul(self.beta(h), normalized, 1 + self.gamma(h))
+        gamma, beta = self.modulation(h)
+        return torch.addcmul(beta, normalized, 1 + gamma)
+
+    def modulation(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """γ(h), β(h) as one convolution with both weight sets stacked (same numbers as two): on CPU, at the
+        demo width, two 8-channel outputs each fill half of oneDNN's 16-channel block, so one 16-channel conv
+        costs about as much as one of them. The parameters stay two (``gamma``, ``beta``: the original's keys)."""
+        if h.device.type != "cpu":
+            return self.gamma(h), self.beta(h)
+        weight = torch.cat((self.gamma.weight, self.beta.weight), dim=0)
+        bias = torch.cat((self.gamma.bias, self.beta.bias), dim=0)
+        both = F.conv2d(h, weight, bias, padding=1)
+        return both[:, : self.gamma.out_channels], both[:, self.gamma.out_channels :]
 
 
 class SPADEConvBlock(nn.Module):

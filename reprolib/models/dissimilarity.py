@@ -21,6 +21,7 @@ from reprolib.data.formats import UNCERTAINTY_MAPS
 
 from .blocks import ACTIVATIONS, ConvEncoder, DecoderBlock, default_init_, feature_correlation, scaled
 from .encoders import build_encoder
+from .layout import conv_layout, match_weight_layout, to_layout
 
 ENCODERS = ("vgg16", "resnet18", "resnet101")
 
@@ -205,23 +206,11 @@ class DissimilarityNet(nn.Module):
                     raise ValueError(f"{name} must be (B,1,H,W)=({b},1,{h},{w}), got {tuple(m.shape)}")
 
     def memory_format(self, device: torch.device) -> torch.memory_format:
-        """Activation layout for a forward on ``device``.
-
-        Channels-last (NHWC) by default on CPU: oneDNN convolves NHWC natively, whereas NCHW tensors are
-        reordered to its blocked layout and back around every convolution, forward and backward (measured
-        ~1.3× on the whole training step, spec §8 sizes). The parameters keep their layout (a checkpoint is
-        unchanged); only activations are converted, and the logits are returned NCHW-contiguous.
-        """
-        use = self.channels_last if self.channels_last is not None else device.type == "cpu"
-        return torch.channels_last if use else torch.contiguous_format
-
-    def _match_weight_layout(self, fmt: torch.memory_format) -> None:
-        """Store the 4-D (conv) weights in ``fmt``, once: a convolution converts an NCHW weight to NHWC (and its
-        gradient back) on every call otherwise — ~18% of a CPU training step. Values are untouched, so the
-        ``state_dict`` and checkpoints are the same numbers; only the strides differ."""
-        for p in self.parameters():
-            if p.dim() == 4 and not p.is_contiguous(memory_format=fmt):
-                p.data = p.data.contiguous(memory_format=fmt)
+        """Activation layout for a forward on ``device``: :func:`reprolib.models.layout.conv_layout` unless
+        ``channels_last`` is set (True / False)."""
+        if self.channels_last is None:
+            return conv_layout(device)
+        return torch.channels_last if self.channels_last else torch.contiguous_format
 
     def encode_images(self, original: torch.Tensor, synthesis: torch.Tensor) -> tuple[list, list]:
         """Encoder features of both images. One batched pass when batch statistics cannot mix them
@@ -246,11 +235,8 @@ class DissimilarityNet(nn.Module):
         maps = {"entropy": entropy, "perceptual": perceptual, "distance": distance}
         self._check_inputs(original, synthesis, semantic, maps)
         fmt = self.memory_format(original.device)
-        self._match_weight_layout(fmt)
-        if fmt is not torch.contiguous_format:
-            original, synthesis = (t.contiguous(memory_format=fmt) for t in (original, synthesis))
-            semantic = semantic.contiguous(memory_format=fmt) if semantic is not None else None
-            maps = {k: v.contiguous(memory_format=fmt) if v is not None else None for k, v in maps.items()}
+        match_weight_layout(self, fmt)
+        original, synthesis, semantic = to_layout(fmt, original, synthesis, semantic)
         feats_o, feats_s = self.encode_images(original, synthesis)
         feats_sem = self.semantic_encoder(semantic.to(original.dtype)) if self.semantic_encoder is not None else None
         feats_unc = None
