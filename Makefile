@@ -70,12 +70,11 @@ help:
 	@echo "make clean-venv       delete .venv"
 	@echo "make help             this list"
 
-# The stamp depends on the requirement files: a second call does no work. --no-compile: pip byte-compiles all
-# 6 GB of site-packages on one core (~60 s here); Python compiles the modules actually imported on first use.
+# The stamp depends on the requirement files: a second call does no work.
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q --no-compile -r requirements.txt
+	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (reprolib)" > /dev/null
 	touch $(STAMP)

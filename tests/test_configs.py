@@ -108,3 +108,13 @@ def test_identity_ignores_runtime_keys_and_split_location() -> None:
     c = b.replace(lr=5e-4, model={"width": 0.5})
     assert c.differing_keys(a) == ["lr", "model.width"]
     assert c.replace(train_split="/x/train-other").differing_keys(c) == ["train_split"]
+
+
+def test_backend_steps_per_strength() -> None:
+    demo = get_pipeline_profile("demo")
+    assert demo.backend_training_for("strong")["max_steps"] == (300, 100)
+    assert demo.backend_training_for("light")["max_steps"] == (300, 300)
+    assert demo.backend_training_for("light")["image_size"] == (128, 256)
+    assert isinstance(demo.backend_training["max_steps"], dict)  # the profile itself is not changed
+    tiny = get_pipeline_profile("tiny")
+    assert tiny.backend_training_for("strong")["max_steps"] == (10, 10)

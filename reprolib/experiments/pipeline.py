@@ -154,7 +154,8 @@ def _train_embedded(ctx: Context, name: str) -> None:
     for backend, kind in zip(COMBOS[name], ("segmentation", "resynthesis"), strict=True):
         strength = backend.split("-", 1)[1]
         if not checkpoint_path(run_dir, strength, kind).is_file():
-            train_embedded_backends(ctx.data.root, run_dir, strength=strength, **dict(ctx.profile.backend_training))
+            train_embedded_backends(ctx.data.root, run_dir, strength=strength,
+                                    **ctx.profile.backend_training_for(strength))
 
 
 def backends(ctx: Context, combo: str) -> tuple[Any, Any]:

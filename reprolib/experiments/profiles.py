@@ -39,6 +39,14 @@ class PipelineProfile:
 
         return require_imagenet_weights(("vgg16", "vgg19"), profile=self.name)
 
+    def backend_training_for(self, strength: str) -> dict[str, Any]:
+        """``backend_training`` for one strength: a ``max_steps`` dict keyed by strength picks its entry."""
+        kwargs = dict(self.backend_training)
+        steps = kwargs.get("max_steps")
+        if isinstance(steps, dict):
+            kwargs["max_steps"] = steps[strength]
+        return kwargs
+
     def training_overrides(self) -> dict[str, Any]:
         return {**self.training, "model": self.model, "size": list(self.size)}
 
@@ -111,7 +119,10 @@ PROFILES: dict[str, PipelineProfile] = {
         name="demo",
         size=(128, 256),
         world={"size": (128, 256), "n_train": 160, "n_val": 24, "n_laf": 30, "n_static": 24},
-        backend_training={"image_size": (128, 256), "max_steps": (300, 300)},
+        # (segmentation, resynthesis) steps. The strong generator's loss is flat after ~75 of 300 steps: 100 steps
+        # give the same val PSNR (18.06 vs 18.05 dB) in a third of the time; the light one still gains (17.15 dB at
+        # 100, 17.75 at 300), so it keeps 300. Segmentation still improves at 300 (train loss 0.21 → 0.18).
+        backend_training={"image_size": (128, 256), "max_steps": {"strong": (300, 100), "light": (300, 300)}},
         training={"lr": 1e-4, "batch_size": 4, "max_steps": 240, "val_every_n_steps": 80},
         model={"width": 0.125, "pretrained": False},
     ),

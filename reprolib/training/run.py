@@ -29,7 +29,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from reprolib.io import PathLike, ReprolibDataError, read_json, state_dict_mismatch, write_json
-from reprolib.training._determinism import prepare_cuda_determinism
+from reprolib.training._determinism import prepare_cuda_determinism, skip_uninitialized_fill
 from reprolib.training.callbacks import ValidationImageLogger
 from reprolib.training.checkpoint import AtomicCheckpointIO
 from reprolib.training.config import ENSEMBLES, ConfigError, TrainConfig
@@ -178,6 +178,7 @@ def train(config: TrainConfig | dict[str, Any], run_dir: PathLike, callbacks: Se
         plugins=[AtomicCheckpointIO()], deterministic=True, log_every_n_steps=max(1, min(10, val_every)),
         enable_progress_bar=True, enable_model_summary=False, default_root_dir=str(run_dir),
     )
+    skip_uninitialized_fill()
     resume = find_resume_checkpoint(run_dir, cfg.kaggle_input, cfg.resume_from)
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
     # collective under DDP (every rank calls it; rank 0 writes): the stopping point, whatever stopped it

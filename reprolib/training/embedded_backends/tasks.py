@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from reprolib.backends.base import imagenet_normalize
 from reprolib.labels import IGNORE_INDEX
-from reprolib.training._determinism import prepare_cuda_determinism
+from reprolib.training._determinism import prepare_cuda_determinism, skip_uninitialized_fill
 from reprolib.training.checkpoint import AtomicCheckpointIO
 from reprolib.training.loss import weighted_cross_entropy
 
@@ -112,6 +112,7 @@ def fit_task(
         callbacks=[ckpt_cb, *(callbacks or [])], plugins=[AtomicCheckpointIO()], default_root_dir=work_dir,
         log_every_n_steps=10, num_sanity_val_steps=0,
     )
+    skip_uninitialized_fill()
     last = work_dir / "last.ckpt"
     trainer.fit(task, loader, ckpt_path=last if last.is_file() else None)
     return task

@@ -1,0 +1,102 @@
+"""The CPU fast paths give the numbers of the plain PyTorch forms: SELU from exp, SPADE's stacked γ/β conv,
+and channels-last convolutions in the embedded generator and in V's VGG19 (reprolib.models.layout)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from reprolib.backends.embedded import build_generator
+from reprolib.maps import PerceptualDifference
+from reprolib.models import layout
+from reprolib.models.blocks import SELU, SPADE
+
+
+def test_selu_matches_torch_in_values_and_gradients():
+    g = torch.Generator().manual_seed(0)
+    # wide range, exact zeros and tiny negatives (where exp(x) − 1 loses relative precision)
+    x = torch.cat([torch.randn(4096, generator=g) * 4, torch.zeros(8), -torch.rand(64, generator=g) * 1e-6])
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out_a, out_b = SELU()(a), F.selu(b)
+    grad = torch.randn(out_a.shape, generator=g)
+    out_a.backward(grad)
+    out_b.backward(grad)
+    torch.testing.assert_close(out_a, out_b, rtol=0, atol=3e-7)
+    torch.testing.assert_close(a.grad, b.grad, rtol=1e-6, atol=1e-6)
+    assert torch.equal(out_a[x > 0], out_b[x > 0])  # the positive side is the same product
+    assert SELU()(torch.tensor([-100.0, 100.0])).isfinite().all()
+
+
+def test_selu_keeps_channels_last():
+    x = torch.randn(2, 8, 4, 6).contiguous(memory_format=torch.channels_last)
+    assert SELU()(x).is_contiguous(memory_format=torch.channels_last)
+
+
+def test_spade_stacked_modulation_equals_two_convs():
+    torch.manual_seed(0)
+    spade = SPADE(channels=8, label_nc=5, hidden=16)
+    h = torch.randn(2, 16, 12, 20, requires_grad=True)
+    gamma, beta = spade.modulation(h)
+    torch.testing.assert_close(gamma, spade.gamma(h), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(beta, spade.beta(h), rtol=1e-6, atol=1e-6)
+    (gamma.sum() + 2 * beta.sum()).backward()
+    stacked = (spade.gamma.weight.grad.clone(), spade.beta.weight.grad.clone())
+    spade.zero_grad()
+    (spade.gamma(h).sum() + 2 * spade.beta(h).sum()).backward()
+    torch.testing.assert_close(stacked[0], spade.gamma.weight.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(stacked[1], spade.beta.weight.grad, rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture
+def nchw(monkeypatch):
+    """Make every conv_layout caller run NCHW (the reference form)."""
+
+    def use_nchw() -> None:
+        for module in ("reprolib.backends.embedded", "reprolib.maps.perceptual"):
+            monkeypatch.setattr(f"{module}.conv_layout", lambda device: torch.contiguous_format)
+
+    return use_nchw
+
+
+def test_generator_channels_last_matches_nchw(nchw):
+    ids = torch.randint(0, 34, (2, 32, 64), generator=torch.Generator().manual_seed(1))
+    gen = build_generator("strong", seed=0)
+    gen.train()
+    # a random weighting: out.mean() makes BatchNorm's backward a cancellation of nearly equal terms
+    weight = torch.randn(2, 3, 32, 64, generator=torch.Generator().manual_seed(3))
+    out_cl = gen(ids)
+    (out_cl * weight).sum().backward()
+    grads_cl = [p.grad.clone() for p in gen.parameters()]
+    assert gen.inc[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert out_cl.is_contiguous()
+    ref = build_generator("strong", seed=0)
+    ref.train()
+    nchw()
+    out_ref = ref(ids)
+    (out_ref * weight).sum().backward()
+    assert ref.inc[0][0].weight.is_contiguous()
+    torch.testing.assert_close(out_cl, out_ref, rtol=1e-5, atol=1e-5)
+    for g_cl, p in zip(grads_cl, ref.parameters(), strict=True):
+        # measured ~4e-4 in every layer: BatchNorm's NHWC backward accumulates its sums in another order
+        assert (g_cl - p.grad).norm() <= 2e-3 * p.grad.norm() + 1e-7
+
+
+def test_perceptual_channels_last_matches_nchw(nchw):
+    g = torch.Generator().manual_seed(2)
+    a, b = torch.rand(2, 3, 32, 64, generator=g), torch.rand(2, 3, 32, 64, generator=g)
+    v_cl = PerceptualDifference(pretrained=False)(a, b)
+    nchw()
+    v_ref = PerceptualDifference(pretrained=False)(a, b)
+    torch.testing.assert_close(v_cl, v_ref, rtol=1e-4, atol=1e-4)
+
+
+def test_layout_helpers():
+    assert layout.conv_layout(torch.device("cpu")) is torch.channels_last
+    assert layout.conv_layout(torch.device("meta")) is torch.contiguous_format
+    conv = torch.nn.Conv2d(3, 4, 3)
+    before = conv.weight
+    layout.match_weight_layout(conv, torch.channels_last)
+    assert conv.weight is before and conv.weight.is_contiguous(memory_format=torch.channels_last)
+    t, none, flat = layout.to_layout(torch.channels_last, torch.zeros(1, 3, 2, 2), None, torch.zeros(3))
+    assert t.is_contiguous(memory_format=torch.channels_last) and none is None and flat.dim() == 1
