@@ -6,8 +6,9 @@
 
 Each setting: ``--warmup`` untimed runs, then the median of ``--runs``. Options compared (batch 1):
 ``joint-encoding`` (one encoder pass for original ‖ synthesis — on by default in the model) and
-``channels-last`` (NHWC memory format). Without ``--original`` the original's CPU figures (spec §8) are
-printed for reference only: machines differ, and this machine may be shared (the load average is printed).
+``channels-last`` (NHWC memory format; the model's default on CPU). Without ``--original`` the original's
+CPU figures (spec §8) are printed for reference only: machines differ, and this machine may be shared (the
+load average is printed).
 
 ``--original PATH`` (a checkout of github.com/giandbt/synboost; nothing of it is copied here) imports its
 ``DissimNetPrior`` from PATH at run time, builds it with the SPADE decoder and *our weights* (through
@@ -99,16 +100,19 @@ def bench(
     device: torch.device,
     *,
     amp: torch.dtype | None,
-    channels_last: bool,
+    channels_last: bool | None,
     warmup: int,
     runs: int,
 ) -> dict[str, tuple[float, float, float]]:
-    """Forward (eval, no_grad) and train step (forward + weighted CE + backward) timings."""
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(device=device, memory_format=fmt)
+    """Forward (eval, no_grad) and train step (forward + weighted CE + backward) timings.
+
+    ``channels_last``: None = the model's default layout (channels-last on CPU, ``reprolib.models.layout``);
+    True / False forces NHWC / NCHW activations and weights."""
+    model = model.to(device=device)
+    model.channels_last = channels_last
+    fmt = model.memory_format(device)
+    model = model.to(memory_format=fmt)  # weights too (the forward would convert them on its first call)
     x = make_inputs(batch, *size, device)
-    if channels_last:
-        x = {k: v.contiguous(memory_format=torch.channels_last) for k, v in x.items()}
     target = (x["entropy"][:, 0] > 0.9).long()
     target[:, :8] = 255
     class_weight = torch.tensor([1.46494611, 16.5204619], device=device)
@@ -237,7 +241,7 @@ def main(argv: list[str] | None = None) -> None:
     for amp in precisions:
         print(f"[{'fp32' if amp is None else 'AMP ' + str(amp).replace('torch.', '')}]")
         for b in batches:
-            res = bench(model, b, (h, w), device, amp=amp, channels_last=False, warmup=args.warmup, runs=args.runs)
+            res = bench(model, b, (h, w), device, amp=amp, channels_last=None, warmup=args.warmup, runs=args.runs)
             for name in ("forward", "train"):
                 ref = ORIGINAL_CPU[name] if device.type == "cpu" and (h, w) == (256, 512) and b == 1 else None
                 print(_fmt(name, b, res[name], ref))
@@ -249,9 +253,8 @@ def main(argv: list[str] | None = None) -> None:
             for enabled in (False, True):
                 model.joint_encoding = enabled if option == "joint-encoding" else True
                 results[enabled] = bench(model, 1, (h, w), device, amp=amp,
-                                         channels_last=enabled and option == "channels-last",
+                                         channels_last=enabled if option == "channels-last" else None,
                                          warmup=args.warmup, runs=args.runs)
-                model = model.to(memory_format=torch.contiguous_format)
             model.joint_encoding = True
             for name in ("forward", "train"):
                 before, after = results[False][name][0], results[True][name][0]

@@ -85,6 +85,11 @@ class Context:
         """Time and log one stage; raises ``SessionOver`` instead of starting once the budget is spent."""
         return _Stage(self, name)
 
+    def timed(self, name: str) -> _Stage:
+        """Time and log work that finishes what a stage started (a finished run's ensembles and intervals):
+        it always runs, whatever the budget, so no finished run is left out of the table."""
+        return _Stage(self, name, check_budget=False)
+
 
 class _Stage:
     """Context manager that checks the session budget, then logs and times one pipeline stage.
@@ -93,13 +98,14 @@ class _Stage:
     put what it did in ``info``.
     """
 
-    def __init__(self, ctx: Context, name: str):
-        self.ctx, self.name = ctx, name
+    def __init__(self, ctx: Context, name: str, check_budget: bool = True):
+        self.ctx, self.name, self.check_budget = ctx, name, check_budget
         self.ran = True
         self.info: dict[str, Any] = {}
 
     def __enter__(self) -> _Stage:
-        self.ctx.session.check(self.name)
+        if self.check_budget:
+            self.ctx.session.check(self.name)
         self.t0 = time.perf_counter()
         self.t0_ns = time.time_ns()
         print(f"[reprolib] {self.name} …", flush=True)

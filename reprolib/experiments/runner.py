@@ -171,9 +171,10 @@ def _variant_rows(ctx: P.Context, spec: Any, variant: Variant, seed: int, seeds:
         if spec.name == "figure3" and seed == seeds[0]:
             _figure3(ctx, split, scores, out / f"figure3-{dataset}.png",
                      title=f"{dataset} — profile {ctx.profile.name}, {variant.name}, seed {seed}, {ckpt.name}")
-        evaluated = evaluate_ensemble(scores, variant.ensemble, ctx.profile.grid_objective, maps=maps)
-        cis = _intervals(final_scores(scores, variant.ensemble, ctx.profile.grid_objective, maps), scores["label"],
-                         seed)
+        with ctx.timed(f"ensemble {dataset} {variant.name} seed {seed}"):
+            evaluated = evaluate_ensemble(scores, variant.ensemble, ctx.profile.grid_objective, maps=maps)
+            cis = _intervals(final_scores(scores, variant.ensemble, ctx.profile.grid_objective, maps),
+                             scores["label"], seed)
         for suffix, (metrics, info) in evaluated.items():
             rows += result_rows(
                 table=spec.name, variant=variant.name + suffix, dataset=dataset, metrics=metrics, seed=seed,
@@ -219,10 +220,6 @@ def train_variant(ctx: P.Context, variant: Variant, combo: str, seed: int, epoch
     ``epochs``: the table's epoch count, applied by profiles that train by epochs (see
     :meth:`PipelineProfile.training_config`); an explicit ``max_epochs`` in the context wins.
     """
-    # lazy: reprolib.training.run imports Lightning, +3.2 s on `import reprolib.experiments` (python -X importtime);
-    # a table whose runs are all finished (or a notebook that only reads results) never trains
-    from reprolib.training.run import train
-
     train_split, label_dir = P.training_split(ctx, combo, "train", variant.void_labels)
     val_split, _ = P.training_split(ctx, combo, "val", variant.void_labels)
     # only a learned ensemble is part of training: grid / fixed / none models are one and the same run (Table 3's
@@ -245,6 +242,11 @@ def train_variant(ctx: P.Context, variant: Variant, combo: str, seed: int, epoch
     # resume only from the run dir: a chained session has already brought (and checked) the previous output
     cfg["kaggle_input"] = None
     with ctx.stage(f"train {variant.name} seed {seed}") as st:
+        # lazy: reprolib.training.run imports Lightning, +3.2 s on `import reprolib.experiments` (python -X
+        # importtime); a table whose runs are all finished (or a notebook that only reads results) never trains.
+        # Inside the stage, so the first run's timing includes it.
+        from reprolib.training.run import train
+
         before = ctx.session.steps
         train(cfg, run_dir=run_dir, callbacks=[ctx.session.callback()])
         st.info = {"run": run_dir.name, "steps": ctx.session.steps - before,
