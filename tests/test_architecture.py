@@ -31,6 +31,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 #: Imports allowed inside one layer (importer, imported): one way each, so no cycle.
 SAME_LAYER: frozenset[tuple[str, str]] = frozenset({
     ("maps", "models"),  # the perceptual difference V uses the VGG pyramid of the encoders
+    ("backends", "models"),  # the embedded generator convolves in the CPU layout of models/layout.py
     ("ensemble", "metrics"),  # the grid search scores candidates with AnomalyMetrics
     ("training", "ensemble"),  # the learned ensemble trains with the network
     ("training", "metrics"),  # validation metrics

@@ -86,9 +86,10 @@ class Context:
         return _Stage(self, name)
 
     def timed(self, name: str) -> _Stage:
-        """Time and log work that finishes what a stage started (a finished run's ensembles and intervals):
-        it always runs, whatever the budget, so no finished run is left out of the table."""
-        return _Stage(self, name, check_budget=False)
+        """Time work that finishes what a stage started (a finished run's ensembles and intervals). It always
+        runs, whatever the budget, so no finished run is left out of the table, and it is redone in every
+        session that builds the table, so it stays out of the session log (whose stages run once)."""
+        return _Stage(self, name, check_budget=False, log=False)
 
 
 class _Stage:
@@ -98,8 +99,8 @@ class _Stage:
     put what it did in ``info``.
     """
 
-    def __init__(self, ctx: Context, name: str, check_budget: bool = True):
-        self.ctx, self.name, self.check_budget = ctx, name, check_budget
+    def __init__(self, ctx: Context, name: str, check_budget: bool = True, log: bool = True):
+        self.ctx, self.name, self.check_budget, self.log = ctx, name, check_budget, log
         self.ran = True
         self.info: dict[str, Any] = {}
 
@@ -115,7 +116,7 @@ class _Stage:
         dt = time.perf_counter() - self.t0
         self.ctx.timings[self.name] = self.ctx.timings.get(self.name, 0.0) + dt
         print(f"[reprolib] {self.name}: {dt:.1f} s", flush=True)
-        if exc_type is None and self.ran:
+        if exc_type is None and self.ran and self.log:
             log_stage(self.ctx.work_root, {"session": self.ctx.session_id, "stage": self.name,
                                            "seconds": round(dt, 3), **self.info})
 
