@@ -184,7 +184,7 @@ class EmbeddedGenerator(ResynthesisBackend):
     def forward(self, label_ids: torch.Tensor, image: torch.Tensor | None = None) -> torch.Tensor:
         """RGB in [0,1] at the size of ``label_ids``; ``image`` is accepted for interface parity only."""
         x = label_input(label_ids.to(self.out.weight.device))
-        fmt = conv_layout(x.device)  # NHWC on CPU: 1.46× on a training step (reprolib.models.layout)
+        fmt = conv_layout(x.device)  # NHWC on CPU: 1.3–1.46× on a training step (reprolib.models.layout)
         match_weight_layout(self, fmt)
         x = x.to(self.out.weight.dtype).contiguous(memory_format=fmt)
         feats = [self.inc(x)]

@@ -3,7 +3,8 @@
 oneDNN, PyTorch's CPU convolution library, computes NHWC tensors natively; NCHW activations are reordered to
 its blocked layout and back around every convolution, forward and backward, and NCHW weights are reordered on
 every call. Measured on 2 cores (``benchmarks/dissimilarity.py``, ``benchmarks/README.md``): the embedded
-generator's training step 1.46× faster, the dissimilarity network's forward ~1.4×. Other devices keep
+generator's training step 1.3–1.46× faster, the dissimilarity network's forward 1.47–1.65× the original's
+(1.09× before). Other devices keep
 PyTorch's default layout (cuDNN chooses its own algorithms; the original ran NCHW there).
 
 Only strides change: values, ``state_dict`` keys and checkpoints are the same numbers.
