@@ -263,3 +263,19 @@ def test_training_bad_root(tmp_path: Path) -> None:
         train_embedded_backends(tmp_path, tmp_path / "out", strength="light", max_steps=1, progress=False)
     with pytest.raises(ValueError, match="strength"):
         train_embedded_backends(tmp_path, tmp_path / "out", strength="huge")
+
+
+def test_confusion_matrix_counts_like_torchmetrics_and_skips_ignored() -> None:
+    from torchmetrics.classification import MulticlassConfusionMatrix
+
+    from reprolib.training.embedded_backends.scores import confusion_matrix
+
+    g = torch.Generator().manual_seed(3)
+    pred = torch.randint(0, 19, (2, 16, 32), generator=g)
+    target = torch.randint(0, 19, (2, 16, 32), generator=g)
+    target[:, :4] = 255
+    want = MulticlassConfusionMatrix(num_classes=19, ignore_index=255)(pred, target)
+    got = confusion_matrix(pred, target)
+    assert torch.equal(got, want)
+    assert int(got.sum()) == int((target != 255).sum()) == 2 * 12 * 32
+    assert int(got[target[0, 5, 7], pred[0, 5, 7]]) >= 1  # rows = target, columns = prediction

@@ -282,3 +282,42 @@ def test_processed_split_bad_input(tmp_path: Path) -> None:
     write_png(tmp_path / "p" / "entropy" / "frame_1.png", np.zeros((8, 8), np.uint8))
     with pytest.raises(ReprolibDataError, match="entropy/frame_1.png: size 8x8"):
         ProcessedSplit(tmp_path / "p")[0]
+
+
+def test_decoded_png_cache_reuses_copies_and_notices_rewrites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    import reprolib.data.processed as processed
+
+    calls = []
+    real = processed.read_png
+    monkeypatch.setattr(processed, "read_png", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    cache = processed.DecodedPNGs(max_bytes=3 * 16 * 16)
+    paths = [tmp_path / f"m{i}.png" for i in range(4)]
+    for i, p in enumerate(paths):
+        write_png(p, np.full((16, 16), i, np.uint8))
+    first = cache.read(paths[0], "L")
+    first[:] = 99  # the caller owns what it gets
+    again = cache.read(paths[0], "L")
+    assert calls == [paths[0]] and int(again.max()) == 0
+    # a rewrite (new size or mtime) is read again
+    write_png(paths[0], np.full((16, 16), 7, np.uint8))
+    os.utime(paths[0], ns=(1, 1))
+    assert int(cache.read(paths[0], "L")[0, 0]) == 7 and len(calls) == 2
+    # the byte budget evicts the least recently used
+    for p in paths[1:]:
+        cache.read(p, "L")
+    assert cache.bytes <= cache.max_bytes and len(calls) == 5
+    cache.read(paths[0], "L")
+    assert len(calls) == 6  # evicted by the three after it
+    with pytest.raises(ReprolibDataError, match="size 16x16"):  # a cached file is still checked
+        cache.read(paths[3], "L", expect_size=(8, 8))
+    with pytest.raises(ReprolibDataError, match="file not found"):
+        cache.read(tmp_path / "none.png", "L")
+    monkeypatch.setenv(processed.DECODE_CACHE_ENV, "lots")
+    with pytest.raises(ValueError, match="REPROLIB_DECODE_CACHE_MB"):
+        processed.DecodedPNGs.from_env()
+    monkeypatch.setenv(processed.DECODE_CACHE_ENV, "0")
+    off = processed.DecodedPNGs.from_env()
+    off.read(paths[1], "L")
+    assert off.bytes == 0

@@ -118,3 +118,20 @@ def test_combine_is_the_tables_weighted_sum_and_checks_its_weights() -> None:
         combine({"dissimilarity": f32["dissimilarity"]}, FIXED_ENSEMBLE)
     with pytest.raises(ValueError, match="unknown maps \\['entropie'\\]"):
         combine(f32, {"entropie": 1.0})
+
+
+def test_pooled_search_equals_the_streaming_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    module = sys.modules["reprolib.ensemble.grid_search"]
+    maps, labels = _synthetic(seed=4)
+    maps = {k: [np.round(m, 2).astype(np.float32) for m in v] for k, v in maps.items()}  # ties, as 8-bit maps
+    labels[0][:3] = 255  # void pixels are skipped in both paths
+    fast = grid_search(maps, labels)
+    assert module._Pooled.of(maps, labels) is not None
+    monkeypatch.setattr(module._Pooled, "MAX_PIXELS", 0)  # past the limit: the streaming metric per candidate
+    assert module._Pooled.of(maps, labels) is None
+    slow = grid_search(maps, labels)
+    assert fast.weights == slow.weights
+    for k in ("ap", "fpr95", "auroc"):
+        np.testing.assert_allclose(fast.table[k], slow.table[k], rtol=0, atol=1e-12)

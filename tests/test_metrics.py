@@ -261,3 +261,22 @@ def test_signed_zero_ties_and_label_dtypes() -> None:
         anomaly_metrics(s, y.astype(np.float32) + 0.5)
     with pytest.raises(ValueError, match=r"found \[2\]"):
         anomaly_metrics(s, np.where(y == 1, 2, 0).astype(np.uint8))
+
+
+@pytest.mark.parametrize("decimals", [None, 2, 0])
+def test_metrics_from_ranked_positives_equal_the_whole_curve(decimals: int | None) -> None:
+    from reprolib.metrics._pixels import score_keys
+    from reprolib.metrics.curves import metrics_from_keys
+
+    rng = np.random.default_rng(11)
+    y = (rng.random(20000) < 0.03).astype(np.uint8)
+    s = (rng.normal(size=20000) + 1.2 * y).astype(np.float32)
+    if decimals is not None:  # heavy ties between positives and negatives
+        s = np.round(s, decimals).astype(np.float32)
+    keys = score_keys(s)
+    ours = metrics_from_keys(keys[y == 1], np.sort(keys[y == 0]))
+    ref = _sklearn(s, y)
+    for k in ("ap", "auroc", "fpr95"):
+        assert ours[k] == pytest.approx(ref[k], abs=1e-12), k
+    with pytest.raises(ValueError, match="both classes"):
+        metrics_from_keys(keys[:0], np.sort(keys))

@@ -38,3 +38,25 @@ def test_seed_aggregation_and_paired_comparison() -> None:
     assert res["mean_diff"] == pytest.approx(0.25) and res["t_pvalue"] < 0.05 and res["n"] == 3
     with pytest.raises(ValueError, match="equal-length"):
         paired_comparison([0.1], [0.2])
+
+
+def test_bootstrap_intervals_share_one_resampling_and_sum_histograms_exactly() -> None:
+    from reprolib.metrics import metrics_from_histograms
+    from reprolib.metrics.uncertainty import _image_histograms, bootstrap_intervals
+
+    ss, ys = _images(n=9, seed=4)
+    both = bootstrap_intervals(ss, ys, ("ap", "fpr95"), n_boot=150, seed=3)
+    assert both["ap"] == bootstrap_ci(ss, ys, "ap", n_boot=150, seed=3)
+    assert both["fpr95"] == bootstrap_ci(ss, ys, "fpr95", n_boot=150, seed=3)
+    # the plain form: add up the drawn images' histograms, one resample after another
+    pos, neg = _image_histograms(ss, ys, 16, 255)
+    rng = np.random.default_rng(3)
+    plain = []
+    for _ in range(150):
+        idx = rng.integers(0, len(pos), len(pos))
+        p, q = pos[idx].sum(0), neg[idx].sum(0)
+        if p.sum() and q.sum():
+            plain.append(metrics_from_histograms(p, q)["fpr95"])
+    assert both["fpr95"][1:] == tuple(float(v) for v in np.quantile(plain, [0.025, 0.975]))
+    with pytest.raises(ValueError, match="metric"):
+        bootstrap_intervals(ss, ys, ("ap", "iou"))

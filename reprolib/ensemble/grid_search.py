@@ -5,7 +5,9 @@ vectors whose entries are all equal (zeros included), L1-normalised, duplicates 
 224 distinct, as the original. Score = Σ w_k · map_k per pixel (all maps in [0, 1]).
 
 Unlike the original, which re-ran the whole network for each candidate, the search reuses the network's
-outputs: every candidate is a weighted sum of arrays already in memory, scored with the streaming metric.
+outputs: every candidate is a weighted sum of arrays already in memory. Up to the streaming metric's exact
+buffer (2^22 valid pixels) the valid pixels are pooled once and each candidate is scored exactly from its
+ranked positives (:func:`reprolib.metrics.curves.metrics_from_keys`); beyond it, with the streaming metric.
 Selection: ``"fpr95"`` = the lowest FPR95 (the original; ties → higher AP), ``"ap_minus_fpr95"`` = the MLRC
 reproduction's rule.
 """
@@ -20,7 +22,10 @@ import numpy as np
 import pandas as pd
 
 from reprolib.data.formats import UNCERTAINTY_MAPS
+from reprolib.labels import IGNORE_INDEX
 from reprolib.metrics import AnomalyMetrics
+from reprolib.metrics._pixels import score_keys, valid_pixels
+from reprolib.metrics.curves import metrics_from_keys
 
 ORDER = ("dissimilarity", *UNCERTAINTY_MAPS)
 #: The "fixed" ensemble: the original code ships 0.75·p(anomaly) + 0.25·H (spec §3.1).
@@ -90,13 +95,17 @@ def grid_search(maps: Mapping[str, Sequence[np.ndarray]], labels: Sequence[np.nd
     cands, _ = candidate_weights()
     off = [i for i, k in enumerate(ORDER) if k not in allowed]
     cands = [w for w in cands if all(w[i] == 0 for i in off)]
+    pooled = _Pooled.of(maps, labels)
     rows = []
     for w in cands:
         weights = dict(zip(ORDER, w, strict=True))
-        acc = AnomalyMetrics(exact=exact)
-        for s, y in zip(combine(maps, weights), labels, strict=True):
-            acc.update(s, y)
-        m = acc.compute()
+        if pooled is not None:
+            m = pooled.metrics(weights)
+        else:
+            acc = AnomalyMetrics(exact=exact)
+            for s, y in zip(combine(maps, weights), labels, strict=True):
+                acc.update(s, y)
+            m = acc.compute()
         rows.append({**weights, **m})
     table = pd.DataFrame(rows)
     if objective == "fpr95":
@@ -106,3 +115,40 @@ def grid_search(maps: Mapping[str, Sequence[np.ndarray]], labels: Sequence[np.nd
                                                                             kind="stable").iloc[0]
     return GridSearchResult({k: float(best[k]) for k in ORDER},
                             {k: float(best[k]) for k in ("ap", "fpr95", "auroc")}, table)
+
+
+class _Pooled:
+    """The valid pixels of every map, pooled once, so each candidate costs one weighted sum, one sort of the
+    negatives' keys and a search of the (few) positives' keys — 5.4 s → 1.3 s for a 224-candidate search over
+    680k pixels (demo FS Static), against re-combining and re-ranking every image per candidate."""
+
+    #: the streaming metric is exact up to its buffer; past it the pooled copy would grow with the data
+    MAX_PIXELS = 2**22
+
+    def __init__(self, positives: dict[str, np.ndarray], negatives: dict[str, np.ndarray]):
+        self.positives, self.negatives = positives, negatives
+
+    @classmethod
+    def of(cls, maps: Mapping[str, Sequence[np.ndarray]], labels: Sequence[np.ndarray]) -> _Pooled | None:
+        """Pool the valid pixels (labels 0 / 1) of every image, or None past :attr:`MAX_PIXELS`."""
+        parts: dict[str, list[np.ndarray]] = {k: [] for k in ORDER}
+        positive, total = [], 0
+        for i, y in enumerate(labels):
+            for k in ORDER:
+                s, yk = valid_pixels(maps[k][i], y, IGNORE_INDEX)  # the streaming metric's checks, per map
+                parts[k].append(s)
+            total += len(yk)
+            if total > cls.MAX_PIXELS:
+                return None
+            positive.append(yk == 1)
+        pos = np.concatenate(positive)
+        values = {k: np.concatenate(v) for k, v in parts.items()}
+        return cls({k: v[pos] for k, v in values.items()}, {k: v[~pos] for k, v in values.items()})
+
+    def metrics(self, weights: Mapping[str, float]) -> dict[str, float]:
+        return metrics_from_keys(self._keys(self.positives, weights), np.sort(self._keys(self.negatives, weights)))
+
+    @staticmethod
+    def _keys(values: dict[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
+        # the same float32 sum, term by term, as combine(): identical scores
+        return score_keys(sum(float(weights.get(k, 0.0)) * values[k] for k in ORDER))

@@ -24,7 +24,7 @@ from reprolib.experiments.scoring import RESOLUTIONS, load_scores, save_scores, 
 from reprolib.experiments.session import Session, SessionOver, export_outputs, import_previous, sha256_file
 from reprolib.experiments.tables import Variant, get_table
 from reprolib.io import ReprolibDataError, write_json
-from reprolib.metrics import bootstrap_ci
+from reprolib.metrics import bootstrap_intervals
 from reprolib.training.config import PRECISIONS
 
 KAGGLE_INPUT = "/kaggle/input"  # where Kaggle mounts the previous version's output (and the datasets)
@@ -187,13 +187,13 @@ def _variant_rows(ctx: P.Context, spec: Any, variant: Variant, seed: int, seeds:
 
 
 def _intervals(maps: list, labels: list, seed: int, n_boot: int = 200) -> dict[str, float]:
-    """95 % per-image bootstrap intervals of AP and FPR95 (seeded by the run's seed)."""
+    """95 % per-image bootstrap intervals of AP and FPR95 (seeded by the run's seed; both from one resampling)."""
+    try:
+        cis = bootstrap_intervals(maps, labels, ("ap", "fpr95"), n_boot=n_boot, seed=seed)
+    except (ValueError, IndexError):  # too few images or a class missing in every resample
+        cis = {m: (float("nan"),) * 3 for m in ("ap", "fpr95")}
     out: dict[str, float] = {}
-    for metric in ("ap", "fpr95"):
-        try:
-            _, lo, hi = bootstrap_ci(maps, labels, metric, n_boot=n_boot, seed=seed)
-        except (ValueError, IndexError):  # too few images or a class missing in every resample
-            lo = hi = float("nan")
+    for metric, (_, lo, hi) in cis.items():
         out[f"{metric}_ci_low"], out[f"{metric}_ci_high"] = lo, hi
     return out
 

@@ -10,7 +10,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
-from torchmetrics.classification import MulticlassConfusionMatrix
 
 from reprolib.backends.base import imagenet_normalize
 from reprolib.backends.embedded import EmbeddedSegmentation
@@ -20,6 +19,20 @@ from reprolib.labels import IGNORE_INDEX, NUM_CLASSES, TRAIN_CLASS_NAMES, colori
 from reprolib.training.embedded_backends.data import cityscapes_root_of
 
 
+def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int = NUM_CLASSES,
+                     ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """(num_classes, num_classes) counts, rows = target, columns = prediction; ``ignore_index`` pixels skipped.
+
+    One unweighted ``torch.bincount``, which is deterministic on every device. Not torchmetrics'
+    ``MulticlassConfusionMatrix``: under ``torch.use_deterministic_algorithms`` (which Lightning's
+    ``deterministic=True`` leaves on) it counts through a (pixels × classes²) comparison instead, 0.51 s per batch
+    of 8×128×256 against 0.017 s — 11 of the demo backends' 15 s of scoring.
+    """
+    keep = target != ignore_index
+    codes = target[keep].long() * num_classes + pred[keep].long()
+    return torch.bincount(codes, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
 @torch.no_grad()
 def segmentation_scores(
     model: EmbeddedSegmentation | torch.nn.Module, images: torch.Tensor, train_ids: torch.Tensor,
@@ -27,11 +40,10 @@ def segmentation_scores(
 ) -> dict[str, Any]:
     """mIoU (over classes present in gt or prediction), pixel accuracy and per-class IoU, ignore 255."""
     device = next(model.parameters()).device
-    cm = MulticlassConfusionMatrix(num_classes=NUM_CLASSES, ignore_index=IGNORE_INDEX).to(device)
+    mat = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.float64)
     for i in range(0, len(images), batch_size):
         logits = model(imagenet_normalize(images[i : i + batch_size].to(device)))
-        cm.update(logits.argmax(1), train_ids[i : i + batch_size].to(device))
-    mat = cm.compute().double().cpu()
+        mat += confusion_matrix(logits.argmax(1), train_ids[i : i + batch_size].to(device)).cpu()
     tp = mat.diag()
     union = mat.sum(0) + mat.sum(1) - tp
     iou = tp / union.clamp(min=1)
