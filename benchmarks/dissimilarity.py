@@ -4,6 +4,8 @@
     python benchmarks/dissimilarity.py --batches 1 --options # plus before/after of each speed option
     python benchmarks/dissimilarity.py --original /tmp/synboost-original   # side by side with the original
 
+    python benchmarks/dissimilarity.py --bound                # what the convolutions allow on this machine
+
 Each setting: ``--warmup`` untimed runs, then the median of ``--runs``. Options compared (batch 1):
 ``joint-encoding`` (one encoder pass for original ‖ synthesis — on by default in the model) and
 ``channels-last`` (NHWC memory format; the model's default on CPU). Without ``--original`` the original's
@@ -191,6 +193,49 @@ def compare_with_original(
     return out
 
 
+def convolution_bound(size: tuple[int, int], warmup: int, runs: int) -> dict[str, float]:
+    """How fast a width-1 train step (batch 1, fp32) could be here: its FLOPs (``FlopCounterMode``), the best
+    rate this machine's convolution kernels reach on large NHWC convolutions (measured now), and where the
+    step's time goes (``torch.profiler``: convolution forward, convolution backward, everything else)."""
+    from torch.profiler import ProfilerActivity, profile
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = DissimilarityNet(DissimilarityConfig.main(pretrained=False))
+    x = make_inputs(1, *size, torch.device("cpu"))
+    target = (x["entropy"][:, 0] > 0.9).long()
+    steps = step_functions(lambda: model(**x), model, target, torch.tensor([1.46494611, 16.5204619]))
+    with FlopCounterMode(display=False) as fc:
+        steps["train"]()
+    counts = fc.get_flop_counts()["Global"]
+    conv_fwd = sum(v for k, v in counts.items() if "convolution_backward" not in str(k) and "convolution" in str(k))
+    conv_bwd = sum(v for k, v in counts.items() if "convolution_backward" in str(k))
+    total = fc.get_total_flops()
+    peak = 0.0
+    for c, h, w in ((128, 128, 256), (256, 64, 128), (512, 32, 64)):
+        a = torch.randn(2, c, h, w).contiguous(memory_format=torch.channels_last)
+        k = torch.randn(c, c, 3, 3).contiguous(memory_format=torch.channels_last)
+        best, _, _ = time_it(lambda a=a, k=k: torch.conv2d(a, k, padding=1), warmup, max(runs, 3), torch.device("cpu"))
+        peak = max(peak, 2 * 2 * c * c * 9 * h * w / best)
+    for _ in range(warmup):
+        steps["train"]()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        steps["train"]()
+    self_us = {e.key: e.self_cpu_time_total for e in prof.key_averages()}
+    t_fwd = self_us.get("aten::mkldnn_convolution", 0.0) / 1e6
+    t_bwd = self_us.get("aten::convolution_backward", 0.0) / 1e6
+    t_all = sum(self_us.values()) / 1e6
+    out = {"train_gflop": total / 1e9, "conv_forward_gflop": conv_fwd / 1e9, "conv_backward_gflop": conv_bwd / 1e9,
+           "peak_gflops": peak / 1e9, "conv_forward_s": t_fwd, "conv_backward_s": t_bwd, "step_s": t_all}
+    print(f"  train step {out['train_gflop']:.0f} GFLOP (convolutions: forward {out['conv_forward_gflop']:.0f}, "
+          f"backward {out['conv_backward_gflop']:.0f}); best convolution rate here {out['peak_gflops']:.0f} GFLOP/s "
+          f"→ at least {total / peak:.2f} s per step")
+    print(f"  profiled step {t_all:.2f} s: convolution forward {t_fwd:.2f} s ({conv_fwd / 1e9 / t_fwd:.0f} GFLOP/s), "
+          f"backward {t_bwd:.2f} s ({conv_bwd / 1e9 / t_bwd:.0f} GFLOP/s), the rest {t_all - t_fwd - t_bwd:.2f} s")
+    print(f"  with no time outside the convolutions the step would take {t_fwd + t_bwd:.2f} s: the most any "
+          f"non-convolution change can reach is (original's step) / {t_fwd + t_bwd:.2f} s")
+    return out
+
+
 def _fmt(name: str, batch: int, stats: tuple[float, float, float], ref: float | None) -> str:
     med, lo, hi = stats
     line = f"  {name:<8} batch {batch}: {med:8.3f} s  ({lo:.3f}–{hi:.3f})  {batch / med:7.2f} img/s"
@@ -211,6 +256,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--amp-dtype", default="bfloat16", choices=["bfloat16", "float16"])
     ap.add_argument("--options", action="store_true", help="before/after of each speed option at batch 1")
     ap.add_argument("--width", type=float, default=1.0)
+    ap.add_argument("--bound", action="store_true",
+                    help="FLOPs of a width-1 train step, this machine's best convolution rate and the step's "
+                         "convolution / other split (what any change can reach)")
     ap.add_argument("--original", metavar="PATH", default=None,
                     help="checkout of the original repository: time its DissimNetPrior side by side (CPU, fp32, "
                          "batch 1), alternating runs, and print the ratio")
@@ -227,6 +275,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"DissimilarityNet main (width {args.width}), {h}x{w}, device {device}, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}, cpus {os.cpu_count()}, load average {load}")
     print(f"warm-up {args.warmup}, median of {args.runs} runs")
+    if args.bound:
+        print("[bound: width 1, batch 1, fp32, cpu]")
+        convolution_bound((h, w), args.warmup, args.runs)
+        return
     if args.original:
         if args.width != 1.0:
             raise SystemExit("--original compares the paper's network: use --width 1.0")

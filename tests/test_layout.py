@@ -92,3 +92,38 @@ def test_layout_helpers():
     assert conv.weight is before and conv.weight.is_contiguous(memory_format=torch.channels_last)
     t, none, flat = layout.to_layout(torch.channels_last, torch.zeros(1, 3, 2, 2), None, torch.zeros(3))
     assert t.is_contiguous(memory_format=torch.channels_last) and none is None and flat.dim() == 1
+
+
+def _net_grads(net: torch.nn.Module, inputs: dict, channels_last: bool) -> dict[str, torch.Tensor]:
+    net.channels_last = channels_last
+    net.zero_grad(set_to_none=True)
+    logits = net(**inputs)
+    target = (inputs["entropy"][:, 0] > 0.7).long()
+    F.cross_entropy(logits, target).backward()
+    return {n: p.grad.clone() for n, p in net.named_parameters()}
+
+
+@pytest.mark.parametrize(("batch", "encoder"), [(1, "vgg16"), (2, "vgg16"), (1, "resnet18")])
+def test_dissimilarity_channels_last_gradients_match_nchw(batch, encoder):
+    """Every parameter's gradient, NHWC against NCHW, batch 1 included: PyTorch's instance_norm backward is
+    wrong for one sample when its incoming gradient is channels-last (what SPADE gets on the NHWC path)."""
+    from reprolib.models import DissimilarityConfig, DissimilarityNet
+
+    g = torch.Generator().manual_seed(batch)
+    h, w = 32, 64
+    inputs = {
+        "original": torch.randn(batch, 3, h, w, generator=g),
+        "synthesis": torch.randn(batch, 3, h, w, generator=g),
+        "semantic": F.one_hot(torch.randint(0, 19, (batch, h, w), generator=g), 19).permute(0, 3, 1, 2).float(),
+        **{k: torch.rand(batch, 1, h, w, generator=g) for k in ("entropy", "perceptual", "distance")},
+    }
+    net = DissimilarityNet(DissimilarityConfig.main(encoder=encoder, pretrained=False, width=0.125)).double()
+    inputs = {k: v.double() for k, v in inputs.items()}
+    nchw, nhwc = _net_grads(net, inputs, False), _net_grads(net, inputs, True)
+    assert any(".norm1." in n for n in nchw)  # the SPADE layers are among those compared
+    # float64, but the correlation channel is summed in float32 (in a layout-dependent order): ~1e-8 apart.
+    # An absolute floor from the largest gradient: a bias feeding an instance norm has a gradient of exactly 0
+    # in exact arithmetic, i.e. rounding noise in both layouts. The bug this guards against is off by O(1).
+    scale = max(float(v.abs().max()) for v in nchw.values())
+    for name in nchw:
+        torch.testing.assert_close(nhwc[name], nchw[name], rtol=1e-6, atol=1e-6 * scale, msg=name)

