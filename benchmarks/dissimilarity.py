@@ -17,6 +17,10 @@ load average is printed).
 :func:`reprolib.models.to_original_state_dict`), checks both give the same logits, then times forward and
 train step for batch 1 at ``--size`` in fp32 on the same inputs, alternating original and ours run by run
 (A B A B …) so a change in the machine's load hits both alike, and prints both medians and the ratio.
+
+``--malloc keep`` (default, as the pipeline runs: :func:`reprolib.allocator.keep_freed_memory`) or
+``default`` (glibc's own: every allocation of 32 MB or more mapped and page-faulted anew). It is set for
+the whole process, so with ``--original`` both networks run under the same allocator.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from reprolib.allocator import keep_freed_memory
 from reprolib.models import DissimilarityConfig, DissimilarityNet, to_original_state_dict
 
 ORIGINAL_CPU = {"forward": 3.78, "train": 9.40}  # s, 1×3×256×512, 2 cores (spec §8)
@@ -262,8 +267,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--original", metavar="PATH", default=None,
                     help="checkout of the original repository: time its DissimNetPrior side by side (CPU, fp32, "
                          "batch 1), alternating runs, and print the ratio")
+    ap.add_argument("--malloc", default="keep", choices=["keep", "default"],
+                    help="keep freed memory for reuse (reprolib.allocator, as the pipeline) or glibc's default")
     args = ap.parse_args(argv)
 
+    malloc = "keep" if args.malloc == "keep" and keep_freed_memory() else "default"
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -273,7 +281,7 @@ def main(argv: list[str] | None = None) -> None:
     model = DissimilarityNet(cfg)
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     print(f"DissimilarityNet main (width {args.width}), {h}x{w}, device {device}, torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}, cpus {os.cpu_count()}, load average {load}")
+          f"threads {torch.get_num_threads()}, cpus {os.cpu_count()}, malloc {malloc}, load average {load}")
     print(f"warm-up {args.warmup}, median of {args.runs} runs")
     if args.bound:
         print("[bound: width 1, batch 1, fp32, cpu]")

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from reprolib import cli
+from reprolib.allocator import keep_freed_memory
 from reprolib.io import ReprolibDataError, read_json
 from reprolib.training.config import ConfigError, TrainConfig, read_yaml_settings
 
@@ -189,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     p_table.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
 
+    keep_freed_memory()
     if args.cmd == "train":
         return _train(args)
     elif args.cmd == "evaluate":

@@ -19,7 +19,7 @@ PACKAGE = ROOT / "reprolib"
 
 #: The layers, lowest first: an area may import the areas of the layers below its own.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("io", "labels"),  # atomic files, Cityscapes label tables
+    ("io", "labels", "allocator"),  # atomic files, Cityscapes label tables, the process's malloc settings
     ("cli",),  # the CLIs' argument checks and one-line errors (every ``python -m`` entry point uses them)
     ("data",),  # official formats, loaders, processed splits, the training-data generator
     ("world", "backends", "maps", "models"),  # the embedded world; networks and uncertainty maps

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from reprolib.allocator import keep_freed_memory
 from reprolib.experiments import pipeline as P
 from reprolib.experiments.ensembling import evaluate_ensemble, final_scores
 from reprolib.experiments.figures import published_scores, qualitative_figure
@@ -86,6 +87,7 @@ def run_table(
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     prof = get_pipeline_profile(profile)
     session = session or Session.from_max_time(max_time)  # the clock starts now: one deadline for all
+    keep_freed_memory()
     chained = kaggle or kaggle_input is not None
     prof.check_imagenet_weights()  # before any file is written: `full` refuses random ImageNet weights
     work = Path(work_dir)

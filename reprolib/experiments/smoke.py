@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from reprolib.allocator import keep_freed_memory
 from reprolib.data.fishyscapes import LostAndFoundDataset, StaticDataset
 from reprolib.data.generator import generate_training_data
 from reprolib.experiments.cost import (
@@ -216,6 +217,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the profile's)")
     args = parser.parse_args(argv)
+    keep_freed_memory()
     run_smoke(out_dir=args.out, work_dir=args.work, device=args.device, steps=args.steps)
 
 

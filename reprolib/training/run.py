@@ -28,6 +28,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
+from reprolib.allocator import keep_freed_memory
 from reprolib.io import PathLike, ReprolibDataError, read_json, state_dict_mismatch, write_json
 from reprolib.training._determinism import prepare_cuda_determinism, skip_uninitialized_fill
 from reprolib.training.callbacks import ValidationImageLogger
@@ -143,6 +144,7 @@ def train(config: TrainConfig | dict[str, Any], run_dir: PathLike, callbacks: Se
         return run_dir
     if cfg.accelerator == "cuda":
         prepare_cuda_determinism()
+    keep_freed_memory()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = DissimilarityDataModule(cfg.train_split, cfg.val_split, label_dir=cfg.label_dir, size=cfg.size,
                                  batch_size=cfg.batch_size, seed=cfg.seed, flip=cfg.flip, num_workers=cfg.num_workers)
