@@ -2,11 +2,12 @@
 
 glibc serves every allocation of 32 MB or more with a fresh ``mmap`` and unmaps it on ``free``; a width-1
 activation at 256×512 (1×128×256×512 floats) is 64 MB, so each training step maps, page-faults and zeroes
-gigabytes anew: 7.6·10^5 minor page faults and 2 s of system CPU time per width-1 training step on 2 cores
-(``benchmarks/README.md``, "Dissimilarity network"). Serving them from the heap, and keeping the heap's free
-top, reuses the same pages every step: the training step 7.06 → 5.69 s, the forward 2.07 → 1.76 s, the
-demo's ``make table4`` 16m23s → 15m09s on the same machine, with bit-identical results (allocation does not
-touch the arithmetic). The cost: the process keeps its peak heap until it exits.
+gigabytes anew: 6.6–8.3·10^5 minor page faults and ~2 s of system CPU time per width-1 training step on 2
+cores (``benchmarks/README.md``, "Dissimilarity network"). Serving them from the heap, and keeping the heap's
+free top, reuses the same pages every step: same session, width 1, the training step 5.43–5.65 → 5.17–5.28 s
+and the forward 1.77–1.83 → 1.56 s; from a fresh clone the demo's ``make table4`` 16m24s → 15m01s (system
+time 2m28s → 0m32s), with bit-identical results (allocation does not touch the arithmetic). The cost: the
+process keeps its peak heap until it exits (peak RSS 2775 → 3212 MB for the width-1 steps above).
 
 Done with ``mallopt`` at run time (what ``GLIBC_TUNABLES=glibc.malloc.mmap_max=0:...`` does at start-up), so
 a notebook, the CLIs and the benchmarks get it without an environment variable. No-op off glibc;
