@@ -83,7 +83,7 @@ class DecodedPNGs:
         with self._lock:
             old = self._arrays.pop(key, None)
             self.bytes -= 0 if old is None else old.nbytes
-            self._arrays[key] = arr.copy()
+            self._arrays[key] = arr  # callers only ever get copies of it
             self.bytes += arr.nbytes
             while self.bytes > self.max_bytes:
                 _, dropped = self._arrays.popitem(last=False)

@@ -119,8 +119,9 @@ def grid_search(maps: Mapping[str, Sequence[np.ndarray]], labels: Sequence[np.nd
 
 class _Pooled:
     """The valid pixels of every map, pooled once, so each candidate costs one weighted sum, one sort of the
-    negatives' keys and a search of the (few) positives' keys — 5.4 s → 1.3 s for a 224-candidate search over
-    680k pixels (demo FS Static), against re-combining and re-ranking every image per candidate."""
+    negatives' keys and a search of the (few) positives' keys — 5.2 s → 0.6–0.9 s for a 224-candidate search
+    over 680k pixels (demo FS Static, ``benchmarks/README.md``), against re-combining and re-ranking every image
+    per candidate."""
 
     #: the streaming metric is exact up to its buffer; past it the pooled copy would grow with the data
     MAX_PIXELS = 2**22
