@@ -130,14 +130,16 @@ class Session:
         # lazy: Lightning adds 3.2 s to `import reprolib.experiments` (python -X importtime); only training needs it
         from lightning.pytorch.callbacks import Callback
 
+        from reprolib.training.callbacks import stop_after_this_step
+
         session = self
 
         class _SessionStop(Callback):
             def on_train_batch_end(self, trainer: Any, *args: Any) -> None:
                 session.steps += 1
-                stop = session.expired()
                 # every DDP rank must stop at the same step: rank 0's clock decides
-                trainer.should_stop = bool(trainer.strategy.broadcast(stop)) or trainer.should_stop
+                if trainer.strategy.broadcast(session.expired()):
+                    stop_after_this_step(trainer)  # without an extra validation: see reprolib.training.callbacks
 
         return _SessionStop()
 

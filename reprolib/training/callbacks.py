@@ -1,11 +1,26 @@
-"""Lightning callbacks of the dissimilarity training (kept out of the LightningModule)."""
+"""Lightning callbacks of the dissimilarity training (kept out of the LightningModule).
+
+Two of them exist so that a run stopped at any point and resumed ends exactly as an uninterrupted one,
+optimiser, plateau scheduler and ``best.ckpt`` included (Lightning 2.6 alone gets three cases wrong):
+
+* :class:`StepCheckpoint` writes ``last.ckpt`` on a step that validates *after* the validation: Lightning's
+  step checkpoint is written before it, and a run resumed from that file skips the validation (Lightning
+  fast-forwards past it), so the plateau scheduler misses a step and ``best.ckpt`` a candidate;
+* :class:`TimeBudget` counts this session's time: Lightning's ``max_time`` restores the time spent in
+  earlier sessions from the checkpoint, so a resumed run with the same budget trains no step at all;
+* :func:`stop_after_this_step` stops without the validation Lightning adds whenever ``should_stop`` is set
+  (meant for early stopping), which an uninterrupted run never has.
+"""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.loggers import WandbLogger
 
 from reprolib.labels import IGNORE_INDEX
@@ -33,3 +48,63 @@ class ValidationImageLogger(L.Callback):
             if isinstance(logger, WandbLogger):
                 logger.log_image(key="val/prediction", images=[panel.numpy()], caption=["p(anomaly) | ground truth"],
                                  step=trainer.global_step)
+
+
+def validates_now(trainer: L.Trainer) -> bool:
+    """True if the schedule validates after the step just taken (``val_check_interval`` counts steps here)."""
+    every = trainer.val_check_batch
+    return bool(trainer.enable_validation) and isinstance(every, int) and trainer.global_step % every == 0
+
+
+def stop_after_this_step(trainer: L.Trainer) -> None:
+    """Stop training after the current step; validate only if the schedule does at this step anyway."""
+    trainer.should_stop = True
+    if not validates_now(trainer):
+        # Lightning runs a validation whenever should_stop is set; switched off for the rest of this fit (the
+        # trainer is not reused), as the `limit_val_batches` its own check reads
+        trainer.limit_val_batches = 0
+
+
+class StepCheckpoint(Checkpoint):
+    """``path`` every ``every_n_steps`` training steps; on a step that validates, after that validation.
+
+    A :class:`~lightning.pytorch.callbacks.Checkpoint`, so Lightning calls it after the other callbacks:
+    ``best.ckpt``'s ModelCheckpoint (listed before it) has taken the validation into account when this one
+    writes its state. The file is written by ``trainer.save_checkpoint`` (every DDP rank calls it, rank 0
+    writes, atomically through the run's checkpoint IO).
+    """
+
+    def __init__(self, path: Path, every_n_steps: int):
+        if every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
+        self.path, self.every_n_steps = Path(path), every_n_steps
+        self._pending = False
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if trainer.global_step % self.every_n_steps:
+            return
+        if validates_now(trainer):
+            self._pending = True  # written in on_validation_end
+        else:
+            trainer.save_checkpoint(self.path)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._pending and not trainer.sanity_checking:
+            self._pending = False
+            trainer.save_checkpoint(self.path)
+
+
+class TimeBudget(L.Callback):
+    """Stops training after the step during which ``seconds`` ran out, counted from this callback's creation.
+
+    Not saved in the checkpoint: each session (each ``train`` call) has its own budget.
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = float(seconds)
+        self._start = time.monotonic()
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        over = time.monotonic() - self._start >= self.seconds
+        if trainer.strategy.broadcast(over):  # rank 0's clock decides: every DDP rank stops at the same step
+            stop_after_this_step(trainer)

@@ -10,7 +10,8 @@ unless the user opts in) and, once finished, ``done.json``. Calling ``train`` ag
   ``resume_from`` — with optimiser, scheduler and data position, so the final weights are bit-identical
   to an uninterrupted run on CPU.
 
-``max_time`` ("DD:HH:MM:SS" or seconds) stops cleanly with a checkpoint before a session ends.
+``max_time`` ("DD:HH:MM:SS" or seconds) stops cleanly with a checkpoint before a session ends; it counts
+this call's time only (a resumed run gets the whole budget again).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import dataclasses
 import json
 import os
 from collections.abc import Sequence
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from reprolib.allocator import keep_freed_memory
 from reprolib.io import PathLike, ReprolibDataError, read_json, state_dict_mismatch, write_json
 from reprolib.training._determinism import prepare_cuda_determinism, skip_uninitialized_fill
-from reprolib.training.callbacks import ValidationImageLogger
+from reprolib.training.callbacks import StepCheckpoint, TimeBudget, ValidationImageLogger
 from reprolib.training.checkpoint import AtomicCheckpointIO
 from reprolib.training.config import ENSEMBLES, ConfigError, TrainConfig
 from reprolib.training.data import DissimilarityDataModule, enet_class_weights
@@ -55,12 +55,14 @@ def find_resume_checkpoint(run_dir: Path, kaggle_input: str | None = "/kaggle/in
     return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
 
 
-def _max_time(value: Any) -> Any:
+def _max_time_s(value: str | float | None) -> float | None:
+    """Seconds of a checked ``max_time`` (a number, or "DD:HH:MM:SS"); None for no limit."""
     if value is None or value == "":
         return None
-    if isinstance(value, (int, float)) or str(value).isdigit():
-        return timedelta(seconds=float(value))
-    return str(value)
+    if isinstance(value, str) and ":" in value:
+        days, hours, minutes, seconds = (float(p) for p in value.split(":"))
+        return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    return float(value)
 
 
 def _loggers(run_dir: Path, cfg: dict[str, Any]) -> list:
@@ -164,17 +166,19 @@ def train(config: TrainConfig | dict[str, Any], run_dir: PathLike, callbacks: Se
                                  patience=cfg.patience, factor=cfg.factor,
                                  plateau_every=val_every if cfg.val_split else None)
     ckpt_dir = run_dir / "checkpoints"
+    budget = _max_time_s(cfg.max_time)
     trainer_callbacks = [
-        ModelCheckpoint(dirpath=ckpt_dir, filename="last", every_n_train_steps=cfg.checkpoint_every, save_top_k=1,
-                        monitor="step", mode="max", save_on_train_epoch_end=False, enable_version_counter=False),
-        ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/loss", mode="min", save_top_k=1,
-                        enable_version_counter=False),
+        *([TimeBudget(budget)] if budget is not None else []),  # not Lightning's max_time: see callbacks.py
         ValidationImageLogger(),
         *callbacks,
+        # checkpoints last, best before last: last.ckpt then holds best.ckpt's state after a validation
+        ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/loss", mode="min", save_top_k=1,
+                        enable_version_counter=False),
+        StepCheckpoint(ckpt_dir / "last.ckpt", cfg.checkpoint_every),
     ]
     trainer = L.Trainer(
         accelerator=cfg.accelerator, devices=cfg.devices, strategy=_strategy(cfg.devices),
-        precision=cfg.precision, max_steps=max_steps, max_epochs=-1, max_time=_max_time(cfg.max_time),
+        precision=cfg.precision, max_steps=max_steps, max_epochs=-1,
         val_check_interval=val_every, check_val_every_n_epoch=None, num_sanity_val_steps=0,
         limit_val_batches=1.0 if cfg.val_split else 0, callbacks=trainer_callbacks, logger=_loggers(run_dir, cfg.to_dict()),
         plugins=[AtomicCheckpointIO()], deterministic=True, log_every_n_steps=max(1, min(10, val_every)),
