@@ -258,6 +258,36 @@ def test_training_is_deterministic(tiny_tree: Path, tmp_path: Path) -> None:
     assert np.array_equal(read_png(a["preview"]), read_png(b["preview"]))
 
 
+@pytest.fixture(scope="module")
+def uneven_trees(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+    """Worlds of 20 and 16 training images: in batches of 8, epochs end on a partial batch or exactly."""
+    trees = {}
+    for n in (20, 16):
+        world = tmp_path_factory.mktemp(f"world{n}")
+        make_cityscapes_tree(world / "cityscapes", n_train=n, n_val=2, size=SIZE, seed=1)
+        trees[n] = make_fs_static(world, n=2)
+    return trees
+
+
+# (training images, steps, kill after): checkpoints every steps // 4 steps, so the resume starts mid-epoch
+# (20 @ 8: 3 batches an epoch; 16 @ 3: 2 an epoch) or at an epoch's end (20 @ 12, 16 @ 6)
+@pytest.mark.parametrize("n, steps, kill", [(20, 16, 9), (20, 16, 13), (16, 12, 4), (16, 12, 7)],
+                         ids=["partial-mid-epoch", "partial-epoch-end", "exact-mid-epoch", "exact-epoch-end"])
+def test_killed_training_resumes_to_the_uninterrupted_weights(uneven_trees: dict[int, Path], tmp_path: Path,
+                                                              n: int, steps: int, kill: int) -> None:
+    kw = dict(strength="light", seed=0, max_steps=(steps, 1), image_size=SIZE, progress=False, batch_size=8)
+    straight = train_embedded_backends(uneven_trees[n], tmp_path / "straight", **kw)
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        train_embedded_backends(uneven_trees[n], tmp_path / "killed",
+                                callbacks=lambda kind: [_Crash(kill)] if kind == "segmentation" else [], **kw)
+    last = tmp_path / "killed" / "light" / "lightning" / "segmentation" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == kill - kill % (steps // 4)
+    resumed = train_embedded_backends(uneven_trees[n], tmp_path / "killed", **kw)
+    sa = torch.load(straight["segmentation"], weights_only=True)["state_dict"]
+    sb = torch.load(resumed["segmentation"], weights_only=True)["state_dict"]
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
 def test_training_bad_root(tmp_path: Path) -> None:
     with pytest.raises(ReprolibDataError, match="leftImg8bit"):
         train_embedded_backends(tmp_path, tmp_path / "out", strength="light", max_steps=1, progress=False)

@@ -1,8 +1,11 @@
 """The two embedded training tasks as LightningModules (segmentation: cross-entropy on trainIds; generator:
-L1 + image-gradient L1 on labelIds → image) and :func:`fit_task`, which runs one with resumable checkpoints."""
+L1 + image-gradient L1 on labelIds → image) and :func:`fit_task`, which runs one with resumable checkpoints
+(a killed run resumes to the weights of an uninterrupted one: batches from :class:`ResumableShuffle`, flips seeded
+by the step)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +13,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import ModelCheckpoint
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from reprolib.backends.base import imagenet_normalize
 from reprolib.labels import IGNORE_INDEX
@@ -29,6 +32,69 @@ def _flip(step_seed: int, *tensors: torch.Tensor) -> list[torch.Tensor]:
         t[mask] = t[mask].flip(-1)
         out.append(t)
     return out
+
+
+class ResumableShuffle(Sampler[int]):
+    """A new permutation of the dataset every epoch, drawn as torch's ``DataLoader(shuffle=True, generator=g)``
+    draws them (the same order, bit for bit), with a position that a checkpoint saves and restores.
+
+    A run resumed mid-epoch then sees the rest of that epoch's permutation, as an uninterrupted run does; with
+    torch's sampler it started a new permutation from the seed, so the weights differed. Each epoch draws,
+    from ``generator``: the int64 base seed the DataLoader's iterator draws, then the permutation, then, only if
+    the loader reads past the last sample (it does when a partial batch ends the epoch, not otherwise), the
+    unused second permutation RandomSampler draws there.
+    """
+
+    def __init__(self, n: int, generator: torch.Generator):
+        self.n, self.generator = n, generator
+        self._start: torch.Tensor | None = None  # the generator's state where this epoch's draws begin
+        self._restore: tuple[torch.Tensor, int] | None = None
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        skip = 0
+        if self._restore is not None:
+            (state, skip), self._restore = self._restore, None
+            self.generator.set_state(state)
+        self._start = self.generator.get_state()
+        torch.empty((), dtype=torch.int64).random_(generator=self.generator)
+        yield from torch.randperm(self.n, generator=self.generator).tolist()[skip:]
+        torch.randperm(self.n, generator=self.generator)
+
+    def state_dict(self, consumed: int) -> dict[str, Any]:
+        """The position after ``consumed`` samples of the current epoch."""
+        return {"start": self._start, "now": self.generator.get_state(), "consumed": consumed}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume at that position: the rest of the epoch, or (epoch complete) the next one."""
+        if state["consumed"] >= self.n:  # nothing draws between the epoch's end and the next epoch's start
+            self._restore = (state["now"], 0)
+        else:
+            self._restore = (state["start"], int(state["consumed"]))
+
+
+class _ShufflePosition(L.Callback):
+    """Saves the sampler's position in each checkpoint and restores it on resume."""
+
+    def __init__(self, sampler: ResumableShuffle, batch_size: int):
+        self.sampler, self.batch_size, self.batches = sampler, batch_size, 0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.batches = 0
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        self.batches = batch_idx + 1  # before ModelCheckpoint's save (Lightning runs checkpoint callbacks last)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        if self.sampler._start is not None:
+            checkpoint["shuffle"] = self.sampler.state_dict(min(self.batches * self.batch_size, self.sampler.n))
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        if "shuffle" in checkpoint:  # checkpoints written before it existed resume as they did then
+            self.sampler.load_state_dict(checkpoint["shuffle"])
 
 
 class EmbeddedTask(L.LightningModule):
@@ -102,14 +168,19 @@ def fit_task(
     if accelerator in ("cuda", "gpu"):
         prepare_cuda_determinism()
     L.seed_everything(seed, workers=True, verbose=False)
-    loader = DataLoader(data, batch_size=min(batch_size, len(data)), shuffle=True, drop_last=False,
+    batch_size = min(batch_size, len(data))
+    sampler = ResumableShuffle(len(data), torch.Generator().manual_seed(seed))
+    # the loader's own generator only feeds its iterator's base seed (unused without workers); the sampler
+    # draws that number itself from its generator, so the order is the one shuffle=True gave
+    loader = DataLoader(data, batch_size=batch_size, sampler=sampler, drop_last=False,
                         generator=torch.Generator().manual_seed(seed), num_workers=0)
     ckpt_cb = ModelCheckpoint(dirpath=work_dir, save_last=True, save_top_k=0,
                               every_n_train_steps=max(1, min(50, max_steps // 4)))
     trainer = L.Trainer(
         accelerator=accelerator, devices=1, max_steps=max_steps, max_epochs=-1, deterministic=True,
         logger=False, enable_progress_bar=progress, enable_model_summary=False,
-        callbacks=[ckpt_cb, *(callbacks or [])], plugins=[AtomicCheckpointIO()], default_root_dir=work_dir,
+        callbacks=[ckpt_cb, _ShufflePosition(sampler, batch_size), *(callbacks or [])],
+        plugins=[AtomicCheckpointIO()], default_root_dir=work_dir,
         log_every_n_steps=10, num_sanity_val_steps=0,
     )
     skip_uninitialized_fill()
