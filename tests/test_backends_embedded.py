@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 import types
 from pathlib import Path
@@ -10,6 +11,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 from reprolib.backends import (
     COMBOS,
@@ -40,6 +42,7 @@ from reprolib.training.embedded_backends import (
     segmentation_scores,
     train_embedded_backends,
 )
+from reprolib.training.embedded_backends.tasks import ResumableShuffle
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _make_backends import make_cityscapes_tree, make_fs_static  # noqa: E402
@@ -256,6 +259,19 @@ def test_training_is_deterministic(tiny_tree: Path, tmp_path: Path) -> None:
     sb = torch.load(b["segmentation"], weights_only=True)["state_dict"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert np.array_equal(read_png(a["preview"]), read_png(b["preview"]))
+
+
+@pytest.mark.parametrize("n", [20, 16])
+def test_resumable_shuffle_draws_the_order_of_torch_shuffle(n: int) -> None:
+    data = TensorDataset(torch.arange(n))
+    ref = DataLoader(data, batch_size=8, shuffle=True, generator=torch.Generator().manual_seed(3))
+    ours = DataLoader(data, batch_size=8, sampler=ResumableShuffle(n, torch.Generator().manual_seed(3)),
+                      generator=torch.Generator().manual_seed(3))
+    for epoch in range(6):
+        # as Lightning reads a sized loader (len() batches, never asking past the last), or to exhaustion
+        read = list if epoch % 3 == 2 else (lambda loader: list(itertools.islice(iter(loader), len(loader))))
+        a, b = read(ref), read(ours)
+        assert len(a) == len(b) and all(torch.equal(x[0], y[0]) for x, y in zip(a, b, strict=True)), epoch
 
 
 @pytest.fixture(scope="module")

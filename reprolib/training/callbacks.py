@@ -1,6 +1,6 @@
 """Lightning callbacks of the dissimilarity training (kept out of the LightningModule).
 
-Two of them exist so that a run stopped at any point and resumed ends exactly as an uninterrupted one,
+Three pieces exist so that a run stopped at any point and resumed ends exactly as an uninterrupted one,
 optimiser, plateau scheduler and ``best.ckpt`` included (Lightning 2.6 alone gets three cases wrong):
 
 * :class:`StepCheckpoint` writes ``last.ckpt`` on a step that validates *after* the validation: Lightning's

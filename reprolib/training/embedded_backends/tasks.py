@@ -63,8 +63,10 @@ class ResumableShuffle(Sampler[int]):
         yield from torch.randperm(self.n, generator=self.generator).tolist()[skip:]
         torch.randperm(self.n, generator=self.generator)
 
-    def state_dict(self, consumed: int) -> dict[str, Any]:
-        """The position after ``consumed`` samples of the current epoch."""
+    def state_dict(self, consumed: int) -> dict[str, Any] | None:
+        """The position after ``consumed`` samples of the current epoch (None before the first epoch)."""
+        if self._start is None:
+            return None
         return {"start": self._start, "now": self.generator.get_state(), "consumed": consumed}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -89,8 +91,9 @@ class _ShufflePosition(L.Callback):
         self.batches = batch_idx + 1  # before ModelCheckpoint's save (Lightning runs checkpoint callbacks last)
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
-        if self.sampler._start is not None:
-            checkpoint["shuffle"] = self.sampler.state_dict(min(self.batches * self.batch_size, self.sampler.n))
+        state = self.sampler.state_dict(min(self.batches * self.batch_size, self.sampler.n))
+        if state is not None:
+            checkpoint["shuffle"] = state
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         if "shuffle" in checkpoint:  # checkpoints written before it existed resume as they did then
