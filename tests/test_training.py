@@ -154,6 +154,38 @@ def test_resume_after_any_stop_ends_as_the_uninterrupted_run(splits, tmp_path: P
     _same_run(straight, run)
 
 
+class _BestOnStart(L.Callback):
+    """The best validation loss the run remembers when training (re)starts."""
+
+    score = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.score = next(c for c in trainer.checkpoint_callbacks if c.monitor == "val/loss").best_model_score
+
+
+@pytest.mark.parametrize("how", ["folder-moved", "kaggle-mount"])
+def test_a_run_resumed_from_another_folder_keeps_its_best(splits, tmp_path: Path, how: str) -> None:
+    # Lightning forgets the best score when the checkpoint folder differs, and the next validation replaced
+    # best.ckpt whatever its loss (a run started on one machine, resumed on another)
+    cfg = _cfg(splits, max_steps=8, val_every_n_steps=2)
+    straight = train(cfg, tmp_path / "straight")
+    first = train(cfg, tmp_path / "a" / "run", callbacks=[_StopAt(7)])  # validated at 2, 4, 6
+    remembered = _ckpt(first)["callbacks"][next(k for k in _ckpt(first)["callbacks"] if "val/loss" in k)]
+    assert remembered["best_model_score"] is not None and (first / "checkpoints" / "best.ckpt").is_file()
+    if how == "folder-moved":
+        os.rename(tmp_path / "a", tmp_path / "b")
+        run, extra = tmp_path / "b" / "run", {}
+    else:
+        mounted = tmp_path / "kaggle_input" / "reprolib-table4" / "data" / "runs"
+        mounted.mkdir(parents=True)
+        os.rename(first, mounted / "run")
+        run, extra = tmp_path / "session2" / "run", {"kaggle_input": str(tmp_path / "kaggle_input")}
+    probe = _BestOnStart()
+    train({**cfg, **extra}, run, callbacks=[probe])
+    assert probe.score is not None and float(probe.score) == float(remembered["best_model_score"])
+    _same_run(straight, run)
+
+
 def test_resume_from_kaggle_input(splits, tmp_path: Path) -> None:
     cfg = _cfg(splits, max_steps=6)
     first = tmp_path / "session1" / "run-x"

@@ -1,7 +1,7 @@
 """Lightning callbacks of the dissimilarity training (kept out of the LightningModule).
 
-Three pieces exist so that a run stopped at any point and resumed ends exactly as an uninterrupted one,
-optimiser, plateau scheduler and ``best.ckpt`` included (Lightning 2.6 alone gets three cases wrong):
+Four pieces exist so that a run stopped at any point and resumed ends exactly as an uninterrupted one,
+optimiser, plateau scheduler and ``best.ckpt`` included (Lightning 2.6 alone gets four cases wrong):
 
 * :class:`StepCheckpoint` writes ``last.ckpt`` on a step that validates *after* the validation: Lightning's
   step checkpoint is written before it, and a run resumed from that file skips the validation (Lightning
@@ -9,18 +9,22 @@ optimiser, plateau scheduler and ``best.ckpt`` included (Lightning 2.6 alone get
 * :class:`TimeBudget` counts this session's time: Lightning's ``max_time`` restores the time spent in
   earlier sessions from the checkpoint, so a resumed run with the same budget trains no step at all;
 * :func:`stop_after_this_step` stops without the validation Lightning adds whenever ``should_stop`` is set
-  (meant for early stopping), which an uninterrupted run never has.
+  (meant for early stopping), which an uninterrupted run never has;
+* :class:`BestCheckpoint` keeps its record of the best validation so far when the run's folder has moved
+  (a run started on one machine and resumed on another): Lightning's ModelCheckpoint drops it, and the next
+  validation then replaces ``best.ckpt`` whatever its loss.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
 
 from reprolib.labels import IGNORE_INDEX
@@ -108,3 +112,33 @@ class TimeBudget(L.Callback):
         over = time.monotonic() - self._start >= self.seconds
         if trainer.strategy.broadcast(over):  # rank 0's clock decides: every DDP rank stops at the same step
             stop_after_this_step(trainer)
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """``dirpath/best.ckpt``: the lowest ``val/loss`` so far, remembered across a move of the run's folder.
+
+    The saved record's paths are re-rooted at the new ``dirpath`` (the files moved with the folder; see
+    ``train`` for a resume from another folder's checkpoint).
+    """
+
+    def __init__(self, dirpath: Path):
+        super().__init__(dirpath=dirpath, filename="best", monitor="val/loss", mode="min", save_top_k=1,
+                         enable_version_counter=False)
+
+    @property
+    def state_key(self) -> str:
+        # ModelCheckpoint's key: the record in checkpoints written before this class existed still loads
+        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        old, new = state_dict.get("dirpath"), self.dirpath
+        if old and new and old != new:
+            def moved(path: Any) -> Any:
+                inside = isinstance(path, str) and path.startswith(old.rstrip(os.sep) + os.sep)
+                return os.path.join(new, os.path.relpath(path, old)) if inside else path
+
+            state_dict = {**state_dict, "dirpath": new,
+                          **{k: moved(state_dict.get(k)) for k in ("best_model_path", "kth_best_model_path",
+                                                                   "last_model_path") if k in state_dict},
+                          "best_k_models": {moved(k): v for k, v in state_dict.get("best_k_models", {}).items()}}
+        super().load_state_dict(state_dict)

@@ -25,13 +25,12 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from reprolib.allocator import keep_freed_memory
-from reprolib.io import PathLike, ReprolibDataError, read_json, state_dict_mismatch, write_json
+from reprolib.io import PathLike, ReprolibDataError, read_json, state_dict_mismatch, write_bytes, write_json
 from reprolib.training._determinism import prepare_cuda_determinism, skip_uninitialized_fill
-from reprolib.training.callbacks import StepCheckpoint, TimeBudget, ValidationImageLogger
+from reprolib.training.callbacks import BestCheckpoint, StepCheckpoint, TimeBudget, ValidationImageLogger
 from reprolib.training.checkpoint import AtomicCheckpointIO
 from reprolib.training.config import ENSEMBLES, ConfigError, TrainConfig
 from reprolib.training.data import DissimilarityDataModule, enet_class_weights
@@ -172,8 +171,7 @@ def train(config: TrainConfig | dict[str, Any], run_dir: PathLike, callbacks: Se
         ValidationImageLogger(),
         *callbacks,
         # checkpoints last, best before last: last.ckpt then holds best.ckpt's state after a validation
-        ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/loss", mode="min", save_top_k=1,
-                        enable_version_counter=False),
+        BestCheckpoint(ckpt_dir),
         StepCheckpoint(ckpt_dir / "last.ckpt", cfg.checkpoint_every),
     ]
     trainer = L.Trainer(
@@ -186,6 +184,7 @@ def train(config: TrainConfig | dict[str, Any], run_dir: PathLike, callbacks: Se
     )
     skip_uninitialized_fill()
     resume = find_resume_checkpoint(run_dir, cfg.kaggle_input, cfg.resume_from)
+    _bring_best(resume, ckpt_dir)
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
     # collective under DDP (every rank calls it; rank 0 writes): the stopping point, whatever stopped it
     trainer.save_checkpoint(ckpt_dir / "last.ckpt", weights_only=False)
@@ -194,6 +193,16 @@ def train(config: TrainConfig | dict[str, Any], run_dir: PathLike, callbacks: Se
         write_json(run_dir / "done.json", {"global_step": trainer.global_step, "max_steps": max_steps,
                                            "metrics": metrics, "profile": cfg.profile})
     return run_dir
+
+
+def _bring_best(resume: Path | None, ckpt_dir: Path) -> None:
+    """Resuming from another folder's ``last.ckpt`` (a mounted previous output): its ``best.ckpt`` comes along,
+    since the restored record of the best validation so far names it (re-rooted here by BestCheckpoint)."""
+    if resume is None or resume.parent.resolve() == ckpt_dir.resolve():
+        return
+    src, dst = resume.parent / "best.ckpt", ckpt_dir / "best.ckpt"
+    if src.is_file() and not dst.exists():
+        write_bytes(dst, src.read_bytes())
 
 
 def load_trained(run_dir: PathLike, which: str = "last") -> tuple[torch.nn.Module, torch.nn.Module | None]:
