@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from reprolib.io import ReprolibDataError, read_json, write_json
+from reprolib.training.config import parse_max_time
 
 MANIFEST = "REPROLIB_OUTPUT.json"  # at the work root: what a session left, with content hashes
 SESSION_LOG = "session-log.json"  # at the work root: every stage that did work, over all sessions
@@ -48,27 +49,6 @@ class SessionOver(Exception):
     def __init__(self, stage: str):
         super().__init__(f"session budget reached before {stage!r}")
         self.stage = stage
-
-
-def parse_max_time(value: str | int | float | None) -> float | None:
-    """Seconds from ``"DD:HH:MM:SS"`` (or ``HH:MM:SS``, or a number of seconds); None for no limit."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        parts = str(value).strip().split(":")
-        try:
-            nums = [float(p) for p in parts]
-        except ValueError:
-            raise ValueError(f"max_time must be 'DD:HH:MM:SS' or seconds, got {value!r}") from None
-        if len(nums) > 4:
-            raise ValueError(f"max_time must be 'DD:HH:MM:SS' or seconds, got {value!r}")
-        weights = (86400.0, 3600.0, 60.0, 1.0)[4 - len(nums):]
-        seconds = sum(n * w for n, w in zip(nums, weights, strict=True))
-    if seconds <= 0:
-        raise ValueError(f"max_time must be positive, got {value!r}")
-    return seconds
 
 
 def default_margin(max_time_s: float | None) -> float:

@@ -147,6 +147,27 @@ def _device(v: Any) -> str:
     return v
 
 
+def parse_max_time(value: str | int | float | None) -> float | None:
+    """Seconds from ``"DD:HH:MM:SS"`` (or ``HH:MM:SS``, or a number of seconds); None for no limit."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        parts = str(value).strip().split(":")
+        try:
+            nums = [float(p) for p in parts]
+        except ValueError:
+            raise ValueError(f"max_time must be 'DD:HH:MM:SS' or seconds, got {value!r}") from None
+        if len(nums) > 4:
+            raise ValueError(f"max_time must be 'DD:HH:MM:SS' or seconds, got {value!r}")
+        weights = (86400.0, 3600.0, 60.0, 1.0)[4 - len(nums):]
+        seconds = sum(n * w for n, w in zip(nums, weights, strict=True))
+    if seconds <= 0:
+        raise ValueError(f"max_time must be positive, got {value!r}")
+    return seconds
+
+
 def _max_time(v: Any) -> str | float | None:
     if v in (None, ""):
         return None

@@ -32,7 +32,7 @@ from reprolib.io import PathLike, ReprolibDataError, read_json, state_dict_misma
 from reprolib.training._determinism import prepare_cuda_determinism, skip_uninitialized_fill
 from reprolib.training.callbacks import BestCheckpoint, StepCheckpoint, TimeBudget, ValidationImageLogger
 from reprolib.training.checkpoint import AtomicCheckpointIO
-from reprolib.training.config import ENSEMBLES, ConfigError, TrainConfig
+from reprolib.training.config import ENSEMBLES, ConfigError, TrainConfig, parse_max_time
 from reprolib.training.data import DissimilarityDataModule, enet_class_weights
 from reprolib.training.module import DissimilarityModule
 
@@ -52,16 +52,6 @@ def find_resume_checkpoint(run_dir: Path, kaggle_input: str | None = "/kaggle/in
         candidates += [p for p in Path(kaggle_input).glob(f"**/{run_dir.name}/checkpoints/last*.ckpt")]
     candidates = [p for p in candidates if p.is_file()]
     return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
-
-
-def _max_time_s(value: str | float | None) -> float | None:
-    """Seconds of a checked ``max_time`` (a number, or "DD:HH:MM:SS"); None for no limit."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, str) and ":" in value:
-        days, hours, minutes, seconds = (float(p) for p in value.split(":"))
-        return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
-    return float(value)
 
 
 def _loggers(run_dir: Path, cfg: dict[str, Any]) -> list:
@@ -165,7 +155,7 @@ def train(config: TrainConfig | dict[str, Any], run_dir: PathLike, callbacks: Se
                                  patience=cfg.patience, factor=cfg.factor,
                                  plateau_every=val_every if cfg.val_split else None)
     ckpt_dir = run_dir / "checkpoints"
-    budget = _max_time_s(cfg.max_time)
+    budget = parse_max_time(cfg.max_time)
     trainer_callbacks = [
         *([TimeBudget(budget)] if budget is not None else []),  # not Lightning's max_time: see callbacks.py
         ValidationImageLogger(),
