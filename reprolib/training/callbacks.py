@@ -90,12 +90,17 @@ class StepCheckpoint(Checkpoint):
         if validates_now(trainer):
             self._pending = True  # written in on_validation_end
         else:
-            trainer.save_checkpoint(self.path)
+            self._save(trainer)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._pending and not trainer.sanity_checking:
             self._pending = False
-            trainer.save_checkpoint(self.path)
+            self._save(trainer)
+
+    def _save(self, trainer: L.Trainer) -> None:
+        # A full checkpoint (optimiser, loops, callbacks) to resume from; saying so keeps Lightning from
+        # logging "`weights_only` was not set" after every save, which reads like an unsafe *load*.
+        trainer.save_checkpoint(self.path, weights_only=False)
 
 
 class TimeBudget(L.Callback):
