@@ -243,6 +243,31 @@ def test_wandb_offline_writes_locally_and_never_the_key(splits, tmp_path: Path) 
         assert secret.encode() not in p.read_bytes(), p
 
 
+TWO_RUNS = """
+import sys, json, warnings
+warnings.filterwarnings("ignore")
+from reprolib.training import train
+for run_dir in sys.argv[2:]:
+    train(json.loads(sys.argv[1]), run_dir)
+"""
+
+
+def test_each_run_of_a_process_is_its_own_wandb_run(splits, tmp_path: Path) -> None:
+    # a table trains its runs one after another in one kernel: each must get a WandB run of its own, in its own
+    # folder, not log into the previous one (which a WandbLogger does when a run is still open)
+    script = tmp_path / "two_runs.py"
+    script.write_text(TWO_RUNS)
+    cfg = _cfg(splits, max_steps=2, val_every_n_steps=2, wandb_mode="offline")
+    runs = [tmp_path / "first", tmp_path / "second"]
+    proc = subprocess.run([sys.executable, str(script), json.dumps(cfg), *map(str, runs)], capture_output=True,
+                          env={**os.environ, "WANDB_MODE": "offline"}, timeout=300)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    ids = [[p.name.rsplit("-", 1)[-1] for p in (run / "wandb").glob("offline-run-*")] for run in runs]
+    assert all(len(i) == 1 for i in ids) and ids[0] != ids[1], ids
+    for run in runs:  # and each run's own history holds its own steps
+        assert list((run / "wandb").glob("offline-run-*/run-*.wandb")), run
+
+
 def test_ddp_on_cpu_two_processes(splits, tmp_path: Path) -> None:
     cfg = _cfg(splits, max_steps=2, devices=2, batch_size=2, val_every_n_steps=2)
     proc = _run_subprocess(cfg, tmp_path / "ddp", env={**os.environ, "PL_DISABLE_FORK": "1"})

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,17 @@ def _loggers(run_dir: Path, cfg: dict[str, Any]) -> list:
         loggers.append(WandbLogger(project="reprolib", name=run_dir.name, save_dir=str(run_dir), mode=mode,
                                    config=_public_config(cfg)))
     return loggers
+
+
+def _finish_wandb(loggers: list) -> None:
+    """End this run's WandB run. A WandbLogger finds the previous run still open otherwise and logs into it:
+    a table's next training run (same process) would write its metrics and config into the last one's."""
+    wandb = sys.modules.get("wandb")
+    if wandb is None or wandb.run is None:  # no run was started: nothing to end (and none to create)
+        return
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            logger.experiment.finish()
 
 
 def _public_config(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -164,20 +176,24 @@ def train(config: TrainConfig | dict[str, Any], run_dir: PathLike, callbacks: Se
         BestCheckpoint(ckpt_dir),
         StepCheckpoint(ckpt_dir / "last.ckpt", cfg.checkpoint_every),
     ]
+    loggers = _loggers(run_dir, cfg.to_dict())
     trainer = L.Trainer(
         accelerator=cfg.accelerator, devices=cfg.devices, strategy=_strategy(cfg.devices),
         precision=cfg.precision, max_steps=max_steps, max_epochs=-1,
         val_check_interval=val_every, check_val_every_n_epoch=None, num_sanity_val_steps=0,
-        limit_val_batches=1.0 if cfg.val_split else 0, callbacks=trainer_callbacks, logger=_loggers(run_dir, cfg.to_dict()),
+        limit_val_batches=1.0 if cfg.val_split else 0, callbacks=trainer_callbacks, logger=loggers,
         plugins=[AtomicCheckpointIO()], deterministic=True, log_every_n_steps=max(1, min(10, val_every)),
         enable_progress_bar=True, enable_model_summary=False, default_root_dir=str(run_dir),
     )
     skip_uninitialized_fill()
     resume = find_resume_checkpoint(run_dir, cfg.kaggle_input, cfg.resume_from)
     _bring_best(resume, ckpt_dir)
-    trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
-    # collective under DDP (every rank calls it; rank 0 writes): the stopping point, whatever stopped it
-    trainer.save_checkpoint(ckpt_dir / "last.ckpt", weights_only=False)
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
+        # collective under DDP (every rank calls it; rank 0 writes): the stopping point, whatever stopped it
+        trainer.save_checkpoint(ckpt_dir / "last.ckpt", weights_only=False)
+    finally:
+        _finish_wandb(loggers)
     if trainer.global_rank == 0 and trainer.global_step >= max_steps:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
         write_json(run_dir / "done.json", {"global_step": trainer.global_step, "max_steps": max_steps,
