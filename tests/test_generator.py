@@ -172,6 +172,11 @@ def test_void_labels_on_a_scene_with_every_void_class(tmp_path: Path, capsys) ->
     assert meta["implied_anomaly_share_original"][VOID_DIR] == pytest.approx(0.1125, abs=5e-4)
     assert IMPLIED_ANOMALY_SHARE["labels"] == pytest.approx(0.0424, abs=5e-4)
     assert f"{VOID_DIR}/ {share:.1%} (the original's class weights imply 11.2%)" in capsys.readouterr().out
+    # a rerun finds every image there: one short line, not a share of zero images
+    generate_training_data(tmp_path / "cs", tmp_path / "gen", fraction=0.0, void=True, fill_void=predict_terrain,
+                           progress=True)
+    rerun = capsys.readouterr().out
+    assert f"all 1 images already generated in {out}" in rerun and "n/a" not in rerun
     # with roi_ignore, the ego vehicle, border and out-of-roi pixels are ignored in both folders instead
     roi = generate_training_data(tmp_path / "cs", tmp_path / "roi", fraction=0.0, void=True, roi_ignore=True,
                                  progress=False)

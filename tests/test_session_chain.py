@@ -215,3 +215,17 @@ def test_no_stage_starts_inside_the_margin(tmp_path: Path) -> None:
     status = json.loads((tmp_path / "results" / "status.json").read_text())
     assert df.empty and status["runs_finished"] == 0 and len(status["runs_missing"]) == 4
     assert status["stopped_before"] == "world" and not (tmp_path / "data" / "tiny" / "world").exists()
+
+
+def test_stage_progress_says_when_there_was_nothing_to_do(tmp_path: Path, capsys) -> None:
+    from reprolib.experiments.pipeline import Context
+
+    ctx = Context(profile=None, work_dir=tmp_path / "work", session_id="s0")
+    with ctx.stage("precompute val embedded") as st:
+        st.ran = False  # found done
+    with ctx.stage("train full seed 0"):
+        pass
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith("[reprolib] precompute val embedded: ") and out[1].endswith(" s (nothing to do)")
+    assert out[3].startswith("[reprolib] train full seed 0: ") and out[3].endswith(" s")
+    assert set(ctx.timings) == {"precompute val embedded", "train full seed 0"}

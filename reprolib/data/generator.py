@@ -239,7 +239,9 @@ def generate_training_data(
     write_json(meta, {**info, "complete": True, "written_this_run": written, "relabelled_instances_this_run": relabelled,
                       "anomaly_pixel_fraction_this_run": shares[main_dir], "anomaly_pixel_share_this_run": shares,
                       "seconds_this_run": round(seconds, 2)})
-    if progress:
+    if progress and not written:
+        tqdm.write(f"all {len(ds)} images already generated in {out}")
+    elif progress:
         share = ", ".join(f"{d}/ {'n/a' if f is None else f'{f:.1%}'} (the original's class weights imply "
                           f"{IMPLIED_ANOMALY_SHARE[d]:.1%})" for d, f in shares.items())
         tqdm.write(f"generated {written} / {len(ds)} images ({len(ds) - written} already there) into {out} "

@@ -115,7 +115,7 @@ class _Stage:
     def __exit__(self, exc_type: object, *exc: object) -> None:
         dt = time.perf_counter() - self.t0
         self.ctx.timings[self.name] = self.ctx.timings.get(self.name, 0.0) + dt
-        print(f"[reprolib] {self.name}: {dt:.1f} s", flush=True)
+        print(f"[reprolib] {self.name}: {dt:.1f} s" + ("" if self.ran else " (nothing to do)"), flush=True)
         if exc_type is None and self.ran and self.log:
             log_stage(self.ctx.work_root, {"session": self.ctx.session_id, "stage": self.name,
                                            "seconds": round(dt, 3), **self.info})
