@@ -31,6 +31,7 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from reprolib.allocator import keep_freed_memory
 from reprolib.io import PathLike, ReprolibDataError, read_json, state_dict_mismatch, write_bytes, write_json
 from reprolib.training._determinism import prepare_cuda_determinism, skip_uninitialized_fill
+from reprolib.training._lightning_noise import quiet_lightning
 from reprolib.training.callbacks import BestCheckpoint, StepCheckpoint, TimeBudget, ValidationImageLogger
 from reprolib.training.checkpoint import AtomicCheckpointIO
 from reprolib.training.config import ENSEMBLES, ConfigError, TrainConfig, parse_max_time
@@ -181,11 +182,12 @@ def train(config: TrainConfig | dict[str, Any], run_dir: PathLike, callbacks: Se
         accelerator=cfg.accelerator, devices=cfg.devices, strategy=_strategy(cfg.devices),
         precision=cfg.precision, max_steps=max_steps, max_epochs=-1,
         val_check_interval=val_every, check_val_every_n_epoch=None, num_sanity_val_steps=0,
-        limit_val_batches=1.0 if cfg.val_split else 0, callbacks=trainer_callbacks, logger=loggers,
+        limit_val_batches=None if cfg.val_split else 0, callbacks=trainer_callbacks, logger=loggers,
         plugins=[AtomicCheckpointIO()], deterministic=True, log_every_n_steps=max(1, min(10, val_every)),
         enable_progress_bar=True, enable_model_summary=False, default_root_dir=str(run_dir),
     )
     skip_uninitialized_fill()
+    quiet_lightning()
     resume = find_resume_checkpoint(run_dir, cfg.kaggle_input, cfg.resume_from)
     _bring_best(resume, ckpt_dir)
     try:

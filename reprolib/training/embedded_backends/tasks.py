@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Sampler, TensorDataset
 from reprolib.backends.base import imagenet_normalize
 from reprolib.labels import IGNORE_INDEX
 from reprolib.training._determinism import prepare_cuda_determinism, skip_uninitialized_fill
+from reprolib.training._lightning_noise import quiet_lightning
 from reprolib.training.checkpoint import AtomicCheckpointIO
 from reprolib.training.loss import weighted_cross_entropy
 
@@ -187,6 +188,7 @@ def fit_task(
         log_every_n_steps=10, num_sanity_val_steps=0,
     )
     skip_uninitialized_fill()
+    quiet_lightning()
     last = work_dir / "last.ckpt"
     trainer.fit(task, loader, ckpt_path=last if last.is_file() else None)
     return task
