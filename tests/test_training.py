@@ -251,26 +251,40 @@ def test_wandb_offline_writes_locally_and_never_the_key(splits, tmp_path: Path) 
 TWO_RUNS = """
 import sys, json, warnings
 warnings.filterwarnings("ignore")
+import lightning as L
 from reprolib.training import train
-for run_dir in sys.argv[2:]:
-    train(json.loads(sys.argv[1]), run_dir)
+
+class Fail(L.Callback):
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == 2:
+            raise RuntimeError("planned failure")
+
+fail_first = sys.argv[2] == "fail-first"
+for i, run_dir in enumerate(sys.argv[3:]):
+    try:
+        train(json.loads(sys.argv[1]), run_dir, callbacks=[Fail()] if fail_first and i == 0 else [])
+    except RuntimeError as exc:
+        assert "planned failure" in str(exc) and i == 0
 """
 
 
-def test_each_run_of_a_process_is_its_own_wandb_run(splits, tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["clean", "fail-first"])
+def test_each_run_of_a_process_is_its_own_wandb_run(splits, tmp_path: Path, how: str) -> None:
     # a table trains its runs one after another in one kernel: each must get a WandB run of its own, in its own
-    # folder, not log into the previous one (which a WandbLogger does when a run is still open)
+    # folder, not log into the previous one (which a WandbLogger does when a run is still open), also when the
+    # previous one failed
     script = tmp_path / "two_runs.py"
     script.write_text(TWO_RUNS)
-    cfg = _cfg(splits, max_steps=2, val_every_n_steps=2, wandb_mode="offline")
+    cfg = _cfg(splits, max_steps=3, val_every_n_steps=1, wandb_mode="offline")
     runs = [tmp_path / "first", tmp_path / "second"]
-    proc = subprocess.run([sys.executable, str(script), json.dumps(cfg), *map(str, runs)], capture_output=True,
+    proc = subprocess.run([sys.executable, str(script), json.dumps(cfg), how, *map(str, runs)], capture_output=True,
                           env={**os.environ, "WANDB_MODE": "offline"}, timeout=300)
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     ids = [[p.name.rsplit("-", 1)[-1] for p in (run / "wandb").glob("offline-run-*")] for run in runs]
     assert all(len(i) == 1 for i in ids) and ids[0] != ids[1], ids
     for run in runs:  # and each run's own history holds its own steps
         assert list((run / "wandb").glob("offline-run-*/run-*.wandb")), run
+    assert (runs[0] / "done.json").is_file() == (how == "clean") and (runs[1] / "done.json").is_file()
 
 
 def test_ddp_on_cpu_two_processes(splits, tmp_path: Path) -> None:

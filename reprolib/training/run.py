@@ -70,7 +70,7 @@ def _loggers(run_dir: Path, cfg: dict[str, Any]) -> list:
     return loggers
 
 
-def _finish_wandb(loggers: list) -> None:
+def _finish_wandb(loggers: list, exit_code: int = 0) -> None:
     """End this run's WandB run. A WandbLogger finds the previous run still open otherwise and logs into it:
     a table's next training run (same process) would write its metrics and config into the last one's."""
     wandb = sys.modules.get("wandb")
@@ -78,7 +78,7 @@ def _finish_wandb(loggers: list) -> None:
         return
     for logger in loggers:
         if isinstance(logger, WandbLogger):
-            logger.experiment.finish()
+            logger.experiment.finish(exit_code=exit_code)
 
 
 def _public_config(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -194,8 +194,10 @@ def train(config: TrainConfig | dict[str, Any], run_dir: PathLike, callbacks: Se
         trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
         # collective under DDP (every rank calls it; rank 0 writes): the stopping point, whatever stopped it
         trainer.save_checkpoint(ckpt_dir / "last.ckpt", weights_only=False)
-    finally:
-        _finish_wandb(loggers)
+    except BaseException:
+        _finish_wandb(loggers, exit_code=1)  # marked failed, not finished, on the dashboard
+        raise
+    _finish_wandb(loggers)
     if trainer.global_rank == 0 and trainer.global_step >= max_steps:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
         write_json(run_dir / "done.json", {"global_step": trainer.global_step, "max_steps": max_steps,
