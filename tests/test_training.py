@@ -88,18 +88,23 @@ def test_tiny_run_writes_checkpoints_metrics_and_is_not_retrained(splits, tmp_pa
     # Lightning logs "`weights_only` was not set" for every save that does not say what it saves (noise in the
     # progress output that reads like an unsafe load), and torch 2.14 warns on every fit about Lightning's use of
     # LeafSpec: neither says anything about the run, and neither reaches the user.
-    connector = logging.getLogger("lightning.pytorch.trainer.connectors.checkpoint_connector")
-    records, level = _Records(), connector.level
-    connector.addHandler(records)
-    connector.setLevel(logging.INFO)
+    # Nor does its advert for a cloud logger, logged by every Trainer; its other messages do.
+    watched = [logging.getLogger(f"lightning.pytorch.{name}") for name in
+               ("trainer.connectors.checkpoint_connector", "utilities.rank_zero")]
+    records, levels = _Records(), [lg.level for lg in watched]
+    for lg in watched:
+        lg.addHandler(records)
+        lg.setLevel(logging.INFO)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             run = train(_cfg(splits), tmp_path / "run")
     finally:
-        connector.removeHandler(records)
-        connector.setLevel(level)
-    assert not [m for m in records.messages if "weights_only" in m], records.messages
+        for lg, level in zip(watched, levels, strict=True):
+            lg.removeHandler(records)
+            lg.setLevel(level)
+    assert any("GPU available" in m for m in records.messages), records.messages
+    assert not [m for m in records.messages if "weights_only" in m or "litlogger" in m], records.messages
     assert not [w for w in caught if "LeafSpec" in str(w.message)]
     done = json.loads((run / "done.json").read_text())
     assert done["global_step"] == 8 and 0 <= done["metrics"]["val/ap"] <= 1

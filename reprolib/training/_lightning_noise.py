@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 _LEAFSPEC = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
 
 
+class _NoAdverts(logging.Filter):
+    """Drops Lightning's "💡 Tip: … try installing litlogger" line, logged by every Trainer."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in str(record.msg)
+
+
 def quiet_lightning() -> None:
     """Ignore torch's FutureWarning on ``LeafSpec``, which Lightning 2.6 builds on every ``fit`` under torch 2.14
-    (a library-version mismatch, printed once per training run: nine times in a ``make table4``)."""
+    (a library-version mismatch), and Lightning's advert for its cloud logger: each printed once per training
+    run, nine times in a ``make table4``. Call it before building a Trainer."""
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _NoAdverts) for f in rank_zero.filters):
+        rank_zero.addFilter(_NoAdverts())
     first = warnings.filters[0] if warnings.filters else None
     if first and first[0] == "ignore" and first[2] is FutureWarning and getattr(first[1], "pattern", None) == _LEAFSPEC:
         # already in force: every change to the filters makes Python forget which warnings it has shown

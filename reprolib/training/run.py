@@ -177,6 +177,7 @@ def train(config: TrainConfig | dict[str, Any], run_dir: PathLike, callbacks: Se
         BestCheckpoint(ckpt_dir),
         StepCheckpoint(ckpt_dir / "last.ckpt", cfg.checkpoint_every),
     ]
+    quiet_lightning()
     loggers = _loggers(run_dir, cfg.to_dict())
     trainer = L.Trainer(
         accelerator=cfg.accelerator, devices=cfg.devices, strategy=_strategy(cfg.devices),
@@ -187,7 +188,6 @@ def train(config: TrainConfig | dict[str, Any], run_dir: PathLike, callbacks: Se
         enable_progress_bar=True, enable_model_summary=False, default_root_dir=str(run_dir),
     )
     skip_uninitialized_fill()
-    quiet_lightning()
     resume = find_resume_checkpoint(run_dir, cfg.kaggle_input, cfg.resume_from)
     _bring_best(resume, ckpt_dir)
     try:

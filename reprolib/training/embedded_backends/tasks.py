@@ -180,6 +180,7 @@ def fit_task(
                         generator=torch.Generator().manual_seed(seed), num_workers=0)
     ckpt_cb = ModelCheckpoint(dirpath=work_dir, save_last=True, save_top_k=0,
                               every_n_train_steps=max(1, min(50, max_steps // 4)))
+    quiet_lightning()
     trainer = L.Trainer(
         accelerator=accelerator, devices=1, max_steps=max_steps, max_epochs=-1, deterministic=True,
         logger=False, enable_progress_bar=progress, enable_model_summary=False,
@@ -188,7 +189,6 @@ def fit_task(
         log_every_n_steps=10, num_sanity_val_steps=0,
     )
     skip_uninitialized_fill()
-    quiet_lightning()
     last = work_dir / "last.ckpt"
     trainer.fit(task, loader, ckpt_path=last if last.is_file() else None)
     return task
