@@ -16,6 +16,7 @@ this call's time only (a resumed run gets the whole budget again).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -195,7 +196,8 @@ def train(config: TrainConfig | dict[str, Any], run_dir: PathLike, callbacks: Se
         # collective under DDP (every rank calls it; rank 0 writes): the stopping point, whatever stopped it
         trainer.save_checkpoint(ckpt_dir / "last.ckpt", weights_only=False)
     except BaseException:
-        _finish_wandb(loggers, exit_code=1)  # marked failed, not finished, on the dashboard
+        with contextlib.suppress(Exception):  # the run's own error is the one to report
+            _finish_wandb(loggers, exit_code=1)  # marked failed, not finished, on the dashboard
         raise
     _finish_wandb(loggers)
     if trainer.global_rank == 0 and trainer.global_step >= max_steps:
