@@ -85,10 +85,9 @@ class _Records(logging.Handler):
 
 
 def test_tiny_run_writes_checkpoints_metrics_and_is_not_retrained(splits, tmp_path: Path) -> None:
-    # Lightning logs "`weights_only` was not set" for every save that does not say what it saves (noise in the
-    # progress output that reads like an unsafe load), and torch 2.14 warns on every fit about Lightning's use of
-    # LeafSpec: neither says anything about the run, and neither reaches the user.
-    # Nor does its advert for a cloud logger, logged by every Trainer; its other messages do.
+    # Messages that say nothing about the run do not reach the user: Lightning's "`weights_only` was not set"
+    # for a save that does not say what it writes (it reads like an unsafe load), its advert for a cloud logger,
+    # and torch 2.14's warning about Lightning's use of LeafSpec. Its other messages still do.
     watched = [logging.getLogger(f"lightning.pytorch.{name}") for name in
                ("trainer.connectors.checkpoint_connector", "utilities.rank_zero")]
     records, levels = _Records(), [lg.level for lg in watched]
@@ -287,7 +286,7 @@ def test_each_run_of_a_process_is_its_own_wandb_run(splits, tmp_path: Path, how:
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     ids = [[p.name.rsplit("-", 1)[-1] for p in (run / "wandb").glob("offline-run-*")] for run in runs]
     assert all(len(i) == 1 for i in ids) and ids[0] != ids[1], ids
-    for run in runs:  # and each run's own history holds its own steps
+    for run in runs:  # each with a history file of its own
         assert list((run / "wandb").glob("offline-run-*/run-*.wandb")), run
     assert (runs[0] / "done.json").is_file() == (how == "clean") and (runs[1] / "done.json").is_file()
 
