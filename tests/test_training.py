@@ -291,6 +291,49 @@ def test_each_run_of_a_process_is_its_own_wandb_run(splits, tmp_path: Path, how:
     assert (runs[0] / "done.json").is_file() == (how == "clean") and (runs[1] / "done.json").is_file()
 
 
+def test_online_wandb_run_id_is_kept_with_the_run(tmp_path: Path, monkeypatch) -> None:
+    # online, a run's later sessions (Kaggle: the next push) resume the W&B run of its first session
+    from reprolib.training.run import WANDB_ID_FILE, _loggers
+
+    def wandb_id(run_dir: Path, mode: str = "online", resume: Path | None = None) -> str | None:
+        return _loggers(run_dir, {"wandb_mode": mode}, resume)[-1].version  # the id, before any W&B call
+
+    run = tmp_path / "run"
+    first = wandb_id(run)
+    assert first and wandb_id(run) == first and json.loads((run / WANDB_ID_FILE).read_text()) == {"id": first}
+    # resumed from another folder's last.ckpt (a mounted previous output): that run's id, kept here from now on
+    moved = tmp_path / "moved"
+    assert wandb_id(moved, resume=run / "checkpoints" / "last.ckpt") == first == wandb_id(moved)
+    # another (or a deleted and retrained) run is another W&B run; offline runs carry no id
+    assert wandb_id(tmp_path / "other") not in (None, first)
+    (run / WANDB_ID_FILE).unlink()
+    assert wandb_id(run) != first
+    assert wandb_id(tmp_path / "off", "offline") is None and not (tmp_path / "off" / WANDB_ID_FILE).exists()
+    # a DDP rank > 0 never starts the W&B run, and writes nothing
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert wandb_id(tmp_path / "rank1") and not (tmp_path / "rank1" / WANDB_ID_FILE).exists()
+
+
+def test_train_resumes_the_online_wandb_run_of_the_first_session(splits, tmp_path: Path, monkeypatch) -> None:
+    # train() itself: no network here, so the WandbLogger is replaced by a CSVLogger that records the id it got
+    import reprolib.training.run as run_module
+
+    ids: list = []
+
+    class RecordingLogger(L.pytorch.loggers.CSVLogger):
+        def __init__(self, *, id: str | None = None, save_dir: str, name: str, **kwargs) -> None:  # noqa: A002
+            ids.append(id)
+            super().__init__(save_dir, name="recorded")
+
+    monkeypatch.setattr(run_module, "WandbLogger", RecordingLogger)
+    cfg = _cfg(splits, max_steps=4, val_every_n_steps=2, wandb_mode="online")
+    train(cfg, tmp_path / "run", callbacks=[_StopAt(2)])  # the first session stops at step 2
+    assert not (tmp_path / "run" / "done.json").exists()
+    train(cfg, tmp_path / "run")  # the next session finishes the run, in the same W&B run
+    assert (tmp_path / "run" / "done.json").is_file()
+    assert len(ids) == 2 and ids[0] and ids[0] == ids[1], ids
+
+
 def test_ddp_on_cpu_two_processes(splits, tmp_path: Path) -> None:
     cfg = _cfg(splits, max_steps=2, devices=2, batch_size=2, val_every_n_steps=2)
     proc = _run_subprocess(cfg, tmp_path / "ddp", env={**os.environ, "PL_DISABLE_FORK": "1"})

@@ -2,7 +2,8 @@
 
 A run directory holds ``config.json``, ``checkpoints/last.ckpt`` (every ``checkpoint_every`` steps and when
 the run stops), ``checkpoints/best.ckpt`` (lowest validation loss), ``csv/`` (CSVLogger), ``wandb/`` (offline
-unless the user opts in) and, once finished, ``done.json``. Calling ``train`` again:
+unless the user opts in; online, ``wandb_id.json`` keeps the W&B run every session logs into) and, once finished,
+``done.json``. Calling ``train`` again:
 
 * on a finished run returns at once (nothing is retrained);
 * on an unfinished one resumes from the newest ``last.ckpt`` — in the run directory, or under
@@ -20,6 +21,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import secrets
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,7 +59,7 @@ def find_resume_checkpoint(run_dir: Path, kaggle_input: str | None = "/kaggle/in
     return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
 
 
-def _loggers(run_dir: Path, cfg: dict[str, Any]) -> list:
+def _loggers(run_dir: Path, cfg: dict[str, Any], resume: Path | None = None) -> list:
     # one CSV folder per session: a resumed run must not overwrite the metrics logged before the kill
     session = len(list((run_dir / "csv").glob("session-*"))) if (run_dir / "csv").is_dir() else 0
     loggers: list = [CSVLogger(str(run_dir), name="csv", version=f"session-{session}")]
@@ -66,9 +68,36 @@ def _loggers(run_dir: Path, cfg: dict[str, Any]) -> list:
         os.environ.setdefault("WANDB_SILENT", "true")
         if mode == "offline":
             os.environ["WANDB_MODE"] = "offline"  # no account, no network, no hang
+        # online, every session of a run logs into one W&B run (Lightning's WandbLogger resumes an id it is
+        # given); offline, each session is a W&B run of its own, as `wandb sync` of two offline folders with
+        # one id is not a documented way to join them
+        run_id = wandb_run_id(run_dir, resume) if mode == "online" else None
         loggers.append(WandbLogger(project="reprolib", name=run_dir.name, save_dir=str(run_dir), mode=mode,
-                                   config=_public_config(cfg)))
+                                   id=run_id, config=_public_config(cfg)))
     return loggers
+
+
+WANDB_ID_FILE = "wandb_id.json"
+
+
+def wandb_run_id(run_dir: Path, resume: Path | None = None) -> str:
+    """The online W&B run id of a training run: made on its first session and kept in ``run_dir``, which the
+    next session gets back with the checkpoints (or, resuming from another folder's ``last.ckpt``, taken from
+    that run's folder). A deleted and retrained run gets a new id, so it never appends to the old W&B run."""
+    own = run_dir / WANDB_ID_FILE
+    # <run>/checkpoints/last.ckpt → <run>/wandb_id.json
+    run_id = _stored_id(own) or (_stored_id(resume.parent.parent / WANDB_ID_FILE) if resume else None)
+    run_id = run_id or secrets.token_hex(8)  # not the seeded generators: logging must not move the run's draws
+    # a DDP rank > 0 (relaunched with LOCAL_RANK set) never starts the W&B run and must not race rank 0's file
+    if os.environ.get("LOCAL_RANK", "0") == "0" and _stored_id(own) != run_id:
+        write_json(own, {"id": run_id})
+    return run_id
+
+
+def _stored_id(path: Path) -> str | None:
+    with contextlib.suppress(ReprolibDataError, KeyError, TypeError):
+        return str(read_json(path)["id"]) or None
+    return None
 
 
 def _finish_wandb(loggers: list, exit_code: int = 0) -> None:
@@ -179,7 +208,8 @@ def train(config: TrainConfig | dict[str, Any], run_dir: PathLike, callbacks: Se
         StepCheckpoint(ckpt_dir / "last.ckpt", cfg.checkpoint_every),
     ]
     quiet_lightning()
-    loggers = _loggers(run_dir, cfg.to_dict())
+    resume = find_resume_checkpoint(run_dir, cfg.kaggle_input, cfg.resume_from)
+    loggers = _loggers(run_dir, cfg.to_dict(), resume)
     trainer = L.Trainer(
         accelerator=cfg.accelerator, devices=cfg.devices, strategy=_strategy(cfg.devices),
         precision=cfg.precision, max_steps=max_steps, max_epochs=-1,
@@ -189,7 +219,6 @@ def train(config: TrainConfig | dict[str, Any], run_dir: PathLike, callbacks: Se
         enable_progress_bar=True, enable_model_summary=False, default_root_dir=str(run_dir),
     )
     skip_uninitialized_fill()
-    resume = find_resume_checkpoint(run_dir, cfg.kaggle_input, cfg.resume_from)
     _bring_best(resume, ckpt_dir)
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
