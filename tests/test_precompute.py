@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 import reprolib.precompute as pc
@@ -213,17 +214,19 @@ def test_segmentation_runs_at_the_dataset_resolution(backends, tmp_path: Path) -
     with torch.no_grad():
         logits = backends[0](imagenet_normalize(((item["image"] * 255).round() / 255)[None]))
     assert tuple(logits.shape[-2:]) == NATIVE
-    expected = {
-        "semantic": logits.argmax(1)[0, ::2, ::2].numpy().astype(np.uint8),
-        "entropy": quantize_8bit(softmax_entropy(logits, norm="original"), mode="round")[0, 0, ::2, ::2],
-        "logit_distance": quantize_8bit(softmax_distance(logits, norm="original"), mode="round")[0, 0, ::2, ::2],
+    expected = {  # nearest on PIL's grid: a 2× shrink keeps the second pixel of each 2×2 cell (spec §4.3)
+        "semantic": logits.argmax(1)[0, 1::2, 1::2].numpy().astype(np.uint8),
+        "entropy": quantize_8bit(softmax_entropy(logits, norm="original"), mode="round")[0, 0, 1::2, 1::2],
+        "logit_distance": quantize_8bit(softmax_distance(logits, norm="original"), mode="round")[0, 0, 1::2, 1::2],
     }
     for d, want in expected.items():
         got = read_png(out / d / f"{item['name']}.png")
         assert got.shape == SIZE
         assert np.array_equal(got, np.asarray(want).astype(np.uint8)), d
     # labels at SIZE (nearest) and at the native size; resynthesis and V at SIZE
-    assert np.array_equal(read_png(out / "labels" / f"{item['name']}.png"), item["label"].numpy()[::2, ::2])
+    label = item["label"].numpy().astype(np.uint8)
+    pil = np.array(Image.fromarray(label).resize(SIZE[::-1], Image.Resampling.NEAREST))
+    assert np.array_equal(pil, label[1::2, 1::2]) and np.array_equal(read_png(out / "labels" / f"{item['name']}.png"), pil)
     assert read_png(out / "labels_native" / f"{item['name']}.png").shape == NATIVE
     assert read_png(out / "synthesis" / f"{item['name']}.png").shape[:2] == SIZE
     assert read_png(out / "mae_features" / f"{item['name']}.png").shape == SIZE
@@ -240,8 +243,9 @@ def test_default_image_resize_is_nearest(backends, tmp_path: Path) -> None:  # n
     assert read_json(near / "key.json")["params"]["image_resize"] == "nearest"
     name = ds[0]["name"]
     rgb8 = (ds[0]["image"] * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    assert np.array_equal(read_png(near / "original" / f"{name}.png"), rgb8[::2, ::2])
-    assert not np.array_equal(read_png(lin / "original" / f"{name}.png"), rgb8[::2, ::2])
+    pil = np.array(Image.fromarray(rgb8).resize(SIZE[::-1], Image.Resampling.NEAREST))
+    assert np.array_equal(read_png(near / "original" / f"{name}.png"), pil)
+    assert not np.array_equal(read_png(lin / "original" / f"{name}.png"), pil)
 
 
 def test_processing_size_sources_are_unchanged_by_the_resize_mode(backends, tmp_path: Path) -> None:  # noqa: ANN001
@@ -251,3 +255,67 @@ def test_processing_size_sources_are_unchanged_by_the_resize_mode(backends, tmp_
     a = precompute(ds, seg, backends[1], tmp_path, size=SIZE, batch_size=2, perceptual=MeanAbsDiff(), progress=False)
     b = _run(ds, backends, tmp_path, image_resize="bilinear")
     assert _snapshot(a) == _snapshot(b)
+
+
+class StyleRecording(nn.Module):
+    """A resynthesis that records the real image it is given and paints every pixel 100.7 / 255."""
+
+    name = "style-recording"
+
+    def __init__(self, style_size: tuple[int, int] | None):
+        super().__init__()
+        self.style_size, self.seen = style_size, []
+
+    def forward(self, label_ids: torch.Tensor, image: torch.Tensor | None = None) -> torch.Tensor:
+        self.seen.append(image.clone())
+        return torch.full((label_ids.shape[0], 3, *label_ids.shape[-2:]), 100.7 / 255)
+
+
+@pytest.mark.parametrize("style_size", [None, (32, 64)])
+def test_resynthesis_style_image_and_8_bit_synthesis(backends, tmp_path: Path, style_size) -> None:  # noqa: ANN001
+    """CC-FPSE's encoder takes a bicubic 256×512 image made from the native one (spec §5.3 step 4), not the
+    nearest-resized processed image; the stored resynthesis is truncated to 8 bits, as the original's
+    ``((g + 1) / 2 * 255).astype(np.uint8)``."""
+    ds = TinyAnomalyDataset(n=2, size=NATIVE, seed=7)
+    resyn = StyleRecording(style_size)
+    out = precompute(ds, backends[0], resyn, tmp_path, size=SIZE, batch_size=2, perceptual=MeanAbsDiff(),
+                     progress=False)
+    (seen,) = resyn.seen
+    rgb8 = [(ds[i]["image"] * 255).round().to(torch.uint8).permute(1, 2, 0).numpy() for i in range(2)]
+    if style_size is None:  # the processed images, as stored in original/
+        want = [read_png(out / "original" / f"{ds[i]['name']}.png") for i in range(2)]
+        assert all(np.array_equal((seen[i] * 255).round().byte().permute(1, 2, 0).numpy(), want[i]) for i in range(2))
+    else:  # PIL's bicubic of the native image, within a grey level
+        assert tuple(seen.shape[-2:]) == style_size
+        for i in range(2):
+            pil = np.array(Image.fromarray(rgb8[i]).resize(style_size[::-1], Image.Resampling.BICUBIC)).astype(int)
+            got = (seen[i] * 255).round().permute(1, 2, 0).numpy().astype(int)
+            assert np.abs(got - pil).max() <= 1, np.abs(got - pil).max()
+    synthesis = read_png(out / "synthesis" / f"{ds[0]['name']}.png")
+    assert synthesis.shape == (*SIZE, 3) and (synthesis == 100).all()  # 100.7 truncated, not rounded to 101
+
+
+def test_settings_outside_the_state_dict_are_in_the_cache_key(backends) -> None:  # noqa: ANN001
+    """V's layer weights (the report's VGG16 variant uses others), CC-FPSE's noise seed and ICNet's BGR mean change
+    the output without a weight changing: each must change the cache key, or a stale split is reused."""
+    from reprolib.backends import module_fingerprint
+    from reprolib.maps import PerceptualDifference
+
+    v = [module_fingerprint(PerceptualDifference(weights=w, pretrained=False)) for w in ((1, 1, 1, 1, 1), (1, 1, 1, 1, 2))]
+    assert v[0] != v[1]
+    gen = backends[1]
+    base = module_fingerprint(gen)
+    gen.output_settings, gen.seed = ("seed",), 0
+    with_seed = module_fingerprint(gen)
+    gen.seed = 1
+    assert len({base, with_seed, module_fingerprint(gen)}) == 3
+    gen.fingerprint = "checkpoint-sha"  # a given fingerprint (a checkpoint file's hash) keeps the settings too
+    given = module_fingerprint(gen)
+    gen.seed = 0
+    assert given != "checkpoint-sha" and module_fingerprint(gen) != given
+    del gen.output_settings, gen.seed, gen.fingerprint
+    assert module_fingerprint(gen) == base
+    # the published backends name theirs
+    from reprolib.backends.ccfpse import CCFPSEResynthesis
+    from reprolib.backends.icnet import ICNetSegmentation
+    assert CCFPSEResynthesis.output_settings == ("seed",) and ICNetSegmentation.output_settings == ("bgr_mean",)

@@ -36,6 +36,9 @@ class ResynthesisBackend(nn.Module):
     """
 
     name: str = "resynthesis"
+    #: the size (h, w) at which a generator with a style code wants ``image``, resized from the image's own
+    #: resolution (bicubic, as the original's loader does); None: the image at the processing size will do
+    style_size: tuple[int, int] | None = None
 
     def forward(self, label_ids: torch.Tensor, image: torch.Tensor | None = None) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError

@@ -234,6 +234,8 @@ class CCFPSEResynthesis(FrozenWrapper, ResynthesisBackend):
     """
 
     name = "ccfpse"
+    style_size = SYNTHESIS_SIZE  # the original's loader gives the encoder a bicubic 256×512 image (spec §5.3)
+    output_settings = ("seed",)  # hashed into precompute's cache key with the weights
 
     def __init__(self, generator: CondConvGenerator, encoder: ConvEncoder | None = None, seed: int = 0):
         super().__init__()
@@ -250,7 +252,7 @@ class CCFPSEResynthesis(FrozenWrapper, ResynthesisBackend):
             return eps
         rgb = image.to(device=device, dtype=torch.float32)
         if tuple(rgb.shape[-2:]) != SYNTHESIS_SIZE:
-            rgb = F.interpolate(rgb, size=SYNTHESIS_SIZE, mode="bicubic", align_corners=False)
+            rgb = F.interpolate(rgb, size=SYNTHESIS_SIZE, mode="bicubic", align_corners=False, antialias=True)
         mu, logvar = self.encoder(rgb.clamp(0, 1) * 2 - 1)
         return mu + eps * torch.exp(0.5 * logvar)
 

@@ -263,12 +263,16 @@ def load_embedded_resynthesis(path: PathLike) -> EmbeddedGenerator:
 def module_fingerprint(module: nn.Module) -> str:
     """Short content hash of a module's class and state dict (weights and buffers), for cache keys.
 
-    A backend may override this by setting a ``fingerprint`` string attribute (e.g. a checkpoint file hash).
+    A backend may override the weights' part by setting a ``fingerprint`` string attribute (e.g. a checkpoint
+    file hash). Plain attributes that change the output but live outside the state dict are named in its
+    ``output_settings`` (e.g. V's layer weights, CC-FPSE's noise seed) and always hashed too.
     """
+    settings = "".join(f"{n}={getattr(module, n)!r};" for n in getattr(module, "output_settings", ()))
     given = getattr(module, "fingerprint", None)
     if isinstance(given, str) and given:
-        return given
+        return hashlib.sha256(f"{given};{settings}".encode()).hexdigest()[:16] if settings else given
     h = hashlib.sha256(f"{type(module).__module__}.{type(module).__qualname__}".encode())
+    h.update(settings.encode())
     for key, value in module.state_dict().items():
         h.update(key.encode())
         t = value.detach().cpu().contiguous().reshape(-1)

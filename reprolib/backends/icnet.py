@@ -235,6 +235,7 @@ class ICNetSegmentation(FrozenWrapper, SegmentationBackend):
     """
 
     name = NAME
+    output_settings = ("bgr_mean",)  # hashed into precompute's cache key with the weights
 
     def __init__(self, net: ICNet, bgr_mean: Sequence[float] = BGR_MEAN):
         super().__init__()

@@ -67,6 +67,17 @@ def resize_labels(arr: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     return arr[rows[:, None], cols[None, :]]
 
 
+def resize_nearest_tensor(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """NEAREST resize of a tensor's last two dimensions to ``size`` = (h, w) on PIL's grid, as
+    :func:`resize_labels` (``F.interpolate(mode="nearest")`` samples the top-left of each cell instead: two
+    pixels off at 1024×2048 → 256×512)."""
+    if tuple(t.shape[-2:]) == tuple(size):
+        return t
+    rows = torch.from_numpy(nearest_indices(t.shape[-2], size[0])).to(t.device)
+    cols = torch.from_numpy(nearest_indices(t.shape[-1], size[1])).to(t.device)
+    return t.index_select(-2, rows).index_select(-1, cols)
+
+
 def resize_image(rgb: np.ndarray, size: tuple[int, int] | None, mode: str = "bilinear") -> np.ndarray:
     """(H,W,3) uint8 → (h,w,3) uint8 at ``size`` = (h, w); ``None`` keeps the native size."""
     check_image_resize(mode)

@@ -25,6 +25,8 @@ class PerceptualDifference(nn.Module):
     random init if absent), a path, or False. A constant map (e.g. identical images) normalises to 0.
     """
 
+    output_settings = ("weights",)  # hashed into precompute's cache key with the VGG's state dict
+
     def __init__(
         self,
         weights: Sequence[float] | None = None,

@@ -17,8 +17,10 @@ from reprolib.data.formats import MAP_FOLDERS, NATIVE_LABEL_DIR
 from reprolib.io import PathLike
 from reprolib.precompute.sources import PrecomputeSource
 
-CACHE_VERSION = 3  # 2: labels_native/ (evaluation labels at the dataset's own, benchmark resolution);
-# 3: segmentation at the source's own resolution, maps / argmax / images nearest-resized (spec §2.1, §5.3)
+CACHE_VERSION = 4  # 2: labels_native/ (evaluation labels at the dataset's own, benchmark resolution);
+# 3: segmentation at the source's own resolution, maps / argmax / images nearest-resized (spec §2.1, §5.3);
+# 4: nearest on PIL's grid (pixel centres), CC-FPSE's style image bicubic from the native image, the
+# resynthesis truncated to 8 bits, as the original
 MAP_DIRS = tuple(MAP_FOLDERS.values())
 
 

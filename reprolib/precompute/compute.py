@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from reprolib.backends.base import imagenet_normalize
+from reprolib.data.transforms import resize_nearest_tensor
 from reprolib.io import PathLike, read_json, write_json, write_png
 from reprolib.labels import NUM_CLASSES, train_to_label
 from reprolib.maps import PerceptualDifference, quantize_8bit, softmax_distance, softmax_entropy
@@ -37,23 +38,37 @@ LABEL_SOURCES = ("auto", "prediction", "ground_truth")
 def _to_uint8(rgb01: torch.Tensor) -> torch.Tensor:
     return (rgb01.clamp(0, 1) * 255).round().to(torch.uint8)
 
+
+def _synthesis_to_uint8(rgb01: torch.Tensor) -> torch.Tensor:
+    """The resynthesis as the original stores it: ``((g + 1) / 2 * 255).astype(np.uint8)``, truncated."""
+    return (rgb01.clamp(0, 1) * 255).to(torch.uint8)
+
 def _resize_image(image: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
     if tuple(image.shape[-2:]) == size:
         return image
     if mode == "nearest":
-        return F.interpolate(image[None], size=size, mode="nearest")[0]
+        return resize_nearest_tensor(image, size)
     return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0]
 
 def _resize_ids(ids: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if tuple(ids.shape[-2:]) == size:
-        return ids
-    return F.interpolate(ids[None, None].float(), size=size, mode="nearest")[0, 0].to(ids.dtype)
+    return resize_nearest_tensor(ids, size)
 
 def _resize_nearest(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(B,C,h,w) → (B,C,*size) by NEAREST, the original's resize for every map and label (spec §4.3)."""
-    if tuple(maps.shape[-2:]) == size:
-        return maps
-    return F.interpolate(maps, size=size, mode="nearest")
+    """(B,C,h,w) → (B,C,*size) by NEAREST on PIL's grid, the original's resize for every map and label (its
+    loader resizes with PIL, spec §4.3)."""
+    return resize_nearest_tensor(maps, size)
+
+
+def _style_images(items: list[SourceItem], resynthesis: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The real images a resynthesis takes its style from: at its ``style_size``, resized from each image's own
+    resolution (bicubic, antialiased as PIL's, then 8-bit as a loaded image), else the processed ``images``."""
+    size = getattr(resynthesis, "style_size", None)
+    if size is None:
+        return images
+    style = [_to_uint8(F.interpolate(it.image[None].float(), size=tuple(size), mode="bicubic", align_corners=False,
+                                     antialias=True)[0]) if tuple(it.image.shape[-2:]) != tuple(size)
+             else _to_uint8(it.image) for it in items]
+    return torch.stack(style).to(images.device).float() / 255.0
 
 
 def _quantize(maps01: torch.Tensor, mode: str) -> np.ndarray:
@@ -233,11 +248,11 @@ def _process_batch(
             train = pred
             label_ids = torch.from_numpy(train_to_label(pred.numpy()).astype(np.int64))
         with autocast:
-            synthesis = resynthesis(label_ids.to(device), image=images)
+            synthesis = resynthesis(label_ids.to(device), image=_style_images(items, resynthesis, images))
         synthesis = synthesis.float()
         if tuple(synthesis.shape[-2:]) != size:
             synthesis = F.interpolate(synthesis, size=size, mode="bilinear", align_corners=False)
-        synthesis8 = _to_uint8(synthesis)
+        synthesis8 = _synthesis_to_uint8(synthesis)
         # V is computed from the stored 8-bit images, as the original reads them back from disk
         v = perceptual(imagenet_normalize(images), imagenet_normalize(synthesis8.float() / 255.0))
     maps = {"entropy": _quantize(entropy, "round"), "logit_distance": _quantize(distance, "round"),
