@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from PIL import Image
 
 from reprolib.data import CityscapesDataset, LostAndFoundDataset, ProcessedSplit, StaticDataset
 from reprolib.data import formats as F
+from reprolib.data.fishyscapes import blend_static
 from reprolib.data.transforms import IMAGENET_MEAN, IMAGENET_STD, one_hot, resize_image, resize_labels
 from reprolib.io import ReprolibDataError, png_bytes, write_bytes, write_png
 
@@ -187,6 +189,13 @@ def test_fishyscapes_bad_input(tmp_path: Path) -> None:
     write_bytes(overlay, npz_bytes(other=np.zeros((10, 10, 3), np.int16)))
     with pytest.raises(ReprolibDataError, match=f"{overlay.name}: overlay .npz has no 'rgb'"):
         StaticDataset(fy.fs_static, fy.cityscapes)[1]
+    buf = io.BytesIO()
+    np.save(buf, np.zeros((*SIZE, 3), np.int16))  # a plain .npy under the .npz name
+    write_bytes(overlay, buf.getvalue())
+    with pytest.raises(ReprolibDataError, match=f"{overlay.name}: not an .npz archive but a plain .npy array"):
+        StaticDataset(fy.fs_static, fy.cityscapes)[1]
+    # a float overlay is cast to integers first (truncated towards zero), as bdlb's overlay.astype(int)
+    assert blend_static(np.array([100, 100, 90], np.uint8), np.array([-0.5, 0.4, -1.7])).tolist() == [100, 100, 89]
     overlay.unlink()
     with pytest.raises(ReprolibDataError, match=f"{overlay.name}: overlay for .* missing"):
         StaticDataset(fy.fs_static, fy.cityscapes)

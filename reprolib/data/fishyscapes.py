@@ -135,12 +135,17 @@ def load_overlay(path: Path) -> np.ndarray:
     if not path.is_file():
         raise ReprolibDataError(path, "overlay file not found")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            overlay = np.asarray(z["rgb"])
+        loaded = np.load(path, allow_pickle=False)
+        plain = not isinstance(loaded, np.lib.npyio.NpzFile)  # a plain .npy array saved under the .npz name
+        if not plain:
+            with loaded as z:
+                overlay = np.asarray(z["rgb"])
     except KeyError:
         raise ReprolibDataError(path, "overlay .npz has no 'rgb' array") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise ReprolibDataError(path, f"unreadable overlay .npz ({exc})") from None
+    if plain:
+        raise ReprolibDataError(path, "not an .npz archive but a plain .npy array; expected an .npz with key 'rgb'")
     if overlay.ndim != 3 or overlay.shape[2] != 3 or not (np.issubdtype(overlay.dtype, np.number)):
         raise ReprolibDataError(path, f"overlay must be a numeric H×W×3 array, got {overlay.dtype} {overlay.shape}")
     if np.issubdtype(overlay.dtype, np.inexact) and not np.isfinite(overlay).all():
@@ -150,9 +155,9 @@ def load_overlay(path: Path) -> np.ndarray:
 
 
 def blend_static(base: np.ndarray, overlay: np.ndarray) -> np.ndarray:
-    """FS Static image from its Cityscapes base and signed overlay: ``clip(base + overlay, 0, 255)`` as uint8."""
-    total = base.astype(np.int64) + overlay if np.issubdtype(overlay.dtype, np.integer) else base + overlay
-    return np.clip(total, 0, 255).astype(np.uint8)
+    """FS Static image from its Cityscapes base and signed overlay: ``clip(base + overlay, 0, 255)`` as uint8,
+    the overlay cast to integers first (truncated, as bdlb's ``overlay.astype(int)``)."""
+    return np.clip(base.astype(np.int64) + overlay.astype(np.int64), 0, 255).astype(np.uint8)
 
 
 class StaticDataset(_FishyscapesBase):
