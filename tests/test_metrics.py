@@ -192,6 +192,12 @@ def test_streaming_bad_input_changes_nothing() -> None:
             with pytest.raises(ValueError, match="does not match labels shape"):
                 acc.update(s, y[:-1])
     assert acc.compute() == ref.compute()
+    # a NaN where the label is ignored is not a score: both forms leave it out, as the benchmark drops void pixels
+    s, y = ss[0].copy(), ys[0].copy()
+    y[0, 0], s[0, 0] = 255, np.nan
+    stream = _small_stream(buffer_pixels=2**12)
+    stream.update(s, y)
+    assert stream.compute() == pytest.approx(anomaly_metrics(s, y), abs=1e-6)
     # label dtypes past the buffer: bool, int32 with a negative ignore index, whole-number floats
     s = np.concatenate([a.ravel() for a in ss])
     y = np.concatenate([b.ravel() for b in ys])

@@ -146,12 +146,14 @@ def bins_of(keys, table):
 
 @_compiled(nogil=True, boundscheck=False)
 def check(bits, labels, ignore):
-    """Error flags of one image, before anything is counted (so a bad image leaves the accumulator as it was)."""
+    """Error flags of one image, before anything is counted (so a bad image leaves the accumulator as it was).
+    A NaN or infinite score counts only on a counted pixel (label 0 or 1), as in the exact form."""
     bad = 0
     for i in range(bits.shape[0]):
         lab = labels[i]
-        if lab != 0 and lab != 1 and lab != ignore:
-            bad |= BAD_LABEL
+        if lab != 0 and lab != 1:
+            if lab != ignore:
+                bad |= BAD_LABEL
         elif (bits[i] & EXPONENT) == EXPONENT:
             bad |= BAD_SCORE
     return bad

