@@ -15,7 +15,7 @@ from torch import nn
 import reprolib.precompute as pc
 import reprolib.precompute.compute as pc_compute
 from reprolib.backends import build_generator, build_segmentation, imagenet_normalize
-from reprolib.io import ReprolibDataError, read_json, read_png
+from reprolib.io import ReprolibDataError, read_json, read_png, write_png
 from reprolib.labels import label_to_train
 from reprolib.precompute import GeneratedSplitSource, precompute
 
@@ -182,6 +182,16 @@ def test_bad_inputs(gen_split: Path, backends, tmp_path: Path) -> None:  # noqa:
         GeneratedSplitSource(broken)
     with pytest.raises(ReprolibDataError, match="original"):
         GeneratedSplitSource(tmp_path / "nowhere")
+    # bad values are reported with the file they are in, before anything is computed or cached
+    for folder, value, what in (("semantic", 19, "trainIds 0..18 or 255"), ("semantic_labelId", 200, "labelIds 0..33"),
+                                ("labels", 7, "masks of 0, 1 or 255")):
+        bad = make_generated_split(tmp_path / f"bad-{folder}", n=2, size=SIZE)
+        path = sorted((bad / folder).glob("*.png"))[1]
+        write_png(path, np.full(SIZE, value, np.uint8))
+        src = GeneratedSplitSource(bad)
+        src[0]
+        with pytest.raises(ReprolibDataError, match=f"{path.name}: expected .*{what}, found \\[{value}\\]"):
+            src[1]
 
 
 class RecordingSegmentation(nn.Module):

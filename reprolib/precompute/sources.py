@@ -28,7 +28,7 @@ from natsort import natsorted
 
 from reprolib.data.formats import LABEL_DIRS
 from reprolib.io import PathLike, ReprolibDataError, read_png
-from reprolib.labels import IGNORE_INDEX, label_to_train, train_to_label
+from reprolib.labels import IGNORE_INDEX, NUM_CLASSES, label_to_train, train_to_label
 
 
 @dataclass
@@ -60,6 +60,26 @@ def _listing_hash(paths: list[Path], root: Path) -> str:
         st = p.stat()
         h.update(f"{p.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
+
+#: the values each folder of a generated split may hold (8-bit lookup tables) and how to say so
+_ALLOWED = {
+    "semantic": (np.r_[np.arange(NUM_CLASSES), IGNORE_INDEX], "trainIds 0..18 or 255"),
+    "semantic_labelId": (np.arange(34), "Cityscapes labelIds 0..33"),
+    "labels": (np.array([0, 1, IGNORE_INDEX]), "anomaly masks of 0, 1 or 255"),
+}
+
+
+def _read_checked(path: Path, size: tuple[int, int], kind: str) -> np.ndarray:
+    """An 8-bit map of a generated split, its values checked here: a bad value would otherwise surface later
+    (in a backend's input, or as a cached label) without the name of the file it came from."""
+    arr = read_png(path, mode="L", expect_size=size)
+    values, what = _ALLOWED[kind]
+    ok = np.zeros(256, bool)
+    ok[values] = True
+    if not ok[arr].all():
+        raise ReprolibDataError(path, f"expected {what}, found {np.unique(arr[~ok[arr]])[:5].tolist()}")
+    return arr
+
 
 class GeneratedSplitSource:
     """A processed split from the training-data generator: ``original/``, ``semantic/`` (altered trainIds),
@@ -94,14 +114,13 @@ class GeneratedSplitSource:
         size = rgb.shape[:2]
         item = SourceItem(stem, torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255.0)
         if self.has_semantic:
-            train = read_png(self.root / "semantic" / f"{stem}.png", mode="L", expect_size=size)
+            train = _read_checked(self.root / "semantic" / f"{stem}.png", size, "semantic")
             item.semantic_train_ids = torch.from_numpy(train.astype(np.int64))
             if self.has_label_ids:
-                lab = read_png(self.root / "semantic_labelId" / f"{stem}.png", mode="L", expect_size=size)
+                lab = _read_checked(self.root / "semantic_labelId" / f"{stem}.png", size, "semantic_labelId")
                 item.semantic_label_ids = torch.from_numpy(lab.astype(np.int64))
         for d in self.label_dirs:
-            item.labels[d] = torch.from_numpy(read_png(self.root / d / f"{stem}.png", mode="L",
-                                                       expect_size=size).copy())
+            item.labels[d] = torch.from_numpy(_read_checked(self.root / d / f"{stem}.png", size, "labels").copy())
         return item
 
     def fingerprint(self) -> str:
