@@ -70,7 +70,8 @@ def test_table_weights_reproduce_the_tables_ensemble(tiny, dataset: str) -> None
     for i in range(len(s["label"])):
         w = X.table_weights(run, dataset, i, results)
         mixed.append(sum(w.get(k, 0.0) * s[k][i] for k in SCORE_KEYS))
-    m = anomaly_metrics(mixed, s["label"])
+    halves = [anomaly_metrics(mixed[h::2], s["label"][h::2]) for h in (0, 1)]  # the row: the halves' mean
+    m = {k: (halves[0][k] + halves[1][k]) / 2 for k in ("ap", "fpr95")}
     assert m["ap"] == pytest.approx(row["value"], abs=1e-12)
     assert m["fpr95"] == pytest.approx(_rows(df, "full", dataset, "fpr95")["value"], abs=1e-12)
 

@@ -77,3 +77,19 @@ def test_a_confident_detector_lies_inside_its_own_interval() -> None:
     for metric in ("ap", "fpr95"):
         point, lo, hi = got[metric]
         assert point == exact[metric] and lo <= point <= hi and hi - lo > 0, (metric, got[metric])
+
+
+def test_grouped_intervals_resample_each_group_and_average() -> None:
+    # a cross-fitted row is the mean of its two halves' metrics: so are its point and every resample
+    from reprolib.metrics.uncertainty import bootstrap_intervals
+
+    ss, ys = _images(n=10, seed=6)
+    groups = [i % 2 for i in range(10)]
+    got = bootstrap_intervals(ss, ys, ("ap", "fpr95"), n_boot=100, seed=1, groups=groups)
+    halves = [anomaly_metrics(ss[h::2], ys[h::2]) for h in (0, 1)]
+    for metric in ("ap", "fpr95"):
+        point, lo, hi = got[metric]
+        assert point == pytest.approx((halves[0][metric] + halves[1][metric]) / 2, abs=1e-12) and lo <= point <= hi
+    assert got != bootstrap_intervals(ss, ys, ("ap", "fpr95"), n_boot=100, seed=1)  # pooled: another metric
+    assert bootstrap_intervals(ss, ys, ("ap",), n_boot=100, seed=1, groups=[0] * 10) == bootstrap_intervals(
+        ss, ys, ("ap",), n_boot=100, seed=1)  # one group is the plain bootstrap

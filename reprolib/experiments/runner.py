@@ -175,7 +175,7 @@ def _variant_rows(ctx: P.Context, spec: Any, variant: Variant, seed: int, seeds:
                      title=f"{dataset} — profile {ctx.profile.name}, {variant.name}, seed {seed}, {ckpt.name}")
         with ctx.timed(f"ensemble {dataset} {variant.name} seed {seed}"):
             evaluated = evaluate_ensemble(scores, variant.ensemble, ctx.profile.grid_objective, maps=maps)
-            cis = _intervals(final_scores(scores, variant.ensemble, ctx.profile.grid_objective, maps),
+            cis = _intervals(*final_scores(scores, variant.ensemble, ctx.profile.grid_objective, maps),
                              scores["label"], seed)
         for suffix, (metrics, info) in evaluated.items():
             rows += result_rows(
@@ -188,10 +188,11 @@ def _variant_rows(ctx: P.Context, spec: Any, variant: Variant, seed: int, seeds:
     return rows
 
 
-def _intervals(maps: list, labels: list, seed: int, n_boot: int = 200) -> dict[str, float]:
-    """95 % per-image bootstrap intervals of AP and FPR95 (seeded by the run's seed; both from one resampling)."""
+def _intervals(maps: list, groups: Any, labels: list, seed: int, n_boot: int = 200) -> dict[str, float]:
+    """95 % per-image bootstrap intervals of AP and FPR95 (seeded by the run's seed; both from one resampling;
+    a cross-fitted row's ``groups`` are its halves, resampled apart and averaged as the row is)."""
     try:
-        cis = bootstrap_intervals(maps, labels, ("ap", "fpr95"), n_boot=n_boot, seed=seed)
+        cis = bootstrap_intervals(maps, labels, ("ap", "fpr95"), n_boot=n_boot, seed=seed, groups=groups)
     except (ValueError, IndexError):  # too few images or a class missing in every resample
         cis = {m: (float("nan"),) * 3 for m in ("ap", "fpr95")}
     out: dict[str, float] = {}

@@ -61,7 +61,7 @@ GRID_NOTE = (
     "Grid-ensemble variants appear twice: the @report_protocol row is the MLRC report's protocol (weights "
     "maximising AP - FPR95, tuned on the very set reported) and sits beside the report's number; the plain row "
     "is our corrected protocol (weights minimising FPR95, as the original code, tuned on one half of the images "
-    "and reported on the other, cross-fitted)."
+    "and reported on the other, cross-fitted; the row is the mean of the two halves' metrics)."
 )
 EPOCHS_NOTE = ("Checkpoint: lowest validation loss (best.ckpt), as the report selected its models (the demo profile "
                "keeps its step budget and selects the best of its validations).")

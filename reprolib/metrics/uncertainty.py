@@ -36,7 +36,8 @@ METRICS = ("ap", "fpr95", "auroc")
 
 def bootstrap_intervals(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray],
                         metrics: Sequence[str] = ("ap",), n_boot: int = 1000, alpha: float = 0.05, seed: int = 0,
-                        bits: int = 16, ignore_index: int = IGNORE_INDEX) -> dict[str, tuple[float, float, float]]:
+                        bits: int = 16, ignore_index: int = IGNORE_INDEX, groups: Sequence[int] | None = None,
+                        ) -> dict[str, tuple[float, float, float]]:
     """{metric: (point, low, high)}: percentile intervals from resampling *images* with replacement.
 
     Each image is reduced once to a ``2**bits``-bin histogram, so a resample is a sum of histograms, taken as
@@ -50,27 +51,41 @@ def bootstrap_intervals(scores: Sequence[np.ndarray], labels: Sequence[np.ndarra
     (exact − binned), which every resample shares: so the reported value lies inside its own interval
     (measured on 30 confident 256×512 maps: exact AP 0.9807, binned interval [0.9741, 0.9769] before,
     containing it after; on others the moved interval is within 1e-4 of the exact bootstrap's).
+
+    ``groups`` (one label per image): a metric that is the mean of the groups' metrics (a cross-fitted row,
+    whose halves are scored with different weights): each group is resampled on its own, and the point and
+    every resample are the mean over groups.
     """
     unknown = [m for m in metrics if m not in METRICS]
     if unknown or not metrics:
         raise ValueError(f"metric must be ap, fpr95 or auroc, got {unknown or list(metrics)}")
     pos, neg, spread = _image_histograms(scores, labels, bits, ignore_index)
-    point = metrics_from_histograms(pos.sum(0), neg.sum(0), spread)
+    members = [np.arange(len(pos))] if groups is None else [np.flatnonzero(np.asarray(groups) == g)
+                                                             for g in np.unique(groups)]
+
+    def mean(per_group: list[dict[str, float]]) -> dict[str, float]:
+        return {k: float(np.mean([m[k] for m in per_group])) for k in per_group[0]}
+
+    point = mean([metrics_from_histograms(pos[i].sum(0), neg[i].sum(0), spread) for i in members])
+    exact = mean([anomaly_metrics([scores[j] for j in i], [labels[j] for j in i], ignore_index=ignore_index)
+                  for i in members])
     used = (pos.sum(0) + neg.sum(0)) > 0  # an empty bin stays empty in every resample
     pos, neg = pos[:, used].astype(np.float64), neg[:, used].astype(np.float64)  # exact below 2^53 pixels
+    parts = [(pos[i], neg[i]) for i in members]
     spread = spread[used]
     rng = np.random.default_rng(seed)
-    n = len(pos)
     values: dict[str, list[float]] = {m: [] for m in metrics}
     for _ in range(n_boot):
-        drawn = np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)
-        p, q = drawn @ pos, drawn @ neg
-        if p.sum() == 0 or q.sum() == 0:
+        resampled = []
+        for gp, gn in parts:
+            n = len(gp)
+            drawn = np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)
+            resampled.append((drawn @ gp, drawn @ gn))
+        if any(p.sum() == 0 or q.sum() == 0 for p, q in resampled):
             continue  # a resample without one class has no metric
-        m = metrics_from_histograms(p, q, spread)
+        m = mean([metrics_from_histograms(p, q, spread) for p, q in resampled])
         for k in metrics:
             values[k].append(m[k])
-    exact = anomaly_metrics(scores, labels, ignore_index=ignore_index)
     out = {}
     for k in metrics:
         lo, hi = np.quantile(values[k], [alpha / 2, 1 - alpha / 2]) + (exact[k] - point[k])
