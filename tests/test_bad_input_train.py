@@ -18,7 +18,7 @@ import pytest
 from _make_processed import make_processed_split
 
 from reprolib.training.config import TrainConfig
-from reprolib.training.run import check_run_dir
+from reprolib.training.run import RunConflictError, check_run_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = {"size": [64, 128], "batch_size": 2, "max_steps": 2, "model": {"width": 0.0625, "pretrained": False},
@@ -114,3 +114,6 @@ def test_runtime_settings_may_differ_on_resume(world: dict[str, str]) -> None:
     # the same splits mounted elsewhere (same folder names) are the same run
     moved = base.replace(train_split=f"/kaggle/input/copy/{Path(world['train']).name}")
     check_run_dir(moved, Path(world["unfinished"]))
+    # more devices: a larger global batch and fewer steps, so another run, not a resume
+    with pytest.raises(RunConflictError, match=r"devices \(stored 1, requested 2\)"):
+        check_run_dir(base.replace(devices=2), Path(world["unfinished"]))

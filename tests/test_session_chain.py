@@ -168,10 +168,13 @@ def test_run_identity_ignores_runtime_settings() -> None:
            "wandb_mode": "offline", "kaggle_input": "/kaggle/input", "checkpoint_every": 50}
     moved = {**cfg, "train_split": "/kaggle/working/data/tiny/processed/gen-x-1234",
              "val_split": "/kaggle/working/data/tiny/processed/gen-y-5678"}
-    runtime = {**cfg, "max_time": "00:08:30:00", "device": "cuda", "devices": 2, "wandb_mode": "online",
+    runtime = {**cfg, "max_time": "00:08:30:00", "device": "cuda", "wandb_mode": "online",
                "resume_from": "/x/last.ckpt", "kaggle_input": None, "checkpoint_every": 10, "num_workers": 4}
     assert set(runtime) - set(cfg) <= RUNTIME_KEYS
     assert run_hash(cfg) == run_hash(moved) == run_hash(runtime)
+    # devices set the global batch (batch_size images per device and step): another run; one is the default
+    no_devices = {k: v for k, v in cfg.items() if k != "devices"}
+    assert "devices" not in RUNTIME_KEYS and run_hash({**cfg, "devices": 2}) != run_hash(cfg) == run_hash(no_devices)
     assert run_hash({**cfg, "lr": 1e-3}) != run_hash(cfg)
     assert run_hash({**cfg, "train_split": "/a/data/tiny/processed/gen-x-9999"}) != run_hash(cfg)
 

@@ -20,6 +20,7 @@ from _make_processed import make_processed_split
 
 from reprolib.training import find_resume_checkpoint, load_trained, train
 from reprolib.training.callbacks import stop_after_this_step
+from reprolib.training.run import RunConflictError
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = """
@@ -218,14 +219,18 @@ def test_a_run_resumed_from_another_folder_keeps_its_best(splits, tmp_path: Path
 def test_resume_from_kaggle_input(splits, tmp_path: Path) -> None:
     cfg = _cfg(splits, max_steps=6)
     first = tmp_path / "session1" / "run-x"
-    train(_cfg(splits, max_steps=3), first)
-    (first / "done.json").unlink()  # as if the session had stopped at step 3
+    train(cfg, first, callbacks=[_StopAt(3)])  # the first session stops at step 3
     mounted = tmp_path / "kaggle_input" / "reprolib-table4" / "data" / "runs"
     mounted.mkdir(parents=True)
     os.rename(first, mounted / "run-x")
     found = find_resume_checkpoint(tmp_path / "session2" / "run-x", str(tmp_path / "kaggle_input"))
     assert found == mounted / "run-x" / "checkpoints" / "last.ckpt"
-    run = train({**cfg, "kaggle_input": str(tmp_path / "kaggle_input")}, tmp_path / "session2" / "run-x")
+    kaggle = {"kaggle_input": str(tmp_path / "kaggle_input")}
+    # a run of the same folder name but other settings is not continued (its weights are not this run's)
+    with pytest.raises(RunConflictError, match=r"run-x: holds an unfinished run with other settings: lr"):
+        train({**cfg, **kaggle, "lr": 1e-3}, tmp_path / "session2" / "run-x")
+    assert not (tmp_path / "session2").exists()
+    run = train({**cfg, **kaggle}, tmp_path / "session2" / "run-x")
     assert json.loads((run / "done.json").read_text())["global_step"] == 6
 
 

@@ -27,9 +27,13 @@ import yaml
 
 from reprolib.io import PathLike, ReprolibDataError
 
-#: Settings that never change the weights (how long / where / how it is logged or resumed).
-RUNTIME_KEYS = frozenset({"max_time", "device", "devices", "wandb_mode", "resume_from", "kaggle_input",
+#: Settings that never change the weights (how long / where / how it is logged or resumed). Not ``devices``:
+#: each device takes ``batch_size`` images a step, so it sets the global batch and the number of steps.
+RUNTIME_KEYS = frozenset({"max_time", "device", "wandb_mode", "resume_from", "kaggle_input",
                           "checkpoint_every", "num_workers"})
+#: Determining settings left out of a run's identity at their default, so runs named before they counted keep
+#: their names (and folders).
+IDENTITY_DEFAULTS = {"devices": 1}
 
 #: ``ensemble`` setting → :class:`reprolib.ensemble.learned.LearnedEnsemble` mode (None = no learned ensemble).
 #: "grid" and "fixed" are applied after training (the tables' variants pass them through); they train as "none".
@@ -205,6 +209,9 @@ SPLIT_KEYS = ("train_split", "val_split")
 def run_identity(config: Mapping[str, Any]) -> dict[str, Any]:
     """The part of a training config that determines the weights (runtime keys dropped, splits by name)."""
     ident = {k: v for k, v in config.items() if k not in RUNTIME_KEYS}
+    for key, default in IDENTITY_DEFAULTS.items():
+        if ident.get(key, default) == default:
+            ident.pop(key, None)
     for key in SPLIT_KEYS:
         if ident.get(key):
             ident[key] = Path(str(ident[key])).name
@@ -296,7 +303,8 @@ class TrainConfig:
     def differing_keys(self, other: TrainConfig) -> list[str]:
         """Determining keys whose values differ (``model.width`` style for the network's settings)."""
         a, b = self.identity(), other.identity()
-        diff = [k for k in a if k != "model" and a[k] != b[k]]
+        unset = IDENTITY_DEFAULTS.get
+        diff = [k for k in dict.fromkeys([*a, *b]) if k != "model" and a.get(k, unset(k)) != b.get(k, unset(k))]
         from reprolib.models import DissimilarityConfig  # lazy: see _model (measured import cost)
 
         ma, mb = DissimilarityConfig(**a["model"]).to_dict(), DissimilarityConfig(**b["model"]).to_dict()

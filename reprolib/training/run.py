@@ -37,7 +37,7 @@ from reprolib.training._determinism import prepare_cuda_determinism, skip_uninit
 from reprolib.training._lightning_noise import quiet_lightning
 from reprolib.training.callbacks import BestCheckpoint, StepCheckpoint, TimeBudget, ValidationImageLogger
 from reprolib.training.checkpoint import AtomicCheckpointIO
-from reprolib.training.config import ENSEMBLES, ConfigError, TrainConfig, parse_max_time
+from reprolib.training.config import ENSEMBLES, IDENTITY_DEFAULTS, ConfigError, TrainConfig, parse_max_time
 from reprolib.training.data import DissimilarityDataModule, enet_class_weights
 from reprolib.training.module import DissimilarityModule
 
@@ -156,7 +156,7 @@ def check_run_dir(cfg: TrainConfig, run_dir: Path) -> None:
         old, new = stored.identity(), cfg.identity()
 
         def show(key: str, d: dict) -> Any:
-            return d["model"].get(key[6:], "default") if key.startswith("model.") else d[key]
+            return d["model"].get(key[6:], "default") if key.startswith("model.") else d.get(key, IDENTITY_DEFAULTS.get(key))
 
         details = ", ".join(f"{k} (stored {show(k, old)!r}, requested {show(k, new)!r})" for k in diff)
         state = "a finished" if _finished(run_dir) else "an unfinished"
@@ -176,6 +176,10 @@ def train(config: TrainConfig | dict[str, Any], run_dir: PathLike, callbacks: Se
     check_run_dir(cfg, run_dir)
     if _finished(run_dir):
         return run_dir
+    resume = find_resume_checkpoint(run_dir, cfg.kaggle_input, cfg.resume_from)
+    if resume is not None and resume.parent.parent.resolve() != run_dir.resolve():
+        # another folder's run (a mounted previous output, found by folder name): the same settings, or refuse
+        check_run_dir(cfg, resume.parent.parent)
     if cfg.accelerator == "cuda":
         prepare_cuda_determinism()
     keep_freed_memory()
@@ -208,7 +212,6 @@ def train(config: TrainConfig | dict[str, Any], run_dir: PathLike, callbacks: Se
         StepCheckpoint(ckpt_dir / "last.ckpt", cfg.checkpoint_every),
     ]
     quiet_lightning()
-    resume = find_resume_checkpoint(run_dir, cfg.kaggle_input, cfg.resume_from)
     loggers = _loggers(run_dir, cfg.to_dict(), resume)
     trainer = L.Trainer(
         accelerator=cfg.accelerator, devices=cfg.devices, strategy=_strategy(cfg.devices),
