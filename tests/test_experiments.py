@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from reprolib.experiments import run_table
-from reprolib.experiments.results import RESULT_COLUMNS
+from reprolib.experiments.results import RESULT_COLUMNS, load_results
 from reprolib.experiments.tables import TABLES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,6 +136,38 @@ def test_rerun_reuses_finished_work(table4) -> None:
     pd.testing.assert_frame_equal(df.drop(columns="commit"), again.drop(columns="commit"))
     timings = json.loads((out / "timings.json").read_text())
     assert not any(k.startswith("train ") and v > 5 for k, v in timings.items())
+
+
+def test_some_variants_keep_the_other_variants_rows(table4, tmp_path: Path) -> None:
+    # run_table(variants=[...]) reruns those variants; the table's other rows stay in its CSV
+    import shutil
+
+    df, work, out = table4
+    shutil.copy(out / "table4.csv", tmp_path / "table4.csv")
+    some = run_table("table4", profile="tiny", work_dir=work, output_dir=tmp_path, device="cpu", wandb_mode="disabled",
+                     variants=["no_ensemble"])
+    saved = load_results(tmp_path / "table4.csv")
+    assert set(some["variant"]) == set(df["variant"]) == set(saved["variant"]) and len(saved) == len(df)
+    ours = saved[saved["variant"] == "no_ensemble"].drop(columns="commit").reset_index(drop=True)
+    pd.testing.assert_frame_equal(ours, df[df["variant"] == "no_ensemble"].drop(columns="commit").reset_index(drop=True))
+
+
+def test_config_hash_tells_apart_what_trains_other_weights() -> None:
+    # in `full`, Table 4's full model trains 50 epochs and Table 7's 25: other runs, other config hashes
+    from types import SimpleNamespace
+
+    from reprolib.experiments.profiles import get_pipeline_profile
+    from reprolib.experiments.results import config_hash
+    from reprolib.experiments.runner import _config
+
+    def h(profile: str, table: str, **ctx) -> str:
+        c = SimpleNamespace(profile=get_pipeline_profile(profile), data=SimpleNamespace(embedded=True),
+                            **{"max_epochs": None, "precision": "32-true", "eval_resolution": None, **ctx})
+        return config_hash(_config(c, TABLES[table].variants[0], "original", 0, TABLES[table].epochs))
+
+    assert h("full", "table4") != h("full", "table7")
+    assert h("demo", "table4") == h("demo", "table7")  # a step budget: one and the same run
+    assert h("full", "table4") != h("full", "table4", precision="16-mixed") != h("full", "table4", max_epochs=3)
 
 
 def test_notebook_runs_under_papermill(table4, tmp_path: Path) -> None:

@@ -81,6 +81,9 @@ def test_report_protocol_and_corrected_rows() -> None:
             assert info["allowed"] == ["dissimilarity", *allowed]
             for w in info["weights"] if isinstance(info["weights"], list) else [info["weights"]]:
                 assert all(w[m] == 0 for m in ("entropy", "perceptual", "distance") if m not in allowed)
+    # Table 4's networks without maps would get none in an ensemble either
+    assert {v.name: v.ensemble_maps() for v in TABLES["table4"].variants if v.model} == {
+        "no_uncertainty": (), "no_generator_no_uncertainty": ()}
     assert [v.ensemble_maps() for v in TABLES["table7"].variants] == [
         ("entropy", "perceptual", "distance"), ("perceptual", "distance"), ("entropy", "perceptual"),
         ("entropy", "distance")]

@@ -2,7 +2,7 @@
 
 ``evaluation_split`` runs a combo's segmentation and resynthesis over a Fishyscapes L&F / Static folder once
 (cached by :func:`reprolib.precompute.precompute`); ``evaluate_checkpoint`` scores a processed split with a
-trained network (raw p(anomaly) and, with ``ensemble="fixed"``, the paper's weighted sum with H, D, V), at the
+trained network (raw p(anomaly) and, with ``ensemble="fixed"``, the shipped 0.75·p + 0.25·H), at the
 benchmark resolution by default, and writes the per-image scores, prediction PNGs, the inference time per
 image and the metrics into ``out_dir``. ``python -m reprolib evaluate`` is the command line over both.
 """

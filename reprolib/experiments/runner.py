@@ -20,7 +20,7 @@ from reprolib.experiments import pipeline as P
 from reprolib.experiments.ensembling import evaluate_ensemble, final_scores
 from reprolib.experiments.figures import published_scores, qualitative_figure
 from reprolib.experiments.profiles import get_pipeline_profile
-from reprolib.experiments.results import RESULT_COLUMNS, result_rows, run_hash, save_results
+from reprolib.experiments.results import RESULT_COLUMNS, load_results, result_rows, run_hash, save_results
 from reprolib.experiments.scoring import RESOLUTIONS, load_scores, save_scores, score_split, write_predictions
 from reprolib.experiments.session import Session, SessionOver, export_outputs, import_previous, sha256_file
 from reprolib.experiments.tables import Variant, get_table
@@ -105,6 +105,8 @@ def run_table(
     rows: list[dict[str, Any]] = []
     missing: list[str] = []
     csv = out / f"{name}.csv"
+    # some variants only: the table keeps the other variants' rows (of this profile) from its last run
+    kept = _other_variants_rows(csv, {v.name for v in chosen}, prof.name) if variants is not None else []
     try:
         if chained:
             start_session(ctx)
@@ -112,7 +114,7 @@ def run_table(
         for i, (variant, seed) in enumerate(jobs):
             try:
                 rows += _variant_rows(ctx, spec, variant, seed, seeds, out)
-                save_results(rows, csv)  # after every run: a crash keeps what finished
+                save_results(kept + rows, csv)  # after every run: a crash keeps what finished
             except RunUnfinished:
                 missing.append(f"{variant.name} seed {seed}")
             except SessionOver:
@@ -123,7 +125,7 @@ def run_table(
     finally:
         if chained:
             export_outputs(ctx.work_root)
-    df = save_results(rows if rows else pd.DataFrame(columns=RESULT_COLUMNS), csv)
+    df = save_results(kept + rows if kept or rows else pd.DataFrame(columns=RESULT_COLUMNS), csv)
     write_json(out / "timings.json", {**ctx.timings, "total_s": time.perf_counter() - t0})
     _report_status(name, out, len(jobs), missing, session)
     df.attrs.update(runs_total=len(jobs), runs_missing=missing)
@@ -180,7 +182,7 @@ def _variant_rows(ctx: P.Context, spec: Any, variant: Variant, seed: int, seeds:
         for suffix, (metrics, info) in evaluated.items():
             rows += result_rows(
                 table=spec.name, variant=variant.name + suffix, dataset=dataset, metrics=metrics, seed=seed,
-                profile=ctx.profile.name, config=_config(ctx, source, combo, seed),
+                profile=ctx.profile.name, config=_config(ctx, source, combo, seed, spec.epochs),
                 checkpoint=ckpt, data_fingerprint=_fingerprint(split), combo=P.combo_name(ctx, combo),
                 ensemble=variant.ensemble, ensemble_info=json.dumps(info, default=str),
                 **(cis if suffix == "" else {}),
@@ -201,9 +203,23 @@ def _intervals(maps: list, groups: Any, labels: list, seed: int, n_boot: int = 2
     return out
 
 
-def _config(ctx: P.Context, variant: Variant, combo: str, seed: int) -> dict[str, Any]:
+def _other_variants_rows(csv: Path, chosen: set[str], profile: str) -> list[dict[str, Any]]:
+    """The rows of ``csv`` for variants other than ``chosen`` (``<variant>@…`` rows count as ``<variant>``)."""
+    if not csv.is_file():
+        return []
+    df = load_results(csv)
+    base = df["variant"].astype(str).str.split("@").str[0]
+    return df[~base.isin(chosen) & (df["profile"] == profile)].to_dict("records")
+
+
+def _config(ctx: P.Context, variant: Variant, combo: str, seed: int, epochs: int) -> dict[str, Any]:
+    """What a row's ``config_hash`` covers: every setting of the run scored (the table's epochs, the user's
+    ``max_epochs`` and precision too: Table 4's and Table 7's full models are other runs in ``full``) and
+    how it was evaluated; not the data's file times, so the hash is the same in every clone."""
     return {"variant": variant.training_key(), "combo": P.combo_name(ctx, combo), "seed": seed,
             "profile": ctx.profile.name, "training": ctx.profile.training_overrides(),
+            "epochs": None if "max_steps" in ctx.profile.training else epochs,  # a step budget ignores them
+            "max_epochs": ctx.max_epochs, "precision": ctx.precision, "ensemble": variant.ensemble,
             "eval_resolution": ctx.eval_resolution}
 
 

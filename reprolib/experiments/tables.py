@@ -39,6 +39,8 @@ class Variant:
         Table 7 removes a map from the network; the same map is then removed from the ensemble too (its
         weight fixed at 0), or "w/o H" would still get H through the ensemble.
         """
+        if self.model.get("uncertainty") is False:  # a network without the maps: none in its ensemble either
+            return ()
         used = self.model.get("uncertainty_maps")
         return tuple(UNCERTAINTY_MAPS) if used is None else tuple(m for m in UNCERTAINTY_MAPS if m in used)
 
