@@ -93,3 +93,17 @@ def test_grouped_intervals_resample_each_group_and_average() -> None:
     assert got != bootstrap_intervals(ss, ys, ("ap", "fpr95"), n_boot=100, seed=1)  # pooled: another metric
     assert bootstrap_intervals(ss, ys, ("ap",), n_boot=100, seed=1, groups=[0] * 10) == bootstrap_intervals(
         ss, ys, ("ap",), n_boot=100, seed=1)  # one group is the plain bootstrap
+
+
+def test_spread_marks_the_bins_holding_several_distinct_scores() -> None:
+    from reprolib.metrics._pixels import score_keys
+    from reprolib.metrics.uncertainty import _image_histograms
+
+    rng = np.random.default_rng(2)
+    ss = [rng.random((16, 16)).astype(np.float32) ** 4 for _ in range(5)]
+    ss[1][:] = ss[0][0, 0]  # one image of a single score: its bin is spread only through the other images
+    ys = [(rng.random((16, 16)) < 0.2).astype(np.uint8) for _ in range(5)]
+    _, _, spread = _image_histograms(ss, ys, 16, 255)
+    keys = np.unique(np.concatenate([score_keys(s.ravel()) for s in ss]))
+    assert np.array_equal(spread, np.bincount((keys >> np.uint32(16)).astype(np.int64), minlength=2**16) > 1)
+    assert 0 < spread.sum() < len(keys)

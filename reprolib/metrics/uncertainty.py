@@ -19,16 +19,22 @@ def _image_histograms(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray]
     one distinct score over all images (``spread``)."""
     pos = np.zeros((len(scores), 2**bits), np.int64)
     neg = np.zeros_like(pos)
-    distinct = np.zeros(0, np.uint32)
+    lo = np.full(2**bits, np.iinfo(np.uint32).max, np.uint32)  # smallest and largest key seen in each bin
+    hi = np.zeros(2**bits, np.uint32)
     for i, (s, y) in enumerate(zip(scores, labels, strict=True)):
         s, y = valid_pixels(s, y, ignore_index)
         keys = score_keys(s)
-        distinct = np.union1d(distinct, keys)
         b = (keys >> np.uint32(32 - bits)).astype(np.int64)
         pos[i] = np.bincount(b[y == 1], minlength=2**bits)
         neg[i] = np.bincount(b[y == 0], minlength=2**bits)
-    spread = np.bincount((distinct >> np.uint32(32 - bits)).astype(np.int64), minlength=2**bits) > 1
-    return pos, neg, spread
+        k = np.sort(keys)  # each bin's keys are a run of k: its first and last are the bin's extremes
+        if len(k):
+            kb = (k >> np.uint32(32 - bits)).astype(np.int64)
+            first = np.r_[0, np.flatnonzero(np.diff(kb)) + 1]
+            last = np.r_[first[1:] - 1, len(k) - 1]
+            lo[kb[first]] = np.minimum(lo[kb[first]], k[first])
+            hi[kb[first]] = np.maximum(hi[kb[first]], k[last])
+    return pos, neg, hi > lo
 
 
 METRICS = ("ap", "fpr95", "auroc")
