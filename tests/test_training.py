@@ -289,6 +289,7 @@ def test_each_run_of_a_process_is_its_own_wandb_run(splits, tmp_path: Path, how:
     proc = subprocess.run([sys.executable, str(script), json.dumps(cfg), how, *map(str, runs)], capture_output=True,
                           env={**os.environ, "WANDB_MODE": "offline"}, timeout=300)
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    assert b"anonymous setting" not in proc.stderr  # wandb's warning about an argument only Lightning passes
     ids = [[p.name.rsplit("-", 1)[-1] for p in (run / "wandb").glob("offline-run-*")] for run in runs]
     assert all(len(i) == 1 for i in ids) and ids[0] != ids[1], ids
     for run in runs:  # each with a history file of its own

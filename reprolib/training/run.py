@@ -72,8 +72,12 @@ def _loggers(run_dir: Path, cfg: dict[str, Any], resume: Path | None = None) -> 
         # given); offline, each session is a W&B run of its own, as `wandb sync` of two offline folders with
         # one id is not a documented way to join them
         run_id = wandb_run_id(run_dir, resume) if mode == "online" else None
-        loggers.append(WandbLogger(project="reprolib", name=run_dir.name, save_dir=str(run_dir), mode=mode,
-                                   id=run_id, config=_public_config(cfg)))
+        wandb_logger = WandbLogger(project="reprolib", name=run_dir.name, save_dir=str(run_dir), mode=mode,
+                                   id=run_id, config=_public_config(cfg))
+        # Lightning passes anonymous=None to every wandb.init, and wandb 0.2x prints "The anonymous setting has no
+        # effect" for any value given: once per training run, nine times in a `make table4`
+        getattr(wandb_logger, "_wandb_init", {}).pop("anonymous", None)
+        loggers.append(wandb_logger)
     return loggers
 
 
