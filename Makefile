@@ -6,7 +6,7 @@
 # The targets are a DAG over files (each rule names the file it makes; what reads it depends on that file):
 #   .venv/.installed               ← requirements.txt pyproject.toml
 #   results/<t>/<t>.csv            ← notebooks/<t>.ipynb              (| .venv: a reinstall keeps the results)
-#   report/generated/profiles.tex  ← every results/<t>/<t>.csv, reprolib/report/*.py    (LaTeX fragments, figures)
+#   report/generated/profiles.tex  ← every results/<t>/<t>.csv (smoke-full too), reprolib/report/*.py  (LaTeX, figures)
 #   report/main.pdf                ← report/main.tex report/generated/profiles.tex
 # `make <t>` (and `make all`) always runs the table's notebook, which resumes unfinished runs and reuses finished
 # ones; a CSV reached only as a prerequisite (`make report`) is made when missing or older than its notebook.
@@ -114,7 +114,7 @@ smoke-full: $(STAMP)
 FORCE:
 
 # The report's fragments are rebuilt when a table's CSV (written with its figures) or the report code changes.
-report/generated/profiles.tex: $(call table_csv,$(REPORT_TABLES)) $(wildcard reprolib/report/*.py) | $(STAMP)
+report/generated/profiles.tex: $(call table_csv,$(REPORT_TABLES)) $(wildcard results/smoke-full/smoke-full.csv) $(wildcard reprolib/report/*.py) | $(STAMP)
 	$(PY) -c "from reprolib.report import build_report; build_report('results', 'report')"
 
 report/main.pdf: report/main.tex report/generated/profiles.tex
