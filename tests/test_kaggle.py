@@ -282,3 +282,9 @@ def test_data_and_checkpoints_travel_as_datasets(tmp_path: Path) -> None:
         rk.mounted_dataset("alice/other", kaggle_input=kin)
     with pytest.raises(ValueError, match="kaggle datasets create"):
         rk.push_parameters(argparse.Namespace(**{**vars(args), "data": "/local/datasets"}))
+    # a budget the kernel cannot parse, or past Kaggle's 12 h stop (killed before it saves its output): refused here
+    with pytest.raises(ValueError, match=r"--max-time: max_time must be 'DD:HH:MM:SS'"):
+        rk.push_parameters(argparse.Namespace(**{**vars(args), "max_time": "abc"}))
+    with pytest.raises(ValueError, match=r"past Kaggle's 12 h session"):
+        rk.push_parameters(argparse.Namespace(**{**vars(args), "max_time": "2:00:00:00"}))
+    assert rk.push_parameters(argparse.Namespace(**{**vars(args), "max_time": "00:12:00:00"}))[0]["max_time"]

@@ -7,6 +7,7 @@ either of Kaggle's layouts, with fresh mtimes (as a real mount has), and the wor
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -28,7 +29,7 @@ from reprolib.experiments.session import (
     parse_max_time,
     read_log,
 )
-from reprolib.io import ReprolibDataError
+from reprolib.io import ReprolibDataError, write_json
 
 PROVENANCE = ["commit"]  # when, not what (the chain's and the reference's run folders are the same paths)
 
@@ -160,6 +161,41 @@ def test_import_checks_content(tmp_path: Path) -> None:
     (prev / "tiny" / "runs" / "r" / "last.ckpt").write_bytes(b"WEIGHTS")  # corrupted after the manifest
     with pytest.raises(ReprolibDataError, match="manifest"):
         import_previous(tmp_path / "input", tmp_path / "work2")
+
+
+def test_import_refuses_a_cut_archive_and_a_failed_import_exports_nothing(tmp_path: Path, monkeypatch) -> None:
+    import tarfile
+
+    prev = tmp_path / "input" / "k" / "data"
+    split = prev / "tiny" / "processed" / "s"
+    split.mkdir(parents=True)
+    for i in range(3):
+        (split / f"{i}.png").write_bytes(b"png%d" % i)
+    export_outputs(prev)
+    export_outputs(prev)  # a second export of one session keeps the first one's archive (its folder is gone)
+    manifest = json.loads((prev / MANIFEST).read_text())
+    tar_path = prev / "packed" / "tiny" / "processed" / "s.tar"
+    assert list(manifest["archives"]) == ["packed/tiny/processed/s.tar"] and tar_path.is_file()
+    with tarfile.open(tar_path) as tf:  # the same archive, cut after its first member
+        first = tf.getmembers()[0]
+        data = tf.extractfile(first).read()
+    with tarfile.open(tar_path, "w", format=tarfile.PAX_FORMAT) as tf:
+        tf.addfile(first, io.BytesIO(data))
+    with pytest.raises(ReprolibDataError, match=r"s.tar: content differs from the previous session's manifest"):
+        import_previous(tmp_path / "input", tmp_path / "work")
+    manifest["files"].pop("packed/tiny/processed/s.tar")  # without the archive's own hash: its lost members
+    write_json(prev / MANIFEST, manifest)
+    with pytest.raises(ReprolibDataError, match=r"s.tar: 2 file\(s\) of the manifest are not in it"):
+        import_previous(tmp_path / "input", tmp_path / "work")
+    # run_table: a failed import leaves no manifest behind (it would pass the partial output off as whole)
+    import reprolib.experiments.runner as R
+
+    exported = []
+    monkeypatch.setattr(R, "export_outputs", lambda root: exported.append(root))
+    with pytest.raises(ReprolibDataError):
+        R.run_table("table4", profile="tiny", work_dir=tmp_path / "w", output_dir=tmp_path / "out", device="cpu",
+                    wandb_mode="disabled", kaggle_input=tmp_path / "input")
+    assert exported == []
 
 
 def test_run_identity_ignores_runtime_settings() -> None:

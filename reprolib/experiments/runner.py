@@ -107,9 +107,11 @@ def run_table(
     csv = out / f"{name}.csv"
     # some variants only: the table keeps the other variants' rows (of this profile) from its last run
     kept = _other_variants_rows(csv, {v.name for v in chosen}, prof.name) if variants is not None else []
+    started = False  # a failed import must not export: its manifest would pass off a partial output as whole
     try:
         if chained:
             start_session(ctx)
+            started = True
         P.prepare_data(ctx, data_root)
         for i, (variant, seed) in enumerate(jobs):
             try:
@@ -123,7 +125,7 @@ def run_table(
     except SessionOver:  # before the first run (world, backends, precompute)
         missing = [f"{v.name} seed {s}" for v, s in jobs]
     finally:
-        if chained:
+        if started:
             export_outputs(ctx.work_root)
     df = save_results(kept + rows if kept or rows else pd.DataFrame(columns=RESULT_COLUMNS), csv)
     write_json(out / "timings.json", {**ctx.timings, "total_s": time.perf_counter() - t0})

@@ -18,6 +18,7 @@ its deadline must leave exactly what the next one imports), tested together by `
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -180,6 +181,10 @@ def export_outputs(work_root: str | os.PathLike) -> dict[str, Any]:
     root = Path(work_root)
     root.mkdir(parents=True, exist_ok=True)
     archives: dict[str, dict[str, Any]] = {}
+    if (root / MANIFEST).is_file():  # an earlier export of this session: its archives' folders are gone
+        with contextlib.suppress(ReprolibDataError, KeyError, TypeError, AttributeError):
+            earlier = read_json(root / MANIFEST)["archives"]
+            archives.update({a: m for a, m in earlier.items() if (root / a).is_file()})
     for folder in _pack_dirs(root):
         rel = folder.relative_to(root).as_posix()
         tar_path = root / PACKED / f"{rel}.tar"
@@ -286,6 +291,9 @@ def import_previous(kaggle_input: str | os.PathLike | None, work_root: str | os.
             tar_path = prev / arch
             if not tar_path.is_file():
                 raise ReprolibDataError(tar_path, "listed in the previous session's manifest but missing")
+            if arch in files and sha256_file(tar_path) != files[arch]["sha256"]:  # cut or damaged: refuse it whole
+                raise ReprolibDataError(tar_path, "content differs from the previous session's manifest (corrupt output?)")
+            unpacked: set[str] = set()
             with tarfile.open(tar_path, "r") as tf:
                 for member in tf:
                     if not member.isfile():
@@ -293,6 +301,7 @@ def import_previous(kaggle_input: str | os.PathLike | None, work_root: str | os.
                     info = members.get(member.name)
                     if info is None:
                         raise ReprolibDataError(tar_path, f"unexpected member {member.name!r}")
+                    unpacked.add(member.name)
                     dest = root / member.name
                     if not dest.resolve().is_relative_to(root.resolve()):
                         raise ReprolibDataError(tar_path, f"member {member.name!r} escapes the work folder")
@@ -301,4 +310,7 @@ def import_previous(kaggle_input: str | os.PathLike | None, work_root: str | os.
                         continue
                     _copy_verified(lambda m=member, tf=tf: tf.extractfile(m), dest, info, f"{tar_path}:{member.name}")
                     counts["copied"] += 1
+            lost = sorted(set(members) - unpacked)
+            if lost:
+                raise ReprolibDataError(tar_path, f"{len(lost)} file(s) of the manifest are not in it, e.g. {lost[0]}")
     return counts

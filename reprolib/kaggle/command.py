@@ -11,6 +11,7 @@ from reprolib.kaggle.bundle import DATASET_REF_RE, DEFAULT_ACCELERATOR, REPO_ROO
 from reprolib.kaggle.credentials import kaggle_username
 from reprolib.kaggle.kernel import KernelCode
 from reprolib.kaggle.remote import pull, push
+from reprolib.training.config import parse_max_time
 
 
 def _dataset_ref(value: str, what: str) -> str:
@@ -20,13 +21,28 @@ def _dataset_ref(value: str, what: str) -> str:
     return value
 
 
+#: Kaggle stops a session after 12 h: a budget past it would be killed before the margin, with no output exported
+KAGGLE_SESSION_S = 12 * 3600
+
+
+def _max_time(value: str) -> str:
+    try:
+        seconds = parse_max_time(value)
+    except ValueError as exc:
+        raise ValueError(f"--max-time: {exc}") from None
+    if seconds is None or seconds > KAGGLE_SESSION_S:
+        raise ValueError(f"--max-time {value!r} is past Kaggle's 12 h session: the session would be killed before it "
+                         "saves its output; use at most 00:11:00:00 (the default)")
+    return value
+
+
 def push_parameters(args: Any) -> tuple[dict[str, Any], list[str]]:
     """The notebook parameters and dataset sources of a push (data and checkpoints resolved in the kernel)."""
     params: dict[str, Any] = {
         "profile": args.profile,
         "work_dir": "/kaggle/working/data",
         "output_dir": f"/kaggle/working/results/{args.table}",
-        "max_time": args.max_time,
+        "max_time": _max_time(args.max_time),
         "device": "auto",
         "wandb_mode": args.wandb,
     }
