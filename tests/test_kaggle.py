@@ -288,3 +288,5 @@ def test_data_and_checkpoints_travel_as_datasets(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"past Kaggle's 12 h session"):
         rk.push_parameters(argparse.Namespace(**{**vars(args), "max_time": "2:00:00:00"}))
     assert rk.push_parameters(argparse.Namespace(**{**vars(args), "max_time": "00:12:00:00"}))[0]["max_time"]
+    with pytest.raises(ValueError, match=r"--checkpoints must be name=file"):  # not a weight silently left out
+        rk.push_parameters(argparse.Namespace(**{**vars(args), "checkpoints": "deepwv3plus=a.pth,latest_net_G.pth"}))

@@ -55,9 +55,11 @@ def push_parameters(args: Any) -> tuple[dict[str, Any], list[str]]:
         if not args.checkpoints_dataset:
             raise ValueError("--checkpoints needs --checkpoints-dataset owner/slug (the dataset holding the files)")
         datasets.append(_dataset_ref(args.checkpoints_dataset, "--checkpoints-dataset"))
-        pairs = dict(item.split("=", 1) for item in args.checkpoints.split(",") if "=" in item)
-        if not pairs:
-            raise ValueError("--checkpoints must be name=file[,name=file…], e.g. deepwv3plus=cityscapes_best.pth")
+        items = [item for item in args.checkpoints.split(",") if item]
+        if not items or any("=" not in item for item in items):  # one bad item is an error, not a weight left out
+            raise ValueError("--checkpoints must be name=file[,name=file…], e.g. deepwv3plus=cityscapes_best.pth; "
+                             f"got {args.checkpoints!r}")
+        pairs = dict(item.split("=", 1) for item in items)
         where = f"{mount}({args.checkpoints_dataset!r})"
         params["checkpoints"] = KernelCode("{" + ", ".join(f"{k!r}: str({where} / {v!r})" for k, v in pairs.items()) + "}")
     return params, list(dict.fromkeys(datasets))
