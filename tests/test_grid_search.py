@@ -60,7 +60,7 @@ def test_allowed_keeps_a_removed_map_at_zero_weight() -> None:
 
 def test_report_protocol_and_corrected_rows() -> None:
     """Both grid protocols: the MLRC's (AP - FPR95, tuned on the reported set) and ours (cross-fitted)."""
-    from reprolib.experiments.ensembling import REPORT_OBJECTIVE, evaluate_ensemble, final_scores, metrics_of
+    from reprolib.experiments.ensembling import REPORT_OBJECTIVE, evaluate_ensemble, evaluate_with_scores, metrics_of
     from reprolib.experiments.scoring import select
     from reprolib.experiments.tables import REPORT_PROTOCOL, TABLES
 
@@ -87,10 +87,11 @@ def test_report_protocol_and_corrected_rows() -> None:
     assert [v.ensemble_maps() for v in TABLES["table7"].variants] == [
         ("entropy", "perceptual", "distance"), ("perceptual", "distance"), ("entropy", "perceptual"),
         ("entropy", "distance")]
-    no_h, groups = final_scores(scores, "grid", "fpr95", ("perceptual", "distance"))
+    _, no_h, groups = evaluate_with_scores(scores, "grid", "fpr95", ("perceptual", "distance"))
     assert len(no_h) == len(labels) and groups.tolist() == [0, 1] * 4
     # the cross-fitted row: each half scored with the other half's weights, its metrics averaged over the halves
-    mixed, halves = final_scores(scores, "grid", "fpr95")
+    same_rows, mixed, _ = evaluate_with_scores(scores, "grid", "fpr95")
+    assert same_rows == rows
     w_odd, w_even = rows[""][1]["weights"]  # tuned on the even images (score the odd ones), then the reverse
     for i in range(len(labels)):
         np.testing.assert_array_equal(mixed[i], combine(select(scores, [i]), w_even if i % 2 == 0 else w_odd)[0])

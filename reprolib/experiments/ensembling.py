@@ -37,18 +37,6 @@ def metrics_of(score_maps: list[np.ndarray], labels: list[np.ndarray]) -> dict[s
     return anomaly_metrics(score_maps, labels, ignore_index=IGNORE_INDEX)
 
 
-def final_scores(scores: dict[str, list[np.ndarray]], mode: str, objective: str = "fpr95",
-                 allowed: tuple[str, ...] | None = None) -> tuple[list[np.ndarray], np.ndarray | None]:
-    """The per-image anomaly scores the main row of :func:`evaluate_ensemble` is computed from, and for a
-    cross-fitted row each image's half (its metric is the mean over halves), else None."""
-    if mode in ("none", "learned-probability", "learned-repro"):
-        return scores["dissimilarity"], None
-    if mode == "fixed":
-        return combine(scores, FIXED_ENSEMBLE), None
-    mixed, _ = _crossfit(scores, objective, allowed)
-    return mixed, crossfit_groups(len(scores["label"]))
-
-
 def crossfit_groups(n: int) -> np.ndarray:
     """Each image's half in the cross-fit (0: the first of :func:`crossfit_halves`, 1: the second)."""
     groups = np.zeros(n, np.int64)
@@ -92,12 +80,23 @@ def evaluate_ensemble(
     ``objective``: the corrected (cross-fitted) row's selection rule; ``maps``: the uncertainty maps the grid
     may weight (None → all three).
     """
+    return evaluate_with_scores(scores, mode, objective, maps)[0]
+
+
+def evaluate_with_scores(
+    scores: dict[str, list[np.ndarray]], mode: str, objective: str = "fpr95", maps: tuple[str, ...] | None = None,
+) -> tuple[dict[str, tuple[dict[str, float], dict[str, Any]]], list[np.ndarray], np.ndarray | None]:
+    """:func:`evaluate_ensemble`'s rows, the per-image scores its main row comes from, and for a cross-fitted
+    row each image's half (its metric is the mean over halves; None otherwise), for the intervals: one grid
+    search for both."""
     labels = scores["label"]
     if mode in ("none", "learned-probability", "learned-repro"):
         # learned ensembles are already inside the model's p(anomaly)
-        return {"": (metrics_of(scores["dissimilarity"], labels), {"weights": "n/a"})}
+        final = scores["dissimilarity"]
+        return {"": (metrics_of(final, labels), {"weights": "n/a"})}, final, None
     if mode == "fixed":
-        return {"": (metrics_of(combine(scores, FIXED_ENSEMBLE), labels), {"weights": FIXED_ENSEMBLE})}
+        final = combine(scores, FIXED_ENSEMBLE)
+        return {"": (metrics_of(final, labels), {"weights": FIXED_ENSEMBLE})}, final, None
     if mode != "grid":
         raise ValueError(f"unknown ensemble mode {mode!r}")
     mixed, fold_weights = _crossfit(scores, objective, maps)
@@ -105,7 +104,7 @@ def evaluate_ensemble(
     same = grid_search({k: scores[k] for k in SCORE_KEYS}, labels, objective=REPORT_OBJECTIVE,
                        allowed=_allowed(maps))
     allowed = list(_allowed(maps) or SCORE_KEYS)
-    return {
+    rows = {
         "": (crossfit, {"weights": fold_weights, "tuning": "cross-fitted halves (corrected protocol)",
                         "metrics": "mean of the two halves'",
                         "objective": objective, "allowed": allowed}),
@@ -113,3 +112,4 @@ def evaluate_ensemble(
                           {"weights": same.weights, "tuning": "reported set (the MLRC report's protocol)",
                            "objective": REPORT_OBJECTIVE, "allowed": allowed}),
     }
+    return rows, mixed, crossfit_groups(len(labels))

@@ -17,7 +17,7 @@ import torch
 
 from reprolib.allocator import keep_freed_memory
 from reprolib.experiments import pipeline as P
-from reprolib.experiments.ensembling import evaluate_ensemble, final_scores
+from reprolib.experiments.ensembling import evaluate_with_scores
 from reprolib.experiments.figures import published_scores, qualitative_figure
 from reprolib.experiments.profiles import get_pipeline_profile
 from reprolib.experiments.results import RESULT_COLUMNS, load_results, result_rows, run_hash, save_results
@@ -178,9 +178,8 @@ def _variant_rows(ctx: P.Context, spec: Any, variant: Variant, seed: int, seeds:
             _figure3(ctx, split, scores, out / f"figure3-{dataset}.png",
                      title=f"{dataset} — profile {ctx.profile.name}, {variant.name}, seed {seed}, {ckpt.name}")
         with ctx.timed(f"ensemble {dataset} {variant.name} seed {seed}"):
-            evaluated = evaluate_ensemble(scores, variant.ensemble, ctx.profile.grid_objective, maps=maps)
-            cis = _intervals(*final_scores(scores, variant.ensemble, ctx.profile.grid_objective, maps),
-                             scores["label"], seed)
+            evaluated, final, groups = evaluate_with_scores(scores, variant.ensemble, ctx.profile.grid_objective, maps)
+            cis = _intervals(final, groups, scores["label"], seed, evaluated[""][0])
         for suffix, (metrics, info) in evaluated.items():
             rows += result_rows(
                 table=spec.name, variant=variant.name + suffix, dataset=dataset, metrics=metrics, seed=seed,
@@ -192,11 +191,14 @@ def _variant_rows(ctx: P.Context, spec: Any, variant: Variant, seed: int, seeds:
     return rows
 
 
-def _intervals(maps: list, groups: Any, labels: list, seed: int, n_boot: int = 200) -> dict[str, float]:
+def _intervals(maps: list, groups: Any, labels: list, seed: int, exact: dict[str, float],
+               n_boot: int = 200) -> dict[str, float]:
     """95 % per-image bootstrap intervals of AP and FPR95 (seeded by the run's seed; both from one resampling;
-    a cross-fitted row's ``groups`` are its halves, resampled apart and averaged as the row is)."""
+    a cross-fitted row's ``groups`` are its halves, resampled apart and averaged as the row is; ``exact``: the
+    row's metrics, already computed)."""
     try:
-        cis = bootstrap_intervals(maps, labels, ("ap", "fpr95"), n_boot=n_boot, seed=seed, groups=groups)
+        cis = bootstrap_intervals(maps, labels, ("ap", "fpr95"), n_boot=n_boot, seed=seed, groups=groups,
+                                  exact=exact)
     except (ValueError, IndexError):  # too few images or a class missing in every resample
         cis = {m: (float("nan"),) * 3 for m in ("ap", "fpr95")}
     out: dict[str, float] = {}

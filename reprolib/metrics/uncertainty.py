@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -43,7 +43,7 @@ METRICS = ("ap", "fpr95", "auroc")
 def bootstrap_intervals(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray],
                         metrics: Sequence[str] = ("ap",), n_boot: int = 1000, alpha: float = 0.05, seed: int = 0,
                         bits: int = 16, ignore_index: int = IGNORE_INDEX, groups: Sequence[int] | None = None,
-                        ) -> dict[str, tuple[float, float, float]]:
+                        exact: Mapping[str, float] | None = None) -> dict[str, tuple[float, float, float]]:
     """{metric: (point, low, high)}: percentile intervals from resampling *images* with replacement.
 
     Each image is reduced once to a ``2**bits``-bin histogram, so a resample is a sum of histograms, taken as
@@ -60,7 +60,8 @@ def bootstrap_intervals(scores: Sequence[np.ndarray], labels: Sequence[np.ndarra
 
     ``groups`` (one label per image): a metric that is the mean of the groups' metrics (a cross-fitted row,
     whose halves are scored with different weights): each group is resampled on its own, and the point and
-    every resample are the mean over groups.
+    every resample are the mean over groups. ``exact``: those exact metrics when the caller has them already
+    (a sort of every pixel saved).
     """
     unknown = [m for m in metrics if m not in METRICS]
     if unknown or not metrics:
@@ -73,8 +74,9 @@ def bootstrap_intervals(scores: Sequence[np.ndarray], labels: Sequence[np.ndarra
         return {k: float(np.mean([m[k] for m in per_group])) for k in per_group[0]}
 
     point = mean([metrics_from_histograms(pos[i].sum(0), neg[i].sum(0), spread) for i in members])
-    exact = mean([anomaly_metrics([scores[j] for j in i], [labels[j] for j in i], ignore_index=ignore_index)
-                  for i in members])
+    if exact is None:
+        exact = mean([anomaly_metrics([scores[j] for j in i], [labels[j] for j in i], ignore_index=ignore_index)
+                      for i in members])
     used = (pos.sum(0) + neg.sum(0)) > 0  # an empty bin stays empty in every resample
     pos, neg = pos[:, used].astype(np.float64), neg[:, used].astype(np.float64)  # exact below 2^53 pixels
     parts = [(pos[i], neg[i]) for i in members]

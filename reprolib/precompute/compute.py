@@ -50,13 +50,6 @@ def _resize_image(image: torch.Tensor, size: tuple[int, int], mode: str) -> torc
         return resize_nearest_tensor(image, size)
     return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0]
 
-def _resize_ids(ids: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    return resize_nearest_tensor(ids, size)
-
-def _resize_nearest(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(B,C,h,w) → (B,C,*size) by NEAREST on PIL's grid, the original's resize for every map and label (its
-    loader resizes with PIL, spec §4.3)."""
-    return resize_nearest_tensor(maps, size)
 
 
 def _style_images(items: list[SourceItem], resynthesis: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -231,17 +224,17 @@ def _process_batch(
                 raise ValueError(f"segmentation backend returned {tuple(logits.shape)}, expected (B,19,H,W)")
             if tuple(logits.shape[-2:]) != shape:
                 logits = F.interpolate(logits, size=shape, mode="bilinear", align_corners=False)
-            entropy[index] = _resize_nearest(softmax_entropy(logits, norm="original"), size).cpu()
-            distance[index] = _resize_nearest(softmax_distance(logits, norm="original"), size).cpu()
-            pred[index] = _resize_nearest(logits.argmax(1, keepdim=True).float(), size)[:, 0].long().cpu()
+            entropy[index] = resize_nearest_tensor(softmax_entropy(logits, norm="original"), size).cpu()
+            distance[index] = resize_nearest_tensor(softmax_distance(logits, norm="original"), size).cpu()
+            pred[index] = resize_nearest_tensor(logits.argmax(1, keepdim=True).float(), size)[:, 0].long().cpu()
             del logits
         if resolved == "ground_truth":
             if any(it.semantic_train_ids is None for it in items):
                 raise ValueError("label_source='ground_truth' but the dataset has no semantic map")
-            train = torch.stack([_resize_ids(it.semantic_train_ids, size) for it in items])
+            train = torch.stack([resize_nearest_tensor(it.semantic_train_ids, size) for it in items])
             label_ids = torch.stack([
-                _resize_ids(it.semantic_label_ids, size) if it.semantic_label_ids is not None
-                else torch.from_numpy(train_to_label(_resize_ids(it.semantic_train_ids, size).numpy()).astype(np.int64))
+                resize_nearest_tensor(it.semantic_label_ids, size) if it.semantic_label_ids is not None
+                else torch.from_numpy(train_to_label(resize_nearest_tensor(it.semantic_train_ids, size).numpy()).astype(np.int64))
                 for it in items
             ])
         else:
@@ -265,7 +258,7 @@ def _process_batch(
             "synthesis": synthesis8[i].permute(1, 2, 0).cpu().numpy(),
         }
         for d, lab in it.labels.items():
-            arr[d] = _resize_ids(lab, size).to(torch.uint8).numpy()
+            arr[d] = resize_nearest_tensor(lab, size).to(torch.uint8).numpy()
         native = native_label_source(it.labels)
         if native is not None:
             arr[NATIVE_LABEL_DIR] = it.labels[native].to(torch.uint8).numpy()
