@@ -104,6 +104,8 @@ class _FakeKaggle(BaseHTTPRequestHandler):
                          "log": "[{\"data\": \"done\"}]", "nextPageToken": ""})
         elif method == "GetKernelSessionStatus":
             self._reply({"status": "COMPLETE", "failureMessage": ""})
+        elif method == "IntrospectToken":  # an access token's owner (token-only credentials)
+            self._reply({"active": body.get("token") == "tok-alice-0123456789", "username": "alice"})
         else:
             self.send_error(404)
 
@@ -257,6 +259,37 @@ def test_scrub_covers_every_kaggle_credential(tmp_path: Path, monkeypatch) -> No
     monkeypatch.setenv("KAGGLE_KEY", SECRET)
     text = f"a {SECRET} b env-token-zyxwvut98765 c file-token-abcdef123456 d json-key-0123456789"
     assert rk.scrub(text) == "a *** b *** c *** d ***"
+
+
+def test_scrub_covers_oauth_and_notebook_tokens(tmp_path: Path, monkeypatch) -> None:
+    """`kaggle auth login` keeps OAuth tokens in credentials.json; a Kaggle notebook points KAGGLE_API_V1_TOKEN
+    at a token file; a token may sit in $KAGGLE_CONFIG_DIR."""
+    home, cfg = tmp_path / "home", tmp_path / "cfg"
+    (home / ".kaggle").mkdir(parents=True)
+    cfg.mkdir()
+    (home / ".kaggle" / "credentials.json").write_text(json.dumps(
+        {"refresh_token": "refresh-0123456789abc", "access_token": "oauth-access-9876543210"}))
+    (cfg / "access_token").write_text("cfgdir-token-55554444\n")
+    (tmp_path / "v1").write_text("notebook-token-31415926\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(cfg))
+    monkeypatch.setenv("KAGGLE_API_V1_TOKEN", str(tmp_path / "v1"))
+    for var in ("KAGGLE_API_TOKEN", "KAGGLE_KEY", "WANDB_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    text = "a refresh-0123456789abc b oauth-access-9876543210 c cfgdir-token-55554444 d notebook-token-31415926"
+    assert rk.scrub(text) == "a *** b *** c *** d ***"
+
+
+def test_username_of_a_token_only_login(fake_kaggle, tmp_path: Path, monkeypatch) -> None:
+    """README: a token alone is enough; the kernel id's user name then comes from the CLI (it asks Kaggle)."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for var in ("KAGGLE_USERNAME", "KAGGLE_KEY"):
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("KAGGLE_API_TOKEN", "tok-alice-0123456789")
+    assert rk.kaggle_username() == "alice"
+    monkeypatch.setenv("KAGGLE_API_TOKEN", "tok-revoked-000000000")
+    with pytest.raises(rk.ReprolibDataError, match="no Kaggle credentials"):
+        rk.kaggle_username()
 
 
 def test_data_and_checkpoints_travel_as_datasets(tmp_path: Path) -> None:
