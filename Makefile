@@ -39,6 +39,10 @@ table_csv = $(foreach t,$(1),results/$(t)/$(t).csv)
 PM_ARGS = -p profile $(PROFILE) -p work_dir $(WORK) -p wandb_mode $(WANDB) -p output_dir $(@D) \
 	$(if $(DATA),-p data_root $(DATA)) $(if $(SEEDS),-y "seeds: [$(SEEDS)]") $(if $(MAX_TIME),-p max_time $(MAX_TIME)) \
 	$(if $(EVAL_RES),-p eval_resolution $(EVAL_RES)) $(if $(PRECISION),-p precision $(PRECISION))
+# Table 2 times single steps: it trains nothing, so seeds, time budgets, W&B and the evaluation size do not apply
+PM_ARGS_table2 = -p profile $(PROFILE) -p work_dir $(WORK) -p output_dir $(@D) \
+	$(if $(DATA),-p data_root $(DATA)) $(if $(PRECISION),-p precision $(PRECISION))
+NOT_FOR_table2 = $(strip $(if $(SEEDS),SEEDS) $(if $(MAX_TIME),MAX_TIME) $(if $(EVAL_RES),EVAL_RES))
 
 .PHONY: help setup test lint world demo report all lab kaggle-push kaggle-pull clean-venv smoke-full FORCE $(TABLES)
 # a killed or interrupted run keeps the rows it finished (the notebook writes the CSV after every run)
@@ -100,8 +104,9 @@ FORCED_TABLES := $(if $(filter all,$(MAKECMDGOALS)),$(TABLES),$(filter $(TABLES)
 define table_rule
 $(call table_csv,$(1)): notebooks/$(1).ipynb $(if $(filter $(1),$(FORCED_TABLES)),FORCE) | $(STAMP)
 	@mkdir -p $$(@D)
+	$(if $(filter table2,$(1)),$$(if $$(NOT_FOR_table2),@echo "table2: $$(NOT_FOR_table2) not used (it times single steps)"))
 	$$(VENV)/bin/papermill $$< $$(@D)/$(1).ipynb --request-save-on-cell-execute \
-		--log-output -k python3 $$(PM_ARGS)
+		--log-output -k python3 $$(if $$(filter table2,$(1)),$$(PM_ARGS_table2),$$(PM_ARGS))
 $(1): $(call table_csv,$(1))
 endef
 $(foreach t,$(TABLES),$(eval $(call table_rule,$(t))))

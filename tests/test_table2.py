@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import nbformat
 import pandas as pd
+import pytest
 
 from reprolib.experiments.compute import REPORT_HARDWARE, REPORT_TABLE2, computational_requirements
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_requirements_measured_beside_the_report(tmp_path: Path) -> None:
-    df = computational_requirements(profile="tiny", work_dir=tmp_path / "work", output_dir=tmp_path / "out",
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One work folder (world, backends) for this module's measurements: made once, not per test."""
+    return tmp_path_factory.mktemp("table2-work")
+
+
+def test_requirements_measured_beside_the_report(work: Path, tmp_path: Path) -> None:
+    df = computational_requirements(profile="tiny", work_dir=work, output_dir=tmp_path / "out",
                                     device="cpu", n_images=2, repeat=1)
     assert list(df["quantity"]) == list(REPORT_TABLE2)
     assert list(df["report"]) == ["3 h in total", "2 h in total", "30 min", "9-10 GB", "2-3 GB", "63 ms"]
@@ -23,10 +31,34 @@ def test_requirements_measured_beside_the_report(tmp_path: Path) -> None:
         if q != "peak GPU memory (training)":
             assert ours[q] > 0, q
     assert pd.isna(ours["peak GPU memory (training)"])  # CPU run: no GPU figure is invented
+    assert "32-true" in df.set_index("quantity")["how"]["training time per epoch"]  # fp32 unless asked
     assert (df["profile"] == "tiny").all() and df["device"].str.len().gt(0).all()
     saved = json.loads((tmp_path / "out" / "table2.json").read_text())
     assert saved["report_hardware"] == REPORT_HARDWARE and saved["hardware"]["cpu"] and saved["size"] == [64, 128]
     assert pd.read_csv(tmp_path / "out" / "table2.csv")["quantity"].tolist() == list(REPORT_TABLE2)
+
+
+def test_training_step_timed_at_the_asked_precision(work: Path, tmp_path: Path) -> None:
+    """fp32 unless asked, as training (it timed fp16-mixed on any GPU); a bad precision fails before any timing."""
+    with pytest.raises(ValueError, match="precision must be one of"):
+        computational_requirements(profile="tiny", work_dir=tmp_path / "w", device="cpu", precision="fp16")
+    assert not (tmp_path / "w").exists()
+    df = computational_requirements(profile="tiny", work_dir=work, device="cpu", n_images=1, repeat=1,
+                                    precision="bf16-mixed")
+    assert "bf16-mixed" in df.set_index("quantity")["how"]["training time per epoch"]
+
+
+def test_make_table2_passes_only_what_it_uses() -> None:
+    """`make table2` hands the notebook PRECISION and DATA, and says which variables it does not use."""
+    out = subprocess.run(["make", "-n", "table2", "SEEDS=0,1", "PRECISION=bf16-mixed", "DATA=/d"], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    cmd = next(line for line in out.splitlines() if "papermill" in line)
+    assert "-p precision bf16-mixed" in cmd and "-p data_root /d" in cmd
+    assert "seeds" not in cmd and "wandb_mode" not in cmd
+    assert "table2: SEEDS not used" in out
+    params = next(c.source for c in nbformat.read(ROOT / "notebooks" / "table2.ipynb", as_version=4).cells
+                  if "parameters" in c.metadata.get("tags", []))
+    assert all(f"{name} =" in params for name in ("profile", "work_dir", "output_dir", "data_root", "precision"))
 
 
 def test_table2_notebook_is_generated_and_has_parameters() -> None:

@@ -94,6 +94,7 @@ work_dir = "data"
 output_dir = "results/table2"
 n_images = 3            # images timed through the precompute backends
 repeat = 3              # timed repetitions (after one warm-up); the median is reported
+precision = "32-true"   # the training step's: "32-true" (as the original) | "bf16-mixed" | "16-mixed"
 '''
 
 
@@ -111,7 +112,8 @@ def build_table2() -> nbformat.NotebookNode:
         nbformat.v4.new_code_cell(
             "from reprolib.experiments.compute import REPORT_HARDWARE, computational_requirements, hardware\n\n"
             "table2 = computational_requirements(\n    profile=profile, data_root=data_root, checkpoints=checkpoints,"
-            " work_dir=work_dir,\n    output_dir=output_dir, device=device, n_images=n_images, repeat=repeat,\n)\n"
+            " work_dir=work_dir,\n    output_dir=output_dir, device=device, n_images=n_images, repeat=repeat,\n"
+            "    precision=precision,\n)\n"
             "print('ours:', hardware())\nprint('report:', REPORT_HARDWARE)\ntable2"),
     ]
     for i, cell in enumerate(nb.cells):

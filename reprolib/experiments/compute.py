@@ -31,6 +31,7 @@ from reprolib.experiments.profiles import get_pipeline_profile
 from reprolib.experiments.runner import resolve_device
 from reprolib.io import atomic_write, write_json
 from reprolib.labels import IGNORE_INDEX, train_to_label
+from reprolib.training.config import PRECISIONS
 
 #: The report's Table 2 and §3.6 as printed beside ours, from its one home (:data:`cost.REPORT_TABLE2`).
 #: Precompute totals are for the whole training data, whose image count the report does not state.
@@ -138,12 +139,17 @@ def computational_requirements(
     combo: str = "original",
     n_images: int = 3,
     repeat: int = 3,
+    precision: str = "32-true",
 ) -> pd.DataFrame:
     """Measure Table 2 on this machine; returns (and writes to ``output_dir/requirements.{csv,json}``) one row
-    per quantity with the report's figure beside ours, the unit, and how ours was measured."""
+    per quantity with the report's figure beside ours, the unit, and how ours was measured.
+
+    ``precision``: the training step's, as ``make table4 PRECISION=…`` trains (fp32 unless asked)."""
     # lazy: reprolib.training.module imports Lightning, +3.2 s on `import reprolib.experiments` (python -X importtime)
     from reprolib.training.module import DissimilarityModule
 
+    if precision not in PRECISIONS:  # before any timing, not at the training step
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     prof = get_pipeline_profile(profile)
     dev = resolve_device(device)
     work = Path(work_dir)
@@ -179,13 +185,15 @@ def computational_requirements(
 
     batch = batch_of(bs)
     label = (torch.rand(bs, h, w, generator=g) < 0.1).long().to(dev)
-    precision = "16-mixed" if cuda else "32-true"  # what reprolib.training.run uses by default
-    scaler = torch.amp.GradScaler("cuda", enabled=cuda)
+    # as Lightning's mixed precision: autocast in the forward, a loss scaler for fp16 only
+    dev_type = "cuda" if cuda else "cpu"
+    scaler = torch.amp.GradScaler(dev_type, enabled=precision == "16-mixed")
     weight = torch.tensor([1.0, 10.0], device=dev)
+    autocast_dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
 
     def step() -> None:
         optim.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", dtype=torch.float16, enabled=cuda):
+        with torch.autocast(dev_type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
             logits = module.net(**batch)
         loss = torch.nn.functional.cross_entropy(logits.float(), label, weight=weight, ignore_index=IGNORE_INDEX)
         scaler.scale(loss).backward()
