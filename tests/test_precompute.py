@@ -283,8 +283,8 @@ class StyleRecording(nn.Module):
 
 @pytest.mark.parametrize("style_size", [None, (32, 64)])
 def test_resynthesis_style_image_and_8_bit_synthesis(backends, tmp_path: Path, style_size) -> None:  # noqa: ANN001
-    """CC-FPSE's encoder takes a bicubic 256×512 image made from the native one (spec §5.3 step 4), not the
-    nearest-resized processed image; the stored resynthesis is truncated to 8 bits, as the original's
+    """CC-FPSE's encoder takes PIL's bicubic 256×512 of the native uint8 image (spec §5.3 step 4), bit for bit,
+    not the nearest-resized processed image; the stored resynthesis is truncated to 8 bits, as the original's
     ``((g + 1) / 2 * 255).astype(np.uint8)``."""
     ds = TinyAnomalyDataset(n=2, size=NATIVE, seed=7)
     resyn = StyleRecording(style_size)
@@ -295,14 +295,17 @@ def test_resynthesis_style_image_and_8_bit_synthesis(backends, tmp_path: Path, s
     if style_size is None:  # the processed images, as stored in original/
         want = [read_png(out / "original" / f"{ds[i]['name']}.png") for i in range(2)]
         assert all(np.array_equal((seen[i] * 255).round().byte().permute(1, 2, 0).numpy(), want[i]) for i in range(2))
-    else:  # PIL's bicubic of the native image, within a grey level
-        assert tuple(seen.shape[-2:]) == style_size
+    else:  # exactly what the original's loader gives: PIL's bicubic of the uint8 native image, then ToTensor
+        assert tuple(seen.shape[-2:]) == style_size and seen.dtype == torch.float32
         for i in range(2):
-            pil = np.array(Image.fromarray(rgb8[i]).resize(style_size[::-1], Image.Resampling.BICUBIC)).astype(int)
-            got = (seen[i] * 255).round().permute(1, 2, 0).numpy().astype(int)
-            assert np.abs(got - pil).max() <= 1, np.abs(got - pil).max()
+            pil = np.array(Image.fromarray(rgb8[i]).resize(style_size[::-1], Image.BICUBIC))
+            want = torch.from_numpy(pil).permute(2, 0, 1).float() / 255  # torchvision's ToTensor
+            assert torch.equal(seen[i], want), (seen[i] * 255 - want * 255).abs().max()
     synthesis = read_png(out / "synthesis" / f"{ds[0]['name']}.png")
     assert synthesis.shape == (*SIZE, 3) and (synthesis == 100).all()  # 100.7 truncated, not rounded to 101
+    # a split whose style image came from torch's bicubic is not reused; one without a style image keeps its key
+    params = read_json(out / "key.json")["params"]
+    assert params.get("style_resize") == (None if style_size is None else "pil_bicubic")
 
 
 def test_settings_outside_the_state_dict_are_in_the_cache_key(backends) -> None:  # noqa: ANN001

@@ -20,7 +20,8 @@ from reprolib.precompute.sources import PrecomputeSource
 CACHE_VERSION = 4  # 2: labels_native/ (evaluation labels at the dataset's own, benchmark resolution);
 # 3: segmentation at the source's own resolution, maps / argmax / images nearest-resized (spec §2.1, §5.3);
 # 4: nearest on PIL's grid (pixel centres), CC-FPSE's style image bicubic from the native image, the
-# resynthesis truncated to 8 bits, as the original
+# resynthesis truncated to 8 bits, as the original. Since: that style image by PIL's own bicubic, keyed by
+# params["style_resize"] (compute.py) rather than here, so splits without a style image keep their keys
 MAP_DIRS = tuple(MAP_FOLDERS.values())
 
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from reprolib.backends.base import imagenet_normalize
-from reprolib.data.transforms import resize_nearest_tensor
+from reprolib.data.transforms import resize_image, resize_nearest_tensor, to_tensor_image
 from reprolib.io import PathLike, read_json, write_json, write_png
 from reprolib.labels import NUM_CLASSES, train_to_label
 from reprolib.maps import PerceptualDifference, quantize_8bit, softmax_distance, softmax_entropy
@@ -53,15 +53,18 @@ def _resize_image(image: torch.Tensor, size: tuple[int, int], mode: str) -> torc
 
 
 def _style_images(items: list[SourceItem], resynthesis: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """The real images a resynthesis takes its style from: at its ``style_size``, resized from each image's own
-    resolution (bicubic, antialiased as PIL's, then 8-bit as a loaded image), else the processed ``images``."""
+    """The real images (B,3,h,w) float32 in [0,1] a resynthesis takes its style from: at its ``style_size``,
+    each image's own 8-bit RGB resized by PIL (bicubic), else the processed ``images``."""
     size = getattr(resynthesis, "style_size", None)
     if size is None:
         return images
-    style = [_to_uint8(F.interpolate(it.image[None].float(), size=tuple(size), mode="bicubic", align_corners=False,
-                                     antialias=True)[0]) if tuple(it.image.shape[-2:]) != tuple(size)
-             else _to_uint8(it.image) for it in items]
-    return torch.stack(style).to(images.device).float() / 255.0
+    size = (int(size[0]), int(size[1]))
+    # the original's loader (spec §5.3 step 4): uint8 RGB PIL image → resize BICUBIC → ToTensor (/255); the
+    # generator maps [0,1] to [−1,1] after, as its Normalize(0.5, 0.5) (x·2−1 is bit-equal to (x−0.5)/0.5).
+    # torch's antialiased bicubic is up to a grey level off PIL's, so PIL itself resizes.
+    style = [to_tensor_image(resize_image(np.ascontiguousarray(_to_uint8(it.image).cpu().permute(1, 2, 0).numpy()),
+                                          size, "bicubic")) for it in items]
+    return torch.stack(style).to(images.device)
 
 
 def _quantize(maps01: torch.Tensor, mode: str) -> np.ndarray:
@@ -131,6 +134,11 @@ def precompute(
 
     params = {"size": list(size), "label_source": resolved, "seed": seed, "image_resize": image_resize,
               "amp": amp, "segmentation_input": "native", "extra": dict(key_params or {})}
+    if getattr(resynthesis, "style_size", None) is not None:
+        # a style image used to come from torch's bicubic (cache version 4): this entry keeps such a stale split
+        # from being reused, and keeps the keys (and the tables' data_fingerprint) of the resyntheses without
+        # a style image, which a CACHE_VERSION bump would change for nothing
+        params["style_resize"] = "pil_bicubic"
     key = cache_key(source, segmentation, resynthesis, perceptual, params)
     digest = key_hash(key)
     out = split_dir(out_root, key, digest)
