@@ -80,11 +80,28 @@ def _train_config(config: str | None, sets: list[str]) -> Any:
         raise TrainUsageError(config or "--set", str(exc)) from None
 
 
+def _check_encoder_weights(model: dict[str, Any]) -> None:
+    """A width-1 encoder asked for ImageNet weights (the default) must find them: weeks of GPU time on a random
+    encoder are not a warning's worth. Random weights stay one ``--set model.pretrained=false`` away."""
+    if model.get("pretrained", True) is not True or float(model.get("width", 1.0)) != 1.0:
+        return  # a path is checked where it is loaded; thinner encoders have no ImageNet weights
+    from reprolib.models.pretrained import expected_imagenet_path, find_imagenet_checkpoint, weights_env
+
+    arch = model.get("encoder", "vgg16")
+    if find_imagenet_checkpoint(arch) is None:
+        expected = expected_imagenet_path(arch)
+        raise ReprolibDataError(expected, f"ImageNet weights for the {arch} encoder not found (model.pretrained is "
+                                          f"true): put torchvision's {expected.name} there, set "
+                                          f"${weights_env(arch)}=/path/to/it, or pass --set model.pretrained=false "
+                                          "to train from random weights")
+
+
 def _train(args: argparse.Namespace) -> int:
     """The ``train`` subcommand: everything is checked before anything is written; one-line errors
     (exit 2: bad arguments or settings, or a run directory holding other settings; exit 1: bad data)."""
     try:
         cfg = _train_config(args.config, args.set)
+        _check_encoder_weights(cfg.model)
         from reprolib.training.run import train  # Lightning (7.5-9.5 s, see the top) loads only for a valid command
 
         run = train(cfg, args.run_dir)

@@ -41,3 +41,24 @@ def test_train_then_evaluate(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "reprolib", "train", "--config", str(tmp_path / "nope.yaml"),
                           "--run-dir", str(run)], capture_output=True, text=True)
     assert bad.returncode != 0 and "nope.yaml: config file not found" in bad.stderr
+
+
+def test_train_refuses_a_width_one_encoder_without_its_imagenet_weights(tmp_path: Path, monkeypatch) -> None:
+    """full.yaml asks for ImageNet VGG16 (as the paper); without the file the CLI stops before writing anything,
+    instead of training a random encoder under a warning. Random weights are one --set away."""
+    from reprolib.__main__ import _check_encoder_weights
+
+    split = make_processed_split(tmp_path / "train", 2, label_dirs=("labels", "labels_with_void_no_ego"))
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("REPROLIB_")}
+    env["TORCH_HOME"] = str(tmp_path / "torch")
+    run = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "reprolib", "train", "--config",
+                           str(ROOT / "reprolib" / "configs" / "full.yaml"), "--set", f"train_split={split}",
+                           "--run-dir", str(run)], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert "vgg16-397923af.pth" in proc.stderr and "--set model.pretrained=false" in proc.stderr
+    assert "Traceback" not in proc.stderr and not run.exists()
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("REPROLIB_VGG16_WEIGHTS", raising=False)
+    _check_encoder_weights({"width": 1.0, "pretrained": False})  # asked for random weights: fine
+    _check_encoder_weights({"width": 0.125})  # no ImageNet weights exist at this width
