@@ -118,3 +118,22 @@ def test_backend_steps_per_strength() -> None:
     assert isinstance(demo.backend_training["max_steps"], dict)  # the profile itself is not changed
     tiny = get_pipeline_profile("tiny")
     assert tiny.backend_training_for("strong")["max_steps"] == (10, 10)
+
+
+def test_captions_say_how_checkpoints_were_selected_and_which_combos_table8_runs() -> None:
+    """What a reader comparing our rows with the report's must know, in every caption that names it: the scored
+    checkpoint is selected on the generated Cityscapes-val split, not on FS L&F as the report's trainer did
+    (spec §4.2), and Table 8 follows the report's list of combos, which its discussion contradicts."""
+    from reprolib.backends.registry import COMBOS
+    from reprolib.experiments.tables import TABLES
+
+    with_checkpoint = [spec for spec in TABLES.values() if "best.ckpt" in spec.caption]
+    assert {spec.name for spec in with_checkpoint} == set(TABLES)
+    for spec in with_checkpoint:
+        assert "generated Cityscapes-val split" in spec.caption, spec.name
+        assert "lowest FS L&F loss" in spec.caption and "no row here reproduces that selection" in spec.caption
+    caption = TABLES["table8"].caption
+    assert COMBOS["moderate1"] == ("deepwv3plus", "spade") and COMBOS["moderate2"] == ("icnet", "ccfpse")
+    assert "Moderate1 = SDCNet-paper segmentation (DeepWV3Plus) + SPADE resynthesis" in caption
+    assert "Moderate2 = ICNet segmentation + CC-FPSE resynthesis" in caption
+    assert "the other way round" in caption

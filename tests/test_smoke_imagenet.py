@@ -22,7 +22,7 @@ def torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty $TORCH_HOME (and no REPROLIB_*_WEIGHTS overrides)."""
     home = tmp_path / "torch-home"
     monkeypatch.setenv("TORCH_HOME", str(home))
-    for arch in ("VGG16", "VGG19"):
+    for arch in ("VGG16", "VGG19", "RESNET18", "RESNET101"):
         monkeypatch.delenv(f"REPROLIB_{arch}_WEIGHTS", raising=False)
     return home
 
@@ -54,6 +54,37 @@ def test_full_refuses_missing_weights_before_any_file_is_written(torch_home: Pat
     # demo, tiny and smoke may run on random weights
     for name in ("demo", "tiny", "smoke"):
         assert get_pipeline_profile(name).check_imagenet_weights() == {}
+
+
+def test_full_refuses_missing_resnet_weights_for_figure4(torch_home: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Figure 4's ResNet rows start from ImageNet weights in `full` too (the report's trainer: pretrained: True):
+    with the VGG files there but no ResNet file, the figures table refuses before any work, instead of training
+    the ResNet encoders from random weights behind a warning."""
+    from reprolib.experiments import pipeline
+
+    def no_work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the table started work without the ResNet ImageNet weights")
+
+    monkeypatch.setattr(pipeline, "prepare_data", no_work)
+    folder = torch_home / "hub" / "checkpoints"
+    _fake_features("vgg16", folder / "vgg16-397923af.pth")
+    _fake_features("vgg19", folder / "vgg19-dcbb9e9d.pth")
+    work, out = tmp_path / "work", tmp_path / "out"
+    with pytest.raises(ReprolibDataError, match=r"resnet18-f37072fd\.pth.*REPROLIB_RESNET18_WEIGHTS"):
+        run_table("figures", profile="full", work_dir=work, output_dir=out, device="cpu")
+    with pytest.raises(ReprolibDataError, match=r"resnet101-cd907fc2\.pth"):
+        run_table("figures", profile="full", variants=["resnet101"], work_dir=work, output_dir=out, device="cpu")
+    assert not work.exists() and not out.exists()
+    full = get_pipeline_profile("full")
+    assert full.pretrained_encoders([{}, {"encoder": "resnet18"}, {"encoder": "resnet101"}, {"lr": 1}]) == (
+        "vgg16", "resnet18", "resnet101")
+    assert full.pretrained_encoders([{"encoder": "resnet18", "pretrained": False}]) == ()
+    assert get_pipeline_profile("demo").pretrained_encoders([{"encoder": "resnet18"}]) == ()  # width 0.125
+    # a table whose networks are all VGG16 only needs the VGG files
+    assert set(full.check_imagenet_weights(full.pretrained_encoders([{}]))) == {"vgg16", "vgg19"}
+    # demo and the other profiles may run on random weights, ResNets included
+    assert get_pipeline_profile("demo").check_imagenet_weights(("resnet18",)) == {}
 
 
 def test_found_weights_load_and_are_named_in_rows(torch_home: Path, tmp_path: Path,

@@ -6,6 +6,7 @@ it produces carries ``profile = "demo"``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,16 +29,31 @@ class PipelineProfile:
     imagenet: str = "optional"
     perceptual_pretrained: bool = True  # V's VGG19 from ImageNet when found (PerceptualDifference's default)
 
-    def check_imagenet_weights(self) -> dict[str, Any]:
+    def check_imagenet_weights(self, encoders: Iterable[str] = ("vgg16",)) -> dict[str, Any]:
         """Raise :class:`reprolib.io.ReprolibDataError` naming the missing file when the profile requires the
-        ImageNet weights and they are not there; returns the files found (empty when not required)."""
+        ImageNet weights and they are not there; returns the files found (empty when not required).
+
+        ``encoders``: the dissimilarity encoders the runs load ImageNet weights for (:meth:`pretrained_encoders`
+        of a table's variants: Figure 4's ResNet18 / ResNet101 too, which the report's trainer also started from
+        ImageNet); V's VGG19 always.
+        """
         if self.imagenet != "required":
             return {}
         # lazy: reprolib.models imports torchvision, +2.3 s on `import reprolib.experiments` (python -X importtime);
         # only the `full` profile requires the files
         from reprolib.models.pretrained import require_imagenet_weights
 
-        return require_imagenet_weights(("vgg16", "vgg19"), profile=self.name)
+        return require_imagenet_weights(tuple(dict.fromkeys((*encoders, "vgg19"))), profile=self.name)
+
+    def pretrained_encoders(self, models: Iterable[dict[str, Any]]) -> tuple[str, ...]:
+        """The encoders (in order, once each) whose ImageNet weights networks with these ``model`` overrides
+        load in this profile: those with ``pretrained`` (the network's default) at width 1.0."""
+        out = []
+        for overrides in models:
+            model = {**self.model, **overrides}
+            if model.get("pretrained", True) and float(model.get("width", 1.0)) == 1.0:
+                out.append(str(model.get("encoder", "vgg16")))
+        return tuple(dict.fromkeys(out))
 
     def backend_training_for(self, strength: str) -> dict[str, Any]:
         """``backend_training`` for one strength: a ``max_steps`` dict keyed by strength picks its entry."""

@@ -75,7 +75,8 @@ def run_table(
     1024×2048), as the benchmark server does. On the embedded world both are the same size. None → the
     table's own protocol (Table 3, the test-server stand-in: ``"benchmark"``; every other table: ``"processed"``).
 
-    Every run is scored with its ``best.ckpt`` (lowest validation loss, as the report selected its models;
+    Every run is scored with its ``best.ckpt`` (lowest loss on the generated Cityscapes-val split; the
+    report's trainer kept the lowest FS L&F loss instead, an evaluation set: :data:`~.tables.EPOCHS_NOTE`;
     ``last.ckpt`` only when a run has no validation split); the ``checkpoint`` column names the file.
     ``precision``: training precision, fp32 (``"32-true"``) unless mixed precision is asked for.
     """
@@ -89,7 +90,11 @@ def run_table(
     session = session or Session.from_max_time(max_time)  # the clock starts now: one deadline for all
     keep_freed_memory()
     chained = kaggle or kaggle_input is not None
-    prof.check_imagenet_weights()  # before any file is written: `full` refuses random ImageNet weights
+    chosen = [v for v in spec.variants if variants is None or v.name in variants]
+    # before any file is written: `full` refuses random ImageNet weights, for every encoder the runs train
+    # (Figure 4's ResNets too); a reused variant trains its source's network
+    sources = [next(s for s in spec.variants if s.name == v.reuse) if v.reuse else v for v in chosen]
+    prof.check_imagenet_weights(prof.pretrained_encoders(s.model for s in sources))
     work = Path(work_dir)
     out = Path(output_dir or Path("results") / name)
     out.mkdir(parents=True, exist_ok=True)
@@ -99,7 +104,6 @@ def run_table(
                     session=session, session_id=f"{name}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}",
                     kaggle_input=str(kaggle_input or KAGGLE_INPUT) if chained else None)
     seeds = list(seeds if seeds is not None else (prof.seeds or (spec.seeds_full if profile == "full" else spec.seeds_demo)))
-    chosen = [v for v in spec.variants if variants is None or v.name in variants]
     jobs = [(variant, seed) for variant in chosen for seed in seeds]
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
@@ -278,8 +282,9 @@ def train_variant(ctx: P.Context, variant: Variant, combo: str, seed: int, epoch
 
 
 def scored_checkpoint(run_dir: Path) -> Path:
-    """The checkpoint a table scores: ``best.ckpt`` (lowest validation loss — the report selected its models
-    this way, its Table 1), or ``last.ckpt`` when the run has no validation split and so no ``best``."""
+    """The checkpoint a table scores: ``best.ckpt`` (lowest validation loss, on the generated Cityscapes-val
+    split; the report's trainer selected on FS L&F's loss, spec §4.2), or ``last.ckpt`` when the run has no
+    validation split and so no ``best``."""
     best = Path(run_dir) / "checkpoints" / "best.ckpt"
     return best if best.is_file() else Path(run_dir) / "checkpoints" / "last.ckpt"
 

@@ -108,7 +108,9 @@ def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], source: s
 
 
 #: what each ImageNet network is for (named in the refusal message)
-ROLES = {"vgg16": "the dissimilarity network's encoder", "vgg19": "the perceptual difference map V"}
+ROLES = {"vgg16": "the dissimilarity network's encoder", "vgg19": "the perceptual difference map V",
+         "resnet18": "the dissimilarity network's ResNet18 encoder (Figure 4)",
+         "resnet101": "the dissimilarity network's ResNet101 encoder (Figure 4)"}
 
 
 def expected_imagenet_path(arch: str) -> Path:
