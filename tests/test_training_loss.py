@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from reprolib.ensemble.learned import LearnedEnsemble
 from reprolib.models import DissimilarityConfig, DissimilarityNet
 from reprolib.models import blocks as B
-from reprolib.training.loss import weighted_cross_entropy, weighted_nll
+from reprolib.training.loss import weighted_cross_entropy, weighted_nll, weighted_nll_sums
 from reprolib.training.module import DissimilarityModule
 
 
@@ -54,6 +54,20 @@ def test_weighted_nll_equals_torch_on_learned_ensemble_output(mode: str) -> None
     w = torch.tensor([1.3, 9.0])
     assert torch.allclose(weighted_nll(logp, target, w), F.nll_loss(logp, target, weight=w, ignore_index=255),
                           rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("weight", [None, [1.4, 27.3]])
+def test_weighted_nll_sums_per_image(weight: list[float] | None) -> None:
+    """Per-image numerator / denominator: any group of images gives that group's loss (DDP regroups them)."""
+    logits, target = _case(5, shape=(4, 16, 24))
+    target[2] = 255  # an image with no counted pixel adds 0 / 0
+    w = None if weight is None else torch.tensor(weight)
+    logp = F.log_softmax(logits, dim=1)
+    num, den = weighted_nll_sums(logp, target, w)
+    assert num.shape == den.shape == (4,) and den[2] == 0 and num[2] == 0
+    for group in ([0, 1, 2, 3], [1, 2], [3]):
+        ref = F.nll_loss(logp[group], target[group], weight=w, ignore_index=255)
+        assert torch.allclose(num[group].sum() / den[group].sum(), ref, rtol=1e-6), group
 
 
 # ------------------------------------------------------------------------------ mixed precision on CPU

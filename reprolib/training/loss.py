@@ -23,14 +23,33 @@ def weighted_nll(log_probs: torch.Tensor, target: torch.Tensor, weight: torch.Te
     the result is NaN when every pixel is ignored (0/0).
     """
     with torch.autocast(device_type=log_probs.device.type, enabled=False):
-        log_probs = log_probs.float()
-        valid = target != ignore_index
-        safe = torch.where(valid, target, torch.zeros_like(target))
-        picked = log_probs.gather(1, safe.unsqueeze(1)).squeeze(1)
-        w = valid.to(log_probs.dtype)
-        if weight is not None:
-            w = w * weight.to(device=log_probs.device, dtype=log_probs.dtype)[safe]
+        picked, w = _picked_and_weight(log_probs, target, weight, ignore_index)
         return -(picked * w).sum() / w.sum()
+
+
+def weighted_nll_sums(log_probs: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
+                      ignore_index: int = IGNORE_INDEX) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image, :func:`weighted_nll`'s numerator ``Σ w[y]·(−log p_y)`` and denominator ``Σ w[y]``, each (B,).
+
+    A batch's loss is ``num.sum() / den.sum()`` up to fp32 rounding (one sum over the batch, there, vs per-image
+    sums here): what lets the batch losses of one device be recomputed from images gathered across ranks.
+    """
+    with torch.autocast(device_type=log_probs.device.type, enabled=False):
+        picked, w = _picked_and_weight(log_probs, target, weight, ignore_index)
+        return -(picked * w).flatten(1).sum(1), w.flatten(1).sum(1)
+
+
+def _picked_and_weight(log_probs: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,
+                       ignore_index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log p of each pixel's target class, its weight: 0 where ignored), both fp32 (B,…)."""
+    log_probs = log_probs.float()
+    valid = target != ignore_index
+    safe = torch.where(valid, target, torch.zeros_like(target))
+    picked = log_probs.gather(1, safe.unsqueeze(1)).squeeze(1)
+    w = valid.to(log_probs.dtype)
+    if weight is not None:
+        w = w * weight.to(device=log_probs.device, dtype=log_probs.dtype)[safe]
+    return picked, w
 
 
 def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,

@@ -13,12 +13,13 @@ from typing import Any
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 
 from reprolib.data.formats import UNCERTAINTY_MAPS as MAPS
 from reprolib.ensemble.learned import LearnedEnsemble
 from reprolib.metrics.validation import ValidationMetrics
 from reprolib.models import DissimilarityConfig, DissimilarityNet
-from reprolib.training.loss import weighted_cross_entropy, weighted_nll
+from reprolib.training.loss import weighted_nll, weighted_nll_sums
 
 
 class DissimilarityModule(L.LightningModule):
@@ -46,15 +47,20 @@ class DissimilarityModule(L.LightningModule):
         maps = {k: batch[k] for k in MAPS if self.uses_maps and k in batch}
         return self.net(batch["original"], batch["synthesis"], batch["semantic"], **maps)
 
-    def loss_and_prob(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(weighted cross-entropy, p(anomaly) (B,H,W)); both in fp32, also under autocast."""
+    def log_prob_and_prob(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log-probabilities (B,2,H,W), p(anomaly) (B,H,W)); both in fp32, also under autocast."""
         logits = self(batch)
         with torch.autocast(device_type=logits.device.type, enabled=False):
             if self.ensemble is not None:
                 logp = self.ensemble(logits.float(), batch["entropy"], batch["perceptual"], batch["distance"])
-                return weighted_nll(logp, batch["label"], self.class_weight), logp.exp()[:, 1]
-            loss = weighted_cross_entropy(logits, batch["label"], self.class_weight)
-            return loss, torch.softmax(logits.float(), dim=1)[:, 1]
+                return logp, logp.exp()[:, 1]
+            # the ops of weighted_cross_entropy (log_softmax, then weighted_nll): the same loss bit for bit
+            return F.log_softmax(logits.float(), dim=1), torch.softmax(logits.float(), dim=1)[:, 1]
+
+    def loss_and_prob(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weighted cross-entropy, p(anomaly) (B,H,W)); both in fp32, also under autocast."""
+        logp, prob = self.log_prob_and_prob(batch)
+        return weighted_nll(logp, batch["label"], self.class_weight), prob
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, _ = self.loss_and_prob(batch)
@@ -63,11 +69,21 @@ class DissimilarityModule(L.LightningModule):
         return loss
 
     def on_validation_epoch_start(self) -> None:
-        self._val = ValidationMetrics(self.trainer.world_size)
+        world = self.trainer.world_size
+        if world == 1:
+            self._val = ValidationMetrics()
+            return
+        # Under DDP the loss is regrouped into one device's batches, so it needs their size: the loader's
+        # (Lightning's DistributedSampler keeps it), not a rank's first batch, smaller when a rank's share is.
+        loader = self.trainer.val_dataloaders
+        self._val = ValidationMetrics(world, rank=self.trainer.global_rank, batch_size=getattr(loader, "batch_size", None))
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss, prob = self.loss_and_prob(batch)
-        self._val.update(loss, prob, batch["label"], batch["name"])
+        logp, prob = self.log_prob_and_prob(batch)
+        loss = weighted_nll(logp, batch["label"], self.class_weight)
+        # per-image sums only under DDP: there the padded duplicates must count once (see ValidationMetrics)
+        sums = weighted_nll_sums(logp, batch["label"], self.class_weight) if self._val.world_size > 1 else None
+        self._val.update(loss, prob, batch["label"], batch["name"], sums)
         return prob
 
     def on_validation_epoch_end(self) -> None:
