@@ -152,6 +152,38 @@ def test_some_variants_keep_the_other_variants_rows(table4, tmp_path: Path) -> N
     pd.testing.assert_frame_equal(ours, df[df["variant"] == "no_ensemble"].drop(columns="commit").reset_index(drop=True))
 
 
+def test_report_selection_trains_its_own_model_selected_on_fs_laf(table4, tmp_path: Path) -> None:
+    import shutil
+
+    from reprolib.experiments.tables import Variant
+
+    df, work, out = table4
+    names = list(dict.fromkeys(df["variant"]))
+    # right after full's rows: its own (cross-fitted grid) row, and the one with both of the report's procedures
+    assert names[:4] == ["full", "full@report_protocol", "full@report_selection", "full@report_selection@report_protocol"]
+    ck = df.drop_duplicates("variant").set_index("variant")["checkpoint"]
+    assert ck["full@report_selection"] == ck["full@report_selection@report_protocol"] != ck["full"]
+    run, full = (Path(ck[v]).parents[1] for v in ("full@report_selection", "full"))
+    cfg, full_cfg = (json.loads((r / "config.json").read_text()) for r in (run, full))
+    # the same training data and model; validated (best.ckpt) on FS L&F's labels/, plateau on FS Static's labels/
+    assert {k: cfg[k] for k in ("train_split", "label_dir", "model", "ensemble")} == {
+        k: full_cfg[k] for k in ("train_split", "label_dir", "model", "ensemble")}
+    laf = next((run / "scores").glob("fs_lost_and_found-*-best-*.npz")).name
+    static = next((run / "scores").glob("fs_static-*-best-*.npz")).name
+    assert Path(cfg["val_split"]).name in laf and Path(cfg["plateau_split"]).name in static
+    assert cfg["val_label_dir"] == cfg["plateau_label_dir"] == "labels"
+    assert full_cfg["plateau_split"] is None and full_cfg["val_split"] != cfg["val_split"]
+    log = (run / "csv" / "session-0" / "metrics.csv").read_text()
+    assert "plateau_val/loss" in log and "plateau_val/loss" not in (full / "csv" / "session-0" / "metrics.csv").read_text()
+    assert Variant("full").training_key() == ((), (), True, None, None)  # other variants' config hashes unchanged
+    # rerunning only this variant keeps full's rows (its name starts with "full@" but it is another variant)
+    shutil.copy(out / "table4.csv", tmp_path / "table4.csv")
+    run_table("table4", profile="tiny", work_dir=work, output_dir=tmp_path, device="cpu", wandb_mode="disabled",
+              variants=["full@report_selection"])
+    saved = load_results(tmp_path / "table4.csv")
+    assert len(saved) == len(df) and set(saved["variant"]) == set(df["variant"])
+
+
 def test_config_hash_tells_apart_what_trains_other_weights() -> None:
     # in `full`, Table 4's full model trains 50 epochs and Table 7's 25: other runs, other config hashes
     from types import SimpleNamespace

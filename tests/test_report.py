@@ -19,9 +19,11 @@ from reprolib.report.latex import figure_name
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _results(tmp: Path, profile: str = "demo", report_protocol: bool = False) -> Path:
+def _results(tmp: Path, profile: str = "demo", report_protocol: bool = False, report_selection: bool = False) -> Path:
     rows = []
     variants = (("full", 0.40), ("no_ensemble", 0.30)) + ((("full@report_protocol", 0.50),) if report_protocol else ())
+    variants += ((("full@report_selection", 0.45), ("full@report_selection@report_protocol", 0.55))
+                 if report_selection else ())
     for variant, base in variants:
         for seed in (0, 1, 2):
             for ds in ("fs_lost_and_found", "fs_static"):
@@ -75,6 +77,25 @@ def test_report_number_sits_beside_the_report_protocol_row(tmp_path: Path) -> No
     assert table.loc["full@report_protocol", ("protocol", "", "")].startswith("report's (tuned on the reported set")
     assert table.loc["no_ensemble", ("protocol", "", "")] == ""
     assert table.columns[0] == ("protocol", "", "")
+
+
+def test_report_number_sits_also_beside_the_report_selection_row(tmp_path: Path) -> None:
+    table = comparison_table(load_results(_results(tmp_path, report_protocol=True, report_selection=True)), "table4")
+    ref = reference_numbers("table4")
+    rep = ref[(ref.row == "full") & (ref.source == "report") & (ref.dataset == "fs_static") & (ref.metric == "fpr95")]
+    cell = f"{rep.iloc[0]['mean']:.1f} $\\pm$ {rep.iloc[0]['std']:.1f}"
+    # the report's full number: beside its grid protocol (as before) and beside both of its procedures
+    assert table.loc["full@report_protocol", ("fs_static", "fpr95", "report")] == cell
+    assert table.loc["full@report_selection@report_protocol", ("fs_static", "fpr95", "report")] == cell
+    assert table.loc["full@report_selection@report_protocol", ("fs_static", "fpr95", "paper")] == "--"
+    assert table.loc["full@report_selection", ("fs_static", "fpr95", "report")] == "--"
+    assert table.loc["full@report_selection", ("fs_static", "ap", "ours")] == "46.0 $\\pm$ 1.0"
+    assert table.loc["full@report_selection", ("protocol", "", "")] == (
+        "report's selection (best.ckpt on FS L&F); corrected (cross-fitted halves, FPR95)")
+    assert table.loc["full@report_selection@report_protocol", ("protocol", "", "")].startswith(
+        "report's selection (best.ckpt on FS L&F); report's (tuned")
+    assert list(table.index[:5]) == ["full", "no_ensemble", "full@report_protocol", "full@report_selection",
+                                     "full@report_selection@report_protocol"]
 
 
 def test_build_report_writes_fragments_and_labels_demo(tmp_path: Path) -> None:

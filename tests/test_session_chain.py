@@ -34,9 +34,14 @@ from reprolib.io import ReprolibDataError, write_json
 PROVENANCE = ["commit"]  # when, not what (the chain's and the reference's run folders are the same paths)
 
 
+#: the chain's counts (runs, steps, sessions) are those of these variants; full@report_selection (a fourth
+#: training run) is covered by tests/test_experiments.py
+CHAIN_VARIANTS = ["full", "no_ensemble", "no_uncertainty", "no_generator_no_uncertainty"]
+
+
 def _table(work: Path, **kw) -> pd.DataFrame:
     return run_table("table4", profile="tiny", work_dir=work / "data", output_dir=work / "results", device="cpu",
-                     wandb_mode="disabled", **kw)
+                     wandb_mode="disabled", **{"variants": CHAIN_VARIANTS, **kw})
 
 
 def _mount(working: Path, kaggle_input: Path, layout: int) -> None:

@@ -14,9 +14,10 @@ from reprolib.experiments.smoke import estimate, format_estimate, run_smoke, tab
 
 def test_estimate_follows_report_table2() -> None:
     w = table_workload("table4")
-    assert w == {"trainings": 3 * 5, "epochs": 50, "precomputes": 2}  # 3 trained variants × 5 seeds; void/no-void
+    # 4 trained variants (full, full@report_selection, the two w/o maps) × 5 seeds; void/no-void
+    assert w == {"trainings": 4 * 5, "epochs": 50, "precomputes": 2}
     e = estimate(("table4", "table5"))
-    assert e["table4"]["p100_gpu_h"] == pytest.approx(2 * 5 + 15 * 50 * 0.5 + 15 * 130 * 0.063 / 3600, abs=0.05)
+    assert e["table4"]["p100_gpu_h"] == pytest.approx(2 * 5 + 20 * 50 * 0.5 + 20 * 130 * 0.063 / 3600, abs=0.05)
     assert e["table4"]["p100_sessions_12h"] == -(-e["table4"]["p100_gpu_h"] // 12)
     assert e["table5"]["epochs"] == 25 and e["table5"]["trainings"] == 3  # grid + two learned ensembles, 1 seed
     lo, hi = e["table4"]["t4_gpu_h"]

@@ -347,3 +347,59 @@ def test_ddp_on_cpu_two_processes(splits, tmp_path: Path) -> None:
     assert proc.returncode == 0, err.decode()[-3000:]
     done = json.loads((tmp_path / "ddp" / "done.json").read_text())
     assert done["global_step"] == 2 and "val/loss" in done["metrics"]
+
+
+def _logged(run_dir: Path, key: str) -> list[float]:
+    """The values of one metric in a run's CSV log, in order."""
+    import csv
+
+    with open(run_dir / "csv" / "session-0" / "metrics.csv") as f:
+        return [float(r[key]) for r in csv.DictReader(f) if r.get(key)]
+
+
+def test_plateau_split_steps_the_scheduler_and_val_split_keeps_best(splits, tmp_path: Path) -> None:
+    # the report's selection (spec §4.2): best.ckpt on one split (FS L&F), the scheduler on another (FS Static)
+    plateau = make_processed_split(tmp_path / "plateau", 3, seed=7, label_dirs=("labels", "labels_with_ROI"))
+    run = train(_cfg(splits, plateau_split=str(plateau), plateau_label_dir="labels_with_ROI"), tmp_path / "run")
+    val, plat = _logged(run, "val/loss"), _logged(run, "plateau_val/loss")
+    assert len(val) == len(plat) == 2 and set(val).isdisjoint(plat)  # steps 4 and 8, two different splits
+    state = _ckpt(run)
+    assert state["plateau"]["last_epoch"] == 2
+    assert state["plateau"]["best"] == pytest.approx(plat[0] if plat[1] >= plat[0] * (1 - 1e-4) else plat[1], rel=1e-6)
+    best = next(v for k, v in state["callbacks"].items() if k.startswith("ModelCheckpoint"))
+    assert float(best["best_model_score"]) == pytest.approx(min(val), rel=1e-6)
+    assert _ckpt(run, "best")["global_step"] == 4 * (1 + val.index(min(val)))
+    # the selection settings are part of the run's identity: another plateau split is another run
+    with pytest.raises(RunConflictError, match="plateau_split"):
+        train(_cfg(splits), run)
+
+
+def test_default_selection_settings_leave_run_identity_unchanged() -> None:
+    from reprolib.experiments.results import run_hash
+    from reprolib.training.config import TrainConfig
+
+    cfg = {"train_split": "/data/processed/embedded-train-abc123", "val_split": "/x/processed/embedded-val-def456",
+           "label_dir": "labels_with_void_no_ego", "lr": 1e-4, "batch_size": 2, "max_steps": 4,
+           "val_every_n_steps": 2, "model": {"width": 0.0625, "seed": 0}, "ensemble": "none", "seed": 0,
+           "size": [64, 128], "profile": "tiny", "device": "cpu", "wandb_mode": "disabled"}
+    full = TrainConfig.from_dict(cfg)
+    # values computed with the code before the selection settings existed (commit 38006a3)
+    assert run_hash(cfg) == "95fbeba7c247" and run_hash(full.to_dict()) == "8abbd7f697d4"
+    assert not {"val_label_dir", "plateau_split", "plateau_label_dir"} & set(full.identity())
+    report = full.replace(plateau_split="/y/processed/fs_static-123", val_label_dir="labels")
+    assert report.identity()["plateau_split"] == "fs_static-123"  # by folder name, as the other splits
+    assert run_hash(report.to_dict()) != run_hash(full.to_dict())
+    assert full.differing_keys(report) == ["val_label_dir", "plateau_split"]
+
+
+def test_a_run_with_a_plateau_split_resumes_as_the_uninterrupted_run(splits, tmp_path: Path) -> None:
+    # the plateau state comes back from last.ckpt as without a plateau split; best.ckpt's record too
+    plateau = make_processed_split(tmp_path / "plateau", 2, seed=7)
+    cfg = _cfg(splits, max_steps=6, val_every_n_steps=2, plateau_split=str(plateau))
+    straight = train(cfg, tmp_path / "straight")
+    run = tmp_path / "interrupted"
+    train(cfg, run, callbacks=[_StopAt(3)])
+    assert _ckpt(run)["global_step"] == 3 and _ckpt(run)["plateau"]["last_epoch"] == 1
+    train(cfg, run)
+    _same_run(straight, run)
+    assert _ckpt(run)["plateau"]["last_epoch"] == 3

@@ -130,7 +130,8 @@ PROFILES: dict[str, PipelineProfile] = {
         eval_batch=1,
         seeds=(0,),
     ),
-    # Embedded default: a whole Table 4 (3 trainings × 3 seeds) in well under 40 minutes on 2 CPU cores.
+    # Embedded default: a whole Table 4 (3 trainings × 3 seeds) in well under 40 minutes on 2 CPU cores (measured
+    # before full@report_selection added a fourth training per seed; not remeasured since).
     "demo": PipelineProfile(
         name="demo",
         size=(128, 256),

@@ -76,8 +76,9 @@ def run_table(
     table's own protocol (Table 3, the test-server stand-in: ``"benchmark"``; every other table: ``"processed"``).
 
     Every run is scored with its ``best.ckpt`` (lowest loss on the generated Cityscapes-val split; the
-    report's trainer kept the lowest FS L&F loss instead, an evaluation set: :data:`~.tables.EPOCHS_NOTE`;
-    ``last.ckpt`` only when a run has no validation split); the ``checkpoint`` column names the file.
+    report's trainer kept the lowest FS L&F loss instead, an evaluation set: :data:`~.tables.EPOCHS_NOTE`,
+    reproduced by the ``selection="report"`` variants; ``last.ckpt`` only when a run has no validation split);
+    the ``checkpoint`` column names the file.
     ``precision``: training precision, fp32 (``"32-true"``) unless mixed precision is asked for.
     """
     spec = get_table(name)
@@ -110,7 +111,8 @@ def run_table(
     missing: list[str] = []
     csv = out / f"{name}.csv"
     # some variants only: the table keeps the other variants' rows (of this profile) from its last run
-    kept = _other_variants_rows(csv, {v.name for v in chosen}, prof.name) if variants is not None else []
+    kept = (_other_variants_rows(csv, {v.name for v in chosen}, prof.name, [v.name for v in spec.variants])
+            if variants is not None else [])
     started = False  # a failed import must not export: its manifest would pass off a partial output as whole
     try:
         if chained:
@@ -211,13 +213,23 @@ def _intervals(maps: list, groups: Any, labels: list, seed: int, exact: dict[str
     return out
 
 
-def _other_variants_rows(csv: Path, chosen: set[str], profile: str) -> list[dict[str, Any]]:
-    """The rows of ``csv`` for variants other than ``chosen`` (``<variant>@…`` rows count as ``<variant>``)."""
+def _other_variants_rows(csv: Path, chosen: set[str], profile: str, names: list[str]) -> list[dict[str, Any]]:
+    """The rows of ``csv`` for variants other than ``chosen`` (``<variant>@…`` rows count as ``<variant>``).
+
+    ``names``: the table's variants. A row belongs to the longest of them it starts with: a variant's own name
+    may hold an ``@`` (``full@report_selection``), and its ``@report_protocol`` row is still its own, not full's.
+    """
     if not csv.is_file():
         return []
     df = load_results(csv)
-    base = df["variant"].astype(str).str.split("@").str[0]
+    base = df["variant"].astype(str).map(lambda row: _row_variant(row, names))
     return df[~base.isin(chosen) & (df["profile"] == profile)].to_dict("records")
+
+
+def _row_variant(row: str, names: list[str]) -> str:
+    """The variant a result row belongs to: the longest name it equals or extends with ``@…``."""
+    owners = [n for n in names if row == n or row.startswith(n + "@")]
+    return max(owners, key=len) if owners else row.split("@")[0]
 
 
 def _config(ctx: P.Context, variant: Variant, combo: str, seed: int, epochs: int) -> dict[str, Any]:
@@ -260,6 +272,8 @@ def train_variant(ctx: P.Context, variant: Variant, combo: str, seed: int, epoch
     )
     if ctx.precision != "32-true":  # only when asked: the default adds nothing (run hashes stay the same)
         cfg["precision"] = ctx.precision
+    if variant.selection == "report":  # only then: the corrected selection adds nothing (run hashes stay the same)
+        cfg.update(report_selection(ctx, combo))
     run_dir = ctx.work_dir / "runs" / f"{P.combo_name(ctx, combo)}-{run_hash(cfg)}-seed{seed}"
     if (run_dir / "done.json").is_file():
         return run_dir  # finished: nothing to run, whatever the budget
@@ -281,10 +295,23 @@ def train_variant(ctx: P.Context, variant: Variant, combo: str, seed: int, epoch
     return run_dir
 
 
+def report_selection(ctx: P.Context, combo: str) -> dict[str, str]:
+    """Training settings of the report's checkpoint selection (spec §4.2), on the combo's processed evaluation splits.
+
+    The original's validation loader (best.ckpt) is FS L&F with ``roi: False``, i.e. its ``labels/``; the loss
+    that stepped its scheduler is the last test loader's, FS Static with ``roi: False``, i.e. its full
+    ``labels/`` too. Precompute writes both ``labels/`` and ``labels_with_ROI/`` for the Fishyscapes sets (the
+    same masks: they already void everything outside the ROI); we name ``labels/``, as the original did.
+    """
+    splits = P.evaluation_splits(ctx, combo)
+    return {"val_split": str(splits["fs_lost_and_found"]), "val_label_dir": "labels",
+            "plateau_split": str(splits["fs_static"]), "plateau_label_dir": "labels"}
+
+
 def scored_checkpoint(run_dir: Path) -> Path:
     """The checkpoint a table scores: ``best.ckpt`` (lowest validation loss, on the generated Cityscapes-val
-    split; the report's trainer selected on FS L&F's loss, spec §4.2), or ``last.ckpt`` when the run has no
-    validation split and so no ``best``."""
+    split; the report's trainer selected on FS L&F's loss, spec §4.2, as a ``selection="report"`` variant
+    does), or ``last.ckpt`` when the run has no validation split and so no ``best``."""
     best = Path(run_dir) / "checkpoints" / "best.ckpt"
     return best if best.is_file() else Path(run_dir) / "checkpoints" / "last.ckpt"
 

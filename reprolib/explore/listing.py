@@ -13,6 +13,7 @@ from natsort import natsorted
 from reprolib.ensemble import FIXED_ENSEMBLE as FIXED_WEIGHTS
 from reprolib.experiments import pipeline as P
 from reprolib.experiments.profiles import get_pipeline_profile
+from reprolib.experiments.tables import REPORT_PROTOCOL
 from reprolib.io import PathLike, ReprolibDataError, read_json
 
 #: processed-split kind (``key.json``'s dataset kind) → evaluation set name used in the tables
@@ -167,7 +168,8 @@ def table_weights(run_dir: PathLike, dataset: str, index: int, results_dir: Path
     """
     idx = _results_index(results_dir)
     rows = idx[(idx["checkpoint"] == str(Path(run_dir).resolve())) & (idx.get("dataset") == dataset)
-               & ~idx["variant"].astype(str).str.contains("@")] if len(idx) else idx
+               # the main row: not the report-protocol one (a variant's own name may hold "@": full@report_selection)
+               & ~idx["variant"].astype(str).str.endswith(REPORT_PROTOCOL)] if len(idx) else idx
     if len(rows) and (rows["ensemble"] == "fixed").all():
         return dict(FIXED_WEIGHTS)
     for _, row in rows.iterrows():

@@ -16,7 +16,7 @@ import pandas as pd
 
 from reprolib.experiments.reference import reference_numbers
 from reprolib.experiments.results import load_results, result_tables
-from reprolib.experiments.tables import REPORT_PROTOCOL, TABLES
+from reprolib.experiments.tables import REPORT_PROTOCOL, REPORT_SELECTION, TABLES
 from reprolib.io import write_text
 from reprolib.report.claims import write_claims
 
@@ -50,10 +50,31 @@ PROTOCOL_LABELS = {
 PROTOCOL_COLUMN = ("protocol", "", "")
 
 
+#: prefix of the ``protocol`` cell of a row trained with the report's checkpoint selection
+SELECTION_LABEL = "report's selection (best.ckpt on FS L&F)"
+
+
 def _protocol(variant: str, variants: set[str]) -> str:
     if variant.endswith(REPORT_PROTOCOL):
-        return PROTOCOL_LABELS["report"]
-    return PROTOCOL_LABELS["corrected"] if f"{variant}{REPORT_PROTOCOL}" in variants else ""
+        grid = PROTOCOL_LABELS["report"]
+    else:
+        grid = PROTOCOL_LABELS["corrected"] if f"{variant}{REPORT_PROTOCOL}" in variants else ""
+    if REPORT_SELECTION in variant:
+        return f"{SELECTION_LABEL}; {grid}" if grid else SELECTION_LABEL
+    return grid
+
+
+def _selection_reference(ref: pd.DataFrame, mine: set[str]) -> pd.DataFrame:
+    """The report's numbers again beside our ``<variant>@report_selection`` row (its ``@report_protocol`` row
+    when there is one: both of the report's procedures), since the report selected its checkpoints that way."""
+    report = ref[ref["source"] == "report"]
+    frames = []
+    for variant in dict.fromkeys(report["variant"]):
+        for row in (f"{variant}{REPORT_SELECTION}{REPORT_PROTOCOL}", f"{variant}{REPORT_SELECTION}"):
+            if row in mine:
+                frames.append(report[report["variant"] == variant].assign(variant=row))
+                break
+    return pd.concat(frames, ignore_index=True) if frames else report.iloc[:0]
 
 
 def comparison_table(
@@ -63,7 +84,8 @@ def comparison_table(
     ours/report/paper.
 
     Where we report a variant under both grid protocols, the paper's and the report's numbers go on the
-    ``<variant>@report_protocol`` row (the procedure they came from), not on our cross-fitted row.
+    ``<variant>@report_protocol`` row (the procedure they came from), not on our cross-fitted row; the
+    report's number is shown again on a ``<variant>@report_selection`` row (the report's checkpoint selection).
     """
     ours = summarize(results, metrics).assign(source="ours")
     frames = [ours]
@@ -71,8 +93,10 @@ def comparison_table(
     if with_reference:
         ref = reference_numbers(table)
         ref = ref[ref["metric"].isin(metrics)].rename(columns={"row": "variant"})
+        again = _selection_reference(ref, mine)
         ref["variant"] = [f"{v}{REPORT_PROTOCOL}" if f"{v}{REPORT_PROTOCOL}" in mine else v for v in ref["variant"]]
-        frames.append(ref[["variant", "dataset", "metric", "mean", "std", "source"]])
+        for r in (ref, again):
+            frames.append(r[["variant", "dataset", "metric", "mean", "std", "source"]])
     long = pd.concat(frames, ignore_index=True)
     long["cell"] = [_fmt(m, s) for m, s in zip(long["mean"], long["std"], strict=True)]
     wide = long.pivot_table(index="variant", columns=["dataset", "metric", "source"], values="cell",

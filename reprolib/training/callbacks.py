@@ -38,7 +38,7 @@ class ValidationImageLogger(L.Callback):
 
     def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                                 batch_idx: int, dataloader_idx: int = 0) -> None:
-        if batch_idx == 0 and torch.is_tensor(outputs):
+        if batch_idx == 0 and dataloader_idx == 0 and torch.is_tensor(outputs):  # not the plateau split's
             self.sample = (outputs[0].detach().float().cpu(), batch["label"][0].cpu())
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -120,7 +120,8 @@ class TimeBudget(L.Callback):
 
 
 class BestCheckpoint(ModelCheckpoint):
-    """``dirpath/best.ckpt``: the lowest ``val/loss`` so far, remembered across a move of the run's folder.
+    """``dirpath/best.ckpt``: the lowest ``val/loss`` so far (the first validation loader's, never the plateau
+    split's), remembered across a move of the run's folder.
 
     The saved record's paths are re-rooted at the new ``dirpath`` (the files moved with the folder; see
     ``train`` for a resume from another folder's checkpoint).

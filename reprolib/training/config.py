@@ -32,8 +32,10 @@ from reprolib.io import PathLike, ReprolibDataError
 RUNTIME_KEYS = frozenset({"max_time", "device", "wandb_mode", "resume_from", "kaggle_input",
                           "checkpoint_every", "num_workers"})
 #: Determining settings left out of a run's identity at their default, so runs named before they counted keep
-#: their names (and folders).
-IDENTITY_DEFAULTS = {"devices": 1}
+#: their names (and folders). The selection settings (``val_label_dir``, ``plateau_split``, ``plateau_label_dir``)
+#: came later than every committed run: at None they train exactly as before, so they hash as before too.
+IDENTITY_DEFAULTS: dict[str, Any] = {"devices": 1, "val_label_dir": None, "plateau_split": None,
+                                     "plateau_label_dir": None}
 
 #: ``ensemble`` setting → :class:`reprolib.ensemble.learned.LearnedEnsemble` mode (None = no learned ensemble).
 #: "grid" and "fixed" are applied after training (the tables' variants pass them through); they train as "none".
@@ -203,7 +205,7 @@ def _model(v: Any) -> dict[str, Any]:
 
 #: Split paths in a training config: identified by their folder name (precompute's content hash), not by
 #: where the working directory happens to be (a local checkout, /kaggle/working, a test's tmp dir).
-SPLIT_KEYS = ("train_split", "val_split")
+SPLIT_KEYS = ("train_split", "val_split", "plateau_split")
 
 
 def run_identity(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -228,6 +230,11 @@ class TrainConfig:
     train_split: str
     val_split: str | None = None
     label_dir: str = "labels"
+    # Model selection (spec §4.2). best.ckpt keeps the lowest loss on val_split; ReduceLROnPlateau steps on the
+    # loss of plateau_split when given (a second validation loader, logged as plateau_val/...), else on val_split's.
+    val_label_dir: str | None = None  # label folder of val_split; None: label_dir
+    plateau_split: str | None = None
+    plateau_label_dir: str | None = None  # label folder of plateau_split; None: val_split's
     lr: float = 1e-4
     betas: tuple[float, float] = (0.5, 0.999)
     weight_decay: float = 0.0
@@ -265,6 +272,8 @@ class TrainConfig:
             except ValueError as exc:
                 raise ConfigError(f.name, str(exc)) from None
             object.__setattr__(self, f.name, value)
+        if self.plateau_split and not self.val_split:
+            raise ConfigError("plateau_split", "needs a val_split (the plateau split is a second validation loader)")
         divisor = 8 if self.model.get("encoder", "vgg16") == "vgg16" else 32
         if any(s % divisor for s in self.size):
             raise ConfigError("size", f"height and width must be divisible by {divisor} for this encoder, "
@@ -322,6 +331,7 @@ class TrainConfig:
 
 _CHECKS: dict[str, Callable[[Any], Any]] = {
     "train_split": _path(False), "val_split": _path(True), "label_dir": _path(False),
+    "val_label_dir": _path(True), "plateau_split": _path(True), "plateau_label_dir": _path(True),
     "lr": _float(0.0, low_open=True), "betas": _betas, "weight_decay": _float(0.0), "batch_size": _int(1),
     "size": _size, "max_steps": _int(1, optional=True), "max_epochs": _int(1), "val_every_n_steps": _int(1, True),
     "seed": _int(0), "ensemble": _choice(tuple(ENSEMBLES)), "flip": _bool, "class_weights": _class_weights,

@@ -68,14 +68,17 @@ def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 class DissimilarityDataModule(L.LightningDataModule):
-    """Train split (step-indexed stream), validation split, and optional named test splits."""
+    """Train split (step-indexed stream), validation split, and an optional plateau split (a second
+    validation loader, whose loss steps the plateau scheduler)."""
 
     def __init__(self, train_split: str, val_split: str | None, *, label_dir: str = "labels",
-                 val_label_dir: str | None = None, size: tuple[int, int] = (256, 512), batch_size: int = 4,
+                 val_label_dir: str | None = None, plateau_split: str | None = None,
+                 plateau_label_dir: str | None = None, size: tuple[int, int] = (256, 512), batch_size: int = 4,
                  seed: int = 0, flip: bool = True, uncertainty: bool = True, num_workers: int = 0):
         super().__init__()
         self.train_split, self.val_split = train_split, val_split
         self.label_dir, self.val_label_dir = label_dir, val_label_dir or label_dir
+        self.plateau_split, self.plateau_label_dir = plateau_split, plateau_label_dir or self.val_label_dir
         self.size, self.batch_size, self.seed, self.flip = tuple(size), batch_size, seed, flip
         self.uncertainty, self.num_workers = uncertainty, num_workers
         self.start_step = 0
@@ -85,6 +88,8 @@ class DissimilarityDataModule(L.LightningDataModule):
                                        normalize=True)
         self.val_ds = (ProcessedSplit(self.val_split, self.val_label_dir, self.size, uncertainty=True,
                                       normalize=True) if self.val_split else None)
+        self.plateau_ds = (ProcessedSplit(self.plateau_split, self.plateau_label_dir, self.size, uncertainty=True,
+                                          normalize=True) if self.plateau_split else None)
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:
         rank = self.trainer.global_rank if self.trainer else 0
@@ -97,5 +102,12 @@ class DissimilarityDataModule(L.LightningDataModule):
     def val_dataloader(self) -> torch.utils.data.DataLoader | list:
         if self.val_ds is None:
             return []
-        return torch.utils.data.DataLoader(self.val_ds, batch_size=self.batch_size, shuffle=False,
-                                           num_workers=self.num_workers)
+        val = torch.utils.data.DataLoader(self.val_ds, batch_size=self.batch_size, shuffle=False,
+                                          num_workers=self.num_workers)
+        if self.plateau_ds is None:
+            # one loader, not a list of one: no plateau split must mean exactly the run it was before (Lightning
+            # then passes no dataloader_idx and each loader's iterator draws from the global RNG)
+            return val
+        # loader 0 selects best.ckpt (val/...), loader 1 steps the plateau scheduler (plateau_val/...)
+        return [val, torch.utils.data.DataLoader(self.plateau_ds, batch_size=self.batch_size, shuffle=False,
+                                                 num_workers=self.num_workers)]

@@ -3,8 +3,9 @@
 Defaults follow the report's Table 1 and the original training (spec §4): Adam lr 1e-4, betas (0.5, 0.999),
 no weight decay, class-weighted cross-entropy ignoring 255 (:mod:`reprolib.training.loss`), ReduceLROnPlateau
 (patience 10, factor 0.5) stepped on the **validation** loss (the original stepped on the last *test* loader's
-loss, spec §4.2). Elsewhere: class weights (:func:`~.data.enet_class_weights`), validation metrics
-(:class:`reprolib.metrics.validation.ValidationMetrics`), image logging (:class:`~.callbacks.ValidationImageLogger`).
+loss, spec §4.2; a plateau split, the second validation loader, reproduces that). Elsewhere: class weights
+(:func:`~.data.enet_class_weights`), validation metrics (:class:`reprolib.metrics.validation.ValidationMetrics`),
+image logging (:class:`~.callbacks.ValidationImageLogger`).
 """
 
 from __future__ import annotations
@@ -27,19 +28,25 @@ class DissimilarityModule(L.LightningModule):
 
     ``ensemble_mode``: None, or a :class:`LearnedEnsemble` mode. ``plateau_every``: steps between
     validations (the plateau scheduler steps then, on ``val/loss``); None = no validation, no plateau steps.
+    ``plateau_loader``: 1 = the scheduler steps on the second validation loader's loss (``plateau_val/loss``,
+    the report's protocol: FS Static, spec §4.2) while ``best.ckpt`` follows loader 0's ``val/loss``.
     """
 
     def __init__(self, model: dict[str, Any] | None = None, *, lr: float = 1e-4, betas: tuple[float, float] = (0.5, 0.999),
                  weight_decay: float = 0.0, class_weights: list[float] | None = None, ensemble_mode: str | None = None,
-                 patience: int = 10, factor: float = 0.5, plateau_every: int | None = None):
+                 patience: int = 10, factor: float = 0.5, plateau_every: int | None = None, plateau_loader: int = 0):
         super().__init__()
-        self.save_hyperparameters()
+        # plateau_loader stays out of the saved hyperparameters: checkpoints of runs without a plateau split keep
+        # the exact contents they had (and a loaded model does not need it: it only steers training)
+        self.save_hyperparameters(ignore=["plateau_loader"])
+        self.plateau_loader = plateau_loader
         self.net = DissimilarityNet(DissimilarityConfig(**(model or {})))
         self.uses_maps = self.net.config.uncertainty
         self.ensemble = LearnedEnsemble(mode=ensemble_mode) if ensemble_mode else None
         weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         self.register_buffer("class_weight", weight, persistent=True)
         self._val: ValidationMetrics | None = None
+        self._plateau_val: ValidationMetrics | None = None  # loader 1, when there is a plateau split
         self.plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None  # made in configure_optimizers
         self._plateau_state: dict[str, Any] | None = None
 
@@ -69,28 +76,38 @@ class DissimilarityModule(L.LightningModule):
         return loss
 
     def on_validation_epoch_start(self) -> None:
+        # one ValidationMetrics per loader: each de-duplicates its own images by name (two splits may share names)
+        self._val = self._validation_metrics(0)
+        self._plateau_val = self._validation_metrics(1) if self.plateau_loader else None
+
+    def _validation_metrics(self, loader_idx: int) -> ValidationMetrics:
         world = self.trainer.world_size
         if world == 1:
-            self._val = ValidationMetrics()
-            return
+            return ValidationMetrics()
         # Under DDP the loss is regrouped into one device's batches, so it needs their size: the loader's
         # (Lightning's DistributedSampler keeps it), not a rank's first batch, smaller when a rank's share is.
-        loader = self.trainer.val_dataloaders
-        self._val = ValidationMetrics(world, rank=self.trainer.global_rank, batch_size=getattr(loader, "batch_size", None))
+        loaders = self.trainer.val_dataloaders
+        loader = loaders[loader_idx] if isinstance(loaders, (list, tuple)) else loaders
+        return ValidationMetrics(world, rank=self.trainer.global_rank, batch_size=getattr(loader, "batch_size", None))
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         logp, prob = self.log_prob_and_prob(batch)
         loss = weighted_nll(logp, batch["label"], self.class_weight)
+        metrics = self._plateau_val if dataloader_idx == 1 and self._plateau_val is not None else self._val
         # per-image sums only under DDP: there the padded duplicates must count once (see ValidationMetrics)
-        sums = weighted_nll_sums(logp, batch["label"], self.class_weight) if self._val.world_size > 1 else None
-        self._val.update(loss, prob, batch["label"], batch["name"], sums)
+        sums = weighted_nll_sums(logp, batch["label"], self.class_weight) if metrics.world_size > 1 else None
+        metrics.update(loss, prob, batch["label"], batch["name"], sums)
         return prob
 
     def on_validation_epoch_end(self) -> None:
         scores = self._val.compute() if self._val is not None else {}
         self.log_dict({f"val/{k}": v for k, v in scores.items()})  # identical on every rank: no further sync
-        if scores and self.plateau is not None and not self.trainer.sanity_checking:
-            self.plateau.step(scores["loss"])
+        plateau_scores = scores
+        if self._plateau_val is not None:
+            plateau_scores = self._plateau_val.compute()
+            self.log_dict({f"plateau_val/{k}": v for k, v in plateau_scores.items()})
+        if plateau_scores and self.plateau is not None and not self.trainer.sanity_checking:
+            self.plateau.step(plateau_scores["loss"])
 
     def configure_optimizers(self) -> Any:
         hp = self.hparams

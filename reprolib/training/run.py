@@ -1,7 +1,8 @@
 """``train(config, run_dir)`` and ``load_trained(run_dir)``: resumable, time-boxed, logged training runs.
 
 A run directory holds ``config.json``, ``checkpoints/last.ckpt`` (every ``checkpoint_every`` steps and when
-the run stops), ``checkpoints/best.ckpt`` (lowest validation loss), ``csv/`` (CSVLogger), ``wandb/`` (offline
+the run stops), ``checkpoints/best.ckpt`` (lowest loss on ``val_split``; ``plateau_split``, when given, only steps
+the learning-rate scheduler), ``csv/`` (CSVLogger), ``wandb/`` (offline
 unless the user opts in; online, ``wandb_id.json`` keeps the W&B run every session logs into) and, once finished,
 ``done.json``. Calling ``train`` again:
 
@@ -188,8 +189,10 @@ def train(config: TrainConfig | dict[str, Any], run_dir: PathLike, callbacks: Se
         prepare_cuda_determinism()
     keep_freed_memory()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    dm = DissimilarityDataModule(cfg.train_split, cfg.val_split, label_dir=cfg.label_dir, size=cfg.size,
-                                 batch_size=cfg.batch_size, seed=cfg.seed, flip=cfg.flip, num_workers=cfg.num_workers)
+    dm = DissimilarityDataModule(cfg.train_split, cfg.val_split, label_dir=cfg.label_dir,
+                                 val_label_dir=cfg.val_label_dir, plateau_split=cfg.plateau_split,
+                                 plateau_label_dir=cfg.plateau_label_dir, size=cfg.size, batch_size=cfg.batch_size,
+                                 seed=cfg.seed, flip=cfg.flip, num_workers=cfg.num_workers)
     dm.setup("fit")  # reads and checks the data before anything is written
     if len(dm.train_ds) < cfg.batch_size * cfg.devices:
         raise ReprolibDataError(cfg.train_split, f"{len(dm.train_ds)} training images cannot fill a global batch of "
@@ -204,7 +207,8 @@ def train(config: TrainConfig | dict[str, Any], run_dir: PathLike, callbacks: Se
     module = DissimilarityModule(model_cfg, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
                                  class_weights=list(weights) if weights else None, ensemble_mode=cfg.ensemble_mode,
                                  patience=cfg.patience, factor=cfg.factor,
-                                 plateau_every=val_every if cfg.val_split else None)
+                                 plateau_every=val_every if cfg.val_split else None,
+                                 plateau_loader=1 if cfg.plateau_split else 0)
     ckpt_dir = run_dir / "checkpoints"
     budget = parse_max_time(cfg.max_time)
     trainer_callbacks = [
