@@ -35,13 +35,14 @@ WORLD ?= $(WORK)/world
 TABLES := table2 table3 table4 table5 table6 table7 table8 figures figure3
 REPORT_TABLES ?= $(TABLES)
 table_csv = $(foreach t,$(1),results/$(t)/$(t).csv)
-# Papermill's arguments, expanded inside a table's rule: $(@D) is its results/<t> folder.
-PM_ARGS = -p profile $(PROFILE) -p work_dir $(WORK) -p wandb_mode $(WANDB) -p output_dir $(@D) \
-	$(if $(DATA),-p data_root $(DATA)) $(if $(SEEDS),-y "seeds: [$(SEEDS)]") $(if $(MAX_TIME),-p max_time $(MAX_TIME)) \
-	$(if $(EVAL_RES),-p eval_resolution $(EVAL_RES)) $(if $(PRECISION),-p precision $(PRECISION))
+# Papermill's arguments, expanded inside a table's rule: $(@D) is its results/<t> folder. -r passes the text as it
+# is (-p would make WORK=2024 the number 2024 and DATA=None Python's None); the seeds are YAML, a list of numbers.
+PM_ARGS = -r profile $(PROFILE) -r work_dir $(WORK) -r wandb_mode $(WANDB) -r output_dir $(@D) \
+	$(if $(DATA),-r data_root $(DATA)) $(if $(SEEDS),-y "seeds: [$(SEEDS)]") $(if $(MAX_TIME),-r max_time $(MAX_TIME)) \
+	$(if $(EVAL_RES),-r eval_resolution $(EVAL_RES)) $(if $(PRECISION),-r precision $(PRECISION))
 # Table 2 times single steps: it trains nothing, so seeds, time budgets, W&B and the evaluation size do not apply
-PM_ARGS_table2 = -p profile $(PROFILE) -p work_dir $(WORK) -p output_dir $(@D) \
-	$(if $(DATA),-p data_root $(DATA)) $(if $(PRECISION),-p precision $(PRECISION))
+PM_ARGS_table2 = -r profile $(PROFILE) -r work_dir $(WORK) -r output_dir $(@D) \
+	$(if $(DATA),-r data_root $(DATA)) $(if $(PRECISION),-r precision $(PRECISION))
 NOT_FOR_table2 = $(strip $(if $(SEEDS),SEEDS) $(if $(MAX_TIME),MAX_TIME) $(if $(EVAL_RES),EVAL_RES))
 
 .PHONY: help setup test lint world demo report all lab kaggle-push kaggle-pull clean-venv smoke-full FORCE $(TABLES)
@@ -63,7 +64,8 @@ help:
 	@echo "make all              every table (run or resumed), then the report"
 	@echo "make lab              JupyterLab with the project's kernel"
 	@echo "make kaggle-push TABLE=table4 [PROFILE=full DATA=you/synboost-data CKPT_DATASET=you/synboost-weights"
-	@echo "   CKPTS=deepwv3plus=cityscapes_best.pth,... MAX_TIME=00:11:00:00 ACCELERATOR=NvidiaTeslaT4 WANDB=online]"
+	@echo "   CKPTS=deepwv3plus=cityscapes_best.pth,... MAX_TIME=00:11:00:00 ACCELERATOR=NvidiaTeslaT4 WANDB=online"
+	@echo "   PRECISION=16-mixed EVAL_RES=benchmark SEEDS=0,1,2]"
 	@echo "make kaggle-pull TABLE=table4   that kernel's results into results/table4/ (where make report reads)"
 	@echo "make world            the embedded world in WORLD=$(WORLD) (SEED=0)"
 	@echo "make demo             just the embedded world and its gallery"
@@ -143,7 +145,8 @@ kaggle-push: $(STAMP)
 	$(PY) -m reprolib.kaggle push --table $(TABLE) --profile $(PROFILE) --accelerator $(ACCELERATOR) \
 		--wandb $(WANDB) $(if $(MAX_TIME),--max-time $(MAX_TIME)) $(if $(DATA),--data $(DATA)) \
 		$(if $(CKPT_DATASET),--checkpoints-dataset $(CKPT_DATASET)) $(if $(CKPTS),--checkpoints $(CKPTS)) \
-		$(if $(KAGGLE_DATASETS),--datasets $(KAGGLE_DATASETS))
+		$(if $(KAGGLE_DATASETS),--datasets $(KAGGLE_DATASETS)) $(if $(PRECISION),--precision $(PRECISION)) \
+		$(if $(EVAL_RES),--eval-resolution $(EVAL_RES)) $(if $(SEEDS),--seeds $(SEEDS))
 
 kaggle-pull: $(STAMP)
 	$(PY) -m reprolib.kaggle pull --table $(TABLE)

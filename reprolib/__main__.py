@@ -22,6 +22,7 @@ from reprolib import cli
 from reprolib.allocator import keep_freed_memory
 from reprolib.io import ReprolibDataError, read_json
 from reprolib.training.config import ConfigError, TrainConfig, read_yaml_settings
+from reprolib.weights import CHECKPOINT_NAMES
 
 # Imported where a subcommand needs them, not here: torch and Lightning. ``--help`` and a bad ``train`` argument
 # answer in 0.2-0.5 s; ``python -X importtime`` measures reprolib.training.run (Lightning) at 7.5-9.5 s and
@@ -134,14 +135,30 @@ def _run_size(run_dir: Path) -> tuple[int, int]:
 def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
     from reprolib.backends.registry import COMBOS  # torch (2.5-4.4 s, see the top): only for this subcommand
     from reprolib.experiments import evaluation as E
+    from reprolib.experiments.runner import resolve_device
 
     # every argument is checked, and the checkpoint loaded, before any precompute, scoring or write
+    if args.split is not None:  # a processed split already holds its backends' outputs, at its own size
+        given = [opt for opt, value in (("--combo", args.combo), ("--kind", args.kind), ("--size", args.size),
+                                        ("--ckpt", args.ckpt), ("--laf-root", args.laf_root),
+                                        ("--cityscapes-root", args.cityscapes_root),
+                                        ("--embedded-dir", args.embedded_dir)) if value]
+        if given:
+            raise cli.UsageError(given[0], "only with --dataset: --split is already processed (its combo and size "
+                                           "are the ones it was made with)")
+    args.combo = args.combo or "original"
+    args.kind = args.kind or "fs_lost_and_found"
     cli.check_choice("--combo", args.combo, COMBOS)
+    try:
+        args.device = resolve_device(args.device)
+    except ValueError as exc:
+        raise cli.UsageError("--device", str(exc)) from None
     checkpoints = {}
     for item in args.ckpt:
         name, sep, path = item.partition("=")
         if not (sep and name and path):
             raise cli.UsageError("--ckpt", f"expects NAME=PATH, got {item!r}")
+        cli.check_choice("--ckpt", name, CHECKPOINT_NAMES)  # a misspelt name: a weight never looked up
         checkpoints[name] = path
     if args.dataset is not None and args.kind == "fs_static" and not args.cityscapes_root:
         raise cli.UsageError("--cityscapes-root", "needed with --kind fs_static (the Cityscapes tree it overlays)")
@@ -180,13 +197,16 @@ def main(argv: list[str] | None = None) -> int:
     p_train.add_argument("--run-dir", required=True)
     p_eval = sub.add_parser("evaluate", help="metrics of a trained model on a Fishyscapes-format set")
     p_eval.add_argument("--checkpoint", "--run-dir", dest="checkpoint", required=True,
-                        help="a run directory (uses checkpoints/last.ckpt) or a .ckpt file")
+                        help="a run directory (uses its best.ckpt, lowest validation loss, as the tables; else "
+                             "last.ckpt) or a .ckpt file")
     src = p_eval.add_mutually_exclusive_group(required=True)
     src.add_argument("--split", help="an already processed evaluation split (precompute output)")
     src.add_argument("--dataset", help="a Fishyscapes-format folder (L&F masks, or Static overlays)")
-    p_eval.add_argument("--kind", default="fs_lost_and_found", choices=["fs_lost_and_found", "fs_static"])
-    p_eval.add_argument("--combo", default="original",
-                        help="segmentation + resynthesis combo (reprolib.backends.COMBOS; default: the paper's)")
+    # --dataset only, like --size, --ckpt, --laf-root, --cityscapes-root, --embedded-dir (None: not given)
+    p_eval.add_argument("--kind", default=None, choices=["fs_lost_and_found", "fs_static"],
+                        help="the --dataset's kind (default: fs_lost_and_found)")
+    p_eval.add_argument("--combo", default=None,
+                        help="segmentation + resynthesis combo (reprolib.backends.COMBOS; default: original, the paper's)")
     p_eval.add_argument("--laf-root", default=None, help="Lost & Found tree (leftImg8bit/) for fs_lost_and_found")
     p_eval.add_argument("--cityscapes-root", default=None, help="Cityscapes tree for fs_static")
     p_eval.add_argument("--ckpt", action="append", default=[], metavar="NAME=PATH",
@@ -198,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     p_eval.add_argument("--resolution", default="benchmark", choices=["benchmark", "processed"])
     p_eval.add_argument("--ensemble", default="none", choices=["none", "fixed"])
     p_eval.add_argument("--out", default=None, help="output folder (default: beside the checkpoint)")
-    p_eval.add_argument("--device", default="cpu")
+    p_eval.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     p_table = sub.add_parser("table", help="run a whole table (as make tableN does)")
     p_table.add_argument("name")
     p_table.add_argument("--profile", default="demo")

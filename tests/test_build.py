@@ -67,7 +67,7 @@ def test_table_csvs_are_files_the_aliases_always_run(project: Path) -> None:
     assert _runs(_make(project, "-n", "results/table4/table4.csv")) == []
     # `make table4` always runs its notebook (it resumes / reuses runs), writing into results/table4
     dry = _make(project, "-n", "table4")
-    assert _runs(dry) == ["table4"] and "-p output_dir results/table4 " in dry
+    assert _runs(dry) == ["table4"] and "-r output_dir results/table4 " in dry
     # `make all`: every table, then the report
     dry = _make(project, "-n", "all")
     assert sorted(_runs(dry)) == sorted(TABLES) and dry.index("build_report") > dry.index("papermill")

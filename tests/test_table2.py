@@ -53,7 +53,7 @@ def test_make_table2_passes_only_what_it_uses() -> None:
     out = subprocess.run(["make", "-n", "table2", "SEEDS=0,1", "PRECISION=bf16-mixed", "DATA=/d"], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout
     cmd = next(line for line in out.splitlines() if "papermill" in line)
-    assert "-p precision bf16-mixed" in cmd and "-p data_root /d" in cmd
+    assert "-r precision bf16-mixed" in cmd and "-r data_root /d" in cmd
     assert "seeds" not in cmd and "wandb_mode" not in cmd
     assert "table2: SEEDS not used" in out
     params = next(c.source for c in nbformat.read(ROOT / "notebooks" / "table2.ipynb", as_version=4).cells

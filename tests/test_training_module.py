@@ -114,3 +114,54 @@ def test_ddp_validation_loss_is_the_one_device_loss(monkeypatch: pytest.MonkeyPa
     assert merged["val/loss"] == pytest.approx(single["val/loss"], rel=1e-6)
     for key in ("val/ap", "val/fpr95", "val/auroc"):
         assert merged[key] == pytest.approx(single[key], abs=1e-9), key
+
+
+def test_ddp_plateau_loader_uses_its_own_batch_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a plateau split (two val loaders), each loader's loss is regrouped with that loader's batch size and
+    its own images: plateau_val/loss under DDP = the one-device value, and val/loss is not mixed into it."""
+    module = DissimilarityModule({"width": 0.0625, "pretrained": False}, class_weights=[1.0, 5.0], plateau_every=1,
+                                 plateau_loader=1).eval()
+    module.configure_optimizers()
+    val, plateau = _samples(4), _samples(5)[1:]  # other images (and pixels) under the plateau loader
+    for i, s in enumerate(plateau):
+        s["name"] = [f"plateau{i:03d}"]
+    plateau[0]["label"][:, 3:40] = 1  # images of unequal class weight: how they are batched moves the loss
+
+    def run(world: int, rank: int, val_batches: list[dict], plateau_batches: list[dict], sizes: tuple[int, int]) -> dict:
+        logged: dict[str, float] = {}
+        module._trainer = SimpleNamespace(world_size=world, global_rank=rank, sanity_checking=False,
+                                          val_dataloaders=[SimpleNamespace(batch_size=b) for b in sizes])
+        module.log = lambda name, value, **kw: logged.__setitem__(name, float(value))  # type: ignore[method-assign]
+        module.log_dict = lambda d, **kw: logged.update({k: float(v) for k, v in d.items()})  # type: ignore[method-assign]
+        module.on_validation_epoch_start()
+        with torch.no_grad():
+            for i, b in enumerate(val_batches):
+                module.validation_step(b, i, dataloader_idx=0)
+            for i, b in enumerate(plateau_batches):
+                module.validation_step(b, i, dataloader_idx=1)
+        module.on_validation_epoch_end()
+        return logged
+
+    single = run(1, 0, [_batch(val[:2]), _batch(val[2:])], [_batch(plateau[:1]), _batch(plateau[1:])], (2, 1))
+    # one device, plateau loader at batch 1: its loss is the mean of per-image losses
+    gathered: dict[str, list] = {"objs": []}
+
+    def gather(out: list, obj: object) -> None:  # rank 1 replays what rank 0 sent, loader by loader
+        gathered["objs"].append(obj)
+        out[:] = [obj, obj]
+
+    monkeypatch.setattr(torch.distributed, "all_gather_object", gather)
+    run(2, 0, [_batch([val[0], val[2]])], [plateau[0], plateau[2]], (2, 1))
+    sent = list(gathered["objs"])
+
+    def gather_rank1(out: list, obj: object) -> None:
+        out[:] = [sent.pop(0), obj]
+
+    monkeypatch.setattr(torch.distributed, "all_gather_object", gather_rank1)
+    merged = run(2, 1, [_batch([val[1], val[3]])], [plateau[1], plateau[3]], (2, 1))
+    # fp32 sums in another order: a few ulp; regrouping with the other loader's batch size is 100× further off
+    assert merged["val/loss"] == pytest.approx(single["val/loss"], rel=1e-5)
+    assert merged["plateau_val/loss"] == pytest.approx(single["plateau_val/loss"], rel=1e-5)
+    assert single["plateau_val/loss"] != pytest.approx(single["val/loss"], rel=1e-3)
+    wrong = run(1, 0, [_batch(val[:2]), _batch(val[2:])], [_batch(plateau[:2]), _batch(plateau[2:])], (2, 2))
+    assert wrong["plateau_val/loss"] != pytest.approx(single["plateau_val/loss"], rel=1e-3)

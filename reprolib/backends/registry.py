@@ -26,6 +26,7 @@ from reprolib.backends.embedded import (
     load_embedded_segmentation,
 )
 from reprolib.io import PathLike, ReprolibDataError
+from reprolib.weights import CHECKPOINT_ENV, check_checkpoint_names  # noqa: F401 (CHECKPOINT_ENV re-exported)
 
 SEGMENTATION_NAMES = ("deepwv3plus", "icnet", "embedded-strong", "embedded-light")
 RESYNTHESIS_NAMES = ("ccfpse", "spade", "embedded-strong", "embedded-light")
@@ -42,14 +43,6 @@ COMBOS: dict[str, tuple[str, str]] = {
     "embedded-moderate2": ("embedded-light", "embedded-strong"),
 }
 
-#: checkpoint key → environment variable
-CHECKPOINT_ENV = {
-    "deepwv3plus": "REPROLIB_CKPT_DEEPWV3PLUS",
-    "icnet": "REPROLIB_CKPT_ICNET",
-    "ccfpse-generator": "REPROLIB_CKPT_CCFPSE_GENERATOR",
-    "ccfpse-encoder": "REPROLIB_CKPT_CCFPSE_ENCODER",
-    "spade-generator": "REPROLIB_CKPT_SPADE_GENERATOR",
-}
 EMBEDDED_DIR_ENV = "REPROLIB_EMBEDDED_DIR"
 
 #: original state-dict name → (module under reprolib.backends, whether its converter takes the name)
@@ -64,7 +57,9 @@ ORIGINAL_STATE_DICT_NAMES = tuple(_ORIGINAL_CONVERTERS)
 
 
 def _checkpoint(key: str, checkpoints: Mapping[str, PathLike] | None, required: bool = True) -> Path | None:
-    """Resolve a real-backend checkpoint path from the mapping or the environment."""
+    """Resolve a real-backend checkpoint path from the mapping or the environment (a misspelt name in the mapping
+    is an error: looked up by its right name, the weight would be missing, or silently left out when optional)."""
+    check_checkpoint_names(checkpoints or {})
     value = (checkpoints or {}).get(key) or os.environ.get(CHECKPOINT_ENV[key])
     if not value:
         if not required:

@@ -17,6 +17,7 @@ from reprolib.data.processed import ProcessedSplit
 from reprolib.experiments.scoring import score_split
 from reprolib.io import atomic_write
 from reprolib.labels import IGNORE_INDEX
+from reprolib.weights import PUBLISHED_ENV, PUBLISHED_NAME
 
 
 def table_figure(results: pd.DataFrame, name: str, output_dir: str | Path | None = None):
@@ -49,14 +50,9 @@ def table_figure(results: pd.DataFrame, name: str, output_dir: str | Path | None
     return fig
 
 
-#: environment variable naming the authors' published dissimilarity checkpoint
-#: (``best_net_baseline_void_prior_spadedecoder_mult_3.pth``), the ``checkpoints`` key being "dissimilarity"
-PUBLISHED_ENV = "REPROLIB_CKPT_DISSIMILARITY"
-
-
 def published_checkpoint(checkpoints: dict | None) -> Path | None:
     """The published dissimilarity checkpoint: ``checkpoints["dissimilarity"]``, else ``$REPROLIB_CKPT_DISSIMILARITY``."""
-    value = (checkpoints or {}).get("dissimilarity") or os.environ.get(PUBLISHED_ENV)
+    value = (checkpoints or {}).get(PUBLISHED_NAME) or os.environ.get(PUBLISHED_ENV)
     return Path(value) if value else None
 
 

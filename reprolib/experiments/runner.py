@@ -7,8 +7,11 @@ the stages themselves live in ``pipeline``, ``scoring``, ``ensembling`` and ``se
 from __future__ import annotations
 
 import json
+import numbers
 import os
+import re
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ import pandas as pd
 import torch
 
 from reprolib.allocator import keep_freed_memory
+from reprolib.cli import check_choice
 from reprolib.experiments import pipeline as P
 from reprolib.experiments.ensembling import evaluate_with_scores
 from reprolib.experiments.figures import published_scores, qualitative_figure
@@ -26,16 +30,73 @@ from reprolib.experiments.session import Session, SessionOver, export_outputs, i
 from reprolib.experiments.tables import Variant, get_table
 from reprolib.io import ReprolibDataError, write_json
 from reprolib.metrics import bootstrap_intervals
-from reprolib.training.config import PRECISIONS
+from reprolib.training.config import PRECISIONS, WANDB_MODES
+from reprolib.weights import CHECKPOINT_ENV, check_checkpoint_names
 
 KAGGLE_INPUT = "/kaggle/input"  # where Kaggle mounts the previous version's output (and the datasets)
 
 
 def resolve_device(device: str) -> str:
-    """``"auto"`` → ``"cuda"`` when available, else ``"cpu"``; any other name unchanged."""
+    """``"auto"`` → ``"cuda"`` when available, else ``"cpu"``; ``"cpu"``, ``"cuda"`` and ``"cuda:N"`` unchanged once
+    this machine has them. Anything else is a ``ValueError`` naming the device, raised before any work (torch
+    would only refuse it at the first tensor moved, after the world, or the backends, were made)."""
+    if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.partition(":")[2] or 0)
+        if count == 0:
+            raise ValueError(f"device {device!r}: this machine has no CUDA GPU (torch.cuda.is_available() is False); "
+                             "use 'cpu' or 'auto'")
+        if index >= count:
+            raise ValueError(f"device {device!r}: this machine has {count} CUDA device(s), cuda:0 … cuda:{count - 1}")
     return device
+
+
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_run_arguments(spec: Any, *, seeds: Any, max_epochs: Any, wandb_mode: Any, variants: Any,
+                        checkpoints: Any, data_root: Any) -> None:
+    """The arguments of :func:`run_table` that no stage reads before the first training (or never reads), checked
+    before any work: a bad one would otherwise stop the table after the world, the backends and the precompute
+    (hours on real data), or be ignored. ``ValueError`` naming the argument (and the Makefile variable)."""
+    if seeds is not None:
+        items = list(seeds) if isinstance(seeds, Iterable) and not isinstance(seeds, (str, bytes, Mapping)) else None
+        if not items or not all(_is_whole(s) and s >= 0 for s in items):
+            raise ValueError(f"seeds must be a non-empty list of whole numbers >= 0, e.g. [0, 1, 2] (make: SEEDS=0,1,2 "
+                             f"with commas), got {seeds!r}")
+        repeated = sorted({s for s in items if items.count(s) > 1})
+        if repeated:
+            raise ValueError(f"seeds {seeds!r} repeat {repeated}: a seed counted twice would weigh twice in every "
+                             "mean and interval")
+    if max_epochs is not None and not (_is_whole(max_epochs) and max_epochs >= 1):
+        raise ValueError(f"max_epochs must be a whole number >= 1 or None (the profile's), got {max_epochs!r}")
+    if wandb_mode not in WANDB_MODES:
+        raise ValueError(f"wandb_mode must be one of {WANDB_MODES} (make: WANDB=offline|online), got {wandb_mode!r}")
+    if variants is not None:
+        names = [v.name for v in spec.variants]
+        if isinstance(variants, str) or not variants:
+            raise ValueError(f"variants must be a non-empty list of {spec.name}'s variants {names}, got {variants!r}")
+        for name in variants:
+            check_choice("variants", str(name), names)
+    if checkpoints is not None:
+        if not isinstance(checkpoints, Mapping):
+            raise ValueError(f"checkpoints must be a dict name → path, got {checkpoints!r}")
+        check_checkpoint_names(checkpoints)
+        unused = sorted(k for k in checkpoints if k in CHECKPOINT_ENV)
+        if data_root is None and unused:
+            raise ValueError(f"checkpoints {unused} are real-backend weights, and no data_root is given: the embedded "
+                             "world runs the embedded backends, so they would not be used. Pass data_root (make: "
+                             "DATA=/datasets) to run the real backends")
+    if data_root is None:
+        set_vars = sorted(v for v in CHECKPOINT_ENV.values() if os.environ.get(v))
+        if set_vars:
+            print(f"[reprolib] note: {', '.join(set_vars)} set, but no data_root: the embedded world runs the embedded "
+                  "backends, not these weights (pass data_root, make: DATA=/datasets, to use them)", flush=True)
 
 
 def run_table(
@@ -87,6 +148,9 @@ def run_table(
         raise ValueError(f"eval_resolution must be one of {RESOLUTIONS}, got {eval_resolution!r}")
     if precision not in PRECISIONS:  # checked before any work, not at the first training
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    check_run_arguments(spec, seeds=seeds, max_epochs=max_epochs, wandb_mode=wandb_mode, variants=variants,
+                        checkpoints=checkpoints, data_root=data_root)
+    resolved_device = resolve_device(device)
     prof = get_pipeline_profile(profile)
     session = session or Session.from_max_time(max_time)  # the clock starts now: one deadline for all
     keep_freed_memory()
@@ -99,7 +163,7 @@ def run_table(
     work = Path(work_dir)
     out = Path(output_dir or Path("results") / name)
     out.mkdir(parents=True, exist_ok=True)
-    ctx = P.Context(profile=prof, work_dir=work / prof.name, checkpoints=checkpoints, device=resolve_device(device),
+    ctx = P.Context(profile=prof, work_dir=work / prof.name, checkpoints=checkpoints, device=resolved_device,
                     wandb_mode=wandb_mode, max_epochs=max_epochs, eval_resolution=eval_resolution,
                     precision=precision,
                     session=session, session_id=f"{name}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}",

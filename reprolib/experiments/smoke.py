@@ -21,9 +21,9 @@ and its rows say so (``imagenet_weights``).
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from reprolib import cli
 from reprolib.allocator import keep_freed_memory
 from reprolib.data.fishyscapes import LostAndFoundDataset, StaticDataset
 from reprolib.data.generator import generate_training_data
@@ -118,6 +119,8 @@ def run_smoke(
     from reprolib.precompute import precompute
     from reprolib.training.run import load_trained, train
 
+    if steps is not None and not (isinstance(steps, int) and steps >= 1):  # 0 must not mean "the profile's"
+        raise ValueError(f"steps must be a whole number >= 1 or None (the profile's), got {steps!r}")
     prof = get_pipeline_profile(profile)
     world_kw = {**prof.world, **dict(world or {})}
     world_size = tuple(int(v) for v in world_kw["size"])
@@ -152,7 +155,7 @@ def run_smoke(
         n_precomputed += len(ds) if not isinstance(ds, Path) else len(list((ds / "original").glob("*.png")))
     del seg, resyn
 
-    max_steps = int(steps or prof.training["max_steps"])
+    max_steps = int(steps if steps is not None else prof.training["max_steps"])
     cfg = prof.training_config(
         model={}, train={"max_steps": max_steps, "val_every_n_steps": max_steps}, ensemble="none", seed=seed,
         train_split=str(splits["train"]), val_split=str(splits["val"]), label_dir="labels_with_void_no_ego",
@@ -210,16 +213,25 @@ def run_smoke(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m reprolib.experiments.smoke [--out DIR] [--work DIR] [--device cpu]`` (``make smoke-full``)."""
-    parser = argparse.ArgumentParser(prog="python -m reprolib.experiments.smoke", description=__doc__.split("\n")[0])
+    """``python -m reprolib.experiments.smoke [--out DIR] [--work DIR] [--device cpu] [--steps N]`` (``make smoke-full``):
+    every value checked before the world is written (one-line errors through :func:`reprolib.cli.run`)."""
+    from reprolib.experiments.runner import resolve_device
+
+    parser = cli.ArgumentParser(prog="python -m reprolib.experiments.smoke", description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="results/smoke-full", help="results folder (rows + cost.json)")
     parser.add_argument("--work", default="data", help="work folder (world, processed splits, run)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--steps", type=int, default=None, help="training steps (default: the profile's)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    parser.add_argument("--steps", type=cli.positive_int, default=None, help="training steps (default: the profile's)")
     args = parser.parse_args(argv)
+    try:
+        device = resolve_device(args.device)
+    except ValueError as exc:
+        raise cli.UsageError("--device", str(exc)) from None
+    cli.check_output_dir("--out", args.out)
+    cli.check_output_dir("--work", args.work)
     keep_freed_memory()
-    run_smoke(out_dir=args.out, work_dir=args.work, device=args.device, steps=args.steps)
+    run_smoke(out_dir=args.out, work_dir=args.work, device=device, steps=args.steps)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run(main))

@@ -206,7 +206,11 @@ def default_selection(work_dir: PathLike = "data", profile: str | None = "demo",
                       dataset: str = "fs_lost_and_found", image: int | str = 0,
                       results_dir: PathLike | None = "results") -> Selection | None:
     """A run (by folder name; default: the first one a table reports with maps, else the first) and one of its
-    evaluation splits; prints :func:`nothing_trained` and returns None when nothing is trained."""
+    evaluation splits (``dataset``'s when the run was scored on it, else another, said in a printed note); prints
+    :func:`nothing_trained` and returns None when nothing is trained. A ``dataset`` that is no evaluation set is
+    a ``ValueError`` (it would otherwise look like a set the run was not scored on)."""
+    if dataset not in P.EVAL_SETS:
+        raise ValueError(f"dataset must be one of {P.EVAL_SETS}, got {dataset!r}")
     runs = list_runs(work_dir, profile, results_dir)
     if runs.empty:
         print(nothing_trained(work_dir, profile or "demo"))
@@ -223,6 +227,8 @@ def default_selection(work_dir: PathLike = "data", profile: str | None = "demo",
         splits = run_splits(path)
         if splits:
             ds = dataset if dataset in splits else sorted(splits)[0]
+            if ds != dataset:
+                print(f"{Path(path).name} was not scored on {dataset}: showing {ds}")
             return Selection(Path(path), splits[ds], image_index(splits[ds], image), ds)
     listing = list_splits(work_dir, profile)
     if listing.empty:

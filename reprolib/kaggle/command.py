@@ -7,11 +7,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from reprolib.cli import check_choice
 from reprolib.kaggle.bundle import DATASET_REF_RE, DEFAULT_ACCELERATOR, REPO_ROOT, build_bundle
 from reprolib.kaggle.credentials import kaggle_username
 from reprolib.kaggle.kernel import KernelCode
 from reprolib.kaggle.remote import pull, push
-from reprolib.training.config import parse_max_time
+from reprolib.training.config import PRECISIONS, parse_max_time
+from reprolib.weights import CHECKPOINT_ENV, check_checkpoint_names
 
 
 def _dataset_ref(value: str, what: str) -> str:
@@ -36,8 +38,32 @@ def _max_time(value: str) -> str:
     return value
 
 
+def _seeds(value: str) -> list[int]:
+    """``--seeds 0,1,2`` → [0, 1, 2] (as ``make SEEDS=0,1,2``)."""
+    items = [v.strip() for v in value.split(",")]
+    if not all(v.isdigit() for v in items) or len(set(items)) != len(items):
+        raise ValueError(f"--seeds must be distinct whole numbers >= 0 separated by commas, e.g. 0,1,2; got {value!r}")
+    return [int(v) for v in items]
+
+
+def check_table(table: str) -> str:
+    """A misspelt table is an error here, not a Kaggle session (and its GPU quota) spent failing."""
+    # lazy: reprolib.experiments imports torch (python -X importtime: 2.5-4.4 s); only push and pull need the names
+    from reprolib.experiments.tables import TABLES
+
+    return check_choice("--table", table, [*sorted(TABLES), "table2"])
+
+
 def push_parameters(args: Any) -> tuple[dict[str, Any], list[str]]:
-    """The notebook parameters and dataset sources of a push (data and checkpoints resolved in the kernel)."""
+    """The notebook parameters and dataset sources of a push (data and checkpoints resolved in the kernel).
+
+    Every value is checked here, before the push: the kernel would only fail on it inside a Kaggle session."""
+    # lazy: reprolib.experiments imports torch (python -X importtime: 2.5-4.4 s); only a push needs these
+    from reprolib.experiments.profiles import PROFILES
+    from reprolib.experiments.scoring import RESOLUTIONS
+
+    check_table(args.table)
+    check_choice("--profile", args.profile, sorted(PROFILES))
     params: dict[str, Any] = {
         "profile": args.profile,
         "work_dir": "/kaggle/working/data",
@@ -46,6 +72,13 @@ def push_parameters(args: Any) -> tuple[dict[str, Any], list[str]]:
         "device": "auto",
         "wandb_mode": args.wandb,
     }
+    # only when asked: a push without them sends the notebook's defaults, as before
+    if getattr(args, "precision", ""):
+        params["precision"] = check_choice("--precision", args.precision, PRECISIONS)
+    if getattr(args, "eval_resolution", ""):
+        params["eval_resolution"] = check_choice("--eval-resolution", args.eval_resolution, RESOLUTIONS)
+    if getattr(args, "seeds", ""):
+        params["seeds"] = _seeds(args.seeds)
     datasets = [_dataset_ref(d, "--datasets") for d in args.datasets.split(",") if d]
     mount = "__import__('reprolib.kaggle', fromlist=['mounted_dataset']).mounted_dataset"
     if args.data:
@@ -60,6 +93,11 @@ def push_parameters(args: Any) -> tuple[dict[str, Any], list[str]]:
             raise ValueError("--checkpoints must be name=file[,name=file…], e.g. deepwv3plus=cityscapes_best.pth; "
                              f"got {args.checkpoints!r}")
         pairs = dict(item.split("=", 1) for item in items)
+        check_checkpoint_names(pairs, "--checkpoints")  # a misspelt name: a weight the kernel would never look up
+        real = sorted(k for k in pairs if k in CHECKPOINT_ENV)
+        if real and not args.data:
+            raise ValueError(f"--checkpoints {real} are real-backend weights and need --data (make: DATA=you/dataset): "
+                             "on the embedded world the kernel trains and runs the embedded backends")
         where = f"{mount}({args.checkpoints_dataset!r})"
         params["checkpoints"] = KernelCode("{" + ", ".join(f"{k!r}: str({where} / {v!r})" for k, v in pairs.items()) + "}")
     return params, list(dict.fromkeys(datasets))
@@ -84,6 +122,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="'original': every version runs the first version's Docker image")
     p_push.add_argument("--wandb", default="offline", choices=("offline", "online", "disabled"),
                         help="online needs a WANDB_API_KEY Kaggle Secret attached to the notebook (see README)")
+    p_push.add_argument("--precision", default="", help="training precision, e.g. 16-mixed on a T4/P100 (default: "
+                                                         "the notebook's, fp32)")
+    p_push.add_argument("--eval-resolution", default="", help="processed|benchmark (default: the table's protocol)")
+    p_push.add_argument("--seeds", default="", help="comma-separated seeds, e.g. 0,1,2 (default: the profile's)")
     p_push.add_argument("--build-dir", default="build/kaggle")
     p_push.add_argument("--dry-run", action="store_true", help="build the bundle only")
     p_pull = sub.add_parser("pull", help="fetch a table kernel's results into results/<table>/")
@@ -91,6 +133,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p_pull.add_argument("--dest", default=None)
     args = parser.parse_args(argv)
 
+    check_table(args.table)
     slug = f"reprolib-{args.table}"
     if args.cmd == "push":
         params, datasets = push_parameters(args)

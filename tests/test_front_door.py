@@ -1,0 +1,251 @@
+"""The front door: an option given is either used or refused with an error naming it, before any work.
+
+Each case here was once accepted and then ignored, misapplied, or refused only after minutes (hours on real
+data) of work, with a traceback: the Makefile's variables, the notebooks' parameters (``run_table``), the
+command lines (``python -m reprolib evaluate``, ``reprolib.experiments.smoke``, ``reprolib.kaggle``) and the
+checkpoint names of ``checkpoints=`` / ``--ckpt`` / ``CKPTS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from reprolib import cli
+from reprolib.experiments import run_table
+from reprolib.experiments.tables import get_table
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _make_dry(*args: str) -> str:
+    proc = subprocess.run(["make", "--no-print-directory", "-n", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "MAKEFLAGS": ""})
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def _one_line(call) -> tuple[int, str]:
+    """(exit code, stderr line) as :func:`reprolib.cli.run` gives them for ``call``'s exception."""
+    with pytest.raises((ValueError, OSError)) as info:
+        call()
+    found = cli.error_line(info.value)
+    assert found is not None, f"{info.value!r} would print a traceback"
+    line, code = found
+    return code, line
+
+
+# --------------------------------------------------------------------------------------------------------
+# run_table (every table notebook's parameters): checked before the world, the backends, the precompute
+
+BAD_RUN_ARGUMENTS = [
+    ({"seeds": ["0 1 2"]}, r"seeds must be a non-empty list of whole numbers.*SEEDS=0,1,2"),  # make SEEDS="0 1 2"
+    ({"seeds": [0, 0]}, r"repeat \[0\]"),
+    ({"seeds": []}, r"seeds must be a non-empty list"),
+    ({"seeds": 3}, r"seeds must be a non-empty list"),
+    ({"wandb_mode": "Online"}, r"wandb_mode must be one of .*'Online'"),
+    ({"device": "gpu"}, r"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'gpu'"),
+    ({"max_epochs": 0}, r"max_epochs must be a whole number >= 1"),
+    ({"variants": ["ful"]}, r"variants: unknown value 'ful'; did you mean 'full'\?"),
+    ({"checkpoints": {"ccfpse_encoder": "latest_net_E.pth"}},
+     r"checkpoints: unknown value 'ccfpse_encoder'; did you mean 'ccfpse-encoder'\?"),
+    ({"checkpoints": {"deepwv3plus": "cityscapes_best.pth"}}, r"no data_root is given.*DATA=/datasets"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), BAD_RUN_ARGUMENTS, ids=[str(k) for k, _ in BAD_RUN_ARGUMENTS])
+def test_run_table_refuses_bad_arguments_before_any_work(tmp_path: Path, kwargs: dict, message: str) -> None:
+    args = {"profile": "tiny", "work_dir": tmp_path / "work", "output_dir": tmp_path / "out", "device": "cpu",
+            "wandb_mode": "disabled", **kwargs}
+    with pytest.raises(ValueError, match=message):
+        run_table("table4", **args)
+    assert list(tmp_path.iterdir()) == []  # no world, no backends, no output folder
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_cuda_without_a_gpu_is_refused_up_front() -> None:
+    from reprolib.experiments.runner import resolve_device
+
+    with pytest.raises(ValueError, match=r"'cuda': this machine has no CUDA GPU"):
+        resolve_device("cuda")
+    assert resolve_device("auto") == "cpu" and resolve_device("cpu") == "cpu"
+
+
+def test_backend_weights_in_the_environment_without_data_are_named(monkeypatch, capsys) -> None:
+    from reprolib.experiments.runner import check_run_arguments
+
+    monkeypatch.setenv("REPROLIB_CKPT_DEEPWV3PLUS", "/weights/cityscapes_best.pth")
+    check_run_arguments(get_table("table4"), seeds=[0, 1], max_epochs=None, wandb_mode="offline", variants=None,
+                        checkpoints={"dissimilarity": "best_net.pth"}, data_root=None)  # dissimilarity: Figure 3's
+    assert "REPROLIB_CKPT_DEEPWV3PLUS set, but no data_root" in capsys.readouterr().out
+    check_run_arguments(get_table("table4"), seeds=None, max_epochs=None, wandb_mode="offline", variants=None,
+                        checkpoints={"deepwv3plus": "a.pth"}, data_root="/datasets")
+    assert capsys.readouterr().out == ""
+
+
+def test_a_misspelt_checkpoint_name_is_an_error_not_a_weight_left_out(tmp_path: Path) -> None:
+    from reprolib.backends.registry import _checkpoint
+
+    weights = tmp_path / "latest_net_E.pth"
+    weights.write_bytes(b"")
+    assert _checkpoint("ccfpse-encoder", {"ccfpse-encoder": weights}, required=False) == weights
+    # the encoder is optional: looked up by its right name, a misspelt one left CC-FPSE without its VAE code
+    with pytest.raises(ValueError, match=r"unknown value 'ccfpse_encoder'; did you mean 'ccfpse-encoder'\?"):
+        _checkpoint("ccfpse-encoder", {"ccfpse_encoder": weights}, required=False)
+
+
+# --------------------------------------------------------------------------------------------------------
+# the Makefile
+
+
+def _papermill_parameters(dry_run: str) -> dict:
+    """The parameters papermill would inject for the dry run's papermill command (its -p / -r / -y rules)."""
+    from papermill.cli import _resolve_type
+
+    line = next(line for line in dry_run.splitlines() if "papermill notebooks/" in line)
+    words, params = shlex.split(line), {}
+    for i, word in enumerate(words):
+        if word == "-p":
+            params[words[i + 1]] = _resolve_type(words[i + 2])
+        elif word == "-r":
+            params[words[i + 1]] = words[i + 2]
+        elif word == "-y":
+            params.update(yaml.safe_load(words[i + 1]))
+    return params
+
+
+def test_make_passes_paths_and_names_as_text() -> None:
+    params = _papermill_parameters(_make_dry("table4", "WORK=2024", "DATA=None", "MAX_TIME=3600", "SEEDS=0,1",
+                                             "PRECISION=16-mixed", "EVAL_RES=benchmark"))
+    # -p made WORK=2024 the number 2024 (a TypeError deep in run_table) and DATA=None the embedded world
+    assert params == {"profile": "demo", "work_dir": "2024", "wandb_mode": "offline", "output_dir": "results/table4",
+                      "data_root": "None", "seeds": [0, 1], "max_time": "3600", "precision": "16-mixed",
+                      "eval_resolution": "benchmark"}
+
+
+def test_kaggle_push_forwards_precision_eval_res_and_seeds() -> None:
+    dry = _make_dry("kaggle-push", "TABLE=table4", "PRECISION=16-mixed", "EVAL_RES=benchmark", "SEEDS=0,1,2")
+    assert "--precision 16-mixed" in dry and "--eval-resolution benchmark" in dry and "--seeds 0,1,2" in dry
+    assert "--precision" not in _make_dry("kaggle-push", "TABLE=table4")
+
+
+# --------------------------------------------------------------------------------------------------------
+# python -m reprolib.kaggle push|pull
+
+
+def _push_args(**changes) -> argparse.Namespace:
+    base = {"profile": "full", "table": "table4", "max_time": "00:11:00:00", "wandb": "offline", "datasets": "",
+            "data": "alice/synboost-data", "checkpoints_dataset": "alice/synboost-weights",
+            "checkpoints": "deepwv3plus=cityscapes_best.pth", "precision": "", "eval_resolution": "", "seeds": ""}
+    return argparse.Namespace(**{**base, **changes})
+
+
+def test_kaggle_push_sends_the_options_it_was_given() -> None:
+    from reprolib.kaggle.command import push_parameters
+
+    params, _ = push_parameters(_push_args())
+    assert not {"precision", "eval_resolution", "seeds"} & set(params)  # not given: the notebook's defaults
+    params, _ = push_parameters(_push_args(precision="16-mixed", eval_resolution="benchmark", seeds="0,1,2"))
+    assert params["precision"] == "16-mixed" and params["eval_resolution"] == "benchmark"
+    assert params["seeds"] == [0, 1, 2]
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"profile": "ful"}, r"--profile: unknown value 'ful'; did you mean 'full'\?"),
+    ({"table": "explore"}, r"--table: unknown value 'explore'"),
+    ({"precision": "fp16"}, r"--precision: unknown value 'fp16'"),
+    ({"eval_resolution": "native"}, r"--eval-resolution: unknown value 'native'"),
+    ({"seeds": "0 1 2"}, r"--seeds must be distinct whole numbers"),
+    ({"seeds": "0,0"}, r"--seeds must be distinct whole numbers"),
+    ({"checkpoints": "ccfpse_encoder=latest_net_E.pth"}, r"--checkpoints: unknown value 'ccfpse_encoder'"),
+    ({"data": ""}, r"--checkpoints \['deepwv3plus'\] are real-backend weights and need --data"),
+])
+def test_kaggle_push_refuses_before_pushing(changes: dict, message: str) -> None:
+    from reprolib.kaggle.command import push_parameters
+
+    with pytest.raises(ValueError, match=message):
+        push_parameters(_push_args(**changes))
+
+
+def test_kaggle_pull_refuses_an_unknown_table() -> None:
+    from reprolib.kaggle.command import main
+
+    with pytest.raises(ValueError, match=r"--table: unknown value 'tabel4'; did you mean 'table4'\?"):
+        main(["pull", "--table", "tabel4"])
+
+
+# --------------------------------------------------------------------------------------------------------
+# python -m reprolib evaluate
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (("--split", "{d}/split", "--size", "32", "64"), r"^error: --size: only with --dataset"),
+    (("--split", "{d}/split", "--combo", "light"), r"^error: --combo: only with --dataset"),
+    (("--split", "{d}/split", "--ckpt", "icnet=a.pth"), r"^error: --ckpt: only with --dataset"),
+    (("--split", "{d}/split", "--device", "gpu"), r"^error: --device: device must be 'auto', 'cpu', 'cuda'"),
+    (("--dataset", "{d}/laf", "--ckpt", "ccfpse_encoder=latest_net_E.pth"),
+     r"^error: --ckpt: unknown value 'ccfpse_encoder'; did you mean 'ccfpse-encoder'\?"),
+])
+def test_evaluate_refuses_options_it_would_ignore(tmp_path: Path, extra: tuple, message: str) -> None:
+    from reprolib.__main__ import main
+
+    argv = ["evaluate", "--run-dir", str(tmp_path / "run"), *(a.format(d=tmp_path) for a in extra)]
+    code, line = _one_line(lambda: main(argv))
+    assert code == cli.EXIT_USAGE and re.search(message, line), line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_evaluate_help_names_the_checkpoint_it_scores(capsys) -> None:
+    from reprolib.__main__ import main
+
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    assert "best.ckpt" in " ".join(capsys.readouterr().out.split())
+
+
+# --------------------------------------------------------------------------------------------------------
+# python -m reprolib.experiments.smoke (make smoke-full)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--steps", "0"], r"^error: --steps: must be at least 1, got 0$"),  # was: the profile's steps, silently
+    (["--steps", "-2"], r"^error: --steps: must be 0 or more"),
+    (["--device", "gpu"], r"^error: --device: device must be"),
+    (["--out", "{d}/a_file"], r"^error: --out: .*a_file is a file"),
+])
+def test_smoke_full_checks_its_options_before_the_world(tmp_path: Path, argv: list, message: str) -> None:
+    from reprolib.experiments.smoke import main
+
+    (tmp_path / "a_file").write_text("")
+    argv = [a.format(d=tmp_path) for a in argv] + ["--work", str(tmp_path / "work")]
+    code, line = _one_line(lambda: main(argv))
+    assert code == cli.EXIT_USAGE and re.search(message, line), line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
+def test_run_smoke_refuses_zero_steps(tmp_path: Path) -> None:
+    from reprolib.experiments.smoke import run_smoke
+
+    with pytest.raises(ValueError, match=r"steps must be a whole number >= 1"):
+        run_smoke(out_dir=tmp_path / "out", work_dir=tmp_path / "work", steps=0)
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------------------------------------
+# notebooks/explore.ipynb
+
+
+def test_explore_refuses_an_unknown_dataset(tmp_path: Path) -> None:
+    from reprolib.explore import default_selection
+
+    # was: silently the first set the run was scored on (here: nothing trained, so a "train first" note)
+    with pytest.raises(ValueError, match=r"dataset must be one of .*got 'fs_statc'"):
+        default_selection(tmp_path, "demo", dataset="fs_statc")
