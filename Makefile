@@ -9,7 +9,8 @@
 #   report/generated/profiles.tex  ← every results/<t>/<t>.csv (smoke-full too), reprolib/report/*.py  (LaTeX, figures)
 #   report/main.pdf                ← report/main.tex report/generated/profiles.tex
 # `make <t>` (and `make all`) always runs the table's notebook, which resumes unfinished runs and reuses finished
-# ones; a CSV reached only as a prerequisite (`make report`) is made when missing or older than its notebook.
+# ones; a CSV reached only as a prerequisite (`make report`) is made when missing or older than its notebook, or
+# when its status.json says its last run was killed or crashed ("in_progress": the CSV holds part of the rows).
 # A new table: add its name to TABLES (and its notebook to tools/make_notebooks.py).
 SHELL := /bin/bash
 PYTHON_SYS ?= python3
@@ -103,8 +104,11 @@ demo: world
 # crash keeps what ran; the notebook writes results/<t>/<t>.csv. A table named on the command line (or by
 # `make all`) depends on FORCE, so it always runs; reruns reuse finished runs and resume unfinished ones.
 FORCED_TABLES := $(if $(filter all,$(MAKECMDGOALS)),$(TABLES),$(filter $(TABLES),$(MAKECMDGOALS)))
+# A killed or crashed table keeps the rows it finished, but its status.json still says "in_progress": its CSV is
+# out of date whatever its time, so the next `make report` resumes the table instead of reporting part of it.
+interrupted = $(shell grep -qs '"in_progress": true' results/$(1)/status.json && echo yes)
 define table_rule
-$(call table_csv,$(1)): notebooks/$(1).ipynb $(if $(filter $(1),$(FORCED_TABLES)),FORCE) | $(STAMP)
+$(call table_csv,$(1)): notebooks/$(1).ipynb $(if $(filter $(1),$(FORCED_TABLES))$(call interrupted,$(1)),FORCE) | $(STAMP)
 	@mkdir -p $$(@D)
 	$(if $(filter table2,$(1)),$$(if $$(NOT_FOR_table2),@echo "table2: $$(NOT_FOR_table2) not used (it times single steps)"))
 	$$(VENV)/bin/papermill $$< $$(@D)/$(1).ipynb --request-save-on-cell-execute \

@@ -50,6 +50,13 @@ def _create_temp_beside(path: Path) -> tuple[int, Path]:
     raise FileExistsError(f"no free temporary name beside {path}")
 
 
+def is_temp_file(path: PathLike) -> bool:
+    """True for a temp file of :func:`atomic_write` (``.<name>.<8 hex>.tmp``): what a killed process leaves behind
+    beside the file it was writing; never part of the output (fingerprints and listings skip it)."""
+    name = Path(path).name
+    return name.startswith(".") and name.endswith(".tmp")
+
+
 @contextlib.contextmanager
 def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[Any]:
     """Open a temporary file beside ``path``; on success rename it onto ``path``, else delete it.

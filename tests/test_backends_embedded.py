@@ -325,3 +325,52 @@ def test_confusion_matrix_counts_like_torchmetrics_and_skips_ignored() -> None:
     assert torch.equal(got, want)
     assert int(got.sum()) == int((target != 255).sum()) == 2 * 12 * 32
     assert int(got[target[0, 5, 7], pred[0, 5, 7]]) >= 1  # rows = target, columns = prediction
+
+
+
+class _Killed(BaseException):
+    """Stands for a SIGKILL at that point: nothing of train_embedded_backends runs after it."""
+
+
+@pytest.fixture(scope="module")
+def light_backends(tiny_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return train_embedded_backends(tiny_tree, tmp_path_factory.mktemp("ref"), strength="light", seed=0,
+                                   max_steps=(4, 2), image_size=SIZE, progress=False)
+
+
+@pytest.mark.parametrize("where", ["between_networks", "evaluation"])
+def test_table_run_finishes_backends_killed_after_their_checkpoints(
+    tiny_tree: Path, light_backends: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str,
+) -> None:
+    """A table run that finds the embedded backends' checkpoints but no done.json finishes the run as an
+    uninterrupted one would: metrics.json (with both networks' loss histories), preview.png, done.json. It used
+    to take the checkpoints for a finished run and never wrote those three, and a rerun that trained only the
+    second network reported only that network's loss."""
+    import reprolib.training.embedded_backends.train as T
+    from reprolib.experiments import pipeline as P
+    from reprolib.experiments.profiles import PipelineProfile, get_pipeline_profile
+
+    kw = dict(max_steps=(4, 2), image_size=SIZE)
+    with monkeypatch.context() as m:
+        if where == "between_networks":  # right after the segmentation network's checkpoint
+            def save_then_die(model, path):  # noqa: ANN001, ANN202
+                save_embedded(model, path)
+                raise _Killed
+            m.setattr(T, "save_embedded", save_then_die)
+        else:  # both checkpoints written, in the evaluation
+            m.setattr(T, "segmentation_scores", lambda *a, **k: (_ for _ in ()).throw(_Killed()))
+        with pytest.raises(_Killed):
+            train_embedded_backends(tiny_tree, tmp_path / "backends", strength="light", seed=0, progress=False, **kw)
+    run = tmp_path / "backends" / "light"
+    assert (run / "segmentation.pt").is_file() and not (run / "done.json").exists()
+
+    tiny = get_pipeline_profile("tiny")
+    ctx = P.Context(profile=PipelineProfile(**{**tiny.__dict__, "backend_training": kw}), work_dir=tmp_path,
+                    data=P.DataRoots(tiny_tree, embedded=True))
+    P._train_embedded(ctx, "embedded-light")  # what a rerun of the table does first
+    assert (run / "done.json").is_file()
+    for key in ("segmentation", "resynthesis", "preview"):
+        assert (run / light_backends[key].name).read_bytes() == light_backends[key].read_bytes()
+    metrics, expected = read_json(run / "metrics.json"), read_json(light_backends["metrics"])
+    metrics.pop("train_seconds"), expected.pop("train_seconds")
+    assert metrics == expected and set(metrics["loss"]) == {"segmentation", "resynthesis"}

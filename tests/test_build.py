@@ -105,3 +105,15 @@ def test_notebooks_are_exactly_what_the_generator_writes(tmp_path: Path) -> None
     subprocess.run([sys.executable, str(ROOT / "tools" / "make_notebooks.py"), "--out", str(tmp_path)], check=True,
                    env=env, timeout=120)
     assert (tmp_path / generated[0]).stat().st_mtime == 1_000
+
+
+def test_a_killed_tables_csv_is_out_of_date(project: Path) -> None:
+    """A killed table keeps the rows it finished in its CSV, newer than its notebook; its status.json still says
+    "in_progress" (reprolib.experiments.runner), so `make report` resumes that table rather than report part of
+    it, as it used to. A table stopped by its time budget writes its final status: it is reported as it is."""
+    for t in TABLES:
+        _touch(project / "results" / t / f"{t}.csv", 2_000)
+    (project / "results" / "table4" / "status.json").write_text('{\n  "complete": false,\n  "in_progress": true\n}\n')
+    (project / "results" / "table5" / "status.json").write_text('{\n  "complete": false,\n  "runs_missing": ["x"]\n}\n')
+    assert _runs(_make(project, "-n", "report")) == ["table4"]
+    assert _runs(_make(project, "-n", "results/table4/table4.csv")) == ["table4"]

@@ -243,3 +243,79 @@ def test_every_other_notebook_runs_under_papermill(name: str, table4, tmp_path: 
     rows = pd.read_csv(out / f"{name}.csv")
     assert {v.name for v in TABLES[name].variants} <= set(rows["variant"])
     assert (out / f"{name}.png").is_file()
+
+
+def test_scoring_killed_while_writing_predictions_writes_them_on_rerun(tmp_path: Path, monkeypatch) -> None:
+    """The score cache marks a run's scoring done, so it is written last: a run killed while writing the prediction
+    PNGs scores again and writes all of them and the timing. With the cache written first, the rerun took the
+    cache and left the predictions cut short and the timing missing for good."""
+    import sys
+
+    from reprolib.experiments import pipeline as P
+    from reprolib.experiments import runner
+    from reprolib.experiments.profiles import PipelineProfile, get_pipeline_profile
+    from reprolib.experiments.scoring import write_predictions
+    from reprolib.training.run import train
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _make_processed import make_processed_split
+
+    size = (32, 64)
+    split = make_processed_split(tmp_path / "eval", 3, size=size)
+    run = train({"train_split": str(split), "val_split": None, "label_dir": "labels", "size": list(size),
+                 "max_steps": 1, "batch_size": 2, "model": {"width": 0.0625, "pretrained": False},
+                 "wandb_mode": "disabled", "seed": 0}, tmp_path / "run")
+    tiny = get_pipeline_profile("tiny")
+    ctx = P.Context(profile=PipelineProfile(**{**tiny.__dict__, "size": size}), work_dir=tmp_path / "work")
+
+    class Killed(BaseException):
+        pass
+
+    def one_then_die(maps, folder, limit=None):  # noqa: ANN001, ANN202
+        write_predictions(maps[:1], folder)
+        raise Killed
+
+    with monkeypatch.context() as m:
+        m.setattr(runner, "write_predictions", one_then_die)
+        with pytest.raises(Killed):
+            runner.scores_for(ctx, run, None, "fs_static", split)
+    scores = runner.scores_for(ctx, run, None, "fs_static", split)  # the rerun
+    predictions = sorted((run / "predictions" / "fs_static").glob("*.png"))
+    assert [p.name for p in predictions] == ["0000.png", "0001.png", "0002.png"]
+    assert len(scores["dissimilarity"]) == 3
+    assert json.loads((run / "predictions" / "fs_static-timing.json").read_text())["seconds_per_image"] > 0
+
+
+def test_status_says_in_progress_until_the_table_ends(tmp_path: Path, monkeypatch) -> None:
+    """The CSV is saved after every run, so a run killed mid-table leaves part of the rows; its status.json then
+    says "in_progress" (what `make` looks at), not the "complete" of the table's previous run, as it used to.
+    A table that ends writes its final status, the same keys as before."""
+    from reprolib.experiments import runner
+
+    out = tmp_path / "out"
+    kw = dict(profile="tiny", work_dir=tmp_path / "work", output_dir=out, device="cpu", wandb_mode="disabled")
+    monkeypatch.setattr(runner.P, "prepare_data", lambda ctx, data_root: None)
+    row = dict.fromkeys(RESULT_COLUMNS, "x")
+    monkeypatch.setattr(runner, "_variant_rows", lambda *a: [row])
+    run_table("table4", **kw)
+    final = json.loads((out / "status.json").read_text())
+    assert final["complete"] and sorted(final) == ["complete", "runs_finished", "runs_missing", "runs_total",
+                                                   "stopped_before", "table"]
+
+    class Killed(BaseException):
+        pass
+
+    calls = []
+
+    def second_run_killed(*a):  # noqa: ANN002, ANN202
+        calls.append(a)
+        if len(calls) == 2:
+            assert json.loads((out / "status.json").read_text())["in_progress"] is True  # while it runs
+            raise Killed
+        return [row]
+
+    monkeypatch.setattr(runner, "_variant_rows", second_run_killed)
+    with pytest.raises(Killed):
+        run_table("table4", **kw)
+    status = json.loads((out / "status.json").read_text())
+    assert status["in_progress"] is True and status["complete"] is False

@@ -116,3 +116,36 @@ def test_cli_counts_default_consistently(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"size: must be \(height, width\) with both ≥ 1"):
         generate_world(tmp_path / "flat", size=(0, 128), progress=False)
     assert not (tmp_path / "empty").exists() and not (tmp_path / "neg").exists() and not (tmp_path / "flat").exists()
+
+
+# SIGKILL itself just before the N-th rename (inside atomic_write: its temp file written, not yet renamed)
+_KILL_AT_RENAME = """
+import os, sys
+from reprolib.world import generate_world
+n, real, count = int(sys.argv[2]), os.replace, [0]
+def replace(src, dst):
+    count[0] += 1
+    if count[0] == n:
+        os.kill(os.getpid(), 9)
+    real(src, dst)
+os.replace = replace
+generate_world(sys.argv[1], seed=0, size=(16, 32), n_train=2, n_val=2, n_laf=1, n_static=1, progress=False)
+"""
+
+
+@pytest.mark.parametrize("kill_at", [3, 23])  # a Cityscapes label PNG; the Fishyscapes Static overlay (npz)
+def test_world_killed_mid_write_resumes_to_the_same_bytes_and_world_json(tmp_path: Path, kill_at: int) -> None:
+    """A run killed inside a write leaves a temp file beside the file it was writing; the rerun finishes the
+    world, and its world.json (whose fingerprint hashes the world's files) is the uninterrupted run's: the
+    fingerprint used to hash the leftover temp file too."""
+    kw = dict(seed=0, size=(16, 32), n_train=2, n_val=2, n_laf=1, n_static=1, progress=False)
+    reference = generate_world(tmp_path / "ref", **kw)
+    root = tmp_path / "killed"
+    proc = subprocess.run([sys.executable, "-c", _KILL_AT_RENAME, str(root), str(kill_at)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr
+    assert list(root.rglob("*.tmp")) and not (root / "world.json").exists()
+    generate_world(root, **kw)
+    assert (root / "world.json").read_bytes() == (reference / "world.json").read_bytes()
+    files = [f for f in _all_files(reference) if f.name != "gallery.png"]
+    assert all((root / f).read_bytes() == (reference / f).read_bytes() for f in files)

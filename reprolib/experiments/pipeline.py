@@ -158,9 +158,11 @@ def _train_embedded(ctx: Context, name: str) -> None:
     from reprolib.training.embedded_backends import train_embedded_backends
 
     run_dir = ctx.work_dir / "backends"
-    for backend, kind in zip(COMBOS[name], ("segmentation", "resynthesis"), strict=True):
+    for backend in COMBOS[name]:
         strength = backend.split("-", 1)[1]
-        if not checkpoint_path(run_dir, strength, kind).is_file():
+        # finished = done.json, written last: a run killed after its checkpoints but before its evaluation
+        # (metrics.json, preview.png, done.json) is finished by train_embedded_backends, which skips the training
+        if not (checkpoint_path(run_dir, strength, "segmentation").parent / "done.json").is_file():
             train_embedded_backends(ctx.data.root, run_dir, strength=strength,
                                     **ctx.profile.backend_training_for(strength))
 

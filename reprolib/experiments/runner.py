@@ -124,7 +124,8 @@ def run_table(
     ``max_time`` ("DD:HH:MM:SS" or seconds) is the budget of the whole call (one deadline for every stage,
     see :mod:`reprolib.experiments.session`); ``session`` may give that budget directly instead. Only
     finished runs are scored: the table holds their rows, and ``output_dir/status.json`` (and the
-    printout, and ``df.attrs``) say which runs are still missing.
+    printout, and ``df.attrs``) say which runs are still missing. While the call runs, ``status.json`` says
+    ``"in_progress": true``, and still does after a kill or a crash: the CSV then holds part of the rows.
 
     ``kaggle=True`` (set by the Kaggle bundle) or a ``kaggle_input`` folder makes this a *session* of a
     chain: the previous session's output found under ``kaggle_input`` (default ``/kaggle/input``) is
@@ -177,6 +178,9 @@ def run_table(
     # some variants only: the table keeps the other variants' rows (of this profile) from its last run
     kept = (_other_variants_rows(csv, {v.name for v in chosen}, prof.name, [v.name for v in spec.variants])
             if variants is not None else [])
+    # until the final status below: the CSV may hold part of the rows (it is saved after every run), so a killed
+    # or crashed run must not leave an earlier run's "complete" status beside it; `make` reruns such a table
+    write_json(out / "status.json", {"table": name, "runs_total": len(jobs), "complete": False, "in_progress": True})
     started = False  # a failed import must not export: its manifest would pass off a partial output as whole
     try:
         if chained:
@@ -411,12 +415,14 @@ def scores_for(ctx: P.Context, run_dir: Path, variant: Variant, dataset: str, sp
         scores = score_split(model, split, size=ctx.profile.size, device=ctx.device,
                              batch_size=ctx.profile.eval_batch, ensemble=ensemble, resolution=ctx.eval_resolution)
         per_image = (time.perf_counter() - t0) / max(1, len(scores["label"]))
-        save_scores(scores, cache)
+        # the cache last: it marks the scoring done, so a run killed before it scores again and writes every
+        # prediction PNG and the timing (a cache written first left them missing for good)
         write_predictions(scores["dissimilarity"], Path(run_dir) / "predictions" / f"{dataset}{suffix}")
         write_json(Path(run_dir) / "predictions" / f"{dataset}{suffix}-timing.json",
                    {"seconds_per_image": per_image, "device": ctx.device, "size": list(ctx.profile.size),
                     "eval_resolution": ctx.eval_resolution, "eval_size": list(scores["label"][0].shape),
                     "checkpoint": ckpt.name, "checkpoint_sha256_12": key})
+        save_scores(scores, cache)
         st.info = {"cache": cache.name}
     return load_scores(cache)  # the stored values, so a rerun reports exactly the same numbers
 

@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
 
 from reprolib.data import formats as F
-from reprolib.io import read_json, write_bytes, write_json, write_png
+from reprolib.io import is_temp_file, read_json, write_bytes, write_json, write_png
 from reprolib.labels import EGO_VEHICLE, IGNORE_INDEX, LABEL_TO_TRAIN, OUT_OF_ROI, colorize_label
 from reprolib.world.gallery import write_gallery
 from reprolib.world.scene import L, render_scene
@@ -156,7 +156,8 @@ def _write_static(world: Path, fs_id: int, base_fid: F.FrameId, rng: np.random.G
 def _fingerprint(root: Path) -> str:
     h = hashlib.sha256()
     for p in sorted(root.rglob("*")):
-        if p.is_file() and p.name not in ("world.json", "gallery.png"):
+        # a killed run's temp files stay beside the files they were to become: not part of the world
+        if p.is_file() and p.name not in ("world.json", "gallery.png") and not is_temp_file(p):
             h.update(p.relative_to(root).as_posix().encode())
             h.update(p.read_bytes())
     return h.hexdigest()[:16]

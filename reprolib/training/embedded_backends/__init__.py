@@ -9,8 +9,10 @@ evaluates on the world's val split and writes::
     OUT/{strength}/preview.png                         # rows: image | gt | prediction | resynthesis
     OUT/{strength}/done.json                           # written last: a finished run is not retrained
     OUT/{strength}/lightning/{segmentation,resynthesis}/last.ckpt   # resume points
+    OUT/{strength}/lightning/{segmentation,resynthesis}/losses.json # a finished network's loss history
 
-A killed run resumes from ``last.ckpt``; a finished one returns at once.
+A killed run resumes from ``last.ckpt``; a network already saved is not trained again (its loss history comes
+from ``losses.json``); a finished one (``done.json``) returns at once.
 
 The package, by concern: :mod:`~.data` reads a Cityscapes split into tensors, :mod:`~.tasks` holds the two
 LightningModules and the resumable fit, :mod:`~.scores` the evaluation (mIoU, PSNR, FS Static entropy, preview),

@@ -98,12 +98,17 @@ def train_embedded_backends(
         ("resynthesis", lambda: build_generator(strength, seed=seed), ResynthesisTask, gen_steps),
     ]
     for kind, build, task_cls, n_steps in jobs:
+        # the loss history, written before the network: a run killed after it reports the whole history
+        loss_file = run_dir / "lightning" / kind / "losses.json"
         if paths[kind].is_file():
+            if loss_file.is_file():
+                losses[kind] = [float(v) for v in read_json(loss_file)]
             continue
         task = task_cls(build(), lr=lr, max_steps=n_steps, seed=seed)
         fit_task(task, data, run_dir / "lightning" / kind, max_steps=n_steps, batch_size=batch_size, seed=seed,
                  accelerator=accelerator, progress=progress, callbacks=extra(kind))
         losses[kind] = task.losses
+        write_json(loss_file, task.losses)
         save_embedded(task.model.cpu().eval(), paths[kind])
     train_seconds = time.perf_counter() - t0
 
