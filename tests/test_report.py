@@ -145,3 +145,14 @@ def test_report_compiles_with_latex(tmp_path: Path) -> None:
     assert (tmp_path / "report" / "main.pdf").stat().st_size > 10_000
     log = (tmp_path / "report" / "main.log").read_text(errors="replace")
     assert "generated/claims.tex" in log and "generated/discussion.tex" in log  # the Claims section was typeset
+
+
+def test_latex_rows_have_as_many_cells_as_columns(tmp_path: Path) -> None:
+    """The protocol cell is text: its "FS L&F" must not become a column break (pdflatex: "Extra alignment tab")."""
+    build_report(_results(tmp_path, report_protocol=True, report_selection=True).parents[1], tmp_path / "report")
+    tex = (tmp_path / "report" / "generated" / "table4.tex").read_text()
+    ncols = len(re.search(r"\\begin\{tabular\}\{(\w+)\}", tex).group(1))
+    rows = [line for line in tex.splitlines() if line.endswith("\\\\") and line.startswith("full")]
+    assert len(rows) == 4 and "FS L\\&F" in rows[-1]
+    for row in rows:
+        assert len(re.findall(r"(?<!\\)&", row)) == ncols - 1, row

@@ -125,7 +125,10 @@ def write_latex_table(df: pd.DataFrame, path: str | Path, caption: str, label: s
         pretty.columns = pd.MultiIndex.from_tuples(
             [tuple(DATASET_NAMES.get(p, METRIC_NAMES.get(p, p)) for p in c) for c in pretty.columns]
         )
-    pretty.index = [str(i).replace("_", " ") for i in pretty.index]
+    pretty.index = [latex_escape(str(i).replace("_", " ")) for i in pretty.index]
+    if PROTOCOL_COLUMN in pretty.columns or "protocol" in pretty.columns:  # plain text ("FS L&F"), unlike the numbers
+        col = PROTOCOL_COLUMN if PROTOCOL_COLUMN in pretty.columns else "protocol"
+        pretty[col] = [latex_escape(str(v)) for v in pretty[col]]
     tex = pretty.style.to_latex(
         caption=caption, label=label, hrules=True, position="htbp", position_float="centering",
         multicol_align="c", column_format="l" + "c" * len(pretty.columns),
