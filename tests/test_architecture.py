@@ -20,7 +20,7 @@ PACKAGE = ROOT / "reprolib"
 #: The layers, lowest first: an area may import the areas of the layers below its own.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("io", "labels", "allocator"),  # atomic files, Cityscapes label tables, the process's malloc settings
-    ("cli",),  # the CLIs' argument checks and one-line errors (every ``python -m`` entry point uses them)
+    ("cli", "weights"),  # the CLIs' argument checks and one-line errors; the weight files' names every front door checks
     ("data",),  # official formats, loaders, processed splits, the training-data generator
     ("world", "backends", "maps", "models"),  # the embedded world; networks and uncertainty maps
     ("precompute",),  # backends + maps over a data set → processed-split folders
@@ -30,6 +30,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 )
 #: Imports allowed inside one layer (importer, imported): one way each, so no cycle.
 SAME_LAYER: frozenset[tuple[str, str]] = frozenset({
+    ("weights", "cli"),  # a misspelt checkpoint name is a usage error with cli's "did you mean"
     ("maps", "models"),  # the perceptual difference V uses the VGG pyramid of the encoders
     ("backends", "models"),  # the embedded generator convolves in the CPU layout of models/layout.py
     ("ensemble", "metrics"),  # the grid search scores candidates with AnomalyMetrics
