@@ -9,6 +9,7 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
+import torch
 
 from reprolib.experiments.compute import REPORT_HARDWARE, REPORT_TABLE2, computational_requirements
 
@@ -38,14 +39,22 @@ def test_requirements_measured_beside_the_report(work: Path, tmp_path: Path) -> 
     assert pd.read_csv(tmp_path / "out" / "table2.csv")["quantity"].tolist() == list(REPORT_TABLE2)
 
 
-def test_training_step_timed_at_the_asked_precision(work: Path, tmp_path: Path) -> None:
+def test_training_step_timed_at_the_asked_precision(work: Path, tmp_path: Path, monkeypatch) -> None:
     """fp32 unless asked, as training (it timed fp16-mixed on any GPU); a bad precision fails before any timing."""
     with pytest.raises(ValueError, match="precision must be one of"):
         computational_requirements(profile="tiny", work_dir=tmp_path / "w", device="cpu", precision="fp16")
     assert not (tmp_path / "w").exists()
+    real, entered = torch.autocast, []
+
+    def recording(device_type: str, dtype: torch.dtype | None = None, enabled: bool = True, **kw):  # noqa: ANN202
+        entered.append((dtype, enabled))
+        return real(device_type, dtype=dtype, enabled=enabled, **kw)
+
+    monkeypatch.setattr(torch, "autocast", recording)
     df = computational_requirements(profile="tiny", work_dir=work, device="cpu", n_images=1, repeat=1,
                                     precision="bf16-mixed")
     assert "bf16-mixed" in df.set_index("quantity")["how"]["training time per epoch"]
+    assert (torch.bfloat16, True) in entered  # the timed forward really ran under bf16 autocast
 
 
 def test_make_table2_passes_only_what_it_uses() -> None:

@@ -51,7 +51,8 @@ class PipelineProfile:
         out = []
         for overrides in models:
             model = {**self.model, **overrides}
-            if model.get("pretrained", True) and float(model.get("width", 1.0)) == 1.0:
+            # True only: a path names its own file, checked where it is loaded (as `python -m reprolib train`)
+            if model.get("pretrained", True) is True and float(model.get("width", 1.0)) == 1.0:
                 out.append(str(model.get("encoder", "vgg16")))
         return tuple(dict.fromkeys(out))
 
@@ -130,8 +131,8 @@ PROFILES: dict[str, PipelineProfile] = {
         eval_batch=1,
         seeds=(0,),
     ),
-    # Embedded default: a whole Table 4 (3 trainings × 3 seeds) in well under 40 minutes on 2 CPU cores (measured
-    # before full@report_selection added a fourth training per seed; not remeasured since).
+    # Embedded default: a whole Table 4 (4 trainings × 3 seeds) in about 20 minutes on 2 CPU cores, set-up
+    # included (fresh clone of afe2704 on an Intel Xeon: 20m24s; benchmarks/README.md).
     "demo": PipelineProfile(
         name="demo",
         size=(128, 256),
