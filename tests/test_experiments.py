@@ -152,7 +152,7 @@ def test_some_variants_keep_the_other_variants_rows(table4, tmp_path: Path) -> N
     pd.testing.assert_frame_equal(ours, df[df["variant"] == "no_ensemble"].drop(columns="commit").reset_index(drop=True))
 
 
-def test_report_selection_trains_its_own_model_selected_on_fs_laf(table4, tmp_path: Path) -> None:
+def test_report_selection_has_its_own_model_selected_on_fs_laf(table4, tmp_path: Path) -> None:
     import shutil
 
     from reprolib.experiments.tables import Variant
@@ -175,6 +175,10 @@ def test_report_selection_trains_its_own_model_selected_on_fs_laf(table4, tmp_pa
     assert full_cfg["plateau_split"] is None and full_cfg["val_split"] != cfg["val_split"]
     log = (run / "csv" / "session-0" / "metrics.csv").read_text()
     assert "plateau_val/loss" in log and "plateau_val/loss" not in (full / "csv" / "session-0" / "metrics.csv").read_text()
+    # the scheduler cannot act in 4 steps validated every 2 (patience 10): selected from full's snapshots, not trained
+    assert json.loads((run / "done.json").read_text())["selected_from"] == full.name
+    timings = json.loads((out / "timings.json").read_text())
+    assert "select full@report_selection seed 0" in timings and "train full@report_selection seed 0" not in timings
     assert Variant("full").training_key() == ((), (), True, None, None)  # other variants' config hashes unchanged
     # rerunning only this variant keeps full's rows (its name starts with "full@" but it is another variant)
     shutil.copy(out / "table4.csv", tmp_path / "table4.csv")

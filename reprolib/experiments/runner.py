@@ -340,11 +340,14 @@ def train_variant(ctx: P.Context, variant: Variant, combo: str, seed: int, epoch
     )
     if ctx.precision != "32-true":  # only when asked: the default adds nothing (run hashes stay the same)
         cfg["precision"] = ctx.precision
+    corrected = dict(cfg)
     if variant.selection == "report":  # only then: the corrected selection adds nothing (run hashes stay the same)
         cfg.update(report_selection(ctx, combo))
     run_dir = ctx.work_dir / "runs" / f"{P.combo_name(ctx, combo)}-{run_hash(cfg)}-seed{seed}"
     if (run_dir / "done.json").is_file():
         return run_dir  # finished: nothing to run, whatever the budget
+    if variant.selection == "report" and _select_from_corrected_run(ctx, variant, cfg, run_dir, corrected, seed):
+        return run_dir
     budget = ctx.session.training_seconds()
     if budget is not None and ctx.session.clock is time.monotonic:
         cfg["max_time"] = budget  # Lightning's own timer too, on the real clock (a runtime key: not hashed)
@@ -361,6 +364,23 @@ def train_variant(ctx: P.Context, variant: Variant, combo: str, seed: int, epoch
         st.info = {"run": run_dir.name, "steps": ctx.session.steps - before,
                    "finished": (run_dir / "done.json").is_file()}
     return run_dir
+
+
+def _select_from_corrected_run(ctx: P.Context, variant: Variant, cfg: dict[str, Any], run_dir: Path,
+                               corrected: dict[str, Any], seed: int) -> bool:
+    """The report-selection run taken from the trajectory of its corrected twin (same settings but the selection
+    splits), when that run is finished and the plateau scheduler could not act in it: the same weights as training
+    it, at the cost of validating the twin's snapshots (:mod:`reprolib.training.selection`). False: train it."""
+    # lazy: Lightning (see train_variant)
+    from reprolib.training.selection import select_from_trajectory, shared_steps
+
+    source = run_dir.with_name(run_dir.name.replace(run_hash(cfg), run_hash(corrected)))
+    if shared_steps(cfg, run_dir, source) is None:
+        return False
+    with ctx.stage(f"select {variant.name} seed {seed}") as st:
+        selected = select_from_trajectory(cfg, run_dir, source)
+        st.info = {"run": run_dir.name, "from": source.name, "finished": selected}
+    return selected
 
 
 def report_selection(ctx: P.Context, combo: str) -> dict[str, str]:

@@ -2,7 +2,8 @@
 
 A run directory holds ``config.json``, ``checkpoints/last.ckpt`` (every ``checkpoint_every`` steps and when
 the run stops), ``checkpoints/best.ckpt`` (lowest loss on ``val_split``; ``plateau_split``, when given, only steps
-the learning-rate scheduler), ``csv/`` (CSVLogger), ``wandb/`` (offline
+the learning-rate scheduler), ``checkpoints/validation/`` (weights at every validation, kept only when the
+scheduler cannot act within the run: see :mod:`reprolib.training.selection`), ``csv/`` (CSVLogger), ``wandb/`` (offline
 unless the user opts in; online, ``wandb_id.json`` keeps the W&B run every session logs into) and, once finished,
 ``done.json``. Calling ``train`` again:
 
@@ -41,6 +42,7 @@ from reprolib.training.checkpoint import AtomicCheckpointIO
 from reprolib.training.config import ENSEMBLES, IDENTITY_DEFAULTS, ConfigError, TrainConfig, parse_max_time
 from reprolib.training.data import DissimilarityDataModule, enet_class_weights
 from reprolib.training.module import DissimilarityModule
+from reprolib.training.selection import ValidationSnapshots, plateau_cannot_act
 
 SECRET_ENV = ("WANDB_API_KEY", "KAGGLE_KEY", "KAGGLE_API_TOKEN")
 
@@ -214,6 +216,10 @@ def train(config: TrainConfig | dict[str, Any], run_dir: PathLike, callbacks: Se
     trainer_callbacks = [
         *([TimeBudget(budget)] if budget is not None else []),  # not Lightning's max_time: see callbacks.py
         ValidationImageLogger(),
+        # weights the run passes through whatever its validation splits: a run differing only in them selects from
+        # these instead of training again (reprolib.training.selection)
+        *([ValidationSnapshots(run_dir)] if cfg.val_split and plateau_cannot_act(max_steps, val_every, cfg.patience)
+          else []),
         *callbacks,
         # checkpoints last, best before last: last.ckpt then holds best.ckpt's state after a validation
         BestCheckpoint(ckpt_dir),
@@ -243,7 +249,7 @@ def train(config: TrainConfig | dict[str, Any], run_dir: PathLike, callbacks: Se
     if trainer.global_rank == 0 and trainer.global_step >= max_steps:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
         write_json(run_dir / "done.json", {"global_step": trainer.global_step, "max_steps": max_steps,
-                                           "metrics": metrics, "profile": cfg.profile})
+                                           "val_every": val_every, "metrics": metrics, "profile": cfg.profile})
     return run_dir
 
 

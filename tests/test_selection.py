@@ -1,0 +1,123 @@
+"""Selecting a checkpoint on other validation splits from a finished run's trajectory (reprolib.training.selection):
+the same best.ckpt weights, losses and done.json as training the run, and only when that is guaranteed."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from _make_processed import make_processed_split
+
+from reprolib.io import read_png, write_png
+from reprolib.training import train
+from reprolib.training.selection import (
+    plateau_cannot_act,
+    select_from_trajectory,
+    shared_steps,
+    snapshot_path,
+    validation_steps,
+)
+
+
+@pytest.fixture(scope="module")
+def splits(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("selection")
+    laf = make_processed_split(root / "laf", 3, seed=5)
+    for path in (laf / "labels").iterdir():  # anomaly and background swapped: the loss there rises as the net learns,
+        label = read_png(path, mode="L")      # so best.ckpt is not simply the last step
+        write_png(path, np.where(label == 255, 255, 1 - label).astype(np.uint8))
+    return {"train": make_processed_split(root / "train", 8), "val": make_processed_split(root / "val", 4, seed=1),
+            "laf": laf, "static": make_processed_split(root / "static", 3, seed=7)}
+
+
+def _cfg(splits: dict[str, Path], **kw) -> dict:
+    cfg = dict(train_split=str(splits["train"]), val_split=str(splits["val"]), size=[64, 128], batch_size=2,
+               max_steps=6, val_every_n_steps=2, checkpoint_every=1, model={"width": 0.0625, "pretrained": False},
+               wandb_mode="disabled", seed=0)
+    return {**cfg, **kw}
+
+
+def _report(splits: dict[str, Path], **kw) -> dict:
+    """The report's selection: best.ckpt on one split, the scheduler on another (spec §4.2)."""
+    return _cfg(splits, val_split=str(splits["laf"]), val_label_dir="labels", plateau_split=str(splits["static"]),
+                plateau_label_dir="labels", **kw)
+
+
+def _best(run: Path) -> dict:
+    return torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+
+
+def _logged(run: Path, key: str) -> list[float]:
+    import csv
+
+    with open(next((run / "csv").glob("session-*/metrics.csv"))) as f:
+        return [float(r[key]) for r in csv.DictReader(f) if r.get(key)]
+
+
+@pytest.fixture(scope="module")
+def corrected(splits, tmp_path_factory) -> Path:
+    return train(_cfg(splits), tmp_path_factory.mktemp("runs") / "corrected")
+
+
+def test_selecting_from_the_trajectory_gives_the_trained_run(splits, corrected: Path, tmp_path: Path) -> None:
+    assert [p.name for p in sorted((corrected / "checkpoints" / "validation").iterdir())] == [
+        "step-0000002.ckpt", "step-0000004.ckpt", "step-0000006.ckpt"]
+    trained = train(_report(splits), tmp_path / "trained")
+    selected = tmp_path / "selected"
+    assert shared_steps(_report(splits), selected, corrected) == [2, 4, 6]
+    assert select_from_trajectory(_report(splits), selected, corrected)
+    a, b = _best(trained), _best(selected)
+    assert a["global_step"] == b["global_step"]
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    # the losses each validation logged, on FS L&F's stand-in and on the plateau split, exactly as in training
+    for key in ("val/loss", "val/ap", "plateau_val/loss"):
+        assert _logged(trained, key) == _logged(selected, key), key
+    done_t, done_s = (json.loads((r / "done.json").read_text()) for r in (trained, selected))
+    assert done_s["metrics"] == done_t["metrics"]
+    assert done_s["selected_from"] == "corrected" and done_s["global_step"] == done_t["global_step"] == 6
+    val = _logged(trained, "val/loss")
+    assert done_s["best_step"] == 2 * (1 + val.index(min(val))) == a["global_step"] < 6
+    # a second call finds the run finished
+    assert select_from_trajectory(_report(splits), selected, corrected)
+
+
+def test_no_selection_when_the_runs_would_differ(splits, corrected: Path, tmp_path: Path) -> None:
+    # another determining setting than the selection splits: another trajectory
+    assert shared_steps(_report(splits, lr=2e-4), tmp_path / "a", corrected) is None
+    assert not select_from_trajectory(_report(splits, lr=2e-4), tmp_path / "a", corrected)
+    assert not (tmp_path / "a").exists()
+    # the scheduler may act within this run (two validations before the end, patience 1): no snapshots kept,
+    # and no selection from a run that has them either
+    run = train(_cfg(splits, patience=1), tmp_path / "patience1")
+    assert not (run / "checkpoints" / "validation").exists()
+    assert shared_steps(_report(splits, patience=1), tmp_path / "b", run) is None
+    # a missing snapshot
+    copy = tmp_path / "copy"
+    for f in corrected.rglob("*"):
+        if f.is_file() and f != snapshot_path(corrected, 4):
+            (copy / f.relative_to(corrected)).parent.mkdir(parents=True, exist_ok=True)
+            (copy / f.relative_to(corrected)).write_bytes(f.read_bytes())
+    assert shared_steps(_report(splits), tmp_path / "c", copy) is None
+    # a run that has started training resumes instead
+    started = tmp_path / "started" / "checkpoints"
+    started.mkdir(parents=True)
+    (started / "last.ckpt").write_bytes(b"")
+    assert shared_steps(_report(splits), started.parent, corrected) is None
+
+
+@pytest.mark.parametrize("patience", [0, 1, 2, 4])
+def test_plateau_cannot_act_matches_torch_scheduler(patience: int) -> None:
+    # the worst case for the claim: no validation ever improves (NaN is never better, not even than the start)
+    for max_steps, every in [(6, 2), (7, 2), (10, 2), (9, 3), (240, 80), (5, 5)]:
+        opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", patience=patience, factor=0.5)
+        changed = False
+        for step in validation_steps(max_steps, every):
+            sched.step(math.nan)
+            changed |= step < max_steps and opt.param_groups[0]["lr"] != 1.0
+        assert plateau_cannot_act(max_steps, every, patience) == (not changed), (max_steps, every, patience)
