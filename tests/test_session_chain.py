@@ -149,6 +149,23 @@ def test_output_is_packed_with_a_manifest(chain) -> None:
     assert n_packed > n_files  # packing really reduced the file count
 
 
+def test_export_leaves_killed_writes_out(tmp_path: Path) -> None:
+    # temp files of atomic writes a kill interrupted: a packed folder's would travel in its tar, a run's beside it
+    root = tmp_path / "data"
+    (root / "tiny" / "processed" / "s").mkdir(parents=True)
+    (root / "tiny" / "processed" / "s" / "a.png").write_bytes(b"png")
+    (root / "tiny" / "processed" / "s" / ".b.png.0123abcd.tmp").write_bytes(b"pn")
+    (root / "tiny" / "runs" / "r" / "checkpoints").mkdir(parents=True)
+    (root / "tiny" / "runs" / "r" / "checkpoints" / ".last.ckpt.89abcdef.tmp").write_bytes(b"half a checkpoint")
+    manifest = export_outputs(root)
+    assert [p.name for p in root.rglob("*.tmp")] == []
+    assert list(manifest["archives"]["packed/tiny/processed/s.tar"]) == ["tiny/processed/s/a.png"]
+    assert not [f for f in manifest["files"] if f.endswith(".tmp")]
+    work = tmp_path / "work"
+    import_previous(tmp_path, work)
+    assert sorted(p.name for p in work.rglob("*") if p.is_file()) == ["a.png"]
+
+
 def test_import_checks_content(tmp_path: Path) -> None:
     prev = tmp_path / "input" / "notebooks" / "u" / "k" / "data"
     (prev / "tiny" / "runs" / "r").mkdir(parents=True)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reprolib.io import ReprolibDataError, read_json, write_json
+from reprolib.io import ReprolibDataError, is_temp_file, read_json, write_json
 from reprolib.training.config import parse_max_time
 
 MANIFEST = "REPROLIB_OUTPUT.json"  # at the work root: what a session left, with content hashes
@@ -161,10 +161,12 @@ def _pack_dirs(work_root: Path) -> list[Path]:
     return found
 
 
-def _walk(root: Path) -> Iterator[Path]:
+def _walk(root: Path, temp: bool = False) -> Iterator[Path]:
+    """Files under ``root``, in a stable order; ``temp``: also killed writes' temp files (:func:`is_temp_file`)."""
     for dirpath, _, names in os.walk(root):
         for name in sorted(names):
-            yield Path(dirpath) / name
+            if temp or not is_temp_file(name):
+                yield Path(dirpath) / name
 
 
 def _entry(path: Path) -> dict[str, Any]:
@@ -180,6 +182,11 @@ def export_outputs(work_root: str | os.PathLike) -> dict[str, Any]:
     """
     root = Path(work_root)
     root.mkdir(parents=True, exist_ok=True)
+    for path in list(_walk(root, temp=True)):
+        # a killed write's leftover (at export nothing of this session writes any more): never output, and a
+        # checkpoint's can weigh as much as the checkpoint, in Kaggle's 20 GB
+        if is_temp_file(path):
+            path.unlink()
     archives: dict[str, dict[str, Any]] = {}
     if (root / MANIFEST).is_file():  # an earlier export of this session: its archives' folders are gone
         with contextlib.suppress(ReprolibDataError, KeyError, TypeError, AttributeError):
