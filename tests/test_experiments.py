@@ -12,6 +12,7 @@ import pytest
 
 from reprolib.experiments import run_table
 from reprolib.experiments.results import RESULT_COLUMNS, load_results
+from reprolib.experiments.session import read_log
 from reprolib.experiments.tables import TABLES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -177,8 +178,8 @@ def test_report_selection_has_its_own_model_selected_on_fs_laf(table4, tmp_path:
     assert "plateau_val/loss" in log and "plateau_val/loss" not in (full / "csv" / "session-0" / "metrics.csv").read_text()
     # the scheduler cannot act in 4 steps validated every 2 (patience 10): selected from full's snapshots, not trained
     assert json.loads((run / "done.json").read_text())["selected_from"] == full.name
-    timings = json.loads((out / "timings.json").read_text())
-    assert "select full@report_selection seed 0" in timings and "train full@report_selection seed 0" not in timings
+    stages = [r["stage"] for r in read_log(work)]  # every stage that did work, over the module's reruns too
+    assert "select full@report_selection seed 0" in stages and "train full@report_selection seed 0" not in stages
     assert Variant("full").training_key() == ((), (), True, None, None)  # other variants' config hashes unchanged
     # rerunning only this variant keeps full's rows (its name starts with "full@" but it is another variant)
     shutil.copy(out / "table4.csv", tmp_path / "table4.csv")
@@ -186,6 +187,30 @@ def test_report_selection_has_its_own_model_selected_on_fs_laf(table4, tmp_path:
               variants=["full@report_selection"])
     saved = load_results(tmp_path / "table4.csv")
     assert len(saved) == len(df) and set(saved["variant"]) == set(df["variant"])
+
+
+def test_report_selection_forks_from_full_where_steps_follow_the_shared_validations(tmp_path: Path, monkeypatch) -> None:
+    # patience 0: both runs share the weights of their first validation (step 2) only; 4 steps follow it there
+    from dataclasses import replace
+
+    from reprolib.experiments.profiles import PROFILES
+
+    tiny = PROFILES["tiny"]
+    monkeypatch.setitem(PROFILES, "tinyfork", replace(tiny, name="tinyfork", training={
+        **tiny.training, "max_steps": 6, "val_every_n_steps": 2, "patience": 0}))
+    out = tmp_path / "out"
+    df = run_table("table4", profile="tinyfork", work_dir=tmp_path / "work", output_dir=out, device="cpu",
+                   wandb_mode="disabled", variants=["full", "full@report_selection"])
+    ck = df.drop_duplicates("variant").set_index("variant")["checkpoint"]
+    run, full = (Path(ck[v]).parents[1] for v in ("full@report_selection", "full"))
+    assert json.loads((run / "config.json").read_text())["trajectory_snapshots"] is None
+    assert json.loads((full / "config.json").read_text())["trajectory_snapshots"] is True  # asked by the runner
+    timings = json.loads((out / "timings.json").read_text())
+    # selected up to the fork, trained after it: steps 3 to 6 in a second logging session
+    assert {"select full@report_selection seed 0", "train full@report_selection seed 0"} <= set(timings)
+    assert sorted(p.name for p in (run / "csv").iterdir()) == ["session-0", "session-1"]
+    assert json.loads((run / "done.json").read_text())["global_step"] == 6
+    assert not (full / "checkpoints" / "validation").exists()  # used up: the fork is the run's own now
 
 
 def test_config_hash_tells_apart_what_trains_other_weights() -> None:

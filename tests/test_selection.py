@@ -15,10 +15,11 @@ from _make_processed import make_processed_split
 from reprolib.io import read_png, write_png
 from reprolib.training import train
 from reprolib.training.selection import (
+    fork_path,
     plateau_cannot_act,
-    select_from_trajectory,
     shared_steps,
     snapshot_path,
+    start_from_trajectory,
     validation_steps,
 )
 
@@ -26,12 +27,19 @@ from reprolib.training.selection import (
 @pytest.fixture(scope="module")
 def splits(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("selection")
-    laf = make_processed_split(root / "laf", 3, seed=5)
-    for path in (laf / "labels").iterdir():  # anomaly and background swapped: the loss there rises as the net learns,
-        label = read_png(path, mode="L")      # so best.ckpt is not simply the last step
-        write_png(path, np.where(label == 255, 255, 1 - label).astype(np.uint8))
+    # anomaly and background swapped: the loss there rises as the net learns, so best.ckpt is not simply the last
+    # step, and a plateau scheduler on it lowers the learning rate
+    laf = _swap_labels(make_processed_split(root / "laf", 3, seed=5))
     return {"train": make_processed_split(root / "train", 8), "val": make_processed_split(root / "val", 4, seed=1),
-            "laf": laf, "static": make_processed_split(root / "static", 3, seed=7)}
+            "laf": laf, "static": make_processed_split(root / "static", 3, seed=7),
+            "static_swapped": _swap_labels(make_processed_split(root / "static_swapped", 3, seed=7))}
+
+
+def _swap_labels(split: Path) -> Path:
+    for path in (split / "labels").iterdir():
+        label = read_png(path, mode="L")
+        write_png(path, np.where(label == 255, 255, 1 - label).astype(np.uint8))
+    return split
 
 
 def _cfg(splits: dict[str, Path], **kw) -> dict:
@@ -69,7 +77,7 @@ def test_selecting_from_the_trajectory_gives_the_trained_run(splits, corrected: 
     trained = train(_report(splits), tmp_path / "trained")
     selected = tmp_path / "selected"
     assert shared_steps(_report(splits), selected, corrected) == [2, 4, 6]
-    assert select_from_trajectory(_report(splits), selected, corrected)
+    assert start_from_trajectory(_report(splits), selected, corrected) == "finished"
     a, b = _best(trained), _best(selected)
     assert a["global_step"] == b["global_step"]
     assert a["state_dict"].keys() == b["state_dict"].keys()
@@ -83,16 +91,16 @@ def test_selecting_from_the_trajectory_gives_the_trained_run(splits, corrected: 
     val = _logged(trained, "val/loss")
     assert done_s["best_step"] == 2 * (1 + val.index(min(val))) == a["global_step"] < 6
     # a second call finds the run finished
-    assert select_from_trajectory(_report(splits), selected, corrected)
+    assert start_from_trajectory(_report(splits), selected, corrected) == "finished"
 
 
 def test_no_selection_when_the_runs_would_differ(splits, corrected: Path, tmp_path: Path) -> None:
     # another determining setting than the selection splits: another trajectory
     assert shared_steps(_report(splits, lr=2e-4), tmp_path / "a", corrected) is None
-    assert not select_from_trajectory(_report(splits, lr=2e-4), tmp_path / "a", corrected)
+    assert start_from_trajectory(_report(splits, lr=2e-4), tmp_path / "a", corrected) is None
     assert not (tmp_path / "a").exists()
-    # the scheduler may act within this run (two validations before the end, patience 1): no snapshots kept,
-    # and no selection from a run that has them either
+    # the scheduler may act within this run (two validations before the end, patience 1): by default no snapshots
+    # are kept (they would be followed by steps), and no run starts from it
     run = train(_cfg(splits, patience=1), tmp_path / "patience1")
     assert not (run / "checkpoints" / "validation").exists()
     assert shared_steps(_report(splits, patience=1), tmp_path / "b", run) is None
@@ -121,3 +129,48 @@ def test_plateau_cannot_act_matches_torch_scheduler(patience: int) -> None:
             sched.step(math.nan)
             changed |= step < max_steps and opt.param_groups[0]["lr"] != 1.0
         assert plateau_cannot_act(max_steps, every, patience) == (not changed), (max_steps, every, patience)
+
+
+def _state(run: Path, which: str) -> dict:
+    return torch.load(run / "checkpoints" / f"{which}.ckpt", map_location="cpu", weights_only=True)
+
+
+def test_a_run_forked_from_the_trajectory_ends_as_the_trained_run(splits, tmp_path: Path) -> None:
+    # patience 1, validations at steps 2, 4, 6, 8: both runs hold the same weights up to step 4 (the 2nd validation,
+    # the first at which a scheduler may act); after it the report's scheduler, on a split whose loss rises,
+    # halves the learning rate (at step 6) and ours does not, so the runs part
+    kw = dict(patience=1, max_steps=8)
+    report = _cfg(splits, val_split=str(splits["laf"]), val_label_dir="labels",
+                  plateau_split=str(splits["static_swapped"]), **kw)
+    source = train(_cfg(splits, trajectory_snapshots=True, **kw), tmp_path / "corrected")
+    assert sorted(p.name for p in (source / "checkpoints" / "validation").iterdir()) == [
+        "fork-step-0000004.ckpt", "step-0000002.ckpt", "step-0000004.ckpt"]
+    trained = train(report, tmp_path / "trained")
+    forked = tmp_path / "forked"
+    assert start_from_trajectory(report, forked, source) == "forked"
+    assert _state(forked, "last")["global_step"] == 4 and not (forked / "done.json").exists()
+    train(report, forked)  # resumes from the fork
+    for which in ("last", "best"):
+        a, b = _state(trained, which), _state(forked, which)
+        assert a["global_step"] == b["global_step"], which
+        assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"]), which
+    a, b = _state(trained, "last"), _state(forked, "last")
+    assert a["plateau"] == b["plateau"] and a["plateau"]["_last_lr"] != [1e-4]  # the report's scheduler acted
+    assert [g["lr"] for g in a["optimizer_states"][0]["param_groups"]] == [
+        g["lr"] for g in b["optimizer_states"][0]["param_groups"]]
+    assert _state(source, "last")["plateau"]["_last_lr"] == [1e-4]  # and ours did not: the runs did part
+    done_t, done_f = (json.loads((r / "done.json").read_text()) for r in (trained, forked))
+    assert done_f["metrics"] == done_t["metrics"]
+    logged = sorted(_logged_all(forked, "plateau_val/loss"))
+    assert logged == sorted(_logged_all(trained, "plateau_val/loss")) and len(logged) == 4
+    assert fork_path(source, 4).is_file()
+
+
+def _logged_all(run: Path, key: str) -> list[float]:
+    import csv
+
+    out = []
+    for path in sorted((run / "csv").glob("session-*/metrics.csv")):
+        with open(path) as f:
+            out += [float(r[key]) for r in csv.DictReader(f) if r.get(key)]
+    return out

@@ -10,8 +10,10 @@ import json
 import numbers
 import os
 import re
+import shutil
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -240,7 +242,10 @@ def _variant_rows(ctx: P.Context, spec: Any, variant: Variant, seed: int, seeds:
     """Train (or reuse) one variant × seed and, once its run is finished, its result rows."""
     combo = variant.combo or spec.default_combo
     source = next(v for v in spec.variants if v.name == variant.reuse) if variant.reuse else variant
-    run_dir = train_variant(ctx, source, combo, seed, epochs=spec.epochs)
+    # the corrected twin of a report-selection variant in this table keeps the weights that one starts from
+    twin = any(v.selection == "report" and replace(v, selection="corrected").training_key() == source.training_key()
+               for v in spec.variants)
+    run_dir = train_variant(ctx, source, combo, seed, epochs=spec.epochs, snapshots=twin)
     if not (run_dir / "done.json").is_file():
         raise RunUnfinished(run_dir.name)
     ckpt = scored_checkpoint(run_dir)
@@ -319,13 +324,15 @@ def _fingerprint(split: Path) -> str:
     return Path(split).name
 
 
-def train_variant(ctx: P.Context, variant: Variant, combo: str, seed: int, epochs: int | None = None) -> Path:
+def train_variant(ctx: P.Context, variant: Variant, combo: str, seed: int, epochs: int | None = None,
+                  snapshots: bool = False) -> Path:
     """Train (or resume, or reuse) one variant × seed within the session's budget; returns its run directory.
 
     The run directory is named by :func:`reprolib.experiments.results.run_hash`: what determines the
     weights, not the time budget or the device, so a later session (or another machine) resumes it.
     ``epochs``: the table's epoch count, applied by profiles that train by epochs (see
-    :meth:`PipelineProfile.training_config`); an explicit ``max_epochs`` in the context wins.
+    :meth:`PipelineProfile.training_config`); an explicit ``max_epochs`` in the context wins. ``snapshots``: keep
+    the weights a report-selection twin starts from, even where steps follow them (:mod:`reprolib.training.selection`).
     """
     train_split, label_dir = P.training_split(ctx, combo, "train", variant.void_labels)
     val_split, _ = P.training_split(ctx, combo, "val", variant.void_labels)
@@ -346,8 +353,10 @@ def train_variant(ctx: P.Context, variant: Variant, combo: str, seed: int, epoch
     run_dir = ctx.work_dir / "runs" / f"{P.combo_name(ctx, combo)}-{run_hash(cfg)}-seed{seed}"
     if (run_dir / "done.json").is_file():
         return run_dir  # finished: nothing to run, whatever the budget
-    if variant.selection == "report" and _select_from_corrected_run(ctx, variant, cfg, run_dir, corrected, seed):
+    if variant.selection == "report" and _start_from_corrected_run(ctx, variant, cfg, run_dir, corrected, seed):
         return run_dir
+    if snapshots:  # a runtime key: the run's name and weights stay the same
+        cfg["trajectory_snapshots"] = True
     budget = ctx.session.training_seconds()
     if budget is not None and ctx.session.clock is time.monotonic:
         cfg["max_time"] = budget  # Lightning's own timer too, on the real clock (a runtime key: not hashed)
@@ -366,21 +375,24 @@ def train_variant(ctx: P.Context, variant: Variant, combo: str, seed: int, epoch
     return run_dir
 
 
-def _select_from_corrected_run(ctx: P.Context, variant: Variant, cfg: dict[str, Any], run_dir: Path,
-                               corrected: dict[str, Any], seed: int) -> bool:
-    """The report-selection run taken from the trajectory of its corrected twin (same settings but the selection
-    splits), when that run is finished and the plateau scheduler could not act in it: the same weights as training
-    it, at the cost of validating the twin's snapshots (:mod:`reprolib.training.selection`). False: train it."""
+def _start_from_corrected_run(ctx: P.Context, variant: Variant, cfg: dict[str, Any], run_dir: Path,
+                              corrected: dict[str, Any], seed: int) -> bool:
+    """Start the report-selection run from the trajectory of its corrected twin (the same settings but the selection
+    splits), when that run is finished and kept its snapshots: the same weights as training it, for the cost of
+    validating the snapshots (:mod:`reprolib.training.selection`). True when that finished it; otherwise it is
+    trained, resuming from the fork when there was one."""
     # lazy: Lightning (see train_variant)
-    from reprolib.training.selection import select_from_trajectory, shared_steps
+    from reprolib.training.selection import shared_steps, start_from_trajectory
 
     source = run_dir.with_name(run_dir.name.replace(run_hash(cfg), run_hash(corrected)))
     if shared_steps(cfg, run_dir, source) is None:
         return False
     with ctx.stage(f"select {variant.name} seed {seed}") as st:
-        selected = select_from_trajectory(cfg, run_dir, source)
-        st.info = {"run": run_dir.name, "from": source.name, "finished": selected}
-    return selected
+        started = start_from_trajectory(cfg, run_dir, source)
+        st.info = {"run": run_dir.name, "from": source.name, "started": started}
+    if started == "forked":  # now in this run's own checkpoints; in `full` they weigh ~1 GB a seed (Kaggle keeps 20 GB)
+        shutil.rmtree(source / "checkpoints" / "validation", ignore_errors=True)
+    return started == "finished"
 
 
 def report_selection(ctx: P.Context, combo: str) -> dict[str, str]:

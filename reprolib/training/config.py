@@ -30,7 +30,7 @@ from reprolib.io import PathLike, ReprolibDataError
 #: Settings that never change the weights (how long / where / how it is logged or resumed). Not ``devices``:
 #: each device takes ``batch_size`` images a step, so it sets the global batch and the number of steps.
 RUNTIME_KEYS = frozenset({"max_time", "device", "wandb_mode", "resume_from", "kaggle_input",
-                          "checkpoint_every", "num_workers"})
+                          "checkpoint_every", "num_workers", "trajectory_snapshots"})
 #: Determining settings left out of a run's identity at their default, so runs named before they counted keep
 #: their names (and folders). The selection settings (``val_label_dir``, ``plateau_split``, ``plateau_label_dir``)
 #: came later than every committed run: at None they train exactly as before, so they hash as before too.
@@ -261,6 +261,9 @@ class TrainConfig:
     max_time: str | float | None = None
     resume_from: str | None = None
     kaggle_input: str | None = "/kaggle/input"
+    # weights at the validations a run shares with runs that differ only in their selection splits, for those to
+    # start from (reprolib.training.selection); None: only when they cost little (no step after them)
+    trajectory_snapshots: bool | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -339,6 +342,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "precision": _precision, "profile": lambda v: _path(False)(v), "checkpoint_every": _int(1),
     "device": _device, "devices": _int(1), "num_workers": _int(0), "wandb_mode": _choice(WANDB_MODES),
     "max_time": _max_time, "resume_from": _path(True), "kaggle_input": _path(True),
+    "trajectory_snapshots": lambda v: None if v is None else _bool(v),
 }
 
 

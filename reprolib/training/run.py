@@ -2,8 +2,9 @@
 
 A run directory holds ``config.json``, ``checkpoints/last.ckpt`` (every ``checkpoint_every`` steps and when
 the run stops), ``checkpoints/best.ckpt`` (lowest loss on ``val_split``; ``plateau_split``, when given, only steps
-the learning-rate scheduler), ``checkpoints/validation/`` (weights at every validation, kept only when the
-scheduler cannot act within the run: see :mod:`reprolib.training.selection`), ``csv/`` (CSVLogger), ``wandb/`` (offline
+the learning-rate scheduler), ``checkpoints/validation/`` (weights at the validations runs differing only in
+their selection splits share; by default only when no step follows them: see :mod:`reprolib.training.selection`),
+``csv/`` (CSVLogger), ``wandb/`` (offline
 unless the user opts in; online, ``wandb_id.json`` keeps the W&B run every session logs into) and, once finished,
 ``done.json``. Calling ``train`` again:
 
@@ -42,7 +43,7 @@ from reprolib.training.checkpoint import AtomicCheckpointIO
 from reprolib.training.config import ENSEMBLES, IDENTITY_DEFAULTS, ConfigError, TrainConfig, parse_max_time
 from reprolib.training.data import DissimilarityDataModule, enet_class_weights
 from reprolib.training.module import DissimilarityModule
-from reprolib.training.selection import ValidationSnapshots, plateau_cannot_act
+from reprolib.training.selection import ValidationSnapshots, keeps_snapshots
 
 SECRET_ENV = ("WANDB_API_KEY", "KAGGLE_KEY", "KAGGLE_API_TOKEN")
 
@@ -218,8 +219,8 @@ def train(config: TrainConfig | dict[str, Any], run_dir: PathLike, callbacks: Se
         ValidationImageLogger(),
         # weights the run passes through whatever its validation splits: a run differing only in them selects from
         # these instead of training again (reprolib.training.selection)
-        *([ValidationSnapshots(run_dir)] if cfg.val_split and plateau_cannot_act(max_steps, val_every, cfg.patience)
-          else []),
+        *([ValidationSnapshots(run_dir, max_steps, val_every, cfg.patience)]
+          if keeps_snapshots(cfg, max_steps, val_every) else []),
         *callbacks,
         # checkpoints last, best before last: last.ckpt then holds best.ckpt's state after a validation
         BestCheckpoint(ckpt_dir),

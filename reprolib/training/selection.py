@@ -1,16 +1,21 @@
-"""Checkpoint selection on other validation splits from a finished run's trajectory, without training again.
+"""A run that differs from a finished one only in its selection splits starts from that run's trajectory.
 
 The weights a run passes through do not depend on its validation splits: its batches and flips come from its own
 seeded generators (:mod:`reprolib.training.data`) and a validation changes no weight. The splits reach the weights
-only through the plateau scheduler, and ``ReduceLROnPlateau`` cannot lower the learning rate before ``patience`` + 1
-validations, whatever the losses. So when a run validates at most ``patience`` times before its last step (the
-demo's 240 steps validated every 80, patience 10), a run that differs from it only in its selection splits (the
-report's protocol: ``best.ckpt`` on FS L&F, the scheduler on FS Static; spec §4.2) passes through exactly the same
-weights. Such runs keep a weights-only snapshot at every validation (``checkpoints/validation/``), and
-:func:`select_from_trajectory` validates those snapshots on the other splits, with the training's own validation
-step, and keeps ``best.ckpt`` as the training's ModelCheckpoint would: the first lowest ``val/loss``.
-In the demo's Table 4 this replaces three of its twelve trainings (about 70 s each on 2 cores) by a few seconds of
-validation; with the same ``best.ckpt`` weights bit for bit (tests/test_selection.py trains both ways).
+only through the plateau scheduler, and ``ReduceLROnPlateau`` cannot change the learning rate before its
+``patience`` + 1-th validation, whatever the losses. So two runs that differ only in their selection settings (ours:
+``best.ckpt`` and the scheduler on generated Cityscapes-val; the report's: ``best.ckpt`` on FS L&F, the scheduler on
+FS Static, spec §4.2) hold the same weights at their first ``patience`` + 1 validations and at every step up to the
+last of them. A run keeps a weights-only snapshot at each of those validations (``checkpoints/validation/``), and a
+full checkpoint at the last of them when steps follow it (:func:`fork_step`). :func:`start_from_trajectory` then
+validates the snapshots on the other run's splits with the training's own validation step, keeps ``best.ckpt`` as
+the training's ModelCheckpoint would (the first lowest ``val/loss``) and, when steps remain, writes that run's
+``last.ckpt`` at the fork: the shared weights and optimiser, its own plateau scheduler (stepped on its own losses,
+the learning rate it set included) and its own record of the best validation; ``train`` resumes from there.
+
+In the demo (240 steps validated every 80, patience 10) no step follows the shared validations: the report-selection
+run is finished from the snapshots in seconds, with the weights of training it (tests/test_selection.py trains
+both ways). In the ``full`` profile (50 validations) it starts at its 11th epoch instead of its first.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from reprolib.io import PathLike, ReprolibDataError, read_json, write_bytes, write_json, write_text
+from reprolib.io import PathLike, ReprolibDataError, read_json, save_torch, write_bytes, write_json, write_text
 from reprolib.training._determinism import skip_uninitialized_fill
 from reprolib.training._lightning_noise import quiet_lightning
 from reprolib.training.config import TrainConfig
@@ -42,32 +47,63 @@ def validation_steps(max_steps: int, val_every: int) -> list[int]:
     return list(range(val_every, max_steps + 1, val_every))
 
 
+def shared_validations(max_steps: int, val_every: int, patience: int) -> list[int]:
+    """The validation steps at which runs differing only in their selection splits hold the same weights."""
+    return validation_steps(max_steps, val_every)[:patience + 1]
+
+
+def fork_step(max_steps: int, val_every: int, patience: int) -> int | None:
+    """The step after which such runs may part: the ``patience`` + 1-th validation (the first at which a plateau
+    scheduler can act), when training steps follow it; None when they cannot part."""
+    steps = validation_steps(max_steps, val_every)
+    return steps[patience] if len(steps) > patience and steps[patience] < max_steps else None
+
+
 def plateau_cannot_act(max_steps: int, val_every: int, patience: int) -> bool:
     """True when the plateau scheduler cannot change the learning rate of any training step, whatever the losses.
 
     Each validation adds at most one to the scheduler's count of bad validations and it acts once the count
     passes ``patience``; a change at the last step's validation reaches no step.
     """
-    return len([s for s in validation_steps(max_steps, val_every) if s < max_steps]) <= patience
+    return fork_step(max_steps, val_every, patience) is None
 
 
 def snapshot_path(run_dir: PathLike, step: int) -> Path:
     return Path(run_dir) / "checkpoints" / SNAPSHOT_DIR / f"step-{step:07d}.ckpt"
 
 
-class ValidationSnapshots(L.Callback):
-    """A weights-only checkpoint after every validation (``checkpoints/validation/step-NNNNNNN.ckpt``).
+def fork_path(run_dir: PathLike, step: int) -> Path:
+    return Path(run_dir) / "checkpoints" / SNAPSHOT_DIR / f"fork-step-{step:07d}.ckpt"
 
-    Stateless, so the run's own checkpoints are the same with or without it. Every DDP rank calls
-    ``save_checkpoint`` (collective); rank 0 writes, atomically through the run's checkpoint IO.
+
+class ValidationSnapshots(L.Callback):
+    """After each shared validation (:func:`shared_validations`) a weights-only checkpoint, and a full one at
+    the fork (:func:`fork_step`). Stateless, so the run's own checkpoints are the same with or without it. Every
+    DDP rank calls ``save_checkpoint`` (collective); rank 0 writes, atomically through the run's checkpoint IO.
     """
 
-    def __init__(self, run_dir: PathLike):
+    def __init__(self, run_dir: PathLike, max_steps: int, val_every: int, patience: int):
         self.run_dir = Path(run_dir)
+        self.steps = set(shared_validations(max_steps, val_every, patience))
+        self.fork = fork_step(max_steps, val_every, patience)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            trainer.save_checkpoint(snapshot_path(self.run_dir, trainer.global_step), weights_only=True)
+        step = trainer.global_step
+        if trainer.sanity_checking or step not in self.steps:
+            return
+        trainer.save_checkpoint(snapshot_path(self.run_dir, step), weights_only=True)
+        if step == self.fork:
+            trainer.save_checkpoint(fork_path(self.run_dir, step), weights_only=False)
+
+
+def keeps_snapshots(cfg: TrainConfig, max_steps: int, val_every: int) -> bool:
+    """Whether a run keeps :class:`ValidationSnapshots`: ``cfg.trajectory_snapshots``, or by default only when no
+    step follows them (then they are at most ``patience`` + 1 weights-only files)."""
+    if not cfg.val_split:
+        return False
+    if cfg.trajectory_snapshots is not None:
+        return cfg.trajectory_snapshots
+    return plateau_cannot_act(max_steps, val_every, cfg.patience)
 
 
 def shares_trajectory(cfg: TrainConfig, source: TrainConfig) -> bool:
@@ -78,10 +114,10 @@ def shares_trajectory(cfg: TrainConfig, source: TrainConfig) -> bool:
 
 
 def shared_steps(config: TrainConfig | dict[str, Any], run_dir: PathLike, source_dir: PathLike) -> list[int] | None:
-    """The validation steps at which the run ``config`` (in ``run_dir``) can be selected from the finished run in
-    ``source_dir``, or None when it cannot: the runs must differ in their selection settings only, the plateau
-    scheduler must be unable to act (:func:`plateau_cannot_act`) and the source must have kept a snapshot at every
-    validation. A run that has started training (a ``last.ckpt``) is left to ``train`` to resume."""
+    """The shared validation steps from which the run ``config`` (in ``run_dir``) can start on the finished run in
+    ``source_dir``, or None when it cannot: the runs must differ in their selection settings only and the source
+    must have kept its snapshots (and the fork checkpoint, when steps follow). A run that has started (a
+    ``last.ckpt``) is left to ``train`` to resume."""
     cfg = TrainConfig.from_dict(config)
     run_dir, source_dir = Path(run_dir), Path(source_dir)
     if list((run_dir / "checkpoints").glob("last*.ckpt")) or not (source_dir / "done.json").is_file():
@@ -94,19 +130,22 @@ def shared_steps(config: TrainConfig | dict[str, Any], run_dir: PathLike, source
         return None  # not a run this version can read: train instead
     max_steps, val_every = done.get("max_steps"), done.get("val_every")
     if (not shares_trajectory(cfg, source) or not isinstance(max_steps, int) or not isinstance(val_every, int)
-            or done.get("global_step") != max_steps or not plateau_cannot_act(max_steps, val_every, cfg.patience)):
+            or done.get("global_step") != max_steps):
         return None
-    steps = validation_steps(max_steps, val_every)
-    return steps if steps and all(snapshot_path(source_dir, s).is_file() for s in steps) else None
+    steps = shared_validations(max_steps, val_every, cfg.patience)
+    fork = fork_step(max_steps, val_every, cfg.patience)
+    needed = [snapshot_path(source_dir, s) for s in steps] + ([fork_path(source_dir, fork)] if fork else [])
+    return steps if steps and all(p.is_file() for p in needed) else None
 
 
-def select_from_trajectory(config: TrainConfig | dict[str, Any], run_dir: PathLike, source_dir: PathLike) -> bool:
-    """Finish the run ``config`` in ``run_dir`` from the finished run in ``source_dir``; False when it cannot
-    (:func:`shared_steps`).
+def start_from_trajectory(config: TrainConfig | dict[str, Any], run_dir: PathLike, source_dir: PathLike) -> str | None:
+    """Start the run ``config`` in ``run_dir`` from the finished run in ``source_dir`` (:func:`shared_steps`):
+    ``"finished"`` when no step follows the shared validations, ``"forked"`` when ``train`` is to resume it from
+    its new ``last.ckpt``, None when it cannot start there (train it from the beginning).
 
     Writes ``config.json``, ``checkpoints/best.ckpt`` (the snapshot with the first lowest ``val/loss`` on
-    ``config``'s split), ``csv/session-0/metrics.csv`` (every validation) and, last, ``done.json``
-    (``selected_from`` names the source run, ``best_step`` the step kept).
+    ``config``'s split), ``csv/session-0/metrics.csv`` (the shared validations) and, last, ``done.json``
+    (``selected_from`` names the source run, ``best_step`` the step kept) or ``checkpoints/last.ckpt``.
     """
     from reprolib.training.run import _public_config, check_run_dir  # run imports this module
 
@@ -114,37 +153,85 @@ def select_from_trajectory(config: TrainConfig | dict[str, Any], run_dir: PathLi
     run_dir, source_dir = Path(run_dir), Path(source_dir)
     check_run_dir(cfg, run_dir)
     if (run_dir / "done.json").is_file():
-        return True
+        return "finished"
     steps = shared_steps(cfg, run_dir, source_dir)
     if steps is None:
-        return False
+        return None
     done = read_json(source_dir / "done.json")
     max_steps, val_every = done["max_steps"], done["val_every"]
+    fork = fork_step(max_steps, val_every, cfg.patience)
 
-    records = _validate_snapshots(cfg, [snapshot_path(source_dir, s) for s in steps])
+    records, plateau_values, batches = _validate_snapshots(cfg, [snapshot_path(source_dir, s) for s in steps])
     best = 0
     for i, rec in enumerate(records):  # ModelCheckpoint(mode="min", save_top_k=1): strictly lower replaces; NaN never
         if i and torch.lt(_nan_to_inf(rec["val/loss"]), _nan_to_inf(records[best]["val/loss"])):
             best = i
+    ckpt_dir = run_dir / "checkpoints"
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", _public_config(cfg.to_dict()))
-    write_bytes(run_dir / "checkpoints" / "best.ckpt", snapshot_path(source_dir, steps[best]).read_bytes())
+    write_bytes(ckpt_dir / "best.ckpt", snapshot_path(source_dir, steps[best]).read_bytes())
     write_text(run_dir / "csv" / "session-0" / "metrics.csv", _metrics_csv(steps, records))
+    if fork is not None:
+        state = _fork_state(cfg, fork_path(source_dir, fork), ckpt_dir, records, best, plateau_values, batches)
+        save_torch(state, ckpt_dir / "last.ckpt")
+        return "forked"
     # what a trained run's done.json holds: the last logged values (training's are the source's, the same steps)
     trained = {k: v for k, v in done.get("metrics", {}).items() if not k.startswith(("val/", "plateau_val/"))}
     write_json(run_dir / "done.json", {
         "global_step": max_steps, "max_steps": max_steps, "val_every": val_every,
         "metrics": {**trained, **{k: float(v) for k, v in records[-1].items()}}, "profile": cfg.profile,
         "selected_from": source_dir.name, "best_step": steps[best]})
-    return True
+    return "finished"
+
+
+def _fork_state(cfg: TrainConfig, source_fork: Path, ckpt_dir: Path, records: list[dict[str, torch.Tensor]],
+                best: int, plateau_values: list[Any], batches: int) -> dict[str, Any]:
+    """The source's full checkpoint at the fork, made this run's: its plateau scheduler, stepped on its own losses
+    (the learning rate it sets at the fork in the optimiser too), its own record of the best validation, and its
+    validation loop's batch counts (``batches`` per validation)."""
+    state = torch.load(source_fork, map_location="cpu", weights_only=True)
+    hp = state["hyper_parameters"]
+    module = DissimilarityModule(hp["model"], class_weights=hp.get("class_weights"),
+                                 ensemble_mode=hp.get("ensemble_mode"))  # the ensemble's weights train too
+    opt = torch.optim.Adam(module.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    opt.load_state_dict(state["optimizer_states"][0])
+    for group in opt.param_groups:  # before the fork's validation no scheduler could act: the configured rate
+        group["lr"] = cfg.lr
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", patience=cfg.patience, factor=cfg.factor)
+    for value in plateau_values:
+        plateau.step(value)
+    state["optimizer_states"] = [opt.state_dict()]
+    state["plateau"] = plateau.state_dict()
+    key = next(k for k in state["callbacks"] if k.startswith("ModelCheckpoint"))
+    best_path, score = str(ckpt_dir / "best.ckpt"), records[best]["val/loss"]
+    state["callbacks"][key] = {**state["callbacks"][key], "dirpath": str(ckpt_dir), "best_model_path": best_path,
+                               "best_model_score": score, "current_score": records[-1]["val/loss"],
+                               "best_k_models": {best_path: score}, "kth_best_model_path": best_path,
+                               "kth_value": score}
+    progress = state.get("loops", {}).get("fit_loop", {}).get("epoch_loop.val_loop.batch_progress")
+    if progress is not None:  # Lightning's counts of validation batches so far: this run's loaders, not the source's
+        for part, n in (("total", batches * len(records)), ("current", batches)):
+            progress[part] = {k: n for k in progress[part]}
+    return state
 
 
 def _nan_to_inf(value: torch.Tensor) -> torch.Tensor:
     return torch.full_like(value, math.inf) if torch.isnan(value) else value
 
 
-def _validate_snapshots(cfg: TrainConfig, snapshots: list[Path]) -> list[dict[str, torch.Tensor]]:
-    """The logged validation metrics of each snapshot on ``cfg``'s splits (Lightning's validation loop, as in fit)."""
+class _PlateauRecorder:
+    """Stands in for the module's plateau scheduler in a validation-only pass: keeps the value it would step on."""
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+
+    def step(self, value: Any) -> None:
+        self.values.append(value)
+
+
+def _validate_snapshots(cfg: TrainConfig, snapshots: list[Path]) -> tuple[list[dict[str, torch.Tensor]], list[Any], int]:
+    """Each snapshot's logged validation metrics on ``cfg``'s splits (Lightning's validation loop, as in fit), the
+    values its plateau scheduler would have stepped on, and the number of batches of one validation."""
     dm = DissimilarityDataModule(cfg.train_split, cfg.val_split, label_dir=cfg.label_dir,
                                  val_label_dir=cfg.val_label_dir, plateau_split=cfg.plateau_split,
                                  plateau_label_dir=cfg.plateau_label_dir, size=cfg.size, batch_size=cfg.batch_size,
@@ -156,13 +243,17 @@ def _validate_snapshots(cfg: TrainConfig, snapshots: list[Path]) -> list[dict[st
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         deterministic=True, num_sanity_val_steps=0)
     skip_uninitialized_fill()
-    records = []
+    records, recorder = [], _PlateauRecorder()
     for path in snapshots:
         module = _snapshot_module(path, plateau_loader=1 if cfg.plateau_split else 0)
+        module.plateau = recorder  # validate() never calls configure_optimizers: nothing else sets it
         trainer.validate(module, dataloaders=loaders, verbose=False)
         records.append({k: v.detach().cpu().clone() for k, v in trainer.callback_metrics.items()
                         if k.startswith(("val/", "plateau_val/"))})
-    return records
+    if len(recorder.values) != len(snapshots):
+        raise RuntimeError(f"{len(snapshots)} validations stepped the plateau scheduler {len(recorder.values)} times")
+    batches = sum(len(loader) for loader in (loaders if isinstance(loaders, list) else [loaders]))
+    return records, recorder.values, batches
 
 
 def _snapshot_module(path: Path, plateau_loader: int) -> DissimilarityModule:
