@@ -158,6 +158,22 @@ def test_kaggle_push_sends_the_options_it_was_given() -> None:
     assert params["seeds"] == [0, 1, 2]
 
 
+def test_kaggle_push_sends_a_notebook_only_its_own_parameters() -> None:
+    # Table 2 times single steps: no seeds, no session budget, no WandB run, no evaluation protocol
+    from reprolib.kaggle.command import notebook_parameters, push_parameters
+
+    params, _ = push_parameters(_push_args(table="table2", data="", checkpoints="", checkpoints_dataset=""))
+    assert set(params) == {"profile", "work_dir", "output_dir", "device"} <= notebook_parameters("table2")
+    params, _ = push_parameters(_push_args(table="table2", precision="16-mixed", data="", checkpoints=""))
+    assert params["precision"] == "16-mixed"  # the timed training step's precision
+    for option, value in (("seeds", "0,1"), ("eval_resolution", "benchmark")):
+        flag = "--" + option.replace("_", "-")
+        with pytest.raises(ValueError, match=f"table2's notebook has no parameter for {flag}"):
+            push_parameters(_push_args(table="table2", data="", checkpoints="", **{option: value}))
+    params, _ = push_parameters(_push_args())  # a table notebook keeps every one
+    assert {"max_time", "wandb_mode", "data_root", "checkpoints"} <= set(params)
+
+
 @pytest.mark.parametrize(("changes", "message"), [
     ({"profile": "ful"}, r"--profile: unknown value 'ful'; did you mean 'full'\?"),
     ({"table": "explore"}, r"--table: unknown value 'explore'"),

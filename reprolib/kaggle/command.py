@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import ast
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,21 @@ def check_table(table: str) -> str:
     return check_choice("--table", table, [*sorted(TABLES), "table2"])
 
 
+def notebook_parameters(table: str) -> set[str]:
+    """The names the table notebook's ``parameters`` cell assigns: the values an injected cell can change."""
+    path = REPO_ROOT / "notebooks" / f"{table}.ipynb"
+    cells = json.loads(path.read_text())["cells"]
+    cell = next((c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    if cell is None:
+        return set()
+    body = ast.parse("".join(cell["source"])).body
+    return {t.id for node in body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
+
+
+#: the options a push sends only when given, by the notebook parameter they set
+_ASKED = {"precision": "--precision", "eval_resolution": "--eval-resolution", "seeds": "--seeds"}
+
+
 def push_parameters(args: Any) -> tuple[dict[str, Any], list[str]]:
     """The notebook parameters and dataset sources of a push (data and checkpoints resolved in the kernel).
 
@@ -100,7 +117,13 @@ def push_parameters(args: Any) -> tuple[dict[str, Any], list[str]]:
                              "on the embedded world the kernel trains and runs the embedded backends")
         where = f"{mount}({args.checkpoints_dataset!r})"
         params["checkpoints"] = KernelCode("{" + ", ".join(f"{k!r}: str({where} / {v!r})" for k, v in pairs.items()) + "}")
-    return params, list(dict.fromkeys(datasets))
+    # a notebook without the parameter (Table 2 times single steps: no seeds, no budget) would assign it and ignore
+    # it: an option given for it is an error, a default is left out
+    known = notebook_parameters(args.table)
+    unused = [_ASKED[k] for k in params if k in _ASKED and k not in known]
+    if unused:
+        raise ValueError(f"{args.table}'s notebook has no parameter for {', '.join(unused)}: it would be ignored there")
+    return {k: v for k, v in params.items() if k in known}, list(dict.fromkeys(datasets))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
