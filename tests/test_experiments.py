@@ -348,3 +348,18 @@ def test_status_says_in_progress_until_the_table_ends(tmp_path: Path, monkeypatc
         run_table("table4", **kw)
     status = json.loads((out / "status.json").read_text())
     assert status["in_progress"] is True and status["complete"] is False
+
+
+@pytest.mark.parametrize(("device", "accelerator"), [("cpu", "cpu"), ("cuda", "cuda"), ("cuda:1", "cuda")])
+def test_embedded_backends_train_on_the_runs_device(device: str, accelerator: str, tmp_path: Path,
+                                                    monkeypatch) -> None:
+    import reprolib.training.embedded_backends as EB
+    from reprolib.experiments import pipeline as P
+    from reprolib.experiments.profiles import PROFILES
+
+    calls = []
+    monkeypatch.setattr(EB, "train_embedded_backends", lambda *a, **kw: calls.append(kw))
+    ctx = P.Context(profile=PROFILES["tiny"], work_dir=tmp_path / "tiny", device=device,
+                    data=P.DataRoots(root=tmp_path / "world", embedded=True))
+    P._train_embedded(ctx, "embedded")
+    assert calls and {kw["accelerator"] for kw in calls} == {accelerator}

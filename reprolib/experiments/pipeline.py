@@ -163,7 +163,10 @@ def _train_embedded(ctx: Context, name: str) -> None:
         # finished = done.json, written last: a run killed after its checkpoints but before its evaluation
         # (metrics.json, preview.png, done.json) is finished by train_embedded_backends, which skips the training
         if not (checkpoint_path(run_dir, strength, "segmentation").parent / "done.json").is_file():
+            # on the run's device (a Kaggle GPU too); the training is deterministic on CUDA (fit_task), and
+            # finished backends are reused whatever device trained them
             train_embedded_backends(ctx.data.root, run_dir, strength=strength,
+                                    accelerator="cuda" if str(ctx.device).startswith("cuda") else "cpu",
                                     **ctx.profile.backend_training_for(strength))
 
 
