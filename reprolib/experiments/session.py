@@ -161,12 +161,10 @@ def _pack_dirs(work_root: Path) -> list[Path]:
     return found
 
 
-def _walk(root: Path, temp: bool = False) -> Iterator[Path]:
-    """Files under ``root``, in a stable order; ``temp``: also killed writes' temp files (:func:`is_temp_file`)."""
+def _walk(root: Path) -> Iterator[Path]:
     for dirpath, _, names in os.walk(root):
         for name in sorted(names):
-            if temp or not is_temp_file(name):
-                yield Path(dirpath) / name
+            yield Path(dirpath) / name
 
 
 def _entry(path: Path) -> dict[str, Any]:
@@ -182,7 +180,7 @@ def export_outputs(work_root: str | os.PathLike) -> dict[str, Any]:
     """
     root = Path(work_root)
     root.mkdir(parents=True, exist_ok=True)
-    for path in list(_walk(root, temp=True)):
+    for path in list(root.rglob("*.tmp")):
         # a killed write's leftover (at export nothing of this session writes any more): never output, and a
         # checkpoint's can weigh as much as the checkpoint, in Kaggle's 20 GB
         if is_temp_file(path):

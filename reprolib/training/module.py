@@ -20,6 +20,7 @@ from reprolib.data.formats import UNCERTAINTY_MAPS as MAPS
 from reprolib.ensemble.learned import LearnedEnsemble
 from reprolib.metrics.validation import ValidationMetrics
 from reprolib.models import DissimilarityConfig, DissimilarityNet
+from reprolib.training.config import ENSEMBLES
 from reprolib.training.loss import weighted_nll, weighted_nll_sums
 
 
@@ -49,6 +50,14 @@ class DissimilarityModule(L.LightningModule):
         self._plateau_val: ValidationMetrics | None = None  # loader 1, when there is a plateau split
         self.plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None  # made in configure_optimizers
         self._plateau_state: dict[str, Any] | None = None
+
+    @classmethod
+    def from_hparams(cls, hp: dict[str, Any], plateau_loader: int = 0) -> DissimilarityModule:
+        """The network (and learned ensemble) a checkpoint's ``hyper_parameters`` describe, weights not loaded."""
+        # checkpoints before the TrainConfig stored the ensemble as its config string ("learned-probability")
+        mode = hp["ensemble_mode"] if "ensemble_mode" in hp else ENSEMBLES.get(hp.get("ensemble", "none"))
+        return cls(hp.get("model"), class_weights=hp.get("class_weights"), ensemble_mode=mode,
+                   plateau_loader=plateau_loader)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         maps = {k: batch[k] for k in MAPS if self.uses_maps and k in batch}

@@ -40,7 +40,7 @@ from reprolib.training._determinism import prepare_cuda_determinism, skip_uninit
 from reprolib.training._lightning_noise import quiet_lightning
 from reprolib.training.callbacks import BestCheckpoint, StepCheckpoint, TimeBudget, ValidationImageLogger
 from reprolib.training.checkpoint import AtomicCheckpointIO
-from reprolib.training.config import ENSEMBLES, IDENTITY_DEFAULTS, ConfigError, TrainConfig, parse_max_time
+from reprolib.training.config import IDENTITY_DEFAULTS, ConfigError, TrainConfig, parse_max_time
 from reprolib.training.data import DissimilarityDataModule, enet_class_weights
 from reprolib.training.module import DissimilarityModule
 from reprolib.training.selection import ValidationSnapshots, keeps_snapshots
@@ -283,10 +283,7 @@ def load_checkpoint(path: PathLike) -> tuple[torch.nn.Module, torch.nn.Module | 
         raise ReprolibDataError(path, f"not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ReprolibDataError(path, "not a reprolib training checkpoint (no 'state_dict')")
-    hp = ckpt.get("hyper_parameters", {})
-    # checkpoints before the TrainConfig stored the ensemble as its config string ("learned-probability")
-    mode = hp["ensemble_mode"] if "ensemble_mode" in hp else ENSEMBLES.get(hp.get("ensemble", "none"))
-    module = DissimilarityModule(hp.get("model"), class_weights=hp.get("class_weights"), ensemble_mode=mode)
+    module = DissimilarityModule.from_hparams(ckpt.get("hyper_parameters", {}))
     problem = state_dict_mismatch(ckpt["state_dict"], {k: tuple(v.shape) for k, v in module.state_dict().items()})
     if problem is not None:  # torch's own message names neither the file nor the count of bad keys
         raise ReprolibDataError(path, problem)

@@ -190,9 +190,7 @@ def _fork_state(cfg: TrainConfig, source_fork: Path, ckpt_dir: Path, records: li
     (the learning rate it sets at the fork in the optimiser too), its own record of the best validation, and its
     validation loop's batch counts (``batches`` per validation)."""
     state = torch.load(source_fork, map_location="cpu", weights_only=True)
-    hp = state["hyper_parameters"]
-    module = DissimilarityModule(hp["model"], class_weights=hp.get("class_weights"),
-                                 ensemble_mode=hp.get("ensemble_mode"))  # the ensemble's weights train too
+    module = DissimilarityModule.from_hparams(state["hyper_parameters"])  # the ensemble's weights train too
     opt = torch.optim.Adam(module.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     opt.load_state_dict(state["optimizer_states"][0])
     for group in opt.param_groups:  # before the fork's validation no scheduler could act: the configured rate
@@ -259,9 +257,7 @@ def _validate_snapshots(cfg: TrainConfig, snapshots: list[Path]) -> tuple[list[d
 def _snapshot_module(path: Path, plateau_loader: int) -> DissimilarityModule:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        hp = ckpt["hyper_parameters"]
-        module = DissimilarityModule(hp["model"], class_weights=hp.get("class_weights"),
-                                     ensemble_mode=hp.get("ensemble_mode"), plateau_loader=plateau_loader)
+        module = DissimilarityModule.from_hparams(ckpt["hyper_parameters"], plateau_loader=plateau_loader)
         module.load_state_dict(ckpt["state_dict"])
     except Exception as exc:  # name the file: a truncated snapshot must not surface as unpickling noise
         raise ReprolibDataError(path, f"not a readable validation snapshot ({type(exc).__name__}: {exc})") from exc
