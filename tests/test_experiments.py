@@ -193,16 +193,34 @@ def test_report_selection_forks_from_full_where_steps_follow_the_shared_validati
     # patience 0: both runs share the weights of their first validation (step 2) only; 4 steps follow it there
     from dataclasses import replace
 
+    import reprolib.training.run as training_run
     from reprolib.experiments.profiles import PROFILES
 
     tiny = PROFILES["tiny"]
     monkeypatch.setitem(PROFILES, "tinyfork", replace(tiny, name="tinyfork", training={
         **tiny.training, "max_steps": 6, "val_every_n_steps": 2, "patience": 0}))
+    # what each training started beside: full seed 0's snapshots must be used up (forked) before full seed 1 trains,
+    # not kept until the report-selection runs' turn after every seed of full (in `full`, ~1 GB a seed)
+    train, started = training_run.train, []
+
+    def recording_train(cfg, run_dir, **kwargs):
+        runs = Path(run_dir).parent
+        started.append((Path(run_dir).name, sorted(p.parents[1].name for p in runs.glob("*/checkpoints/validation"))))
+        return train(cfg, run_dir=run_dir, **kwargs)
+
+    monkeypatch.setattr(training_run, "train", recording_train)
     out = tmp_path / "out"
     df = run_table("table4", profile="tinyfork", work_dir=tmp_path / "work", output_dir=out, device="cpu",
-                   wandb_mode="disabled", variants=["full", "full@report_selection"])
-    ck = df.drop_duplicates("variant").set_index("variant")["checkpoint"]
+                   wandb_mode="disabled", variants=["full", "full@report_selection"], seeds=[0, 1])
+    ck = df[df["seed"] == 0].drop_duplicates("variant").set_index("variant")["checkpoint"]
     run, full = (Path(ck[v]).parents[1] for v in ("full@report_selection", "full"))
+    full1 = Path(df[(df["seed"] == 1) & (df["variant"] == "full")]["checkpoint"].iloc[0]).parents[1]
+    assert [name for name, _ in started][:2] == [full.name, full1.name]
+    assert started[1][1] == []  # full seed 1 trained after seed 0's twin had forked
+    assert len(started) == 4  # and each report-selection run trained once, at its own turn, from its fork
+    order = df[df["variant"].isin(["full", "full@report_selection"])].drop_duplicates(["variant", "seed"])
+    assert list(order[["variant", "seed"]].itertuples(index=False, name=None)) == [
+        ("full", 0), ("full", 1), ("full@report_selection", 0), ("full@report_selection", 1)]  # rows in table order
     assert json.loads((run / "config.json").read_text())["trajectory_snapshots"] is None
     assert json.loads((full / "config.json").read_text())["trajectory_snapshots"] is True  # asked by the runner
     timings = json.loads((out / "timings.json").read_text())
@@ -326,6 +344,7 @@ def test_status_says_in_progress_until_the_table_ends(tmp_path: Path, monkeypatc
     monkeypatch.setattr(runner.P, "prepare_data", lambda ctx, data_root: None)
     row = dict.fromkeys(RESULT_COLUMNS, "x")
     monkeypatch.setattr(runner, "_variant_rows", lambda *a: [row])
+    monkeypatch.setattr(runner, "_select_report_twins", lambda *a: None)  # no run really finished
     run_table("table4", **kw)
     final = json.loads((out / "status.json").read_text())
     assert final["complete"] and sorted(final) == ["complete", "runs_finished", "runs_missing", "runs_total",

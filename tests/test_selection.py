@@ -14,14 +14,8 @@ from _make_processed import make_processed_split
 
 from reprolib.io import read_png, write_png
 from reprolib.training import train
-from reprolib.training.selection import (
-    fork_path,
-    plateau_cannot_act,
-    shared_steps,
-    snapshot_path,
-    start_from_trajectory,
-    validation_steps,
-)
+from reprolib.training.config import plateau_cannot_act, validation_steps
+from reprolib.training.selection import fork_path, shared_steps, snapshot_path, start_from_trajectory
 
 
 @pytest.fixture(scope="module")

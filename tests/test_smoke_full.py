@@ -14,10 +14,13 @@ from reprolib.experiments.smoke import estimate, format_estimate, run_smoke, tab
 
 def test_estimate_follows_report_table2() -> None:
     w = table_workload("table4")
-    # 4 trained variants (full, full@report_selection, the two w/o maps) × 5 seeds; void/no-void
-    assert w == {"trainings": 4 * 5, "epochs": 50, "precomputes": 2}
+    # 4 trained variants (full, full@report_selection, the two w/o maps) × 5 seeds; void/no-void. The report-selection
+    # run starts at full's 11th validation (patience 10; `full` validates once an epoch): 11 epochs a seed not trained
+    assert w == {"trainings": 4 * 5, "epochs": 50, "shared_epochs": 11 * 5, "precomputes": 2}
     e = estimate(("table4", "table5"))
-    assert e["table4"]["p100_gpu_h"] == pytest.approx(2 * 5 + 20 * 50 * 0.5 + 20 * 130 * 0.063 / 3600, abs=0.05)
+    assert e["table4"]["p100_gpu_h"] == pytest.approx(
+        2 * 5 + (20 * 50 - 55) * 0.5 + (20 + 55) * 130 * 0.063 / 3600, abs=0.05)
+    assert table_workload("table7")["shared_epochs"] == 0  # no report-selection variant there
     assert e["table4"]["p100_sessions_12h"] == -(-e["table4"]["p100_gpu_h"] // 12)
     assert e["table5"]["epochs"] == 25 and e["table5"]["trainings"] == 3  # grid + two learned ensembles, 1 seed
     lo, hi = e["table4"]["t4_gpu_h"]

@@ -13,11 +13,14 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import psutil
 
+from reprolib.experiments.profiles import PROFILES
 from reprolib.experiments.tables import TABLES, get_table
+from reprolib.training.config import TrainConfig, shared_validations
 
 #: The MLRC report's Table 2 ("Computational Requirement", §3.6), measured on Kaggle's Tesla P100-PCIE-16GB
 #: (CUDA 11.0). Precompute: 3 h for the semantic maps (H, D) and 2 h for the resyntheses (with V).
@@ -87,25 +90,34 @@ class CostMeter:
 
 # ------------------------------------------------------------------------------------------ estimate
 def table_workload(table: str) -> dict[str, int]:
-    """Trained models (distinct variants × the report's seeds), epochs each, and precomputed data sets
+    """Trained models (distinct variants × the report's seeds), epochs each, epochs not trained because a run
+    starts from its corrected twin's trajectory (``shared_epochs``, over all seeds), and precomputed data sets
     (distinct combo × label set) of one table's ``full`` run."""
     spec = get_table(table)
     trained = {v.training_key() for v in spec.variants if not v.reuse}
     data = {(v.combo or spec.default_combo, v.void_labels) for v in spec.variants if not v.reuse}
-    return {"trainings": len(trained) * len(spec.seeds_full), "epochs": REPORT_EPOCHS.get(table, 50),
-            "precomputes": len(data)}
+    epochs = REPORT_EPOCHS.get(table, 50)
+    # a report-selection run shares its twin's first validations (reprolib.training.selection); `full` validates
+    # once an epoch, so it starts after that many epochs (all of them when its plateau scheduler cannot act)
+    patience = int(PROFILES["full"].training.get("patience", TrainConfig.patience))
+    twins = [v for v in spec.variants if not v.reuse and v.selection == "report"
+             and replace(v, selection="corrected").training_key() in trained]
+    shared = len(twins) * len(shared_validations(epochs, 1, patience))
+    return {"trainings": len(trained) * len(spec.seeds_full), "epochs": epochs,
+            "shared_epochs": shared * len(spec.seeds_full), "precomputes": len(data)}
 
 
 def estimate(tables: tuple[str, ...] | None = None) -> dict[str, dict[str, Any]]:
     """GPU-hours and 12 h Kaggle sessions per table's ``full`` run, from the report's Table 2 (P100) and the
-    T4 bounds :data:`T4_FACTOR`. Precompute: 3 h + 2 h per data set; training: 30 min per epoch;
-    scoring: 63 ms per FS validation image per model."""
+    T4 bounds :data:`T4_FACTOR`. Precompute: 3 h + 2 h per data set; training: 30 min per epoch trained (not the
+    ``shared_epochs``); scoring: 63 ms per FS validation image per model and per shared snapshot."""
     out: dict[str, dict[str, Any]] = {}
     for name in tables or tuple(TABLES):
         w = table_workload(name)
         pre = w["precomputes"] * (REPORT_TABLE2["precompute_maps_h"] + REPORT_TABLE2["precompute_synthesis_h"])
-        train = w["trainings"] * w["epochs"] * REPORT_TABLE2["epoch_min"] / 60
-        score = w["trainings"] * EVAL_IMAGES * REPORT_TABLE2["inference_ms"] / 1000 / 3600
+        train = (w["trainings"] * w["epochs"] - w["shared_epochs"]) * REPORT_TABLE2["epoch_min"] / 60
+        # each trained model scored once, and each snapshot a report-selection run starts from validated once
+        score = (w["trainings"] + w["shared_epochs"]) * EVAL_IMAGES * REPORT_TABLE2["inference_ms"] / 1000 / 3600
         p100 = pre + train + score
         t4 = (p100 * T4_FACTOR[0], p100 * T4_FACTOR[1])
         out[name] = {**w, "precompute_h": round(pre, 2), "train_h": round(train, 2), "score_h": round(score, 3),
@@ -134,11 +146,13 @@ def format_estimate(cost: Mapping[str, Any]) -> str:
                  f"{r['precompute_synthesis_h']:.0f} h, {r['epoch_min']:.0f} min/epoch, {r['gpu_memory_gb']} GB GPU, "
                  f"{r['cpu_memory_gb']} GB CPU, {r['inference_ms']:.0f} ms inference")
     lines.append(f"estimate of each table's `full` run (report's epochs; T4 = P100 × {T4_FACTOR[0]:.2f}–"
-                 f"{T4_FACTOR[1]:.2f}, an assumption; Kaggle sessions of {SESSION_HOURS:.0f} h):")
-    lines.append(f"{'table':<9}{'models':>7}{'epochs':>7}{'data':>5}{'P100 h':>9}{'sessions':>9}"
+                 f"{T4_FACTOR[1]:.2f}, an assumption; Kaggle sessions of {SESSION_HOURS:.0f} h; shared: epochs the "
+                 "report-selection runs take from their twin's trajectory instead of training them):")
+    lines.append(f"{'table':<9}{'models':>7}{'epochs':>7}{'shared':>7}{'data':>5}{'P100 h':>9}{'sessions':>9}"
                  f"{'T4 h':>14}{'sessions':>10}")
     for name, e in cost["estimate"].items():
         t4h, t4s = e["t4_gpu_h"], e["t4_sessions_12h"]
-        lines.append(f"{name:<9}{e['trainings']:>7}{e['epochs']:>7}{e['precomputes']:>5}{e['p100_gpu_h']:>9.1f}"
+        lines.append(f"{name:<9}{e['trainings']:>7}{e['epochs']:>7}{e.get('shared_epochs', 0):>7}{e['precomputes']:>5}"
+                     f"{e['p100_gpu_h']:>9.1f}"
                      f"{e['p100_sessions_12h']:>9}{f'{t4h[0]:.0f}–{t4h[1]:.0f}':>14}{f'{t4s[0]}–{t4s[1]}':>10}")
     return "\n".join(lines)

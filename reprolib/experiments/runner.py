@@ -193,6 +193,7 @@ def run_table(
             try:
                 rows += _variant_rows(ctx, spec, variant, seed, seeds, out)
                 save_results(kept + rows, csv)  # after every run: a crash keeps what finished
+                _select_report_twins(ctx, spec, chosen, variant, seed)
             except RunUnfinished:
                 missing.append(f"{variant.name} seed {seed}")
             except SessionOver:
@@ -316,6 +317,21 @@ def _config(ctx: P.Context, variant: Variant, combo: str, seed: int, epochs: int
             "eval_resolution": ctx.eval_resolution}
 
 
+def _select_report_twins(ctx: P.Context, spec: Any, chosen: list[Variant], finished: Variant, seed: int) -> None:
+    """Start the report-selection variants whose corrected twin is ``finished``'s model from its snapshots now, not
+    at their own turn in the table: the fork removes the snapshots, which in ``full`` weigh ~1 GB a seed and would
+    otherwise wait in every session's output (Kaggle keeps 20 GB) until all seeds of the twin had trained. Their
+    training, when steps follow the fork, still waits for their turn. Out of time: left to their own turn."""
+    source = next(v for v in spec.variants if v.name == finished.reuse) if finished.reuse else finished
+    for variant in chosen:
+        if variant.selection == "report" and replace(variant, selection="corrected").training_key() == source.training_key():
+            try:
+                train_variant(ctx, variant, variant.combo or spec.default_combo, seed, epochs=spec.epochs,
+                              select_only=True)
+            except SessionOver:
+                return
+
+
 def _fingerprint(split: Path) -> str:
     done = Path(split) / "done.json"
     if done.is_file():
@@ -325,7 +341,7 @@ def _fingerprint(split: Path) -> str:
 
 
 def train_variant(ctx: P.Context, variant: Variant, combo: str, seed: int, epochs: int | None = None,
-                  snapshots: bool = False) -> Path:
+                  snapshots: bool = False, select_only: bool = False) -> Path:
     """Train (or resume, or reuse) one variant × seed within the session's budget; returns its run directory.
 
     The run directory is named by :func:`reprolib.experiments.results.run_hash`: what determines the
@@ -333,6 +349,7 @@ def train_variant(ctx: P.Context, variant: Variant, combo: str, seed: int, epoch
     ``epochs``: the table's epoch count, applied by profiles that train by epochs (see
     :meth:`PipelineProfile.training_config`); an explicit ``max_epochs`` in the context wins. ``snapshots``: keep
     the weights a report-selection twin starts from, even where steps follow them (:mod:`reprolib.training.selection`).
+    ``select_only``: start a report-selection run from its twin's snapshots when it can, but train nothing.
     """
     train_split, label_dir = P.training_split(ctx, combo, "train", variant.void_labels)
     val_split, _ = P.training_split(ctx, combo, "val", variant.void_labels)
@@ -354,6 +371,8 @@ def train_variant(ctx: P.Context, variant: Variant, combo: str, seed: int, epoch
     if (run_dir / "done.json").is_file():
         return run_dir  # finished: nothing to run, whatever the budget
     if variant.selection == "report" and _start_from_corrected_run(ctx, variant, cfg, run_dir, corrected, seed):
+        return run_dir
+    if select_only:
         return run_dir
     if snapshots:  # a runtime key: the run's name and weights stay the same
         cfg["trajectory_snapshots"] = True

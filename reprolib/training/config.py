@@ -205,6 +205,35 @@ def _model(v: Any) -> dict[str, Any]:
 
 #: Split paths in a training config: identified by their folder name (precompute's content hash), not by
 #: where the working directory happens to be (a local checkout, /kaggle/working, a test's tmp dir).
+# ------------------------------------------------------------------ the validation schedule and the plateau scheduler
+# (reprolib.training.selection starts a run from another's trajectory by these rules; the cost estimate counts
+# the epochs that saves; both without Lightning here)
+def validation_steps(max_steps: int, val_every: int) -> list[int]:
+    """The global steps after which a run of ``max_steps`` validating every ``val_every`` steps validates."""
+    return list(range(val_every, max_steps + 1, val_every))
+
+
+def shared_validations(max_steps: int, val_every: int, patience: int) -> list[int]:
+    """The validation steps at which runs differing only in their selection splits hold the same weights."""
+    return validation_steps(max_steps, val_every)[:patience + 1]
+
+
+def fork_step(max_steps: int, val_every: int, patience: int) -> int | None:
+    """The step after which such runs may part: the ``patience`` + 1-th validation (the first at which a plateau
+    scheduler can act), when training steps follow it; None when they cannot part."""
+    steps = validation_steps(max_steps, val_every)
+    return steps[patience] if len(steps) > patience and steps[patience] < max_steps else None
+
+
+def plateau_cannot_act(max_steps: int, val_every: int, patience: int) -> bool:
+    """True when the plateau scheduler cannot change the learning rate of any training step, whatever the losses.
+
+    Each validation adds at most one to the scheduler's count of bad validations and it acts once the count
+    passes ``patience``; a change at the last step's validation reaches no step.
+    """
+    return fork_step(max_steps, val_every, patience) is None
+
+
 SPLIT_KEYS = ("train_split", "val_split", "plateau_split")
 
 

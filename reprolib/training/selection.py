@@ -33,39 +33,18 @@ import torch
 from reprolib.io import PathLike, ReprolibDataError, read_json, save_torch, write_bytes, write_json, write_text
 from reprolib.training._determinism import skip_uninitialized_fill
 from reprolib.training._lightning_noise import quiet_lightning
-from reprolib.training.config import TrainConfig
+from reprolib.training.config import (  # the schedule's rules live with the config (the cost estimate reads them)
+    TrainConfig,
+    fork_step,
+    plateau_cannot_act,
+    shared_validations,
+)
 from reprolib.training.data import DissimilarityDataModule
 from reprolib.training.module import DissimilarityModule
 
 #: The settings that choose a checkpoint and step the scheduler, and nothing else (see the module docstring).
 SELECTION_KEYS = ("val_split", "val_label_dir", "plateau_split", "plateau_label_dir")
 SNAPSHOT_DIR = "validation"  # under a run's checkpoints/
-
-
-def validation_steps(max_steps: int, val_every: int) -> list[int]:
-    """The global steps after which a run of ``max_steps`` validating every ``val_every`` steps validates."""
-    return list(range(val_every, max_steps + 1, val_every))
-
-
-def shared_validations(max_steps: int, val_every: int, patience: int) -> list[int]:
-    """The validation steps at which runs differing only in their selection splits hold the same weights."""
-    return validation_steps(max_steps, val_every)[:patience + 1]
-
-
-def fork_step(max_steps: int, val_every: int, patience: int) -> int | None:
-    """The step after which such runs may part: the ``patience`` + 1-th validation (the first at which a plateau
-    scheduler can act), when training steps follow it; None when they cannot part."""
-    steps = validation_steps(max_steps, val_every)
-    return steps[patience] if len(steps) > patience and steps[patience] < max_steps else None
-
-
-def plateau_cannot_act(max_steps: int, val_every: int, patience: int) -> bool:
-    """True when the plateau scheduler cannot change the learning rate of any training step, whatever the losses.
-
-    Each validation adds at most one to the scheduler's count of bad validations and it acts once the count
-    passes ``patience``; a change at the last step's validation reaches no step.
-    """
-    return fork_step(max_steps, val_every, patience) is None
 
 
 def snapshot_path(run_dir: PathLike, step: int) -> Path:
