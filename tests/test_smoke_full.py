@@ -14,12 +14,14 @@ from reprolib.experiments.smoke import estimate, format_estimate, run_smoke, tab
 
 def test_estimate_follows_report_table2() -> None:
     w = table_workload("table4")
-    # 4 trained variants (full, full@report_selection, the two w/o maps) × 5 seeds; void/no-void. The report-selection
-    # run starts at full's 11th validation (patience 10; `full` validates once an epoch): 11 epochs a seed not trained
-    assert w == {"trainings": 4 * 5, "epochs": 50, "shared_epochs": 11 * 5, "precomputes": 2}
+    # 4 trained variants (full, full@report_selection, the two w/o maps) × 5 seeds. The report-selection run starts
+    # at full's 11th validation (patience 10; `full` validates once an epoch): 11 epochs a seed not trained. One
+    # processed split: void and no-void labels are two label folders of it (pipeline.training_split)
+    assert w == {"trainings": 4 * 5, "epochs": 50, "shared_epochs": 11 * 5, "precomputes": 1}
     e = estimate(("table4", "table5"))
     assert e["table4"]["p100_gpu_h"] == pytest.approx(
-        2 * 5 + (20 * 50 - 55) * 0.5 + (20 + 55) * 130 * 0.063 / 3600, abs=0.05)
+        1 * 5 + (20 * 50 - 55) * 0.5 + (20 + 55) * 130 * 0.063 / 3600, abs=0.05)
+    assert table_workload("table6")["precomputes"] == 2  # the original and the light combo
     assert table_workload("table7")["shared_epochs"] == 0  # no report-selection variant there
     assert e["table4"]["p100_sessions_12h"] == -(-e["table4"]["p100_gpu_h"] // 12)
     assert e["table5"]["epochs"] == 25 and e["table5"]["trainings"] == 3  # grid + two learned ensembles, 1 seed
@@ -56,3 +58,29 @@ def test_smoke_full_reduced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap
     assert run.is_file() and (run.parent / "best.ckpt").is_file()  # the real checkpointing
     printed = capsys.readouterr().out
     assert "P100" in printed and "table4" in printed and format_estimate(saved).splitlines()[-1] in printed
+
+    # a rerun measures again: by default from an empty smoke/ folder; resumed, the stages found done are marked and
+    # kept out of the per-unit figures (they used to give ~0 s per image and per step as a measurement)
+    resumed = run_smoke(out_dir=out, work_dir=tmp_path / "work", world={"size": (128, 256)}, size=(64, 128), steps=1,
+                        progress=False, fresh=False)
+    cached = {k for k, s in resumed["stages"].items() if s.get("cached")}
+    assert cached == {"world", "generate training data", "precompute train", "precompute val",
+                      "precompute fs_lost_and_found", "precompute fs_static", "train (1 steps, batch 4)"}
+    assert resumed["per_unit"]["precompute_s_per_image"] is None and resumed["per_unit"]["train_s_per_step"] is None
+    assert "found done: not measured" in format_estimate(resumed)
+    pd.testing.assert_frame_equal(pd.read_csv(out / "smoke-full.csv").drop(columns="commit"),
+                                  rows.drop(columns="commit"))
+    marker = tmp_path / "work" / "smoke" / "processed" / "left-over"
+    marker.write_text("x")
+
+    class Started(Exception):
+        pass
+
+    def world_from_scratch(folder, **kw):  # noqa: ANN001, ANN003, ANN202
+        assert not marker.exists() and not Path(folder).exists()  # the default starts from an empty smoke/
+        raise Started
+
+    monkeypatch.setattr("reprolib.experiments.smoke.generate_world", world_from_scratch)
+    with pytest.raises(Started):
+        run_smoke(out_dir=out, work_dir=tmp_path / "work", world={"size": (128, 256)}, size=(64, 128), steps=1,
+                  progress=False)

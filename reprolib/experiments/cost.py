@@ -64,8 +64,9 @@ class CostMeter:
         return rss
 
     @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        """Time ``name`` and record the highest RSS seen while it runs."""
+    def stage(self, name: str) -> Iterator[dict[str, Any]]:
+        """Time ``name`` and record the highest RSS seen while it runs. Set ``cached`` in the yielded dict when the
+        stage found its work done: its time is then not a measurement of that work."""
         peak = [self._rss()]
         stop = threading.Event()
 
@@ -77,25 +78,30 @@ class CostMeter:
         print(f"[smoke] {name} …", flush=True)
         t0 = time.perf_counter()
         thread.start()
+        flags: dict[str, Any] = {"cached": False}
         try:
-            yield
+            yield flags
         finally:
             stop.set()
             thread.join()
             seconds = time.perf_counter() - t0
             peak[0] = max(peak[0], self._rss())
-            self.stages[name] = {"seconds": round(seconds, 2), "peak_rss_gb": round(peak[0] / 2**30, 3)}
-            print(f"[smoke] {name}: {seconds:.1f} s, peak RSS {peak[0] / 2**30:.2f} GiB", flush=True)
+            self.stages[name] = {"seconds": round(seconds, 2), "peak_rss_gb": round(peak[0] / 2**30, 3),
+                                 **({"cached": True} if flags["cached"] else {})}
+            print(f"[smoke] {name}: {seconds:.1f} s, peak RSS {peak[0] / 2**30:.2f} GiB"
+                  + (" (found done: not measured)" if flags["cached"] else ""), flush=True)
 
 
 # ------------------------------------------------------------------------------------------ estimate
 def table_workload(table: str) -> dict[str, int]:
     """Trained models (distinct variants × the report's seeds), epochs each, epochs not trained because a run
     starts from its corrected twin's trajectory (``shared_epochs``, over all seeds), and precomputed data sets
-    (distinct combo × label set) of one table's ``full`` run."""
+    (one per combo) of one table's ``full`` run."""
     spec = get_table(table)
     trained = {v.training_key() for v in spec.variants if not v.reuse}
-    data = {(v.combo or spec.default_combo, v.void_labels) for v in spec.variants if not v.reuse}
+    # one processed split per combo: "w/o data generator" trains on the same split as the full model, with its other
+    # label folder (reprolib.experiments.pipeline.training_split)
+    data = {v.combo or spec.default_combo for v in spec.variants if not v.reuse}
     epochs = REPORT_EPOCHS.get(table, 50)
     # a report-selection run shares its twin's first validations (reprolib.training.selection); `full` validates
     # once an epoch, so it starts after that many epochs (all of them when its plateau scheduler cannot act)
@@ -134,12 +140,17 @@ def format_estimate(cost: Mapping[str, Any]) -> str:
              f"at end {cost['machine']['load_average_end']}; timings are under whatever else ran)",
              f"{'stage':<44}{'wall s':>10}{'peak RSS GiB':>14}"]
     for name, s in cost["stages"].items():
-        lines.append(f"{name:<44}{s['seconds']:>10.1f}{s['peak_rss_gb']:>14.2f}")
+        lines.append(f"{name:<44}{s['seconds']:>10.1f}{s['peak_rss_gb']:>14.2f}"
+                     + ("  found done: not measured" if s.get("cached") else ""))
     lines.append(f"{'total':<44}{cost['total_seconds']:>10.1f}{cost['peak_rss_gb']:>14.2f}")
     per = cost["per_unit"]
-    lines.append(f"measured here (CPU): {per['precompute_s_per_image']:.1f} s per image precomputed (segmentation at "
-                 f"{cost['world_size'][0]}×{cost['world_size'][1]}), {per['train_s_per_step']:.1f} s per training step "
-                 f"(batch {cost['batch_size']}, {cost['size'][0]}×{cost['size'][1]}), {per['score_s_per_image']:.2f} s "
+
+    def rate(key: str, digits: int) -> str:
+        return "not measured (found done)" if per.get(key) is None else f"{per[key]:.{digits}f} s"
+
+    lines.append(f"measured here (CPU): {rate('precompute_s_per_image', 1)} per image precomputed (segmentation at "
+                 f"{cost['world_size'][0]}×{cost['world_size'][1]}), {rate('train_s_per_step', 1)} per training step "
+                 f"(batch {cost['batch_size']}, {cost['size'][0]}×{cost['size'][1]}), {rate('score_s_per_image', 2)} "
                  "per image scored")
     r = REPORT_TABLE2
     lines.append(f"report (Table 2, {r['hardware']}): precompute {r['precompute_maps_h']:.0f} h + "

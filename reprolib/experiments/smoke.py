@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Mapping
@@ -50,11 +51,17 @@ from reprolib.experiments.ensembling import evaluate_ensemble
 from reprolib.experiments.profiles import get_pipeline_profile
 from reprolib.experiments.results import config_hash, result_rows, save_results
 from reprolib.experiments.scoring import score_split
-from reprolib.io import PathLike, write_json
+from reprolib.io import PathLike, read_json, write_json
 from reprolib.world import generate_world
 
 __all__ = ["EVAL_IMAGES", "REPORT_EPOCHS", "REPORT_TABLE2", "SESSION_HOURS", "T4_FACTOR", "CostMeter", "estimate",
            "format_estimate", "main", "original_backends", "run_smoke", "table_workload"]
+
+
+def _generated(folder: Path) -> bool:
+    """True when ``folder`` holds a finished generation (its ``generator.json`` says complete)."""
+    meta = folder / "generator.json"
+    return meta.is_file() and bool(read_json(meta).get("complete"))
 
 
 # ------------------------------------------------------------------------------------------ backends
@@ -112,9 +119,14 @@ def run_smoke(
     seed: int = 0,
     wandb_mode: str = "disabled",
     progress: bool = True,
+    fresh: bool = True,
 ) -> dict[str, Any]:
     """Run the dry run; writes ``out_dir/smoke-full.csv`` and ``out_dir/cost.json``, prints the estimate and
-    returns the cost record. ``world`` / ``size`` / ``steps`` override the profile (the test's reduced run)."""
+    returns the cost record. ``world`` / ``size`` / ``steps`` override the profile (the test's reduced run).
+
+    ``fresh``: start from an empty ``work_dir/<profile>`` (it is a measurement: a stage that finds its work done
+    measures nothing). ``fresh=False`` reuses what is there (a killed dry run resumes); such stages are marked
+    ``cached`` in ``cost.json`` and left out of its per-unit figures."""
     from reprolib.maps import PerceptualDifference  # lazy: torchvision / Lightning, see original_backends
     from reprolib.precompute import precompute
     from reprolib.training.run import load_trained, train
@@ -126,17 +138,21 @@ def run_smoke(
     world_size = tuple(int(v) for v in world_kw["size"])
     size = tuple(int(v) for v in (size or prof.size))
     out, work = Path(out_dir), Path(work_dir) / prof.name
+    if fresh and work.exists():
+        shutil.rmtree(work)  # the profile's own folder: nothing but this dry run's caches
     meter = CostMeter()
     load_start = [round(v, 2) for v in os.getloadavg()]
     t0 = time.perf_counter()
 
-    with meter.stage("world"):
-        root = Path(generate_world(work / f"world-{world_size[0]}x{world_size[1]}", seed=0, progress=progress,
-                                   **world_kw))
+    world_dir = work / f"world-{world_size[0]}x{world_size[1]}"
+    with meter.stage("world") as st:
+        st["cached"] = (world_dir / "world.json").is_file()
+        root = Path(generate_world(world_dir, seed=0, progress=progress, **world_kw))
     with meter.stage("backends (DeepWV3Plus + CC-FPSE, VGG19)"):
         seg, resyn, backends_used = original_backends(checkpoints, seed=seed, device=device)
         perceptual = PerceptualDifference(pretrained=prof.perceptual_pretrained, seed=0)
-    with meter.stage("generate training data"):
+    with meter.stage("generate training data") as st:
+        st["cached"] = all(_generated(work / "generated" / f"{split}-void") for split in ("train", "val"))
         generated = {split: Path(generate_training_data(root / "cityscapes", work / "generated" / f"{split}-void",
                                                         split=split, seed=0, void=True))
                      for split in ("train", "val")}
@@ -146,13 +162,17 @@ def run_smoke(
         "fs_static": StaticDataset(root / "fishyscapes" / "Static", root / "cityscapes"),
     }
     splits: dict[str, Path] = {}
-    n_precomputed = 0
+    n_precomputed = n_measured = 0
     for name, ds in datasets.items():
-        with meter.stage(f"precompute {name}"):
+        with meter.stage(f"precompute {name}") as st:
+            t0_ns = time.time_ns()
             splits[name] = Path(precompute(ds, seg, resyn, work / "processed", size=size,
                                            batch_size=prof.precompute_batch, perceptual=perceptual,
                                            key_params={"profile": prof.name}, progress=progress, seed=seed))
-        n_precomputed += len(ds) if not isinstance(ds, Path) else len(list((ds / "original").glob("*.png")))
+            st["cached"] = (splits[name] / "done.json").stat().st_mtime_ns < t0_ns
+        n = len(ds) if not isinstance(ds, Path) else len(list((ds / "original").glob("*.png")))
+        n_precomputed += n
+        n_measured += 0 if st["cached"] else n
     del seg, resyn
 
     max_steps = int(steps if steps is not None else prof.training["max_steps"])
@@ -163,7 +183,8 @@ def run_smoke(
     )
     cfg["size"] = list(size)
     run_dir = work / "runs" / f"original-{config_hash(cfg)}-seed{seed}"
-    with meter.stage(f"train ({max_steps} steps, batch {cfg['batch_size']})"):
+    with meter.stage(f"train ({max_steps} steps, batch {cfg['batch_size']})") as st:
+        st["cached"] = (run_dir / "done.json").is_file()
         train(cfg, run_dir=run_dir)
 
     rows: list[dict[str, Any]] = []
@@ -189,8 +210,8 @@ def run_smoke(
                 )
     save_results(rows, out / "smoke-full.csv")
 
-    pre_s = sum(s["seconds"] for k, s in meter.stages.items() if k.startswith("precompute"))
-    train_s = next(s["seconds"] for k, s in meter.stages.items() if k.startswith("train"))
+    pre_s = sum(s["seconds"] for k, s in meter.stages.items() if k.startswith("precompute") and not s.get("cached"))
+    train_stage = next(s for k, s in meter.stages.items() if k.startswith("train"))
     cost = {
         "profile": prof.name, "label": "smoke: a dry run, not a result; backends and ImageNet weights as listed",
         "world_size": list(world_size), "size": list(size), "batch_size": cfg["batch_size"], "steps": max_steps,
@@ -198,7 +219,9 @@ def run_smoke(
         "imagenet_weights": rows[0]["imagenet_weights"] if rows else "",
         "stages": meter.stages, "total_seconds": round(time.perf_counter() - t0, 1),
         "peak_rss_gb": max(s["peak_rss_gb"] for s in meter.stages.values()),
-        "per_unit": {"precompute_s_per_image": pre_s / max(1, n_precomputed), "train_s_per_step": train_s / max_steps,
+        # only what this run did (None: every such stage found its work done)
+        "per_unit": {"precompute_s_per_image": pre_s / n_measured if n_measured else None,
+                     "train_s_per_step": None if train_stage.get("cached") else train_stage["seconds"] / max_steps,
                      "score_s_per_image": score_seconds / max(1, n_scored)},
         "machine": {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
                     "torch_threads": torch.get_num_threads(), "device": device,
@@ -222,6 +245,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", default="data", help="work folder (world, processed splits, run)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     parser.add_argument("--steps", type=cli.positive_int, default=None, help="training steps (default: the profile's)")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse the work folder's smoke/ caches (a killed dry run); stages found done are marked "
+                             "cached and not measured. Default: start from an empty WORK/smoke/")
     args = parser.parse_args(argv)
     try:
         device = resolve_device(args.device)
@@ -230,7 +256,7 @@ def main(argv: list[str] | None = None) -> None:
     cli.check_output_dir("--out", args.out)
     cli.check_output_dir("--work", args.work)
     keep_freed_memory()
-    run_smoke(out_dir=args.out, work_dir=args.work, device=device, steps=args.steps)
+    run_smoke(out_dir=args.out, work_dir=args.work, device=device, steps=args.steps, fresh=not args.resume)
 
 
 if __name__ == "__main__":
