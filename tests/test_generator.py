@@ -260,6 +260,29 @@ def test_deterministic_resumable_and_cli(tmp_path: Path) -> None:
         generate_training_data(tmp_path / "cs", tmp_path / "a", seed=7, void=True, progress=False)
 
 
+def test_stops_between_images_when_asked_and_resumes(tmp_path: Path) -> None:
+    # ``before_work`` (a session's deadline) is asked before each image still to write; what it raises stops there
+    make_cityscapes(tmp_path / "cs", n=3)
+    clean = generate_training_data(tmp_path / "cs", tmp_path / "clean", seed=5, void=True, progress=False)
+    asked = []
+
+    def deadline_after_one_image() -> None:
+        asked.append(1)
+        if len(asked) == 2:
+            raise TimeoutError("session over")
+
+    with pytest.raises(TimeoutError):
+        generate_training_data(tmp_path / "cs", tmp_path / "gen", seed=5, void=True, progress=False,
+                               before_work=deadline_after_one_image)
+    assert len(list((tmp_path / "gen" / "labels").glob("*.png"))) == 1
+    assert read_json(tmp_path / "gen" / "generator.json")["complete"] is False
+    generate_training_data(tmp_path / "cs", tmp_path / "gen", seed=5, void=True, progress=False,
+                           before_work=lambda: asked.append(2))
+    assert asked.count(2) == 2  # the two images left, not the one written
+    files = sorted(p.relative_to(clean) for p in clean.rglob("*.png"))
+    assert all((clean / f).read_bytes() == (tmp_path / "gen" / f).read_bytes() for f in files)
+
+
 def test_bad_input(tmp_path: Path) -> None:
     with pytest.raises(ReprolibDataError, match="nowhere"):
         generate_training_data(tmp_path / "nowhere", tmp_path / "gen", progress=False)

@@ -163,6 +163,30 @@ def test_resume_after_kill_matches_uninterrupted(gen_split: Path, backends, tmp_
     assert _snapshot(resumed) == _snapshot(clean)
 
 
+def test_stops_between_batches_when_asked_and_resumes(gen_split: Path, backends, tmp_path: Path) -> None:  # noqa: ANN001
+    """``before_work`` (a session's deadline) is asked before each batch with work; what it raises stops the split
+    between batches, and the next call computes only the rest, to the uninterrupted bytes."""
+    clean = _run(gen_split, backends, tmp_path / "clean")
+    asked = []
+
+    class Deadline(Exception):
+        pass
+
+    def deadline_after_two_batches() -> None:
+        asked.append(1)
+        if len(asked) == 3:
+            raise Deadline
+
+    with pytest.raises(Deadline):
+        _run(gen_split, backends, tmp_path / "resumed", before_work=deadline_after_two_batches)
+    part = tmp_path / "resumed" / clean.name
+    assert not (part / "done.json").exists() and len(list((part / "original").glob("*.png"))) == 4
+    resumed = _run(gen_split, backends, tmp_path / "resumed", before_work=lambda: asked.append(2))
+    assert read_json(resumed / "done.json")["n_computed"] == 1 and asked.count(2) == 1  # only the last batch
+    assert _snapshot(resumed) == _snapshot(clean)
+    _run(gen_split, backends, tmp_path / "resumed", before_work=lambda: pytest.fail("a finished split has no work"))
+
+
 def test_repeatable_bytes(gen_split: Path, backends, tmp_path: Path) -> None:  # noqa: ANN001
     a = _run(gen_split, backends, tmp_path / "a")
     b = _run(gen_split, backends, tmp_path / "b")

@@ -220,6 +220,34 @@ def test_import_refuses_a_cut_archive_and_a_failed_import_exports_nothing(tmp_pa
     assert exported == []
 
 
+def test_a_long_precompute_stops_at_the_deadline_and_the_next_session_resumes_it(tmp_path: Path, monkeypatch) -> None:
+    """Kaggle kills a session at 12 h and saves its output only when the notebook ends. Precompute checked the
+    budget only before it started, so one longer than what was left (Cityscapes' train split on a T4 can take most
+    of a session) ran past the deadline and lost the whole session, and the next one started it again. It now
+    stops between batches once the budget is spent; the next session computes only the rest."""
+    import reprolib.precompute.compute as C
+
+    now, real = [0.0], C._process_batch
+
+    def batch_of_100_seconds(*a, **kw):  # noqa: ANN002, ANN003, ANN202
+        now[0] += 100.0
+        return real(*a, **kw)
+
+    monkeypatch.setattr(C, "_process_batch", batch_of_100_seconds)
+    work, out = tmp_path / "work", tmp_path / "out"
+    kw = dict(profile="tiny", work_dir=work, output_dir=out, device="cpu", wandb_mode="disabled", variants=["full"])
+    # 1000 s with a 900 s margin: after the train split's first batch (4 of its 8 images) nothing more may start
+    run_table("table4", session=Session(max_time_s=1000, margin_s=900, clock=lambda: now[0]), **kw)
+    status = json.loads((out / "status.json").read_text())
+    assert status["stopped_before"] == "precompute train embedded" and status["runs_missing"] == ["full seed 0"]
+    [split] = (work / "tiny" / "processed").glob("generated-*")
+    assert not (split / "done.json").exists() and len(list((split / "original").glob("*.png"))) == 4
+    assert not any(r["stage"].startswith("precompute train") for r in read_log(work))  # not logged as done
+    run_table("table4", **kw)  # the next session
+    assert json.loads((split / "done.json").read_text())["n_computed"] == 4  # only the half left
+    assert json.loads((out / "status.json").read_text())["complete"]
+
+
 def test_run_identity_ignores_runtime_settings() -> None:
     cfg = {"lr": 1e-4, "seed": 0, "model": {"width": 0.0625}, "train_split": "/a/data/tiny/processed/gen-x-1234",
            "val_split": "/a/data/tiny/processed/gen-y-5678", "max_time": None, "device": "cpu", "devices": 1,

@@ -160,6 +160,7 @@ def generate_training_data(
     fill_void: FillVoid | None = None,
     progress: bool = True,
     roi_ignore: bool = False,
+    before_work: Callable[[], None] | None = None,
 ) -> Path:
     """Write SynBoost's generated training data for a Cityscapes-format split; returns ``out_root``.
 
@@ -182,7 +183,8 @@ def generate_training_data(
 
     Determinism: image ``i`` (sorted frame order) uses ``np.random.default_rng([seed, i])``, so the PNG bytes
     depend only on the inputs and the parameters. Resumable: images whose outputs all exist are skipped
-    (every file is written atomically), and ``generator.json`` guards against mixing parameters.
+    (every file is written atomically), and ``generator.json`` guards against mixing parameters. ``before_work``:
+    called before each image still to write; what it raises stops there (a session's deadline), to be resumed.
     """
     if fraction is not None and not 0.0 <= float(fraction) <= 1.0:
         raise ValueError(f"fraction must be in [0, 1] or None, got {fraction}")
@@ -212,6 +214,8 @@ def generate_training_data(
         stem = ds.frames[i].stem
         if all((out / d / f"{stem}.png").is_file() for d in dirs):
             continue
+        if before_work is not None:
+            before_work()
         a = ds.load_arrays(i)
         label_ids, instance_ids = a["label_ids"], a["instance_ids"]
         altered, changes = relabel(label_ids, instance_ids, np.random.default_rng([int(seed), i]), fraction)

@@ -120,6 +120,13 @@ class _Stage:
             log_stage(self.ctx.work_root, {"session": self.ctx.session_id, "stage": self.name,
                                            "seconds": round(dt, 3), **self.info})
 
+    def check_budget_inside(self) -> None:
+        """Raise ``SessionOver`` once the session's budget is spent, from inside a long stage (between its images):
+        Kaggle kills a session at 12 h and its output is saved only when the notebook ends, so a stage longer than
+        what is left (precompute of Cityscapes' train split on a T4 can take most of a session) must stop in time
+        and leave the rest, which resumes, to the next session. Its work so far is not logged as a finished stage."""
+        self.ctx.session.check(self.name)
+
     def changed(self, path: Path) -> bool:
         """True when ``path`` was written during this stage (its work was not cached)."""
         return Path(path).is_file() and Path(path).stat().st_mtime_ns >= self.t0_ns
@@ -219,9 +226,10 @@ def training_split(ctx: Context, combo: str, split: str, void_labels: bool) -> t
     gen_root = ctx.work_dir / "generated" / f"{name}-{split}"  # void filled by this combo's segmentation
     with ctx.stage(f"precompute {split} {name}") as st:
         gen_root = Path(generate_training_data(ctx.data.cityscapes, gen_root, split=split, seed=0, void=True,
-                                               fill_void=SegmentationFill(seg, ctx.device, name)))
+                                               fill_void=SegmentationFill(seg, ctx.device, name),
+                                               before_work=st.check_budget_inside))
         out = precompute(gen_root, seg, resyn, ctx.work_dir / "processed", size=ctx.profile.size,
-                         batch_size=ctx.profile.precompute_batch)
+                         batch_size=ctx.profile.precompute_batch, before_work=st.check_budget_inside)
         st.ran = st.changed(Path(out) / "done.json")
     return Path(out), (VOID_DIR if void_labels else "labels")
 
@@ -239,6 +247,6 @@ def evaluation_splits(ctx: Context, combo: str) -> dict[str, Path]:
     for name, ds in datasets.items():
         with ctx.stage(f"precompute {name} {combo_name(ctx, combo)}") as st:
             splits[name] = Path(precompute(ds, seg, resyn, ctx.work_dir / "processed", size=ctx.profile.size,
-                                           batch_size=ctx.profile.precompute_batch))
+                                           batch_size=ctx.profile.precompute_batch, before_work=st.check_budget_inside))
             st.ran = st.changed(splits[name] / "done.json")
     return splits

@@ -233,7 +233,7 @@ def _report_status(name: str, out: Path, total: int, missing: list[str], session
     if missing:
         print(f"[reprolib] {name}: {total - len(missing)}/{total} runs finished and in the table; "
               f"{len(missing)} missing ({', '.join(missing)}). Session budget reached"
-              + (f" before {session.stopped_at!r}" if session.stopped_at else "")
+              + (f" at {session.stopped_at!r}" if session.stopped_at else "")  # before it, or between its images
               + ": push again (or rerun) to continue.", flush=True)
     else:
         print(f"[reprolib] {name}: all {total} runs finished and in the table.", flush=True)

@@ -7,7 +7,7 @@ are all written and computes the rest (:func:`_process_batch`), then writes ``do
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +99,7 @@ def precompute(
     image_resize: str = "nearest",
     amp: bool = False,
     num_workers: int = 0,
+    before_work: Callable[[], None] | None = None,
 ) -> Path:
     """Compute (or reuse) the processed split of ``dataset`` for a segmentation + resynthesis pair.
 
@@ -111,8 +112,9 @@ def precompute(
     Fishyscapes), as the original did (spec §2.1, §5.3); H, D and the argmax are computed there and then
     nearest-resized to ``size``. Resynthesis and V run at ``size`` (spec §2.3, §5.3 steps 4–5).
     ``image_resize``: how the source image is brought to ``size`` (``"nearest"``, the original's data loader,
-    spec §4.3; or ``"bilinear"`` antialiased). ``amp``: autocast the backends on CUDA.
-    Returns the split folder.
+    spec §4.3; or ``"bilinear"`` antialiased). ``amp``: autocast the backends on CUDA. ``before_work``: called
+    before each batch that has images to compute; what it raises stops the split there (a session's deadline):
+    the images written stay, and a later call resumes with the rest. Returns the split folder.
     """
     if label_source not in LABEL_SOURCES:
         raise ValueError(f"label_source must be one of {LABEL_SOURCES}, got {label_source!r}")
@@ -160,21 +162,23 @@ def precompute(
     n_total, n_computed, label_dirs_seen = len(source), 0, set()
     t0 = time.perf_counter()
     bar = tqdm(total=n_total, unit="img", desc=f"precompute {out.name}", disable=not progress or None)
-    for batch_index, items in enumerate(loader):
-        label_dirs = sorted({d for it in items for d in it.labels})
-        label_dirs_seen.update(label_dirs)
-        dirs = output_dirs(label_dirs)
-        if all(stem_done(out, it.name, dirs) for it in items):
-            bar.update(len(items))
-            continue
-        arrays = _process_batch(items, segmentation, resynthesis, perceptual, size=size, resolved=resolved,
-                                image_resize=image_resize, device=device, autocast=autocast,
-                                seed=seed * 1_000_003 + batch_index)
-        for it, arr in zip(items, arrays, strict=True):
-            _write_item(out, it.name, arr)
-            n_computed += 1
-            bar.update(1)
-    bar.close()
+    with bar:
+        for batch_index, items in enumerate(loader):
+            label_dirs = sorted({d for it in items for d in it.labels})
+            label_dirs_seen.update(label_dirs)
+            dirs = output_dirs(label_dirs)
+            if all(stem_done(out, it.name, dirs) for it in items):
+                bar.update(len(items))
+                continue
+            if before_work is not None:
+                before_work()
+            arrays = _process_batch(items, segmentation, resynthesis, perceptual, size=size, resolved=resolved,
+                                    image_resize=image_resize, device=device, autocast=autocast,
+                                    seed=seed * 1_000_003 + batch_index)
+            for it, arr in zip(items, arrays, strict=True):
+                _write_item(out, it.name, arr)
+                n_computed += 1
+                bar.update(1)
     seconds = time.perf_counter() - t0
     rate = n_computed / seconds if seconds > 0 else float("inf")
     write_json(done_file, {"key_hash": digest, "n_images": n_total, "n_computed": n_computed,
