@@ -9,6 +9,7 @@ problem instead of surfacing a stack trace from deep inside PIL or numpy.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -221,14 +222,19 @@ def load_torch(path: PathLike, map_location: str | None = "cpu") -> Any:
         raise ReprolibDataError(path, f"cannot load checkpoint safely ({type(exc).__name__}: {exc})") from None
 
 
-def file_fingerprint(paths: list[Path], root: Path | None = None) -> str:
-    """Short hash over relative names, sizes and mtimes-free content digests of ``paths``."""
-    h = hashlib.sha256()
-    for p in sorted(paths):
-        rel = p.relative_to(root) if root else p
-        h.update(str(rel).encode())
-        h.update(hashlib.sha256(p.read_bytes()).digest())
-    return h.hexdigest()[:16]
+def file_sha256(path: PathLike) -> str:
+    """sha256 of a file's bytes, memoised per process on its path, size and mtime (a large file is read once).
+
+    What the caches' keys use for data sets: it does not change when a file is only copied or touched (another
+    clone, a Kaggle mount), as a name/size/mtime listing did."""
+    st = Path(path).stat()
+    return _sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.cache
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def state_dict_mismatch(state_dict: Mapping[Any, Any], expected: Mapping[str, tuple[int, ...]]) -> str | None:

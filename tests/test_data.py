@@ -150,6 +150,36 @@ def test_lost_and_found_reads_back(tmp_path: Path) -> None:
     np.testing.assert_array_equal(small.numpy(), resize_labels(fy.laf_masks[1], (32, 64)))
 
 
+def test_fingerprints_follow_content_not_file_times(tmp_path: Path) -> None:
+    """The caches' and runs' names come from these keys: another clone, a copy or a Kaggle mount of the same files
+    (other mtimes) must give the same key, a changed file another one. They hashed names, sizes and mtimes."""
+    import os
+    import shutil
+
+    fy = make_fishyscapes(tmp_path / "world")
+    make_cityscapes(fy.cityscapes, "train", n=2)
+
+    def keys(world: Path) -> list[str]:
+        return [LostAndFoundDataset(world / F.WORLD_FS_LAF, laf_root=world / F.WORLD_LOSTANDFOUND).fingerprint(),
+                StaticDataset(world / F.WORLD_FS_STATIC, world / F.WORLD_CITYSCAPES).fingerprint(),
+                CityscapesDataset(world / F.WORLD_CITYSCAPES, "train").fingerprint()]
+
+    before = keys(fy.world)
+    shutil.copytree(fy.world, tmp_path / "copy", copy_function=shutil.copy)  # new mtimes
+    for f in (tmp_path / "copy").rglob("*"):
+        os.utime(f, ns=(1, 1))
+    assert keys(tmp_path / "copy") == before
+    for i, folder in enumerate((F.WORLD_FS_LAF, F.WORLD_FS_STATIC)):  # one byte of a label: same size, same name
+        label = sorted((tmp_path / "copy" / folder).glob("*_labels.png"))[0]
+        mask = np.array(Image.open(label))
+        mask[0, 0] = 1 - mask[0, 0] if mask[0, 0] < 2 else 0
+        write_png(label, mask)
+        assert keys(tmp_path / "copy")[i] != before[i]
+    image = sorted((tmp_path / "copy" / F.WORLD_CITYSCAPES / "leftImg8bit" / "train").rglob("*.png"))[0]
+    write_png(image, np.array(Image.open(image))[::-1].copy())
+    assert keys(tmp_path / "copy")[2] != before[2]
+
+
 def test_static_reconstruction_rule(tmp_path: Path) -> None:
     fy = make_fishyscapes(tmp_path / "world")
     ds = StaticDataset(fy.fs_static, fy.cityscapes)

@@ -56,6 +56,22 @@ def test_table4_rows_and_provenance(table4) -> None:
     assert json.loads((run / "predictions" / "fs_static-timing.json").read_text())["seconds_per_image"] > 0
 
 
+def test_another_clone_names_the_same_runs_and_splits(table4, tmp_path: Path) -> None:
+    """Runs and processed splits are named by content, not file times: a second clone (the world written again, at
+    other mtimes) gets the same run folders, split fingerprints, config hashes and values, so a rerun's CSV can be
+    compared with the committed one row by row. The data sets' fingerprints hashed names, sizes and mtimes."""
+    df, work, _ = table4
+    again = run_table("table4", profile="tiny", work_dir=tmp_path / "work", output_dir=tmp_path / "out", device="cpu",
+                      wandb_mode="disabled", variants=["full"])
+    first = df[df["variant"].isin(set(again["variant"]))].reset_index(drop=True)
+    cols = ["variant", "dataset", "metric", "seed", "value", "config_hash", "data_fingerprint"]
+    pd.testing.assert_frame_equal(first[cols], again[cols].reset_index(drop=True))
+    assert [Path(c).relative_to(work) for c in first["checkpoint"]] == [
+        Path(c).relative_to(tmp_path / "work") for c in again["checkpoint"]]
+    names = {p.name for p in (tmp_path / "work" / "tiny" / "processed").iterdir()}
+    assert names and names <= {p.name for p in (work / "tiny" / "processed").iterdir()}
+
+
 def test_best_checkpoint_is_scored(table4) -> None:
     """The cached scores are those of best.ckpt (lowest validation loss), not last.ckpt."""
     import torch

@@ -25,7 +25,7 @@ from reprolib.data.transforms import (
     to_tensor_image,
     to_tensor_long,
 )
-from reprolib.io import PathLike, ReprolibDataError, read_png
+from reprolib.io import PathLike, ReprolibDataError, file_sha256, read_png
 from reprolib.labels import IGNORE_INDEX, NUM_CLASSES, VALID_LABEL_IDS, label_to_train
 
 _VALID_LABEL_LUT = np.zeros(256, dtype=bool)
@@ -106,12 +106,12 @@ class CityscapesDataset(torch.utils.data.Dataset):
                 "instance_ids": gt("instanceIds"), "train_ids": gt("labelTrainIds")}
 
     def fingerprint(self) -> str:
-        """Cheap content key: split, size, resize mode, and name/size/mtime of the images and labelIds."""
+        """Content key: split, size, resize mode, and the name and sha256 of the images and labelIds (not their
+        mtimes: a copy, another clone or a Kaggle mount of the same files gets the same key)."""
         h = hashlib.sha256(f"{self.split}|{self.size}|{self.image_resize}|{self.gt}".encode())
         for i, fid in enumerate(self.frames):
             for key in ("image", "label_ids"):
-                st = self.paths(i)[key].stat()
-                h.update(f"{fid.stem}:{key}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+                h.update(f"{fid.stem}:{key}:{file_sha256(self.paths(i)[key])}\n".encode())
         return h.hexdigest()[:16]
 
     def load_arrays(self, index: int) -> dict[str, np.ndarray]:

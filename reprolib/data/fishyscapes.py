@@ -28,7 +28,7 @@ from reprolib.data.transforms import (
     to_tensor_image,
     to_tensor_long,
 )
-from reprolib.io import PathLike, ReprolibDataError, read_png
+from reprolib.io import PathLike, ReprolibDataError, file_sha256, read_png
 
 
 def check_mask(label: np.ndarray, path: PathLike) -> None:
@@ -71,12 +71,12 @@ class _FishyscapesBase(torch.utils.data.Dataset):
         raise NotImplementedError
 
     def fingerprint(self) -> str:
-        """Cheap content key: class, size, resize mode, and name/size/mtime of every file read."""
+        """Content key: class, size, resize mode, and the name and sha256 of every file read (not their mtimes:
+        a copy, another clone or a Kaggle mount of the same files gets the same key)."""
         h = hashlib.sha256(f"{type(self).__name__}|{self.size}|{self.image_resize}".encode())
         for i, (_, _, label_path) in enumerate(self.items):
             for p in (label_path, *self._image_files(i)):
-                st = p.stat()
-                h.update(f"{p.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+                h.update(f"{p.name}:{file_sha256(p)}\n".encode())
         return h.hexdigest()[:16]
 
     def _item(self, image: np.ndarray, label_path: Path, name: str) -> dict[str, Any]:

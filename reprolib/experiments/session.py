@@ -7,8 +7,9 @@ then holds the finished runs, and the next session (``push`` again) picks up the
 
 Each Kaggle version saves only ``/kaggle/working``; the previous version's output is mounted read-only
 under ``/kaggle/input``. :func:`import_previous` copies it into the working directory at session start
-(every file checked against the sha256 the previous session recorded, and its mtime restored, since
-the caches key on names, sizes and mtimes), and :func:`export_outputs` writes that record at the end,
+(every file checked against the sha256 the previous session recorded, and its mtime restored; the caches key
+on names and contents, the in-process memo of those hashes on mtimes too), and :func:`export_outputs` writes
+that record at the end,
 packing bulky, many-file folders (world, generated training data, processed splits, prediction PNGs) into
 one tar each, so each version's output holds everything done so far in a modest number of files.
 

@@ -10,15 +10,13 @@ profile needs the real weights (``full``): :func:`require_imagenet_weights` refu
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
-from functools import lru_cache
 from pathlib import Path
 
 import torch
 
-from reprolib.io import ReprolibDataError, load_torch
+from reprolib.io import ReprolibDataError, file_sha256, load_torch
 
 #: torchvision's file names for the ImageNet weights we use (current and older releases).
 TORCHVISION_FILES: dict[str, tuple[str, ...]] = {
@@ -134,21 +132,6 @@ def require_imagenet_weights(archs: tuple[str, ...] = ("vgg16", "vgg19"), profil
             )
         found[arch] = path
     return found
-
-
-@lru_cache(maxsize=32)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 of a file (memoised on path, size and mtime: the VGG files are half a gigabyte)."""
-    st = Path(path).stat()
-    return _sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
 
 
 def describe_imagenet_weights(arch: str, pretrained: bool | str | os.PathLike | None, seed: int) -> str:

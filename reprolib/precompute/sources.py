@@ -27,7 +27,7 @@ import torch
 from natsort import natsorted
 
 from reprolib.data.formats import LABEL_DIRS
-from reprolib.io import PathLike, ReprolibDataError, read_png
+from reprolib.io import PathLike, ReprolibDataError, file_sha256, read_png
 from reprolib.labels import IGNORE_INDEX, NUM_CLASSES, label_to_train, train_to_label
 
 
@@ -54,11 +54,11 @@ class PrecomputeSource(Protocol):
     def fingerprint(self) -> str: ...
 
 def _listing_hash(paths: list[Path], root: Path) -> str:
-    """Hash of relative names, sizes and mtimes: cheap on large trees (a full content hash is not)."""
+    """Hash of relative names and contents (sha256, memoised per process on path, size and mtime: see
+    :func:`reprolib.io.file_sha256`), so a copy or another clone of the same files names the same split."""
     h = hashlib.sha256()
     for p in paths:
-        st = p.stat()
-        h.update(f"{p.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        h.update(f"{p.relative_to(root)}\0{file_sha256(p)}\n".encode())
     return h.hexdigest()[:16]
 
 #: the values each folder of a generated split may hold (8-bit lookup tables) and how to say so
@@ -139,7 +139,7 @@ class DatasetSource:
     """Adapter for the torch Datasets of :mod:`reprolib.data` (Fishyscapes L&F / Static, Cityscapes).
 
     ``dataset.fingerprint()`` (or a ``fingerprint`` string) is used when present; otherwise the fingerprint
-    covers the class, length, simple attributes and a name/size/mtime listing of every folder attribute.
+    covers the class, length, simple attributes and a name/content listing of every folder attribute.
     """
 
     def __init__(self, dataset: Any, kind: str | None = None):
