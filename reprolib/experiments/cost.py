@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any
 
 import psutil
@@ -106,9 +105,9 @@ def table_workload(table: str) -> dict[str, int]:
     # a report-selection run shares its twin's first validations (reprolib.training.selection); `full` validates
     # once an epoch, so it starts after that many epochs (all of them when its plateau scheduler cannot act)
     patience = int(PROFILES["full"].training.get("patience", TrainConfig.patience))
-    twins = [v for v in spec.variants if not v.reuse and v.selection == "report"
-             and replace(v, selection="corrected").training_key() in trained]
-    shared = len(twins) * len(shared_validations(epochs, 1, patience))
+    corrected = {v.training_key(): v for v in spec.variants if not v.reuse and v.selection == "corrected"}
+    twins = sum(len(spec.report_twins(v)) for v in corrected.values())
+    shared = twins * len(shared_validations(epochs, 1, patience))
     return {"trainings": len(trained) * len(spec.seeds_full), "epochs": epochs,
             "shared_epochs": shared * len(spec.seeds_full), "precomputes": len(data)}
 

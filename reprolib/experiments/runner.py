@@ -13,7 +13,6 @@ import re
 import shutil
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +160,7 @@ def run_table(
     chosen = [v for v in spec.variants if variants is None or v.name in variants]
     # before any file is written: `full` refuses random ImageNet weights, for every encoder the runs train
     # (Figure 4's ResNets too); a reused variant trains its source's network
-    sources = [next(s for s in spec.variants if s.name == v.reuse) if v.reuse else v for v in chosen]
+    sources = [spec.source(v) for v in chosen]
     prof.check_imagenet_weights(prof.pretrained_encoders(s.model for s in sources))
     work = Path(work_dir)
     out = Path(output_dir or Path("results") / name)
@@ -242,11 +241,9 @@ def _report_status(name: str, out: Path, total: int, missing: list[str], session
 def _variant_rows(ctx: P.Context, spec: Any, variant: Variant, seed: int, seeds: list[int], out: Path) -> list[dict]:
     """Train (or reuse) one variant × seed and, once its run is finished, its result rows."""
     combo = variant.combo or spec.default_combo
-    source = next(v for v in spec.variants if v.name == variant.reuse) if variant.reuse else variant
+    source = spec.source(variant)
     # the corrected twin of a report-selection variant in this table keeps the weights that one starts from
-    twin = any(v.selection == "report" and replace(v, selection="corrected").training_key() == source.training_key()
-               for v in spec.variants)
-    run_dir = train_variant(ctx, source, combo, seed, epochs=spec.epochs, snapshots=twin)
+    run_dir = train_variant(ctx, source, combo, seed, epochs=spec.epochs, snapshots=bool(spec.report_twins(source)))
     if not (run_dir / "done.json").is_file():
         raise RunUnfinished(run_dir.name)
     ckpt = scored_checkpoint(run_dir)
@@ -322,14 +319,11 @@ def _select_report_twins(ctx: P.Context, spec: Any, chosen: list[Variant], finis
     at their own turn in the table: the fork removes the snapshots, which in ``full`` weigh ~1 GB a seed and would
     otherwise wait in every session's output (Kaggle keeps 20 GB) until all seeds of the twin had trained. Their
     training, when steps follow the fork, still waits for their turn. Out of time: left to their own turn."""
-    source = next(v for v in spec.variants if v.name == finished.reuse) if finished.reuse else finished
-    for variant in chosen:
-        if variant.selection == "report" and replace(variant, selection="corrected").training_key() == source.training_key():
-            try:
-                train_variant(ctx, variant, variant.combo or spec.default_combo, seed, epochs=spec.epochs,
-                              select_only=True)
-            except SessionOver:
-                return
+    for variant in spec.report_twins(spec.source(finished), among=chosen):
+        try:
+            train_variant(ctx, variant, variant.combo or spec.default_combo, seed, epochs=spec.epochs, select_only=True)
+        except SessionOver:
+            return
 
 
 def _fingerprint(split: Path) -> str:

@@ -7,7 +7,7 @@ evaluates the full model without the ensemble, as the report did).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reprolib.data.formats import UNCERTAINTY_MAPS
@@ -112,6 +112,17 @@ class TableSpec:
     #: ``eval_resolution`` given to ``run_table`` wins
     eval_resolution: str | None = None
     caption: str = ""  # plain text: what a reader must know to compare our rows with the report's (notebook, LaTeX)
+
+    def source(self, variant: Variant) -> Variant:
+        """The variant whose model ``variant`` evaluates: the one it reuses, else itself."""
+        return next(v for v in self.variants if v.name == variant.reuse) if variant.reuse else variant
+
+    def report_twins(self, source: Variant, among: tuple[Variant, ...] | list[Variant] | None = None) -> list[Variant]:
+        """The report-selection variants (of ``among``, default the table's) whose corrected twin trains ``source``'s
+        model: they start from its trajectory (:mod:`reprolib.training.selection`)."""
+        key = source.training_key()
+        return [v for v in (self.variants if among is None else among)
+                if v.selection == "report" and replace(v, selection="corrected").training_key() == key]
 
 
 TABLES: dict[str, TableSpec] = {
