@@ -25,6 +25,10 @@ WANDB ?= offline
 MAX_TIME ?=
 EVAL_RES ?=
 PRECISION ?=
+REPORT_SELECTION ?=
+ifneq ($(filter-out yes no,$(REPORT_SELECTION)),)
+$(error REPORT_SELECTION must be yes or no, got '$(REPORT_SELECTION)')
+endif
 TABLE ?= table4
 KAGGLE_DATASETS ?=
 CKPT_DATASET ?=
@@ -40,11 +44,13 @@ table_csv = $(foreach t,$(1),results/$(t)/$(t).csv)
 # is (-p would make WORK=2024 the number 2024 and DATA=None Python's None); the seeds are YAML, a list of numbers.
 PM_ARGS = -r profile $(PROFILE) -r work_dir $(WORK) -r wandb_mode $(WANDB) -r output_dir $(@D) \
 	$(if $(DATA),-r data_root $(DATA)) $(if $(SEEDS),-y "seeds: [$(SEEDS)]") $(if $(MAX_TIME),-r max_time $(MAX_TIME)) \
-	$(if $(EVAL_RES),-r eval_resolution $(EVAL_RES)) $(if $(PRECISION),-r precision $(PRECISION))
+	$(if $(EVAL_RES),-r eval_resolution $(EVAL_RES)) $(if $(PRECISION),-r precision $(PRECISION)) \
+	$(if $(filter no,$(REPORT_SELECTION)),-p report_selection False)
 # Table 2 times single steps: it trains nothing, so seeds, time budgets, W&B and the evaluation size do not apply
 PM_ARGS_table2 = -r profile $(PROFILE) -r work_dir $(WORK) -r output_dir $(@D) \
 	$(if $(DATA),-r data_root $(DATA)) $(if $(PRECISION),-r precision $(PRECISION))
-NOT_FOR_table2 = $(strip $(if $(SEEDS),SEEDS) $(if $(MAX_TIME),MAX_TIME) $(if $(EVAL_RES),EVAL_RES))
+NOT_FOR_table2 = $(strip $(if $(SEEDS),SEEDS) $(if $(MAX_TIME),MAX_TIME) $(if $(EVAL_RES),EVAL_RES) \
+	$(if $(REPORT_SELECTION),REPORT_SELECTION))
 
 .PHONY: help setup test lint world demo report all lab kaggle-push kaggle-pull clean-venv smoke-full FORCE $(TABLES)
 # a killed or interrupted run keeps the rows it finished (the notebook writes the CSV after every run)
@@ -58,6 +64,7 @@ help:
 	@echo "   PROFILE=demo|full  DATA=/datasets  SEEDS=0,1,2  WORK=data  WANDB=offline|online  MAX_TIME=00:08:30:00"
 	@echo "   EVAL_RES=processed|benchmark  (benchmark: score at the evaluation sets' own size, e.g. 1024×2048)"
 	@echo "   PRECISION=32-true|bf16-mixed|16-mixed  (training; fp32 unless asked, as the original)"
+	@echo "   REPORT_SELECTION=yes|no  (no: leave out the <variant>@report_selection rows: in full, epochs - 11 more a run)"
 	@echo "   each always runs its notebook: unfinished runs resume, finished ones are reused"
 	@echo "make results/table4/table4.csv   the same, but only if the CSV is missing or older than its notebook"
 	@echo "make report           LaTeX report (report/main.pdf, needs latexmk) from results/; first makes any"
@@ -150,7 +157,8 @@ kaggle-push: $(STAMP)
 		--wandb $(WANDB) $(if $(MAX_TIME),--max-time $(MAX_TIME)) $(if $(DATA),--data $(DATA)) \
 		$(if $(CKPT_DATASET),--checkpoints-dataset $(CKPT_DATASET)) $(if $(CKPTS),--checkpoints $(CKPTS)) \
 		$(if $(KAGGLE_DATASETS),--datasets $(KAGGLE_DATASETS)) $(if $(PRECISION),--precision $(PRECISION)) \
-		$(if $(EVAL_RES),--eval-resolution $(EVAL_RES)) $(if $(SEEDS),--seeds $(SEEDS))
+		$(if $(EVAL_RES),--eval-resolution $(EVAL_RES)) $(if $(SEEDS),--seeds $(SEEDS)) \
+		$(if $(filter no,$(REPORT_SELECTION)),--no-report-selection)
 
 kaggle-pull: $(STAMP)
 	$(PY) -m reprolib.kaggle pull --table $(TABLE)

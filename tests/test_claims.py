@@ -157,6 +157,43 @@ def test_no_effect_claim_and_cross_table_claim() -> None:
     assert row["n_seeds"] == 2 and row["effect"] == pytest.approx(19.5)
 
 
+def test_claims_are_decided_under_the_report_protocol_too() -> None:
+    """Beside our verdict, the same comparison between the variants' report-protocol rows: the report-selection twin,
+    on its @report_protocol row for a grid ensemble (the report's grid tuning), else its own row."""
+    from reprolib.experiments.claims import row_under
+    from reprolib.report.claims import REPORT_COLUMNS, claims_markdown, discussion_paragraphs
+
+    lf, st = "fs_lost_and_found", "fs_static"
+    results = _frame(
+        _rows("table4", "full", {lf: [0.30, 0.32, 0.31], st: [0.40, 0.41, 0.42]}),
+        _rows("table4", "no_ensemble", {lf: [0.50, 0.53, 0.51], st: [0.50, 0.52, 0.51]}),
+        # under the report's protocol the ensemble's effect reverses on L&F; its Static rows are missing
+        _rows("table4", "full@report_selection@report_protocol", {lf: [0.60, 0.62, 0.61]}),
+        _rows("table4", "full@report_selection", {lf: [0.10, 0.11, 0.12]}),  # the twin's cross-fitted row: not used
+        _rows("table4", "no_ensemble@report_selection", {lf: [0.30, 0.31, 0.33]}),
+    )
+    claim = BY_ID["t4-ensemble-fpr95"]
+    ours, theirs = claim_verdicts(results, [claim]), claim_verdicts(results, [claim], protocol="report")
+    assert _one(ours, claim.id, lf)["verdict"] == "holds" and _one(ours, claim.id, st)["verdict"] == "holds"
+    there = _one(theirs, claim.id, lf)
+    assert (there["a"], there["b"]) == ("full@report_selection@report_protocol", "no_ensemble@report_selection")
+    assert there["effect"] == pytest.approx((0.61 - np.mean([0.30, 0.31, 0.33])) * 100)
+    assert there["verdict"] == "contradicted" and there["protocol"] == "report"
+    assert _one(theirs, claim.id, st)["verdict"] == "not run"
+    assert row_under("report", "table3", "SynBoost") == "SynBoost@report_selection"  # fixed ensemble: no grid row
+    assert row_under("ours", "table4", "full") == "full"
+    with pytest.raises(ValueError, match="protocol must be one of"):
+        row_under("mlrc", "table4", "full")
+    table = claims_markdown(ours, theirs)
+    assert all(c in table.splitlines()[0] for c in REPORT_COLUMNS) and "| holds | +29.7 [" in table
+    paragraph = next(p for p in discussion_paragraphs(ours, report=theirs) if p.startswith("Under the report's protocol"))
+    assert "of 1 comparisons with results 0 comparisons hold, 1 comparison is contradicted" in paragraph
+    assert ("The verdict differs from ours for: The grid-search ensemble lowers FPR95 (full vs w/o ensemble) on FS L&F "
+            "(ours holds, there contradicted).") in paragraph
+    with pytest.raises(ValueError, match="same claims and datasets"):
+        claims_markdown(ours, theirs.iloc[::-1])
+
+
 def test_decide_boundaries() -> None:
     assert decide("higher", 0.1, 2) == "holds" and decide("higher", -2, -0.1) == "contradicted"
     assert decide("higher", 0.0, 2) == "inconclusive" and decide("lower", -2, -0.1) == "holds"
@@ -182,6 +219,11 @@ def test_claims_table_numbers_equal_the_csv(tmp_path: Path) -> None:
         _rows("table4", "no_ensemble", {lf: [0.50, 0.53, 0.51], st: [0.30, 0.31, 0.33]}),
         _rows("table4", "no_uncertainty", {lf: [0.40, 0.60, 0.55], st: [0.20, 0.40, 0.25]}),
         _rows("table4", "no_generator_no_uncertainty", {lf: [0.10, 0.12, 0.11], st: [0.21, 0.22, 0.23]}),
+        # the same variants under the report's protocol (report-selection twins; the grid one on its report row)
+        _rows("table4", "full@report_selection@report_protocol", {lf: [0.20, 0.25, 0.21], st: [0.50, 0.40, 0.45]}),
+        _rows("table4", "no_ensemble@report_selection", {lf: [0.45, 0.43, 0.52], st: [0.35, 0.30, 0.36]}),
+        _rows("table4", "no_uncertainty@report_selection", {lf: [0.41, 0.42, 0.43], st: [0.25, 0.45, 0.20]}),
+        _rows("table4", "no_generator_no_uncertainty@report_selection", {lf: [0.2, 0.1, 0.15], st: [0.3, 0.2, 0.1]}),
     ]
     csv = tmp_path / "results" / "table4" / "table4.csv"
     save_results([r for p in parts for r in p], csv)
@@ -197,7 +239,7 @@ def test_claims_table_numbers_equal_the_csv(tmp_path: Path) -> None:
     expected = [(c, d) for c in CLAIMS for d in c.datasets]
     checked = 0
     for cells, (claim, dataset) in zip(rows, expected, strict=True):
-        statement, line, _, _, report, ours, seeds, verdict = cells
+        statement, line, _, _, report, ours, seeds, verdict, ours_there, verdict_there = cells
         if statement:
             assert line == ", ".join(map(str, claim.source)) and claim.id in statement
         rsel = ref[(ref.source == "report") & (ref.dataset == dataset) & (ref.metric == claim.metric)]
@@ -208,17 +250,22 @@ def test_claims_table_numbers_equal_the_csv(tmp_path: Path) -> None:
         else:
             assert report == "--"
         if claim.table != "table4":
-            assert ours == "--" and verdict == "not run"
+            assert ours == ours_there == "--" and verdict == verdict_there == "not run"
             continue
         sel = df[(df.dataset == dataset) & (df.metric == claim.metric)]
-        a = sel[sel.variant == claim.a].set_index("seed")["value"]
-        b = sel[sel.variant == claim.b].set_index("seed")["value"]
-        d = (a - b).to_numpy() * 100
-        half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
-        want = [round(x, 1) for x in (d.mean(), d.mean() - half, d.mean() + half)]
-        assert [float(x) for x in _NUM.findall(ours)] == pytest.approx(want, abs=1e-9), (claim.id, dataset)
+        grid = {"full"}  # Table 4's grid-ensemble variant: under the report's protocol, its @report_protocol row
+        for name_a, name_b, shown, said in (
+                (claim.a, claim.b, ours, verdict),
+                *[(f"{claim.a}@report_selection" + "@report_protocol" * (claim.a in grid),
+                   f"{claim.b}@report_selection" + "@report_protocol" * (claim.b in grid), ours_there, verdict_there)]):
+            a = sel[sel.variant == name_a].set_index("seed")["value"]
+            b = sel[sel.variant == name_b].set_index("seed")["value"]
+            d = (a - b).to_numpy() * 100
+            half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+            want = [round(x, 1) for x in (d.mean(), d.mean() - half, d.mean() + half)]
+            assert [float(x) for x in _NUM.findall(shown)] == pytest.approx(want, abs=1e-9), (claim.id, dataset, name_a)
+            assert said == decide(claim.expect, d.mean() - half, d.mean() + half, claim.margin)
         assert seeds == f"{len(d)} (demo)"
-        assert verdict == decide(claim.expect, d.mean() - half, d.mean() + half, claim.margin)
         checked += 1
     assert checked == sum(len(c.datasets) for c in CLAIMS if c.table == "table4")
 
@@ -231,7 +278,10 @@ def test_claims_table_numbers_equal_the_csv(tmp_path: Path) -> None:
     summary = (tmp_path / "results" / "SUMMARY.md").read_text()
     md_rows = [r for r in summary.splitlines() if r.startswith("| ") and not r.startswith("| Claim |")]
     assert len(md_rows) == len(verdicts)
-    assert [r.rstrip(" |").rsplit("| ", 1)[1] for r in md_rows] == list(verdicts["verdict"])
+    assert [r.split(" | ")[7] for r in md_rows] == list(verdicts["verdict"])
+    there = claim_verdicts(load_all_results(tmp_path / "results"), protocol="report")
+    assert [r.rstrip(" |").rsplit("| ", 1)[1] for r in md_rows] == list(there["verdict"])
+    assert set(there.loc[there["table"] == "table4", "verdict"]) != {"not run"}
 
 
 def test_committed_summary_is_generated_from_committed_results(tmp_path: Path) -> None:

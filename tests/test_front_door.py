@@ -131,6 +131,18 @@ def test_make_passes_paths_and_names_as_text() -> None:
                       "eval_resolution": "benchmark"}
 
 
+def test_report_selection_rows_can_be_left_out_and_only_by_a_clear_yes_or_no() -> None:
+    """REPORT_SELECTION=no reaches the notebook as the bool False (papermill's -r would pass the text "False", which
+    counts as true), and the kaggle push as --no-report-selection; any other value stops make before any work."""
+    assert _papermill_parameters(_make_dry("table4", "REPORT_SELECTION=no"))["report_selection"] is False
+    assert "report_selection" not in _papermill_parameters(_make_dry("table4", "REPORT_SELECTION=yes"))
+    assert "--no-report-selection" in _make_dry("kaggle-push", "TABLE=table4", "REPORT_SELECTION=no")
+    assert "--no-report-selection" not in _make_dry("kaggle-push", "TABLE=table4")
+    bad = subprocess.run(["make", "-n", "table4", "REPORT_SELECTION=false"], cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode != 0 and "REPORT_SELECTION must be yes or no, got 'false'" in bad.stderr
+    assert "table2: REPORT_SELECTION not used" in _make_dry("table2", "REPORT_SELECTION=no")
+
+
 def test_kaggle_push_forwards_precision_eval_res_and_seeds() -> None:
     dry = _make_dry("kaggle-push", "TABLE=table4", "PRECISION=16-mixed", "EVAL_RES=benchmark", "SEEDS=0,1,2")
     assert "--precision 16-mixed" in dry and "--eval-resolution benchmark" in dry and "--seeds 0,1,2" in dry
@@ -155,7 +167,11 @@ def test_kaggle_push_sends_the_options_it_was_given() -> None:
     assert not {"precision", "eval_resolution", "seeds"} & set(params)  # not given: the notebook's defaults
     params, _ = push_parameters(_push_args(precision="16-mixed", eval_resolution="benchmark", seeds="0,1,2"))
     assert params["precision"] == "16-mixed" and params["eval_resolution"] == "benchmark"
-    assert params["seeds"] == [0, 1, 2]
+    assert params["seeds"] == [0, 1, 2] and "report_selection" not in params
+    params, _ = push_parameters(_push_args(no_report_selection=True))
+    assert params["report_selection"] is False
+    with pytest.raises(ValueError, match="table2's notebook has no parameter for --no-report-selection"):
+        push_parameters(_push_args(table="table2", data="", checkpoints="", no_report_selection=True))
 
 
 def test_kaggle_push_sends_a_notebook_only_its_own_parameters() -> None:

@@ -74,7 +74,9 @@ def test_report_protocol_and_corrected_rows() -> None:
     assert metrics == metrics_of(combine(scores, same.weights), labels)
     assert "cross-fitted" in rows[""][1]["tuning"] and len(rows[""][1]["weights"]) == 2
     # Table 7: each variant's ensemble sees exactly the maps its network sees
-    for variant in TABLES["table7"].variants:
+    table7 = [v for v in TABLES["table7"].variants if v.selection == "corrected"]  # twins: the same networks
+    assert [v.ensemble_maps() for v in TABLES["table7"].variants] == [v.ensemble_maps() for v in table7 for _ in (0, 1)]
+    for variant in table7:
         allowed = variant.ensemble_maps()
         got = evaluate_ensemble(scores, variant.ensemble, "fpr95", maps=allowed)
         for _, info in got.values():
@@ -83,14 +85,22 @@ def test_report_protocol_and_corrected_rows() -> None:
                 assert all(w[m] == 0 for m in ("entropy", "perceptual", "distance") if m not in allowed)
     # Table 4's networks without maps would get none in an ensemble either
     assert {v.name: v.ensemble_maps() for v in TABLES["table4"].variants if v.model} == {
-        "no_uncertainty": (), "no_generator_no_uncertainty": ()}
-    assert [v.ensemble_maps() for v in TABLES["table7"].variants] == [
+        "no_uncertainty": (), "no_generator_no_uncertainty": (), "no_uncertainty@report_selection": (),
+        "no_generator_no_uncertainty@report_selection": ()}
+    assert [v.ensemble_maps() for v in table7] == [
         ("entropy", "perceptual", "distance"), ("perceptual", "distance"), ("entropy", "perceptual"),
         ("entropy", "distance")]
-    _, no_h, groups = evaluate_with_scores(scores, "grid", "fpr95", ("perceptual", "distance"))
+    no_h_rows, scored = evaluate_with_scores(scores, "grid", "fpr95", ("perceptual", "distance"))
+    no_h, groups = scored[""]
     assert len(no_h) == len(labels) and groups.tolist() == [0, 1] * 4
+    # the report-protocol row's own scores (its intervals): the weights tuned on all images, no halves
+    reported, none = scored[REPORT_PROTOCOL]
+    assert none is None and metrics_of(reported, labels) == no_h_rows[REPORT_PROTOCOL][0]
+    weights = no_h_rows[REPORT_PROTOCOL][1]["weights"]
+    assert all(np.array_equal(a, b) for a, b in zip(reported, combine(scores, weights), strict=True))
     # the cross-fitted row: each half scored with the other half's weights, its metrics averaged over the halves
-    same_rows, mixed, _ = evaluate_with_scores(scores, "grid", "fpr95")
+    same_rows, scored = evaluate_with_scores(scores, "grid", "fpr95")
+    mixed = scored[""][0]
     assert same_rows == rows
     w_odd, w_even = rows[""][1]["weights"]  # tuned on the even images (score the odd ones), then the reverse
     for i in range(len(labels)):

@@ -88,6 +88,30 @@ def test_selecting_from_the_trajectory_gives_the_trained_run(splits, corrected: 
     assert start_from_trajectory(_report(splits), selected, corrected) == "finished"
 
 
+@pytest.mark.parametrize("setting", [
+    {"ensemble": "learned-probability"},  # Table 5's end-to-end ensembles: trained weights beyond the network's
+    {"ensemble": "learned-repro"},
+    {"model": {"width": 0.0625, "pretrained": False, "activation": "relu"}},  # the figures' variants
+    {"model": {"width": 0.0625, "pretrained": False, "uncertainty_maps": ("entropy", "distance")}},  # Table 7's
+], ids=["learned-probability", "learned-repro", "relu", "no-perceptual"])
+def test_every_table_variant_selected_from_its_trajectory_is_the_trained_run(splits, tmp_path: Path, setting) -> None:
+    """Every table has report-selection rows now: their networks (learned ensembles, other maps, ReLU) start from
+    their twin's trajectory too, with the weights and losses of training them."""
+    twin = train(_cfg(splits, **setting), tmp_path / "twin")
+    trained = train(_report(splits, **setting), tmp_path / "trained")
+    selected = tmp_path / "selected"
+    assert start_from_trajectory(_report(splits, **setting), selected, twin) == "finished"
+    a, b = _best(trained), _best(selected)
+    assert a["global_step"] == b["global_step"] and a["state_dict"].keys() == b["state_dict"].keys()
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    if "ensemble" in setting:  # the ensemble's own weights are part of what is selected
+        assert any("ensemble" in k for k in a["state_dict"]), sorted(a["state_dict"])[:5]
+    for key in ("val/loss", "val/ap", "plateau_val/loss"):
+        assert _logged(trained, key) == _logged(selected, key), key
+    done_t, done_s = (json.loads((r / "done.json").read_text()) for r in (trained, selected))
+    assert done_s["metrics"] == done_t["metrics"]
+
+
 def test_no_selection_when_the_runs_would_differ(splits, corrected: Path, tmp_path: Path) -> None:
     # another determining setting than the selection splits: another trajectory
     assert shared_steps(_report(splits, lr=2e-4), tmp_path / "a", corrected) is None

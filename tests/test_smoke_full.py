@@ -14,17 +14,23 @@ from reprolib.experiments.smoke import estimate, format_estimate, run_smoke, tab
 
 def test_estimate_follows_report_table2() -> None:
     w = table_workload("table4")
-    # 4 trained variants (full, full@report_selection, the two w/o maps) × 5 seeds. The report-selection run starts
-    # at full's 11th validation (patience 10; `full` validates once an epoch): 11 epochs a seed not trained. One
-    # processed split: void and no-void labels are two label folders of it (pipeline.training_split)
-    assert w == {"trainings": 4 * 5, "epochs": 50, "shared_epochs": 11 * 5, "precomputes": 1}
+    # 6 trained variants (full and the two w/o maps, each beside its report-selection twin; w/o ensemble reuses full's
+    # models) × 5 seeds. A report-selection run starts at its twin's 11th validation (patience 10; `full` validates
+    # once an epoch): 11 epochs a seed not trained. One processed split: void and no-void labels are two label
+    # folders of it (pipeline.training_split)
+    assert w == {"trainings": 6 * 5, "epochs": 50, "shared_epochs": 3 * 11 * 5, "precomputes": 1}
+    assert table_workload("table4", report_selection=False) == {"trainings": 3 * 5, "epochs": 50, "shared_epochs": 0,
+                                                                 "precomputes": 1}
     e = estimate(("table4", "table5"))
     assert e["table4"]["p100_gpu_h"] == pytest.approx(
-        1 * 5 + (20 * 50 - 55) * 0.5 + (20 + 55) * 130 * 0.063 / 3600, abs=0.05)
+        1 * 5 + (30 * 50 - 165) * 0.5 + (30 + 165) * 130 * 0.063 / 3600, abs=0.05)
+    assert e["table4"]["p100_gpu_h_without_report_selection"] == pytest.approx(
+        1 * 5 + 15 * 50 * 0.5 + 15 * 130 * 0.063 / 3600, abs=0.05)
     assert table_workload("table6")["precomputes"] == 2  # the original and the light combo
-    assert table_workload("table7")["shared_epochs"] == 0  # no report-selection variant there
+    assert table_workload("table7")["shared_epochs"] == 4 * 11  # 4 variants' twins, 1 seed
     assert e["table4"]["p100_sessions_12h"] == -(-e["table4"]["p100_gpu_h"] // 12)
-    assert e["table5"]["epochs"] == 25 and e["table5"]["trainings"] == 3  # grid + two learned ensembles, 1 seed
+    # grid + two learned ensembles and their twins, 1 seed
+    assert e["table5"]["epochs"] == 25 and e["table5"]["trainings"] == 6
     lo, hi = e["table4"]["t4_gpu_h"]
     assert e["table4"]["p100_gpu_h"] < lo < hi
 

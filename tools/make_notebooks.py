@@ -41,6 +41,7 @@ output_dir = "results/{name}"
 wandb_mode = "offline"  # "online" only if you set WANDB_API_KEY yourself
 precision = "32-true"    # fp32 as the original; "bf16-mixed" / "16-mixed" only on request (GPU)
 eval_resolution = None  # None → the table's protocol ("benchmark" for Table 3, else "processed" as the original)
+report_selection = True # False: leave out the <variant>@report_selection rows (the report's checkpoint selection)
 kaggle = False          # set by the Kaggle bundle
 '''
 
@@ -71,7 +72,7 @@ def build(name: str, title: str) -> nbformat.NotebookNode:
             f"results = run_table(\n    {name!r}, profile=profile, data_root=data_root, checkpoints=checkpoints,\n"
             "    seeds=seeds, max_epochs=max_epochs, max_time=max_time, device=device, work_dir=work_dir,\n"
             "    output_dir=output_dir, wandb_mode=wandb_mode, kaggle=kaggle, eval_resolution=eval_resolution,\n"
-            "    precision=precision,\n)"
+            "    precision=precision, report_selection=report_selection,\n)"
         ),
         nbformat.v4.new_markdown_cell("## Ours beside the MLRC report and the paper (AP, FPR95 in %)"
                                       + (f"\n\n{TABLES[name].caption}" if TABLES[name].caption else "")),

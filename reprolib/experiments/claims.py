@@ -19,6 +19,10 @@ The interval combines two independent sources of uncertainty, in quadrature:
   their errors are positively correlated and partly cancel), and the seeds' errors are averaged, not
   divided by √n (conservative: every seed is scored on the same images).
 
+``protocol="report"`` decides the same comparison between the variants' rows under the MLRC report's protocol
+(:func:`row_under`: each variant's report-selection twin, on its ``@report_protocol`` row for a grid ensemble), so
+the report shows where a verdict depends on the protocol.
+
 Verdicts: for *higher*/*lower*, ``holds`` when the whole interval lies on the stated side of zero,
 ``contradicted`` when it lies wholly on the other side, ``inconclusive`` when it contains zero (or no
 interval can be formed: one seed without per-image intervals). For *same*, ``holds`` when the interval lies
@@ -50,14 +54,33 @@ from reprolib.experiments.claim_list import (
 )
 from reprolib.experiments.reference import reference_numbers
 from reprolib.experiments.results import RESULT_COLUMNS, load_results, result_tables
+from reprolib.experiments.tables import REPORT_PROTOCOL, REPORT_SELECTION, TABLES
 from reprolib.metrics import paired_comparison
 
 __all__ = ["CLAIMS", "DATASETS", "EXPECT", "LEVEL", "METRICS", "NOT_TESTED", "REPORT_NAME", "REPORT_SHA256", "VERDICTS",
-           "Claim", "NotTested", "claim_verdicts", "decide", "effect_interval", "load_all_results", "report_path",
-           "report_sha256"]
+           "PROTOCOLS", "Claim", "NotTested", "claim_verdicts", "decide", "effect_interval", "load_all_results",
+           "report_path", "report_sha256", "row_under"]
 
 VERDICTS = ("holds", "contradicted", "inconclusive", "not run")
 LEVEL = 0.95
+#: "ours": the claim's own rows (our checkpoint selection, cross-fitted grid); "report": the same variants under the
+#: MLRC report's protocol (checkpoint selected on FS L&F, grid weights tuned on the reported set), the one behind its
+#: numbers
+PROTOCOLS = ("ours", "report")
+
+
+def row_under(protocol: str, table: str, variant: str) -> str:
+    """The result row holding ``variant`` of ``table`` under ``protocol``: under the report's, its report-selection
+    twin, on its ``@report_protocol`` row when it is a grid ensemble (the report's grid tuning)."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    if protocol == "ours":
+        return variant
+    found = {v.name: v for v in TABLES[table].variants}
+    twin = variant + REPORT_SELECTION
+    if twin not in found:
+        raise ValueError(f"{table} has no {twin!r} row: {variant!r} has no report-selection twin")
+    return twin + REPORT_PROTOCOL if found[variant].ensemble == "grid" else twin
 
 _KEY = ["table", "variant", "dataset", "metric"]
 
@@ -138,29 +161,32 @@ def effect_interval(a: pd.DataFrame, b: pd.DataFrame, level: float = LEVEL) -> d
             "image_half": image_half, "n_seeds": n}
 
 
-def claim_verdicts(results: pd.DataFrame, claims: Sequence[Claim] = CLAIMS, level: float = LEVEL) -> pd.DataFrame:
+def claim_verdicts(results: pd.DataFrame, claims: Sequence[Claim] = CLAIMS, level: float = LEVEL,
+                   protocol: str = "ours") -> pd.DataFrame:
     """One row per claim × dataset: the report's and the paper's effect, ours with its interval, the verdict.
 
     ``results``: tidy rows of any number of tables (``table`` column), as :func:`load_results` reads them.
-    Effects are ``a − b`` in percentage points. A claim whose rows are missing is ``not run``.
+    Effects are ``a − b`` in percentage points. A claim whose rows are missing is ``not run``. ``protocol``: whose
+    rows decide (:data:`PROTOCOLS`, :func:`row_under`); the ``a``/``b`` columns name the rows used.
     """
     results = results.reindex(columns=list(dict.fromkeys([*RESULT_COLUMNS, *results.columns])))  # empty → no runs
     groups = {tuple(k): g for k, g in results.groupby(_KEY, sort=False)}
     rows = []
     for claim in claims:
         for dataset in claim.datasets:
-            a = _runs(groups, claim.table_of_a, claim.a, dataset, claim.metric)
-            b = _runs(groups, claim.table, claim.b, dataset, claim.metric)
+            row_a, row_b = row_under(protocol, claim.table_of_a, claim.a), row_under(protocol, claim.table, claim.b)
+            a = _runs(groups, claim.table_of_a, row_a, dataset, claim.metric)
+            b = _runs(groups, claim.table, row_b, dataset, claim.metric)
             common = a.index.intersection(b.index)
             row = {
-                "claim": claim.id, "statement": claim.statement, "origin": claim.origin,
-                "source": ", ".join(map(str, claim.source)), "table": claim.table, "a": claim.a, "b": claim.b,
+                "claim": claim.id, "statement": claim.statement, "origin": claim.origin, "protocol": protocol,
+                "source": ", ".join(map(str, claim.source)), "table": claim.table, "a": row_a, "b": row_b,
                 "dataset": dataset, "metric": claim.metric, "expect": claim.expect, "margin": claim.margin,
                 "report_effect": _reference_effect(claim, dataset, "report"),
                 "paper_effect": _reference_effect(claim, dataset, "paper"),
             }
             if len(common) == 0:
-                missing = [f"{t}/{v}" for t, v, f in ((claim.table_of_a, claim.a, a), (claim.table, claim.b, b)) if f.empty]
+                missing = [f"{t}/{v}" for t, v, f in ((claim.table_of_a, row_a, a), (claim.table, row_b, b)) if f.empty]
                 reason = "no results for " + ", ".join(missing) if missing else "no run of a and b shares a seed"
                 row.update(effect=float("nan"), ci_low=float("nan"), ci_high=float("nan"), seed_half=float("nan"),
                            image_half=float("nan"), n_seeds=0, profile="", verdict="not run", reason=reason)

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import psutil
@@ -92,11 +93,13 @@ class CostMeter:
 
 
 # ------------------------------------------------------------------------------------------ estimate
-def table_workload(table: str) -> dict[str, int]:
+def table_workload(table: str, report_selection: bool = True) -> dict[str, int]:
     """Trained models (distinct variants × the report's seeds), epochs each, epochs not trained because a run
     starts from its corrected twin's trajectory (``shared_epochs``, over all seeds), and precomputed data sets
-    (one per combo) of one table's ``full`` run."""
+    (one per combo) of one table's ``full`` run (``report_selection=False``: without the report-selection rows)."""
     spec = get_table(table)
+    if not report_selection:
+        spec = replace(spec, variants=tuple(v for v in spec.variants if v.selection == "corrected"))
     trained = {v.training_key() for v in spec.variants if not v.reuse}
     # one processed split per combo: "w/o data generator" trains on the same split as the full model, with its other
     # label folder (reprolib.experiments.pipeline.training_split)
@@ -125,8 +128,13 @@ def estimate(tables: tuple[str, ...] | None = None) -> dict[str, dict[str, Any]]
         score = (w["trainings"] + w["shared_epochs"]) * EVAL_IMAGES * REPORT_TABLE2["inference_ms"] / 1000 / 3600
         p100 = pre + train + score
         t4 = (p100 * T4_FACTOR[0], p100 * T4_FACTOR[1])
+        plain = table_workload(name, report_selection=False)
+        # the same table without its report-selection rows (run_table(report_selection=False)): what they cost
+        p100_plain = pre + (plain["trainings"] * plain["epochs"] * REPORT_TABLE2["epoch_min"] / 60
+                            + plain["trainings"] * EVAL_IMAGES * REPORT_TABLE2["inference_ms"] / 1000 / 3600)
         out[name] = {**w, "precompute_h": round(pre, 2), "train_h": round(train, 2), "score_h": round(score, 3),
                      "p100_gpu_h": round(p100, 1), "p100_sessions_12h": math.ceil(p100 / SESSION_HOURS),
+                     "p100_gpu_h_without_report_selection": round(p100_plain, 1),
                      "t4_gpu_h": [round(t, 1) for t in t4],
                      "t4_sessions_12h": [math.ceil(t / SESSION_HOURS) for t in t4]}
     return out
@@ -159,10 +167,12 @@ def format_estimate(cost: Mapping[str, Any]) -> str:
                  f"{T4_FACTOR[1]:.2f}, an assumption; Kaggle sessions of {SESSION_HOURS:.0f} h; shared: epochs the "
                  "report-selection runs take from their twin's trajectory instead of training them):")
     lines.append(f"{'table':<9}{'models':>7}{'epochs':>7}{'shared':>7}{'data':>5}{'P100 h':>9}{'sessions':>9}"
-                 f"{'T4 h':>14}{'sessions':>10}")
+                 f"{'T4 h':>14}{'sessions':>10}{'P100 h w/o report sel.':>24}")
     for name, e in cost["estimate"].items():
         t4h, t4s = e["t4_gpu_h"], e["t4_sessions_12h"]
         lines.append(f"{name:<9}{e['trainings']:>7}{e['epochs']:>7}{e.get('shared_epochs', 0):>7}{e['precomputes']:>5}"
                      f"{e['p100_gpu_h']:>9.1f}"
-                     f"{e['p100_sessions_12h']:>9}{f'{t4h[0]:.0f}–{t4h[1]:.0f}':>14}{f'{t4s[0]}–{t4s[1]}':>10}")
+                     f"{e['p100_sessions_12h']:>9}{f'{t4h[0]:.0f}–{t4h[1]:.0f}':>14}{f'{t4s[0]}–{t4s[1]}':>10}"
+                     + (f"{e['p100_gpu_h_without_report_selection']:>24.1f}"
+                        if "p100_gpu_h_without_report_selection" in e else ""))
     return "\n".join(lines)

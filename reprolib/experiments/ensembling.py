@@ -83,20 +83,23 @@ def evaluate_ensemble(
     return evaluate_with_scores(scores, mode, objective, maps)[0]
 
 
+#: a row's per-image scores and, for a cross-fitted row, each image's half (its metric is the mean over halves)
+RowScores = tuple[list[np.ndarray], "np.ndarray | None"]
+
+
 def evaluate_with_scores(
     scores: dict[str, list[np.ndarray]], mode: str, objective: str = "fpr95", maps: tuple[str, ...] | None = None,
-) -> tuple[dict[str, tuple[dict[str, float], dict[str, Any]]], list[np.ndarray], np.ndarray | None]:
-    """:func:`evaluate_ensemble`'s rows, the per-image scores its main row comes from, and for a cross-fitted
-    row each image's half (its metric is the mean over halves; None otherwise), for the intervals: one grid
-    search for both."""
+) -> tuple[dict[str, tuple[dict[str, float], dict[str, Any]]], dict[str, RowScores]]:
+    """:func:`evaluate_ensemble`'s rows and, by the same suffix, the per-image scores each row comes from and its
+    halves (None when not cross-fitted), for the intervals: one grid search for both."""
     labels = scores["label"]
     if mode in ("none", "learned-probability", "learned-repro"):
         # learned ensembles are already inside the model's p(anomaly)
         final = scores["dissimilarity"]
-        return {"": (metrics_of(final, labels), {"weights": "n/a"})}, final, None
+        return {"": (metrics_of(final, labels), {"weights": "n/a"})}, {"": (final, None)}
     if mode == "fixed":
         final = combine(scores, FIXED_ENSEMBLE)
-        return {"": (metrics_of(final, labels), {"weights": FIXED_ENSEMBLE})}, final, None
+        return {"": (metrics_of(final, labels), {"weights": FIXED_ENSEMBLE})}, {"": (final, None)}
     if mode != "grid":
         raise ValueError(f"unknown ensemble mode {mode!r}")
     mixed, fold_weights = _crossfit(scores, objective, maps)
@@ -104,12 +107,13 @@ def evaluate_with_scores(
     same = grid_search({k: scores[k] for k in SCORE_KEYS}, labels, objective=REPORT_OBJECTIVE,
                        allowed=_allowed(maps))
     allowed = list(_allowed(maps) or SCORE_KEYS)
+    reported = combine(scores, same.weights)
     rows = {
         "": (crossfit, {"weights": fold_weights, "tuning": "cross-fitted halves (corrected protocol)",
                         "metrics": "mean of the two halves'",
                         "objective": objective, "allowed": allowed}),
-        REPORT_PROTOCOL: (metrics_of(combine(scores, same.weights), labels),
+        REPORT_PROTOCOL: (metrics_of(reported, labels),
                           {"weights": same.weights, "tuning": "reported set (the MLRC report's protocol)",
                            "objective": REPORT_OBJECTIVE, "allowed": allowed}),
     }
-    return rows, mixed, crossfit_groups(len(labels))
+    return rows, {"": (mixed, crossfit_groups(len(labels))), REPORT_PROTOCOL: (reported, None)}

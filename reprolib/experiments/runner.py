@@ -119,6 +119,7 @@ def run_table(
     kaggle_input: str | Path | None = None,
     session: Session | None = None,
     precision: str = "32-true",
+    report_selection: bool = True,
 ) -> pd.DataFrame:
     """Run (or resume) every variant × seed of a table and write ``output_dir/<name>.csv``; returns the rows.
 
@@ -143,6 +144,9 @@ def run_table(
     reproduced by the ``selection="report"`` variants; ``last.ckpt`` only when a run has no validation split);
     the ``checkpoint`` column names the file.
     ``precision``: training precision, fp32 (``"32-true"``) unless mixed precision is asked for.
+    ``report_selection=False`` leaves out the ``<variant>@report_selection`` rows (the report's checkpoint selection,
+    beside ours): each starts from its twin's trajectory, free in the demo but ``epochs`` - 11 more epochs per run
+    in ``full``. Their rows from an earlier run stay in the CSV, as with ``variants``.
     """
     spec = get_table(name)
     eval_resolution = eval_resolution or spec.eval_resolution or "processed"
@@ -152,6 +156,12 @@ def run_table(
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     check_run_arguments(spec, seeds=seeds, max_epochs=max_epochs, wandb_mode=wandb_mode, variants=variants,
                         checkpoints=checkpoints, data_root=data_root)
+    if not isinstance(report_selection, bool):  # Papermill's -r passes text: "False" would count as true
+        raise ValueError(f"report_selection must be True or False, got {report_selection!r}")
+    if not report_selection:  # a subset of the variants: the CSV keeps the others' rows
+        variants = [v.name for v in spec.variants if v.selection == "corrected" and (variants is None or v.name in variants)]
+        if not variants:
+            raise ValueError(f"report_selection=False leaves no variant of {name} to run")
     resolved_device = resolve_device(device)
     prof = get_pipeline_profile(profile)
     session = session or Session.from_max_time(max_time)  # the clock starts now: one deadline for all
@@ -190,7 +200,7 @@ def run_table(
         P.prepare_data(ctx, data_root)
         for i, (variant, seed) in enumerate(jobs):
             try:
-                rows += _variant_rows(ctx, spec, variant, seed, seeds, out)
+                rows += _variant_rows(ctx, spec, chosen, variant, seed, seeds, out)
                 save_results(kept + rows, csv)  # after every run: a crash keeps what finished
                 _select_report_twins(ctx, spec, chosen, variant, seed)
             except RunUnfinished:
@@ -238,12 +248,15 @@ def _report_status(name: str, out: Path, total: int, missing: list[str], session
         print(f"[reprolib] {name}: all {total} runs finished and in the table.", flush=True)
 
 
-def _variant_rows(ctx: P.Context, spec: Any, variant: Variant, seed: int, seeds: list[int], out: Path) -> list[dict]:
+def _variant_rows(ctx: P.Context, spec: Any, chosen: list[Variant], variant: Variant, seed: int, seeds: list[int],
+                  out: Path) -> list[dict]:
     """Train (or reuse) one variant × seed and, once its run is finished, its result rows."""
     combo = variant.combo or spec.default_combo
     source = spec.source(variant)
-    # the corrected twin of a report-selection variant in this table keeps the weights that one starts from
-    run_dir = train_variant(ctx, source, combo, seed, epochs=spec.epochs, snapshots=bool(spec.report_twins(source)))
+    # the corrected twin of a report-selection variant run now keeps the weights that one starts from (in `full`
+    # ~1 GB a seed until the fork: not for a twin left out)
+    run_dir = train_variant(ctx, source, combo, seed, epochs=spec.epochs,
+                            snapshots=bool(spec.report_twins(source, among=chosen)))
     if not (run_dir / "done.json").is_file():
         raise RunUnfinished(run_dir.name)
     ckpt = scored_checkpoint(run_dir)
@@ -255,15 +268,18 @@ def _variant_rows(ctx: P.Context, spec: Any, variant: Variant, seed: int, seeds:
             _figure3(ctx, split, scores, out / f"figure3-{dataset}.png",
                      title=f"{dataset} — profile {ctx.profile.name}, {variant.name}, seed {seed}, {ckpt.name}")
         with ctx.timed(f"ensemble {dataset} {variant.name} seed {seed}"):
-            evaluated, final, groups = evaluate_with_scores(scores, variant.ensemble, ctx.profile.grid_objective, maps)
-            cis = _intervals(final, groups, scores["label"], seed, evaluated[""][0])
+            evaluated, scored = evaluate_with_scores(scores, variant.ensemble, ctx.profile.grid_objective, maps)
+            # every row gets its intervals: the claims are decided under the report's protocol too (its rows' weights
+            # are tuned on the very images resampled: the interval holds them fixed, as the report's number does)
+            cis = {suffix: _intervals(final, groups, scores["label"], seed, evaluated[suffix][0])
+                   for suffix, (final, groups) in scored.items()}
         for suffix, (metrics, info) in evaluated.items():
             rows += result_rows(
                 table=spec.name, variant=variant.name + suffix, dataset=dataset, metrics=metrics, seed=seed,
                 profile=ctx.profile.name, config=_config(ctx, source, combo, seed, spec.epochs),
                 checkpoint=ckpt, data_fingerprint=_fingerprint(split), combo=P.combo_name(ctx, combo),
                 ensemble=variant.ensemble, ensemble_info=json.dumps(info, default=str),
-                **(cis if suffix == "" else {}),
+                **cis[suffix],
             )
     return rows
 

@@ -68,7 +68,8 @@ def notebook_parameters(table: str) -> set[str]:
 
 
 #: the options a push sends only when given, by the notebook parameter they set
-_ASKED = {"precision": "--precision", "eval_resolution": "--eval-resolution", "seeds": "--seeds"}
+_ASKED = {"precision": "--precision", "eval_resolution": "--eval-resolution", "seeds": "--seeds",
+          "report_selection": "--no-report-selection"}
 
 
 def push_parameters(args: Any) -> tuple[dict[str, Any], list[str]]:
@@ -96,6 +97,8 @@ def push_parameters(args: Any) -> tuple[dict[str, Any], list[str]]:
         params["eval_resolution"] = check_choice("--eval-resolution", args.eval_resolution, RESOLUTIONS)
     if getattr(args, "seeds", ""):
         params["seeds"] = _seeds(args.seeds)
+    if getattr(args, "no_report_selection", False):
+        params["report_selection"] = False
     datasets = [_dataset_ref(d, "--datasets") for d in args.datasets.split(",") if d]
     mount = "__import__('reprolib.kaggle', fromlist=['mounted_dataset']).mounted_dataset"
     if args.data:
@@ -149,6 +152,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                                                          "the notebook's, fp32)")
     p_push.add_argument("--eval-resolution", default="", help="processed|benchmark (default: the table's protocol)")
     p_push.add_argument("--seeds", default="", help="comma-separated seeds, e.g. 0,1,2 (default: the profile's)")
+    p_push.add_argument("--no-report-selection", action="store_true",
+                        help="leave out the <variant>@report_selection rows (in full: epochs - 11 more epochs a run)")
     p_push.add_argument("--build-dir", default="build/kaggle")
     p_push.add_argument("--dry-run", action="store_true", help="build the bundle only")
     p_pull = sub.add_parser("pull", help="fetch a table kernel's results into results/<table>/")

@@ -20,6 +20,8 @@ from reprolib.io import write_text
 
 DATASET_SHORT = {"fs_lost_and_found": "FS L&F", "fs_static": "FS Static"}
 COLUMNS = ["Claim", "Line", "Dataset", "Expect", "Report", "Ours [95% CI]", "Seeds", "Verdict"]
+#: the same comparison under the report's protocol (reprolib.experiments.claims.row_under), beside ours
+REPORT_COLUMNS = ["Report's protocol [95% CI]", "Verdict there"]
 _TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"$<$",
                 ">": r"$>$", "|": r"$|$", "−": "$-$", "±": r"$\pm$"}
@@ -41,20 +43,27 @@ def _expect(row: pd.Series, tex: bool) -> str:
     return ("$>0$" if tex else "> 0") if row["expect"] == "higher" else ("$<0$" if tex else "< 0")
 
 
-def claims_frame(verdicts: pd.DataFrame, tex: bool) -> pd.DataFrame:
-    """The displayed claims table: one row per claim × dataset, the statement on a claim's first row only."""
+def _effect(r: pd.Series, tex: bool) -> str:
+    if pd.isna(r["effect"]):
+        return "--" if tex else "—"
+    if math.isfinite(r["ci_low"]):
+        return f"{_num(r['effect'], tex)} [{_num(r['ci_low'], tex)}, {_num(r['ci_high'], tex)}]"
+    return f"{_num(r['effect'], tex)} (no interval)"
+
+
+def claims_frame(verdicts: pd.DataFrame, tex: bool, report: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The displayed claims table: one row per claim × dataset, the statement on a claim's first row only;
+    ``report``: the same comparisons under the report's protocol (same order), as two more columns."""
     esc: Callable[[str], str] = tex_escape if tex else (lambda s: str(s).replace("|", "\\|"))
+    if report is not None and (report["claim"].tolist(), report["dataset"].tolist()) != (
+            verdicts["claim"].tolist(), verdicts["dataset"].tolist()):
+        raise ValueError("the report-protocol verdicts must list the same claims and datasets, in the same order")
     out, last = [], None
-    for _, r in verdicts.iterrows():
+    for i, (_, r) in enumerate(verdicts.iterrows()):
         first = r["claim"] != last
         last = r["claim"]
         statement = f"{r['statement']} [{r['claim']}]"
-        if pd.isna(r["effect"]):
-            ours = "--" if tex else "—"
-        elif math.isfinite(r["ci_low"]):
-            ours = f"{_num(r['effect'], tex)} [{_num(r['ci_low'], tex)}, {_num(r['ci_high'], tex)}]"
-        else:
-            ours = f"{_num(r['effect'], tex)} (no interval)"
+        ours = _effect(r, tex)
         out.append({
             "Claim": esc(statement) if (first or not tex) else "",
             "Line": r["source"] if (first or not tex) else "",
@@ -65,29 +74,35 @@ def claims_frame(verdicts: pd.DataFrame, tex: bool) -> pd.DataFrame:
             "Seeds": f"{int(r['n_seeds'])} ({esc(r['profile'])})" if r["n_seeds"] else ("--" if tex else "—"),
             "Verdict": r["verdict"],
         })
-    return pd.DataFrame(out, columns=COLUMNS)
+        if report is not None:
+            there = report.iloc[i]
+            out[-1].update({REPORT_COLUMNS[0]: _effect(there, tex), REPORT_COLUMNS[1]: there["verdict"]})
+    return pd.DataFrame(out, columns=COLUMNS + (REPORT_COLUMNS if report is not None else []))
 
 
-def claims_latex(verdicts: pd.DataFrame) -> str:
+def claims_latex(verdicts: pd.DataFrame, report: pd.DataFrame | None = None) -> str:
     """The Claims section's table: a booktabs longtable (pandas Styler, as the other tables)."""
-    df = claims_frame(verdicts, tex=True)
+    df = claims_frame(verdicts, tex=True, report=report)
     df.columns = [tex_escape(c) for c in df.columns]
     caption = ("Claims of the paper and of the MLRC report, each a comparison $a - b$ between two rows of a table "
                "(in percentage points; AP higher and FPR95 lower is better). \\emph{Line}: line of the report text; "
                "\\emph{Expect}: the sign the claim predicts; \\emph{Report}: the same difference in the report's own "
                "numbers; \\emph{Ours}: mean over seeds with a 95\\,\\% interval combining seeds (paired t) and "
-               "images (per-run bootstrap). The verdict is computed from the interval.")
+               "images (per-run bootstrap). The verdict is computed from the interval."
+               + (" \\emph{Report's protocol}: the same comparison between the variants' rows under the MLRC report's "
+                  "protocol (checkpoint selected on FS L\\&F, grid weights tuned on the reported set: the "
+                  "\\texttt{@report\\_selection} rows), with its verdict." if report is not None else ""))
     tex = df.style.hide(axis="index").to_latex(
         caption=caption, label="tab:claims", hrules=True, environment="longtable",
-        column_format="p{4.6cm}p{0.9cm}llrlll",
+        column_format="p{3.6cm}p{0.8cm}llrlll" + ("ll" if report is not None else ""),
     )
     # ~60 rows of 8 columns: smaller type and padding keep the table inside the text width
     return "{\\footnotesize\\setlength{\\tabcolsep}{3pt}\n" + tex + "}\n"
 
 
-def claims_markdown(verdicts: pd.DataFrame) -> str:
+def claims_markdown(verdicts: pd.DataFrame, report: pd.DataFrame | None = None) -> str:
     """The same table as GitHub Markdown (written by hand: no ``tabulate`` dependency)."""
-    df = claims_frame(verdicts, tex=False)
+    df = claims_frame(verdicts, tex=False, report=report)
     lines = ["| " + " | ".join(df.columns) + " |", "|" + "|".join("---" for _ in df.columns) + "|"]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines) + "\n"
@@ -145,8 +160,30 @@ def _count(counts: pd.Series, verdict: str, one: str, many: str) -> str:
     return f"{n} comparison{'' if n == 1 else 's'} {one if n == 1 else many}"
 
 
-def discussion_paragraphs(verdicts: pd.DataFrame, not_tested: Sequence[NotTested] = NOT_TESTED) -> list[str]:
-    """The Discussion, as plain-text paragraphs generated from the verdicts."""
+def _under_report(verdicts: pd.DataFrame, report: pd.DataFrame) -> str:
+    """The Discussion's paragraph on the report's protocol: its counts, and where its verdict differs from ours."""
+    ran = report[report["verdict"] != "not run"]
+    if ran.empty:
+        return ("Under the report's protocol no comparison has results yet (the tables' @report_selection rows are "
+                "missing).")
+    counts = ran["verdict"].value_counts()
+    text = ("Under the report's protocol (each variant's @report_selection row: checkpoint selected on FS L&F, grid "
+            f"weights tuned on the very set reported), of {len(ran)} comparisons with results "
+            f"{_count(counts, 'holds', 'holds', 'hold')}, "
+            f"{_count(counts, 'contradicted', 'is contradicted', 'are contradicted')} and "
+            f"{_count(counts, 'inconclusive', 'is inconclusive', 'are inconclusive')}.")
+    differ = [f"{o['statement']} on {DATASET_SHORT[o['dataset']]} (ours {o['verdict']}, there {r['verdict']})"
+              for (_, o), (_, r) in zip(verdicts.iterrows(), report.iterrows(), strict=True)
+              if r["verdict"] != "not run" and o["verdict"] != "not run" and o["verdict"] != r["verdict"]]
+    text += (" The verdict differs from ours for: " + "; ".join(differ) + "." if differ
+             else " No verdict differs from ours.")
+    return text
+
+
+def discussion_paragraphs(verdicts: pd.DataFrame, not_tested: Sequence[NotTested] = NOT_TESTED,
+                          report: pd.DataFrame | None = None) -> list[str]:
+    """The Discussion, as plain-text paragraphs generated from the verdicts (``report``: the same comparisons under
+    the report's protocol)."""
     counts = verdicts["verdict"].value_counts()
     n_claims = verdicts["claim"].nunique()
     missing = sorted(set(verdicts.loc[verdicts["verdict"] == "not run", "table"]))
@@ -170,6 +207,8 @@ def discussion_paragraphs(verdicts: pd.DataFrame, not_tested: Sequence[NotTested
         listing = _listing(verdicts, verdict)
         if listing:
             paras.append(f"{head}: {listing}.")
+    if report is not None:
+        paras.append(_under_report(verdicts, report))
     for source, who in (("report", "The report's own numbers"), ("paper", "The paper's own numbers")):
         against = _against(verdicts, source)
         if against:
@@ -184,7 +223,7 @@ def discussion_paragraphs(verdicts: pd.DataFrame, not_tested: Sequence[NotTested
     return paras
 
 
-def summary_markdown(verdicts: pd.DataFrame, results: pd.DataFrame) -> str:
+def summary_markdown(verdicts: pd.DataFrame, results: pd.DataFrame, report: pd.DataFrame | None = None) -> str:
     """``results/SUMMARY.md``: provenance, the claims table and the Discussion, in Markdown."""
     lines = ["# Claims scorecard", "",
              "_Generated by `make report` (`reprolib.report.build_report`) from `results/*/*.csv`; do not edit._", ""]
@@ -199,9 +238,12 @@ def summary_markdown(verdicts: pd.DataFrame, results: pd.DataFrame) -> str:
     lines += ["Each claim compares two rows a and b of a table; effects are a - b in percentage points (AP higher and "
               "FPR95 lower is better). *Line*: line of the MLRC report text (`shared/seed/`); *Expect*: the sign the "
               "claim predicts; *Report*: the same difference in the report's own numbers; *Ours*: mean over seeds with "
-              "a 95% interval combining seeds (paired t) and test images (per-run bootstrap).", "",
-              claims_markdown(verdicts), "## Discussion", ""]
-    for p in discussion_paragraphs(verdicts):
+              "a 95% interval combining seeds (paired t) and test images (per-run bootstrap)."
+              + (" *Report's protocol*: the same comparison between the variants' rows under the MLRC report's "
+                 "protocol (checkpoint selected on FS L&F, grid weights tuned on the reported set: the "
+                 "`@report_selection` rows), with its verdict." if report is not None else ""), "",
+              claims_markdown(verdicts, report), "## Discussion", ""]
+    for p in discussion_paragraphs(verdicts, report=report):
         lines += [p, ""]
     return "\n".join(lines)
 
@@ -211,8 +253,10 @@ def write_claims(results_dir: str | Path, generated_dir: str | Path, claims: Seq
     results_dir, gen = Path(results_dir), Path(generated_dir)
     results = load_all_results(results_dir)
     verdicts = claim_verdicts(results, claims)
+    report = claim_verdicts(results, claims, protocol="report")
     header = "% generated by reprolib.report.claims — do not edit\n"
-    write_text(gen / "claims.tex", header + claims_latex(verdicts))
-    write_text(gen / "discussion.tex", header + "\n\n".join(tex_escape(p) for p in discussion_paragraphs(verdicts)) + "\n")
-    write_text(results_dir / "SUMMARY.md", summary_markdown(verdicts, results))
+    write_text(gen / "claims.tex", header + claims_latex(verdicts, report))
+    write_text(gen / "discussion.tex", header + "\n\n".join(
+        tex_escape(p) for p in discussion_paragraphs(verdicts, report=report)) + "\n")
+    write_text(results_dir / "SUMMARY.md", summary_markdown(verdicts, results, report))
     return [gen / "claims.tex", gen / "discussion.tex", results_dir / "SUMMARY.md"]
