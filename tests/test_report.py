@@ -156,3 +156,18 @@ def test_latex_rows_have_as_many_cells_as_columns(tmp_path: Path) -> None:
     assert len(rows) == 4 and "FS L\\&F" in rows[-1]
     for row in rows:
         assert len(re.findall(r"(?<!\\)&", row)) == ncols - 1, row
+
+
+def test_table_figure_lists_every_row_down_the_y_axis(tmp_path: Path) -> None:
+    """Every variant has its report-protocol and report-selection rows beside it (the figures table: 24 rows of up to
+    38 characters): one row each down a y axis that grows with them, in table order, and one legend for both panels."""
+    from reprolib.experiments.figures import table_figure
+
+    few = load_results(_results(tmp_path / "few"))
+    many = load_results(_results(tmp_path / "many", report_protocol=True, report_selection=True))
+    small, large = table_figure(few, "table4", tmp_path / "out"), table_figure(many, "table4", tmp_path / "out")
+    assert large.get_size_inches()[1] > small.get_size_inches()[1] and large.get_size_inches()[0] == 11
+    names = [t.get_text() for t in large.axes[0].get_yticklabels()]
+    assert names == list(dict.fromkeys(many["variant"])) and len(names) == 5
+    assert [ax.get_legend() for ax in large.axes] == [None, None] and len(large.legends) == 1
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"table4.png", "table4.pdf"}

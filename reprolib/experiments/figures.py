@@ -21,7 +21,10 @@ from reprolib.weights import PUBLISHED_ENV, PUBLISHED_NAME
 
 
 def table_figure(results: pd.DataFrame, name: str, output_dir: str | Path | None = None):
-    """Point plot of AP and FPR95 per variant and dataset; saved as ``<output_dir>/<name>.{png,pdf}``."""
+    """Point plot of AP and FPR95 per variant and dataset; saved as ``<output_dir>/<name>.{png,pdf}``.
+
+    Variants run down the y axis: every variant has its report-protocol and report-selection rows beside it (up to
+    24 rows with long names), which a rotated x axis squeezed into an unreadable strip."""
     import matplotlib  # lazy: see the module docstring (measured import cost)
 
     matplotlib.use("Agg")
@@ -30,21 +33,25 @@ def table_figure(results: pd.DataFrame, name: str, output_dir: str | Path | None
 
     df = results[results["metric"].isin(["ap", "fpr95"])].copy()
     df["value"] = df["value"] * 100
-    # every variant has its report-selection and report-protocol rows beside it: ~0.45 in a tick keeps them legible
-    width = max(11.0, 0.9 * df["variant"].nunique())
-    fig, axes = plt.subplots(1, 2, figsize=(width, 3.6 + 0.6 * (width > 11)), sharey=False)
+    order = list(dict.fromkeys(df["variant"]))
+    height = 1.9 + 0.3 * len(order)
+    fig, axes = plt.subplots(1, 2, figsize=(11, height), sharey=True)
     for ax, metric in zip(axes, ("ap", "fpr95"), strict=True):
         sub = df[df["metric"] == metric]
         if not sub.empty:
-            sns.pointplot(data=sub, x="variant", y="value", hue="dataset", errorbar="sd", dodge=0.3,
-                          linestyle="none", ax=ax)
+            sns.pointplot(data=sub, y="variant", x="value", hue="dataset", order=order, errorbar="sd", dodge=0.3,
+                          linestyle="none", orient="h", ax=ax, legend=metric == "ap")
         ax.set_title(f"{'AP ↑' if metric == 'ap' else 'FPR95 ↓'} (%)")
         ax.set_xlabel("")
-        ax.tick_params(axis="x", rotation=30 if width <= 11 else 60)
-        plt.setp(ax.get_xticklabels(), ha="right", rotation_mode="anchor")
+        ax.set_ylabel("")
+        ax.grid(axis="y", linewidth=0.3)
     profile = ", ".join(sorted(set(results["profile"].astype(str)))) if "profile" in results else "?"
     fig.suptitle(f"{name} — profile: {profile}")
-    fig.tight_layout()
+    if axes[0].get_legend() is not None:  # one legend for both panels, under them (inside, it hid points)
+        handles, labels = axes[0].get_legend_handles_labels()
+        axes[0].get_legend().remove()
+        fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
+    fig.tight_layout(rect=(0, 0.4 / height, 1, 1))
     if output_dir is not None:
         out = Path(output_dir)
         for ext in ("png", "pdf"):
