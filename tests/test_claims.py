@@ -187,9 +187,9 @@ def test_claims_are_decided_under_the_report_protocol_too() -> None:
     table = claims_markdown(ours, theirs)
     assert all(c in table.splitlines()[0] for c in REPORT_COLUMNS) and "| holds | +29.7 [" in table
     paragraph = next(p for p in discussion_paragraphs(ours, report=theirs) if p.startswith("Under the report's protocol"))
-    assert "of 1 comparisons with results 0 comparisons hold, 1 comparison is contradicted" in paragraph
-    assert ("The verdict differs from ours for: The grid-search ensemble lowers FPR95 (full vs w/o ensemble) on FS L&F "
-            "(ours holds, there contradicted).") in paragraph
+    assert "of the 1 comparisons with results 0 hold, 1 is contradicted and 0 are inconclusive." in paragraph
+    assert ("The verdict differs from ours for: The grid-search ensemble lowers FPR95 (full vs w/o ensemble) (FS L&F: "
+            "ours holds, there contradicted).") in paragraph
     with pytest.raises(ValueError, match="same claims and datasets"):
         claims_markdown(ours, theirs.iloc[::-1])
 

@@ -167,12 +167,16 @@ def _under_report(verdicts: pd.DataFrame, report: pd.DataFrame) -> str:
         return ("Under the report's protocol no comparison has results yet (the tables' @report_selection rows are "
                 "missing).")
     counts = ran["verdict"].value_counts()
+
+    def n(verdict: str, one: str, many: str) -> str:
+        k = int(counts.get(verdict, 0))
+        return f"{k} {one if k == 1 else many}"
+
     text = ("Under the report's protocol (each variant's @report_selection row: checkpoint selected on FS L&F, grid "
-            f"weights tuned on the very set reported), of {len(ran)} comparisons with results "
-            f"{_count(counts, 'holds', 'holds', 'hold')}, "
-            f"{_count(counts, 'contradicted', 'is contradicted', 'are contradicted')} and "
-            f"{_count(counts, 'inconclusive', 'is inconclusive', 'are inconclusive')}.")
-    differ = [f"{o['statement']} on {DATASET_SHORT[o['dataset']]} (ours {o['verdict']}, there {r['verdict']})"
+            f"weights tuned on the very set reported), of the {len(ran)} comparisons with results "
+            f"{n('holds', 'holds', 'hold')}, {n('contradicted', 'is contradicted', 'are contradicted')} and "
+            f"{n('inconclusive', 'is inconclusive', 'are inconclusive')}.")
+    differ = [f"{o['statement']} ({DATASET_SHORT[o['dataset']]}: ours {o['verdict']}, there {r['verdict']})"
               for (_, o), (_, r) in zip(verdicts.iterrows(), report.iterrows(), strict=True)
               if r["verdict"] != "not run" and o["verdict"] != "not run" and o["verdict"] != r["verdict"]]
     text += (" The verdict differs from ours for: " + "; ".join(differ) + "." if differ
