@@ -230,6 +230,8 @@ def test_claims_table_numbers_equal_the_csv(tmp_path: Path) -> None:
     build_report(tmp_path / "results", tmp_path / "report")
     tex = (tmp_path / "report" / "generated" / "claims.tex").read_text()
     assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex
+    spec = re.search(r"\\begin\{longtable\}\{(.*)\}", tex).group(1)  # one column format per column
+    assert len(re.findall(r"p\{[\d.]+cm\}|[lrc]", spec)) == 10, spec
 
     # expected values, straight from the CSV with pandas (independent of reprolib.experiments.claims)
     df = pd.read_csv(csv)

@@ -94,7 +94,9 @@ def claims_latex(verdicts: pd.DataFrame, report: pd.DataFrame | None = None) -> 
                   "\\texttt{@report\\_selection} rows), with its verdict." if report is not None else ""))
     tex = df.style.hide(axis="index").to_latex(
         caption=caption, label="tab:claims", hrules=True, environment="longtable",
-        column_format="p{3.6cm}p{0.8cm}llrlll" + ("ll" if report is not None else ""),
+        # the two intervals wrap inside their columns: with both protocols' verdicts the table must still fit the text
+        column_format=("p{2.8cm}p{0.6cm}llrp{1.65cm}llp{1.65cm}l" if report is not None
+                       else "p{4.6cm}p{0.9cm}llrlll"),
     )
     # ~60 rows of 8 columns: smaller type and padding keep the table inside the text width
     return "{\\footnotesize\\setlength{\\tabcolsep}{3pt}\n" + tex + "}\n"
