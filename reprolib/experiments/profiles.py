@@ -131,9 +131,9 @@ PROFILES: dict[str, PipelineProfile] = {
         eval_batch=1,
         seeds=(0,),
     ),
-    # Embedded default: a whole Table 4 (3 trainings × 3 seeds, and full@report_selection selected from full's
-    # snapshots) in about 20 minutes on 2 CPU cores, set-up included (fresh clone of bfb04ad on an Intel Xeon:
-    # 19m31s; benchmarks/README.md).
+    # Embedded default: a whole Table 4 (3 trainings × 3 seeds, and their report-selection twins selected from their
+    # snapshots) in about 17-20 minutes on 2 CPU cores, set-up included (fresh clone of c313453 on an Intel Xeon:
+    # 17m20s; benchmarks/README.md).
     "demo": PipelineProfile(
         name="demo",
         size=(128, 256),
