@@ -248,6 +248,41 @@ def test_a_long_precompute_stops_at_the_deadline_and_the_next_session_resumes_it
     assert json.loads((out / "status.json").read_text())["complete"]
 
 
+def test_backend_training_stops_at_the_deadline_and_the_next_session_resumes_it(tmp_path: Path, monkeypatch) -> None:
+    """The embedded backends' training (the first minutes of every demo chain) checked the budget only before it
+    started: a session whose deadline fell inside it ran past it. It now stops between steps; nothing is saved as a
+    finished network, and the next session resumes from last.ckpt to the weights of an uninterrupted training."""
+    import torch
+
+    from reprolib.experiments.profiles import get_pipeline_profile
+    from reprolib.training.embedded_backends import SegmentationTask, train_embedded_backends
+
+    now, real = [0.0], SegmentationTask.training_step
+
+    def step_of_100_seconds(self, *a, **kw):  # noqa: ANN001, ANN002, ANN003, ANN202
+        now[0] += 100.0
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(SegmentationTask, "training_step", step_of_100_seconds)
+    work, out = tmp_path / "work", tmp_path / "out"
+    kw = dict(profile="tiny", work_dir=work, output_dir=out, device="cpu", wandb_mode="disabled", variants=["full"])
+    # 1000 s with a 900 s margin: the segmentation net stops after its first step (of 10)
+    run_table("table4", session=Session(max_time_s=1000, margin_s=900, clock=lambda: now[0]), **kw)
+    status = json.loads((out / "status.json").read_text())
+    assert status["stopped_before"] == "backends embedded" and status["runs_missing"] == ["full seed 0"]
+    strong = work / "tiny" / "backends" / "strong"
+    assert not (strong / "segmentation.pt").exists() and not (strong / "done.json").exists()
+    assert torch.load(strong / "lightning" / "segmentation" / "last.ckpt", weights_only=True)["global_step"] == 1
+    assert not any(r["stage"].startswith("backends") for r in read_log(work))  # not logged as done
+    run_table("table4", **kw)  # the next session
+    assert json.loads((out / "status.json").read_text())["complete"]
+    again = train_embedded_backends(work / "tiny" / "world", tmp_path / "uninterrupted", strength="strong",
+                                    progress=False, **get_pipeline_profile("tiny").backend_training_for("strong"))
+    for kind in ("segmentation", "resynthesis"):
+        a, b = (torch.load(p, weights_only=True)["state_dict"] for p in (strong / f"{kind}.pt", again[kind]))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), kind
+
+
 def test_run_identity_ignores_runtime_settings() -> None:
     cfg = {"lr": 1e-4, "seed": 0, "model": {"width": 0.0625}, "train_split": "/a/data/tiny/processed/gen-x-1234",
            "val_split": "/a/data/tiny/processed/gen-y-5678", "max_time": None, "device": "cpu", "devices": 1,

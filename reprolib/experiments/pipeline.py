@@ -22,7 +22,7 @@ import torch
 from reprolib.data.fishyscapes import LostAndFoundDataset, StaticDataset
 from reprolib.data.generator import VOID_DIR, generate_training_data
 from reprolib.data.transforms import imagenet_normalize
-from reprolib.experiments.session import Session, log_stage
+from reprolib.experiments.session import Session, SessionOver, log_stage
 from reprolib.experiments.tables import EMBEDDED_COMBOS
 from reprolib.io import ReprolibDataError
 from reprolib.world import generate_world
@@ -162,7 +162,7 @@ def _train_embedded(ctx: Context, name: str) -> None:
     # `import reprolib.experiments` (python -X importtime); a rerun over finished splits and runs needs neither
     from reprolib.backends import COMBOS
     from reprolib.backends.embedded import checkpoint_path
-    from reprolib.training.embedded_backends import train_embedded_backends
+    from reprolib.training.embedded_backends import TrainingStopped, train_embedded_backends
 
     run_dir = ctx.work_dir / "backends"
     for backend in COMBOS[name]:
@@ -172,9 +172,17 @@ def _train_embedded(ctx: Context, name: str) -> None:
         if not (checkpoint_path(run_dir, strength, "segmentation").parent / "done.json").is_file():
             # on the run's device (a Kaggle GPU too); the training is deterministic on CUDA (fit_task), and
             # finished backends are reused whatever device trained them
-            train_embedded_backends(ctx.data.root, run_dir, strength=strength,
-                                    accelerator="cuda" if str(ctx.device).startswith("cuda") else "cpu",
-                                    **ctx.profile.backend_training_for(strength))
+            # stopped at the session's deadline between steps (a demo chain on Kaggle trains them in its first
+            # session): the next session resumes from their last.ckpt
+            try:
+                train_embedded_backends(ctx.data.root, run_dir, strength=strength,
+                                        accelerator="cuda" if str(ctx.device).startswith("cuda") else "cpu",
+                                        callbacks=lambda kind: [ctx.session.callback(count_steps=False)],
+                                        **ctx.profile.backend_training_for(strength))
+            except TrainingStopped:
+                stage = f"backends {name}"
+                ctx.session.stopped_at = ctx.session.stopped_at or stage
+                raise SessionOver(stage) from None
 
 
 def backends(ctx: Context, combo: str) -> tuple[Any, Any]:

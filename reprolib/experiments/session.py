@@ -107,8 +107,11 @@ class Session:
             return None
         return max(1.0, self.remaining() - float(self.margin_s or 0.0))
 
-    def callback(self) -> Any:
-        """A Lightning callback that stops training (after the current step) when the session expires."""
+    def callback(self, count_steps: bool = True) -> Any:
+        """A Lightning callback that stops training (after the current step) when the session expires.
+
+        ``count_steps=False``: its steps do not count against ``step_budget`` (the embedded backends' training: the
+        step budget stands for the dissimilarity runs' steps)."""
         # lazy: Lightning adds 3.2 s to `import reprolib.experiments` (python -X importtime); only training needs it
         from lightning.pytorch.callbacks import Callback
 
@@ -118,7 +121,7 @@ class Session:
 
         class _SessionStop(Callback):
             def on_train_batch_end(self, trainer: Any, *args: Any) -> None:
-                session.steps += 1
+                session.steps += count_steps
                 # every DDP rank must stop at the same step: rank 0's clock decides
                 if trainer.strategy.broadcast(session.expired()):
                     stop_after_this_step(trainer)  # without an extra validation: see reprolib.training.callbacks

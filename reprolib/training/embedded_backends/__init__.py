@@ -30,11 +30,13 @@ from reprolib.training.embedded_backends.tasks import (
     EmbeddedTask,
     ResynthesisTask,
     SegmentationTask,
+    TrainingStopped,
     fit_task,
     gradient_l1,
 )
 from reprolib.training.embedded_backends.train import DEFAULT_BATCH, DEFAULT_STEPS, train_embedded_backends
 
-__all__ = ["DEFAULT_BATCH", "DEFAULT_STEPS", "EmbeddedTask", "ResynthesisTask", "SegmentationTask", "cityscapes_root_of",
+__all__ = ["DEFAULT_BATCH", "DEFAULT_STEPS", "EmbeddedTask", "ResynthesisTask", "SegmentationTask", "TrainingStopped",
+           "cityscapes_root_of",
            "fit_task", "gradient_l1", "load_split_tensors", "preview_grid", "resynthesis_scores", "segmentation_scores",
            "static_anomaly_scores", "train_embedded_backends"]

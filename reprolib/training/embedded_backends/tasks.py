@@ -156,6 +156,15 @@ class ResynthesisTask(EmbeddedTask):
         return self._record(F.l1_loss(fake, image) + gradient_l1(fake, image))
 
 
+class TrainingStopped(RuntimeError):
+    """A callback stopped a backend's training before its last step (the session's budget); its ``last.ckpt``
+    resumes it, and nothing of it may be saved as a finished network."""
+
+    def __init__(self, work_dir: Path, step: int, max_steps: int):
+        super().__init__(f"training in {work_dir} stopped at step {step} of {max_steps}; rerun to resume it")
+        self.step, self.max_steps = step, max_steps
+
+
 def fit_task(
     task: EmbeddedTask,
     data: TensorDataset,
@@ -168,7 +177,9 @@ def fit_task(
     progress: bool = True,
     callbacks: list[Any] | None = None,
 ) -> EmbeddedTask:
-    """Run ``task`` for ``max_steps`` with checkpoints in ``work_dir``, resuming from ``last.ckpt``."""
+    """Run ``task`` for ``max_steps`` with checkpoints in ``work_dir``, resuming from ``last.ckpt``.
+
+    :class:`TrainingStopped` when a callback stopped it earlier (it then holds a partly trained network)."""
     if accelerator in ("cuda", "gpu"):
         prepare_cuda_determinism()
     L.seed_everything(seed, workers=True, verbose=False)
@@ -191,4 +202,6 @@ def fit_task(
     skip_uninitialized_fill()
     last = work_dir / "last.ckpt"
     trainer.fit(task, loader, ckpt_path=last if last.is_file() else None)
+    if trainer.global_step < max_steps:  # Lightning's own criterion for the end: stopped early (last.ckpt resumes)
+        raise TrainingStopped(work_dir, trainer.global_step, max_steps)
     return task

@@ -56,7 +56,9 @@ def train_embedded_backends(
 
     ``max_steps``: one int for both networks or (segmentation, resynthesis); default per strength
     (:data:`DEFAULT_STEPS`). ``world_root``: the embedded world root or any Cityscapes root.
-    ``callbacks(kind)`` may add Lightning callbacks per network. Returns paths of ``segmentation``,
+    ``callbacks(kind)`` may add Lightning callbacks per network; one that stops a training early (a session's
+    budget) makes this raise :class:`~reprolib.training.embedded_backends.tasks.TrainingStopped`, with nothing of
+    that network saved as finished (the next call resumes it). Returns paths of ``segmentation``,
     ``resynthesis``, ``metrics``, ``preview`` and ``run_dir``.
     """
     if strength not in DEFAULT_STEPS:
