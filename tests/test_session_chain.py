@@ -220,6 +220,22 @@ def test_import_refuses_a_cut_archive_and_a_failed_import_exports_nothing(tmp_pa
     assert exported == []
 
 
+def _first_session_out_of_time(tmp_path: Path, monkeypatch, owner: object, name: str) -> tuple[Path, Path, dict]:
+    """Table 4's full model in a session of 1000 s with a 900 s margin on a fake clock that each call of
+    ``owner.name`` advances by 100 s: it runs out at the first call. Returns (work, out, run_table's kwargs)."""
+    now, real = [0.0], getattr(owner, name)
+
+    def hundred_seconds(*a, **kw):  # noqa: ANN002, ANN003, ANN202
+        now[0] += 100.0
+        return real(*a, **kw)
+
+    monkeypatch.setattr(owner, name, hundred_seconds)
+    work, out = tmp_path / "work", tmp_path / "out"
+    kw = dict(profile="tiny", work_dir=work, output_dir=out, device="cpu", wandb_mode="disabled", variants=["full"])
+    run_table("table4", session=Session(max_time_s=1000, margin_s=900, clock=lambda: now[0]), **kw)
+    return work, out, kw
+
+
 def test_a_long_precompute_stops_at_the_deadline_and_the_next_session_resumes_it(tmp_path: Path, monkeypatch) -> None:
     """Kaggle kills a session at 12 h and saves its output only when the notebook ends. Precompute checked the
     budget only before it started, so one longer than what was left (Cityscapes' train split on a T4 can take most
@@ -227,17 +243,8 @@ def test_a_long_precompute_stops_at_the_deadline_and_the_next_session_resumes_it
     stops between batches once the budget is spent; the next session computes only the rest."""
     import reprolib.precompute.compute as C
 
-    now, real = [0.0], C._process_batch
-
-    def batch_of_100_seconds(*a, **kw):  # noqa: ANN002, ANN003, ANN202
-        now[0] += 100.0
-        return real(*a, **kw)
-
-    monkeypatch.setattr(C, "_process_batch", batch_of_100_seconds)
-    work, out = tmp_path / "work", tmp_path / "out"
-    kw = dict(profile="tiny", work_dir=work, output_dir=out, device="cpu", wandb_mode="disabled", variants=["full"])
-    # 1000 s with a 900 s margin: after the train split's first batch (4 of its 8 images) nothing more may start
-    run_table("table4", session=Session(max_time_s=1000, margin_s=900, clock=lambda: now[0]), **kw)
+    # after the train split's first batch (4 of its 8 images) nothing more may start
+    work, out, kw = _first_session_out_of_time(tmp_path, monkeypatch, C, "_process_batch")
     status = json.loads((out / "status.json").read_text())
     assert status["stopped_before"] == "precompute train embedded" and status["runs_missing"] == ["full seed 0"]
     [split] = (work / "tiny" / "processed").glob("generated-*")
@@ -257,17 +264,8 @@ def test_backend_training_stops_at_the_deadline_and_the_next_session_resumes_it(
     from reprolib.experiments.profiles import get_pipeline_profile
     from reprolib.training.embedded_backends import SegmentationTask, train_embedded_backends
 
-    now, real = [0.0], SegmentationTask.training_step
-
-    def step_of_100_seconds(self, *a, **kw):  # noqa: ANN001, ANN002, ANN003, ANN202
-        now[0] += 100.0
-        return real(self, *a, **kw)
-
-    monkeypatch.setattr(SegmentationTask, "training_step", step_of_100_seconds)
-    work, out = tmp_path / "work", tmp_path / "out"
-    kw = dict(profile="tiny", work_dir=work, output_dir=out, device="cpu", wandb_mode="disabled", variants=["full"])
-    # 1000 s with a 900 s margin: the segmentation net stops after its first step (of 10)
-    run_table("table4", session=Session(max_time_s=1000, margin_s=900, clock=lambda: now[0]), **kw)
+    # the segmentation net stops after its first step (of 10)
+    work, out, kw = _first_session_out_of_time(tmp_path, monkeypatch, SegmentationTask, "training_step")
     status = json.loads((out / "status.json").read_text())
     assert status["stopped_before"] == "backends embedded" and status["runs_missing"] == ["full seed 0"]
     strong = work / "tiny" / "backends" / "strong"
