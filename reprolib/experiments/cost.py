@@ -115,26 +115,30 @@ def table_workload(table: str, report_selection: bool = True) -> dict[str, int]:
             "shared_epochs": shared * len(spec.seeds_full), "precomputes": len(data)}
 
 
+def _p100_hours(w: Mapping[str, int]) -> tuple[float, float, float]:
+    """(precompute, training, scoring) P100 hours of a :func:`table_workload`."""
+    pre = w["precomputes"] * (REPORT_TABLE2["precompute_maps_h"] + REPORT_TABLE2["precompute_synthesis_h"])
+    train = (w["trainings"] * w["epochs"] - w["shared_epochs"]) * REPORT_TABLE2["epoch_min"] / 60
+    # each trained model scored once, and each snapshot a report-selection run starts from validated once
+    score = (w["trainings"] + w["shared_epochs"]) * EVAL_IMAGES * REPORT_TABLE2["inference_ms"] / 1000 / 3600
+    return pre, train, score
+
+
 def estimate(tables: tuple[str, ...] | None = None) -> dict[str, dict[str, Any]]:
     """GPU-hours and 12 h Kaggle sessions per table's ``full`` run, from the report's Table 2 (P100) and the
     T4 bounds :data:`T4_FACTOR`. Precompute: 3 h + 2 h per data set; training: 30 min per epoch trained (not the
-    ``shared_epochs``); scoring: 63 ms per FS validation image per model and per shared snapshot."""
+    ``shared_epochs``); scoring: 63 ms per FS validation image per model and per shared snapshot. Also the P100
+    hours without the table's report-selection rows (``run_table(report_selection=False)``)."""
     out: dict[str, dict[str, Any]] = {}
     for name in tables or tuple(TABLES):
         w = table_workload(name)
-        pre = w["precomputes"] * (REPORT_TABLE2["precompute_maps_h"] + REPORT_TABLE2["precompute_synthesis_h"])
-        train = (w["trainings"] * w["epochs"] - w["shared_epochs"]) * REPORT_TABLE2["epoch_min"] / 60
-        # each trained model scored once, and each snapshot a report-selection run starts from validated once
-        score = (w["trainings"] + w["shared_epochs"]) * EVAL_IMAGES * REPORT_TABLE2["inference_ms"] / 1000 / 3600
+        pre, train, score = _p100_hours(w)
         p100 = pre + train + score
         t4 = (p100 * T4_FACTOR[0], p100 * T4_FACTOR[1])
-        plain = table_workload(name, report_selection=False)
-        # the same table without its report-selection rows (run_table(report_selection=False)): what they cost
-        p100_plain = pre + (plain["trainings"] * plain["epochs"] * REPORT_TABLE2["epoch_min"] / 60
-                            + plain["trainings"] * EVAL_IMAGES * REPORT_TABLE2["inference_ms"] / 1000 / 3600)
         out[name] = {**w, "precompute_h": round(pre, 2), "train_h": round(train, 2), "score_h": round(score, 3),
                      "p100_gpu_h": round(p100, 1), "p100_sessions_12h": math.ceil(p100 / SESSION_HOURS),
-                     "p100_gpu_h_without_report_selection": round(p100_plain, 1),
+                     "p100_gpu_h_without_report_selection": round(
+                         sum(_p100_hours(table_workload(name, report_selection=False))), 1),
                      "t4_gpu_h": [round(t, 1) for t in t4],
                      "t4_sessions_12h": [math.ceil(t / SESSION_HOURS) for t in t4]}
     return out

@@ -22,7 +22,7 @@ import torch
 from reprolib.data.fishyscapes import LostAndFoundDataset, StaticDataset
 from reprolib.data.generator import VOID_DIR, generate_training_data
 from reprolib.data.transforms import imagenet_normalize
-from reprolib.experiments.session import Session, SessionOver, log_stage
+from reprolib.experiments.session import Session, log_stage
 from reprolib.experiments.tables import EMBEDDED_COMBOS
 from reprolib.io import ReprolibDataError
 from reprolib.world import generate_world
@@ -179,10 +179,9 @@ def _train_embedded(ctx: Context, name: str) -> None:
                                         accelerator="cuda" if str(ctx.device).startswith("cuda") else "cpu",
                                         callbacks=lambda kind: [ctx.session.callback(count_steps=False)],
                                         **ctx.profile.backend_training_for(strength))
-            except TrainingStopped:
-                stage = f"backends {name}"
-                ctx.session.stopped_at = ctx.session.stopped_at or stage
-                raise SessionOver(stage) from None
+            except TrainingStopped:  # only the session's callback stops it: its check raises SessionOver
+                ctx.session.check(f"backends {name}")
+                raise
 
 
 def backends(ctx: Context, combo: str) -> tuple[Any, Any]:
