@@ -87,6 +87,14 @@ def test_benchmark_resolution_upsamples_scores(run_dir: Path, laf_split: Path, t
         score_split(model, laf_split, size=PROCESSED, resolution="full")
 
 
+def test_evaluate_cross_fits_whole_sequences(run_dir: Path, laf_split: Path, tmp_path: Path, monkeypatch) -> None:
+    # the world's FS L&F images are one sequence each; as if the first two were frames of one sequence
+    assert E.split_sequences(laf_split) == [n[5:-7] for n in sorted(p.stem for p in (laf_split / "original").glob("*"))]
+    monkeypatch.setattr(E, "split_sequences", lambda split: ["a", "a", "b"])
+    result = E.evaluate_checkpoint(run_dir, laf_split, tmp_path / "eval", ensemble="grid", resolution="processed")
+    assert result["ensemble_info"]["halves"] == {"images": [2, 1], "sequences": [1, 1]}
+
+
 def test_split_without_native_labels_is_named(run_dir: Path, tmp_path: Path) -> None:
     old = make_processed_split(tmp_path / "old", 2, size=PROCESSED)  # a split without labels_native/
     model, _ = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")

@@ -141,6 +141,30 @@ def test_table3_is_the_fixed_ensemble_at_benchmark_resolution(table4, tmp_path: 
     assert Path(t3["checkpoint"].iloc[0]).name == "best.ckpt"
 
 
+def test_a_table_cross_fits_and_resamples_whole_sequences(table4, tmp_path: Path, monkeypatch) -> None:
+    """The grid rows take their halves and bootstrap clusters from the evaluation split's recording sequences (one
+    image each in the embedded world: the even and odd images; here, as if frames came two by two)."""
+    from reprolib.experiments import runner
+    from reprolib.experiments.scoring import split_sequences
+
+    df, work, _ = table4
+    full = df[(df["variant"] == "full") & (df["metric"] == "ap")]
+    for info in full["ensemble_info"]:
+        halves = json.loads(info)["halves"]
+        assert halves["sequences"] == halves["images"] and abs(halves["images"][0] - halves["images"][1]) <= 1
+    monkeypatch.setattr(runner, "split_sequences", lambda split: [str(i // 2) for i in range(len(split_sequences(split)))])
+    paired = run_table("table4", profile="tiny", work_dir=work, output_dir=tmp_path, device="cpu",
+                       wandb_mode="disabled", variants=["full"], report_selection=False)
+    timings = json.loads((tmp_path / "timings.json").read_text())
+    assert not any(k.startswith(("train ", "score ")) for k in timings)  # the same scores, cross-fitted again
+    got = paired[(paired["variant"] == "full") & (paired["metric"] == "ap")].set_index(["dataset", "seed"])
+    before = full.set_index(["dataset", "seed"])
+    assert len(got) == len(before) == 2 * df["seed"].nunique()
+    for info in got["ensemble_info"]:  # 4 images a set in the tiny world: two sequences of two, one a half
+        assert json.loads(info)["halves"] == {"images": [2, 2], "sequences": [1, 1]}
+    assert not got[["value", "ap_ci_low", "ap_ci_high"]].equals(before[["value", "ap_ci_low", "ap_ci_high"]])
+
+
 def test_report_selection_rows_can_be_left_out(table4, tmp_path: Path) -> None:
     """run_table(report_selection=False) runs the corrected variants only (in `full` each report-selection run costs
     epochs - 11 more epochs); as with ``variants``, the CSV keeps the left-out rows of an earlier run."""

@@ -158,3 +158,43 @@ def test_pooled_search_equals_the_streaming_one(monkeypatch: pytest.MonkeyPatch)
     assert fast.weights == slow.weights
     for k in ("ap", "fpr95", "auroc"):
         np.testing.assert_allclose(fast.table[k], slow.table[k], rtol=0, atol=1e-12)
+
+
+def test_cross_fit_keeps_each_recording_sequence_in_one_half(tmp_path) -> None:
+    """Frames of one Lost & Found sequence are near-duplicates: split apart, the weights scoring one frame would
+    be tuned on its copy. The halves take whole sequences, as balanced as they allow."""
+    from reprolib.experiments.ensembling import evaluate_with_scores
+    from reprolib.experiments.scoring import crossfit_halves, image_sequences, split_sequences
+    from tests._make_processed import make_processed_split
+
+    names = ["0000_04_Maurener_Weg_8_000002_000140", "0001_04_Maurener_Weg_8_000002_000150",
+             "0002_04_Maurener_Weg_8_000003_000010", "0003_frankfurt_000001_000019", "0004_image"]
+    assert image_sequences(names) == ["04_Maurener_Weg_8_000002", "04_Maurener_Weg_8_000002",
+                                      "04_Maurener_Weg_8_000003", "frankfurt_000001", "0004_image"]
+    # one image per sequence (FS Static, the embedded world): the even and the odd images, as before
+    a, b = crossfit_halves([f"s{i}" for i in range(7)])
+    assert a.tolist() == [0, 2, 4, 6] and b.tolist() == [1, 3, 5]
+    sequences = ["A", "A", "B", "C", "A", "B", "D", "A", "C", "E"]  # A: 4 frames, B: 2, C: 2, D, E: 1
+    a, b = crossfit_halves(sequences)
+    assert {sequences[i] for i in a}.isdisjoint({sequences[i] for i in b})
+    assert sorted([a.tolist(), b.tolist()], key=len) == [[0, 1, 4, 6, 7], [2, 3, 5, 8, 9]]
+    with pytest.raises(ValueError, match="two recording sequences"):
+        crossfit_halves(["A"] * 4)
+
+    maps, labels = _synthetic(n=10)
+    scores = {**maps, "label": labels}
+    rows, scored = evaluate_with_scores(scores, "grid", "fpr95", sequences=sequences)
+    assert rows[""][1]["halves"] == {"images": [5, 5], "sequences": [2, 3]}
+    assert scored[""][1].tolist() == [0, 0, 1, 1, 0, 1, 0, 0, 1, 1]
+    assert rows != evaluate_with_scores(scores, "grid", "fpr95")[0]  # even/odd: another cross-fit
+    assert evaluate_with_scores(scores, "grid", "fpr95")[0] == evaluate_with_scores(
+        scores, "grid", "fpr95", sequences=[str(i) for i in range(10)])[0]
+    with pytest.raises(ValueError, match="9 sequences for 10 scored images"):
+        evaluate_with_scores(scores, "grid", "fpr95", sequences=sequences[:-1])
+
+    # a processed split's sequences come from its image names, in the order its images are scored
+    split = make_processed_split(tmp_path / "split", n=3)
+    for folder in split.iterdir():
+        for i, png in enumerate(sorted(folder.glob("*.png"))):
+            png.rename(folder / f"{i:04d}_04_Maurener_Weg_8_{i // 2:06d}_{i:06d}.png")
+    assert split_sequences(split) == ["04_Maurener_Weg_8_000000"] * 2 + ["04_Maurener_Weg_8_000001"]

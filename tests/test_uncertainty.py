@@ -107,3 +107,30 @@ def test_spread_marks_the_bins_holding_several_distinct_scores() -> None:
     keys = np.unique(np.concatenate([score_keys(s.ravel()) for s in ss]))
     assert np.array_equal(spread, np.bincount((keys >> np.uint32(16)).astype(np.int64), minlength=2**16) > 1)
     assert 0 < spread.sum() < len(keys)
+
+
+def test_clustered_intervals_resample_whole_sequences() -> None:
+    # frames of one Lost & Found sequence are near-duplicates: drawn one by one, k copies of an image count as
+    # k independent images and narrow the interval; drawn as one sequence they weigh what the image alone does
+    from reprolib.metrics.uncertainty import bootstrap_intervals
+
+    ss, ys = _images(n=10, seed=7)
+    alone = bootstrap_intervals(ss, ys, ("ap", "fpr95"), n_boot=150, seed=2)
+    assert bootstrap_intervals(ss, ys, ("ap", "fpr95"), n_boot=150, seed=2,
+                               clusters=[f"s{i}" for i in range(10)]) == alone  # one image per sequence
+    copies = [s for s in ss for _ in range(3)], [y for y in ys for _ in range(3)]
+    sequences = [i // 3 for i in range(30)]
+    clustered = bootstrap_intervals(*copies, ("ap", "fpr95"), n_boot=150, seed=2, clusters=sequences)
+    per_frame = bootstrap_intervals(*copies, ("ap", "fpr95"), n_boot=150, seed=2)
+    for metric in ("ap", "fpr95"):
+        assert clustered[metric] == pytest.approx(alone[metric], abs=1e-12)
+        assert per_frame[metric][2] - per_frame[metric][1] < clustered[metric][2] - clustered[metric][1]
+    # with halves: each half resamples its own sequences, which must not straddle the halves
+    halves = [s % 2 for s in sequences]
+    assert bootstrap_intervals(*copies, ("ap",), n_boot=50, seed=2, groups=halves, clusters=sequences)["ap"] == \
+        pytest.approx(bootstrap_intervals(ss, ys, ("ap",), n_boot=50, seed=2, groups=[i % 2 for i in range(10)])["ap"],
+                      abs=1e-12)
+    with pytest.raises(ValueError, match="two groups"):
+        bootstrap_intervals(*copies, ("ap",), n_boot=5, groups=[i % 2 for i in range(30)], clusters=sequences)
+    with pytest.raises(ValueError, match="29 cluster labels for 30 images"):
+        bootstrap_intervals(*copies, ("ap",), n_boot=5, clusters=sequences[:-1])

@@ -18,7 +18,7 @@ from typing import Any
 from reprolib.data.fishyscapes import LostAndFoundDataset, StaticDataset
 from reprolib.experiments.ensembling import evaluate_ensemble
 from reprolib.experiments.runner import scored_checkpoint
-from reprolib.experiments.scoring import save_scores, score_split, write_predictions
+from reprolib.experiments.scoring import save_scores, score_split, split_sequences, write_predictions
 from reprolib.io import PathLike, ReprolibDataError, image_size, read_json, write_json
 
 EVAL_KINDS = ("fs_lost_and_found", "fs_static")
@@ -118,7 +118,7 @@ def evaluate_checkpoint(
     scores = score_split(model, split, size=size, device=device, batch_size=batch_size,
                          ensemble=learned, resolution=resolution)
     per_image = (time.perf_counter() - t0) / max(1, len(scores["label"]))
-    metrics, info = evaluate_ensemble(scores, ensemble)[""]
+    metrics, info = evaluate_ensemble(scores, ensemble, sequences=split_sequences(split))[""]
     out = Path(out_dir)
     save_scores(scores, out / "scores.npz")
     write_predictions(scores["dissimilarity"], out / "predictions", limit=n_predictions)

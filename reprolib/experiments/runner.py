@@ -26,7 +26,14 @@ from reprolib.experiments.ensembling import evaluate_with_scores
 from reprolib.experiments.figures import published_scores, qualitative_figure
 from reprolib.experiments.profiles import get_pipeline_profile
 from reprolib.experiments.results import RESULT_COLUMNS, load_results, result_rows, run_hash, save_results
-from reprolib.experiments.scoring import RESOLUTIONS, load_scores, save_scores, score_split, write_predictions
+from reprolib.experiments.scoring import (
+    RESOLUTIONS,
+    load_scores,
+    save_scores,
+    score_split,
+    split_sequences,
+    write_predictions,
+)
 from reprolib.experiments.session import Session, SessionOver, export_outputs, import_previous, sha256_file
 from reprolib.experiments.tables import Variant, get_table
 from reprolib.io import ReprolibDataError, write_json
@@ -264,14 +271,16 @@ def _variant_rows(ctx: P.Context, spec: Any, chosen: list[Variant], variant: Var
     rows: list[dict[str, Any]] = []
     for dataset, split in P.evaluation_splits(ctx, combo).items():
         scores = scores_for(ctx, run_dir, source, dataset, split)
+        sequences = split_sequences(split)
         if spec.name == "figure3" and seed == seeds[0]:
             _figure3(ctx, split, scores, out / f"figure3-{dataset}.png",
                      title=f"{dataset} — profile {ctx.profile.name}, {variant.name}, seed {seed}, {ckpt.name}")
         with ctx.timed(f"ensemble {dataset} {variant.name} seed {seed}"):
-            evaluated, scored = evaluate_with_scores(scores, variant.ensemble, ctx.profile.grid_objective, maps)
+            evaluated, scored = evaluate_with_scores(scores, variant.ensemble, ctx.profile.grid_objective, maps,
+                                                     sequences)
             # every row gets its intervals: the claims are decided under the report's protocol too (its rows' weights
             # are tuned on the very images resampled: the interval holds them fixed, as the report's number does)
-            cis = {suffix: _intervals(final, groups, scores["label"], seed, evaluated[suffix][0])
+            cis = {suffix: _intervals(final, groups, sequences, scores["label"], seed, evaluated[suffix][0])
                    for suffix, (final, groups) in scored.items()}
         for suffix, (metrics, info) in evaluated.items():
             rows += result_rows(
@@ -284,14 +293,14 @@ def _variant_rows(ctx: P.Context, spec: Any, chosen: list[Variant], variant: Var
     return rows
 
 
-def _intervals(maps: list, groups: Any, labels: list, seed: int, exact: dict[str, float],
+def _intervals(maps: list, groups: Any, sequences: list[str], labels: list, seed: int, exact: dict[str, float],
                n_boot: int = 200) -> dict[str, float]:
-    """95 % per-image bootstrap intervals of AP and FPR95 (seeded by the run's seed; both from one resampling;
-    a cross-fitted row's ``groups`` are its halves, resampled apart and averaged as the row is; ``exact``: the
-    row's metrics, already computed)."""
+    """95 % bootstrap intervals of AP and FPR95, resampling recording sequences (one image each in FS Static and
+    the embedded world; seeded by the run's seed; both from one resampling; a cross-fitted row's ``groups`` are
+    its halves, resampled apart and averaged as the row is; ``exact``: the row's metrics, already computed)."""
     try:
         cis = bootstrap_intervals(maps, labels, ("ap", "fpr95"), n_boot=n_boot, seed=seed, groups=groups,
-                                  exact=exact)
+                                  exact=exact, clusters=sequences)
     except (ValueError, IndexError):  # too few images or a class missing in every resample
         cis = {m: (float("nan"),) * 3 for m in ("ap", "fpr95")}
     out: dict[str, float] = {}

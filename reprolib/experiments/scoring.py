@@ -9,6 +9,8 @@ re-ran the whole network for every one of its 224 weight candidates).
 from __future__ import annotations
 
 import io
+import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,10 +110,39 @@ def load_scores(path: str | Path) -> dict[str, list[np.ndarray]]:
         return {k: [a.astype(np.float32) if k != "label" else a for a in z[k]] for k in z.files}
 
 
-def crossfit_halves(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Two disjoint halves of image indices (even / odd) for tuning on one and reporting on the other."""
-    idx = np.arange(n)
-    return idx[idx % 2 == 0], idx[idx % 2 == 1]
+#: ``{fs_id:04d}_`` (optional) + ``{city}_{seq:06d}`` + ``_{frame:06d}``: the name the precompute gives a Fishyscapes
+#: image (``{fs_id}_{base_id}``, the base a Lost & Found or Cityscapes frame id)
+_SEQUENCE_RE = re.compile(r"^(?:[0-9]{4}_)?(.+_[0-9]{6})_[0-9]{6}$")
+
+
+def image_sequences(names: Sequence[str]) -> list[str]:
+    """Each evaluation image's recording sequence, ``{city}_{seq:06d}`` of its frame id; a name without a frame
+    id is a sequence of its own. Frames of one Lost & Found sequence show the same road and obstacle a few
+    metres apart: near-duplicates, which cross-fitting and the bootstrap keep together."""
+    return [m.group(1) if (m := _SEQUENCE_RE.match(n)) else n for n in names]
+
+
+def split_sequences(split: str | Path) -> list[str]:
+    """:func:`image_sequences` of a processed split's images, in the order :func:`score_split` scores them."""
+    return image_sequences(ProcessedSplit(split, size=None).names())
+
+
+def crossfit_halves(sequences: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Two disjoint halves of image indices (one per image of ``sequences``, its sequence) for tuning on one and
+    reporting on the other. Every sequence lies in one half: split apart, the weights would be tuned on
+    near-copies of the images they score. Sequences go, largest first (ties in order of first appearance), to
+    the half with fewer images so far (ties: the first), so with one image per sequence (FS Static, the
+    embedded world) the halves are the even and the odd images."""
+    members: dict[str, list[int]] = {}
+    for i, s in enumerate(sequences):
+        members.setdefault(s, []).append(i)
+    if len(members) < 2:
+        raise ValueError(f"cross-fitting needs images of at least two recording sequences, got {len(sequences)} "
+                         f"image(s) of {len(members)}: {sorted(members)[:3]}")
+    halves: tuple[list[int], list[int]] = ([], [])
+    for images in sorted(members.values(), key=len, reverse=True):  # stable: ties keep first appearance
+        halves[len(halves[1]) < len(halves[0])].extend(images)
+    return np.sort(np.array(halves[0], np.int64)), np.sort(np.array(halves[1], np.int64))
 
 
 def select(scores: dict[str, list[np.ndarray]], index: np.ndarray) -> dict[str, list[np.ndarray]]:

@@ -74,7 +74,8 @@ GRID_NOTE = (
     "Grid-ensemble variants appear twice: the @report_protocol row is the MLRC report's protocol (weights "
     "maximising AP - FPR95, tuned on the very set reported) and sits beside the report's number; the plain row "
     "is our corrected protocol (weights minimising FPR95, as the original code, tuned on one half of the images "
-    "and reported on the other, cross-fitted; the row is the mean of the two halves' metrics)."
+    "and reported on the other, cross-fitted; each recording sequence lies in one half; the row is the mean of "
+    "the two halves' metrics)."
 )
 EPOCHS_NOTE = ("Checkpoint: lowest validation loss (best.ckpt) on the generated Cityscapes-val split, which also "
                "drives the plateau scheduler (the demo profile keeps its step budget and selects the best of its "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -40,10 +40,23 @@ def _image_histograms(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray]
 METRICS = ("ap", "fpr95", "auroc")
 
 
+def _cluster_sums(pos: np.ndarray, neg: np.ndarray, images: np.ndarray,
+                  clusters: Sequence[Hashable]) -> tuple[np.ndarray, np.ndarray]:
+    """One group's per-image histograms summed per cluster (clusters in order of first appearance)."""
+    index: dict[Hashable, int] = {}
+    rows = np.array([index.setdefault(clusters[j], len(index)) for j in images], np.int64)
+    summed_pos = np.zeros((len(index), pos.shape[1]))
+    summed_neg = np.zeros_like(summed_pos)
+    np.add.at(summed_pos, rows, pos)
+    np.add.at(summed_neg, rows, neg)
+    return summed_pos, summed_neg
+
+
 def bootstrap_intervals(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray],
                         metrics: Sequence[str] = ("ap",), n_boot: int = 1000, alpha: float = 0.05, seed: int = 0,
                         bits: int = 16, ignore_index: int = IGNORE_INDEX, groups: Sequence[int] | None = None,
-                        exact: Mapping[str, float] | None = None) -> dict[str, tuple[float, float, float]]:
+                        exact: Mapping[str, float] | None = None,
+                        clusters: Sequence[Hashable] | None = None) -> dict[str, tuple[float, float, float]]:
     """{metric: (point, low, high)}: percentile intervals from resampling *images* with replacement.
 
     Each image is reduced once to a ``2**bits``-bin histogram, so a resample is a sum of histograms, taken as
@@ -62,6 +75,11 @@ def bootstrap_intervals(scores: Sequence[np.ndarray], labels: Sequence[np.ndarra
     whose halves are scored with different weights): each group is resampled on its own, and the point and
     every resample are the mean over groups. ``exact``: those exact metrics when the caller has them already
     (a sort of every pixel saved).
+
+    ``clusters`` (one label per image, e.g. its recording sequence): resample whole clusters instead of images.
+    Frames of one sequence are near-duplicates; drawn one by one they count as independent evidence and the
+    interval comes out too narrow. A cluster must lie within one group. One image per cluster draws exactly
+    what no ``clusters`` draws.
     """
     unknown = [m for m in metrics if m not in METRICS]
     if unknown or not metrics:
@@ -69,6 +87,14 @@ def bootstrap_intervals(scores: Sequence[np.ndarray], labels: Sequence[np.ndarra
     pos, neg, spread = _image_histograms(scores, labels, bits, ignore_index)
     members = [np.arange(len(pos))] if groups is None else [np.flatnonzero(np.asarray(groups) == g)
                                                              for g in np.unique(groups)]
+    if clusters is not None:
+        if len(clusters) != len(pos):
+            raise ValueError(f"{len(clusters)} cluster labels for {len(pos)} images")
+        home = {}
+        for g, images in enumerate(members):
+            for j in images:
+                if home.setdefault(clusters[j], g) != g:
+                    raise ValueError(f"cluster {clusters[j]!r} has images in two groups: a cluster must lie in one")
 
     def mean(per_group: list[dict[str, float]]) -> dict[str, float]:
         return {k: float(np.mean([m[k] for m in per_group])) for k in per_group[0]}
@@ -80,6 +106,8 @@ def bootstrap_intervals(scores: Sequence[np.ndarray], labels: Sequence[np.ndarra
     used = (pos.sum(0) + neg.sum(0)) > 0  # an empty bin stays empty in every resample
     pos, neg = pos[:, used].astype(np.float64), neg[:, used].astype(np.float64)  # exact below 2^53 pixels
     parts = [(pos[i], neg[i]) for i in members]
+    if clusters is not None:
+        parts = [_cluster_sums(gp, gn, i, clusters) for (gp, gn), i in zip(parts, members, strict=True)]
     spread = spread[used]
     rng = np.random.default_rng(seed)
     values: dict[str, list[float]] = {m: [] for m in metrics}

@@ -88,7 +88,7 @@ def claims_latex(verdicts: pd.DataFrame, report: pd.DataFrame | None = None) -> 
                "(in percentage points; AP higher and FPR95 lower is better). \\emph{Line}: line of the report text; "
                "\\emph{Expect}: the sign the claim predicts; \\emph{Report}: the same difference in the report's own "
                "numbers; \\emph{Ours}: mean over seeds with a 95\\,\\% interval combining seeds (paired t) and "
-               "images (per-run bootstrap). The verdict is computed from the interval."
+               "images (per-run bootstrap over recording sequences). The verdict is computed from the interval."
                + (" \\emph{Report's protocol}: the same comparison between the variants' rows under the MLRC report's "
                   "protocol (checkpoint selected on FS L\\&F, grid weights tuned on the reported set: the "
                   "\\texttt{@report\\_selection} rows), with its verdict." if report is not None else ""))
@@ -244,7 +244,7 @@ def summary_markdown(verdicts: pd.DataFrame, results: pd.DataFrame, report: pd.D
     lines += ["Each claim compares two rows a and b of a table; effects are a - b in percentage points (AP higher and "
               "FPR95 lower is better). *Line*: line of the MLRC report text (`shared/seed/`); *Expect*: the sign the "
               "claim predicts; *Report*: the same difference in the report's own numbers; *Ours*: mean over seeds with "
-              "a 95% interval combining seeds (paired t) and test images (per-run bootstrap)."
+              "a 95% interval combining seeds (paired t) and test images (per-run bootstrap over recording sequences)."
               + (" *Report's protocol*: the same comparison between the variants' rows under the MLRC report's "
                  "protocol (checkpoint selected on FS L&F, grid weights tuned on the reported set: the "
                  "`@report_selection` rows), with its verdict." if report is not None else ""), "",
