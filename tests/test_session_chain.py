@@ -29,7 +29,7 @@ from reprolib.experiments.session import (
     parse_max_time,
     read_log,
 )
-from reprolib.io import ReprolibDataError, write_json
+from reprolib.io import ReprolibDataError, read_json, write_json
 
 PROVENANCE = ["commit"]  # when, not what (the chain's and the reference's run folders are the same paths)
 
@@ -279,6 +279,25 @@ def test_backend_training_stops_at_the_deadline_and_the_next_session_resumes_it(
     for kind in ("segmentation", "resynthesis"):
         a, b = (torch.load(p, weights_only=True)["state_dict"] for p in (strong / f"{kind}.pt", again[kind]))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), kind
+
+
+def test_world_generation_stops_at_the_deadline_and_the_next_session_finishes_it(tmp_path: Path, monkeypatch) -> None:
+    """The embedded world (the first stage of a chain on the embedded default) checked the budget only before it
+    started. It now stops between images; the next session writes only the missing ones, to the same world."""
+    import reprolib.world.writer as W
+    from reprolib.experiments.profiles import get_pipeline_profile
+
+    work, out, kw = _first_session_out_of_time(tmp_path, monkeypatch, W, "_write_cityscapes")
+    status = json.loads((out / "status.json").read_text())
+    assert status["stopped_before"] == "world" and status["runs_missing"] == ["full seed 0"]
+    world = work / "tiny" / "world"
+    assert not (world / "world.json").exists()  # stopped after its first image
+    assert len(list(world.rglob("*_leftImg8bit.png"))) == 1
+    assert not any(r["stage"] == "world" for r in read_log(work))  # not logged as done
+    run_table("table4", **kw)  # the next session
+    assert json.loads((out / "status.json").read_text())["complete"]
+    again = W.generate_world(tmp_path / "uninterrupted", seed=0, progress=False, **get_pipeline_profile("tiny").world)
+    assert read_json(world / "world.json")["fingerprint"] == read_json(again / "world.json")["fingerprint"]
 
 
 def test_run_identity_ignores_runtime_settings() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,21 +133,23 @@ class _Stage:
         return Path(path).is_file() and Path(path).stat().st_mtime_ns >= self.t0_ns
 
 
-def resolve_data(work_dir: Path, data_root: str | Path | None, profile: Any) -> DataRoots:
-    """The user's data root, or the embedded world generated (once) under ``work_dir/world``."""
+def resolve_data(work_dir: Path, data_root: str | Path | None, profile: Any,
+                 before_work: Callable[[], None] | None = None) -> DataRoots:
+    """The user's data root, or the embedded world generated (once) under ``work_dir/world``; ``before_work`` is
+    asked before each of its images (see :func:`reprolib.world.generate_world`)."""
     if data_root is not None:
         root = Path(data_root)
         if not (root / "cityscapes").is_dir():
             raise ReprolibDataError(root, "expected cityscapes/, lostandfound/ and fishyscapes/ inside the data root")
         return DataRoots(root, embedded=False)
-    world = generate_world(work_dir / "world", seed=0, **profile.world)
+    world = generate_world(work_dir / "world", seed=0, before_work=before_work, **profile.world)
     return DataRoots(Path(world), embedded=True)
 
 
 def prepare_data(ctx: Context, data_root: str | Path | None) -> DataRoots:
     """``ctx.data``: the user's data, or the embedded world (a stage: generated once, then reused)."""
     with ctx.stage("world") as st:
-        ctx.data = resolve_data(ctx.work_dir, data_root, ctx.profile)
+        ctx.data = resolve_data(ctx.work_dir, data_root, ctx.profile, before_work=st.check_budget_inside)
         st.ran = ctx.data.embedded and st.changed(ctx.data.root / "world.json")
     return ctx.data
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -173,11 +174,13 @@ def generate_world(
     n_laf: int = DEFAULT_COUNTS["n_laf"],
     n_static: int = DEFAULT_COUNTS["n_static"],
     progress: bool = True,
+    before_work: Callable[[], None] | None = None,
 ) -> Path:
     """Generate (or finish, or reuse) the embedded world under ``out``; returns its root.
 
     Counts are whole numbers ≥ 0, not all 0, with ``n_static ≤ n_val``; ``size`` is (H, W) ≥ 1 (checked
-    before anything is written).
+    before anything is written). ``before_work`` (a session's deadline) is called before each image of an
+    unfinished world; what it raises stops the generation there, and the next call writes only what is missing.
     """
     check_world_args(size, n_train, n_val, n_laf, n_static)
     size = (int(size[0]), int(size[1]))
@@ -195,14 +198,18 @@ def generate_world(
     jobs += [("val", i, f) for i, f in enumerate(_frame_ids(VAL_CITIES, n_val))]
     val_ids = _frame_ids(VAL_CITIES, n_val)
     total = len(jobs) + n_laf + n_static
+    check = before_work or (lambda: None)
     with tqdm(total=total, desc="world", disable=not progress) as bar:
         for split, i, fid in jobs:
+            check()
             _write_cityscapes(cs, split, fid, np.random.default_rng([seed, 0 if split == "train" else 1, i]), size)
             bar.update()
         for i in range(n_laf):
+            check()
             _write_laf(root, i, np.random.default_rng([seed, 2, i]), size)
             bar.update()
         for i in range(n_static):
+            check()
             _write_static(root, i, val_ids[i], np.random.default_rng([seed, 3, i]))
             bar.update()
     write_gallery(root, root / "gallery.png")
