@@ -96,6 +96,8 @@ def install(args: Sequence[str], python: str = sys.executable, run: Runner = _ru
             print(f"installed with uv in {time.perf_counter() - started:.0f} s: {' '.join(args)}", flush=True)
             return "uv"
         print(f"uv could not install {' '.join(args)}; installing with pip instead", file=sys.stderr, flush=True)
+    else:
+        print(f"{UV} could not be installed; installing with pip instead", file=sys.stderr, flush=True)
     for cmd in ([python, "-m", "pip", "install", "-q", "--upgrade", "pip"], [python, "-m", "pip", "install", "-q",
                                                                                *args]):
         if run(cmd, {}) != 0:
