@@ -280,9 +280,45 @@ def test_metrics_from_ranked_positives_equal_the_whole_curve(decimals: int | Non
     if decimals is not None:  # heavy ties between positives and negatives
         s = np.round(s, decimals).astype(np.float32)
     keys = score_keys(s)
-    ours = metrics_from_keys(keys[y == 1], np.sort(keys[y == 0]))
+    ours = metrics_from_keys(keys[y == 1], keys[y == 0])
     ref = _sklearn(s, y)
     for k in ("ap", "auroc", "fpr95"):
         assert ours[k] == pytest.approx(ref[k], abs=1e-12), k
     with pytest.raises(ValueError, match="both classes"):
-        metrics_from_keys(keys[:0], np.sort(keys))
+        metrics_from_keys(keys[:0], keys)
+
+
+@pytest.mark.parametrize("case", ["spread", "clustered", "extremes", "one threshold", "all tied"])
+def test_counting_pass_gives_the_counts_of_a_sort_and_search(case: str) -> None:
+    """rank_among's one pass against sorting the keys and searching each threshold, where its table is coarse
+    (keys over the whole uint32 range), where many thresholds share a cell (bisection), at the range's ends and
+    with ties everywhere."""
+    from reprolib.metrics.curves import _cell_shift
+    from reprolib.metrics.kernels import rank_among
+
+    rng = np.random.default_rng(5)
+    keys = rng.integers(0, 2**32, 50000, dtype=np.uint64).astype(np.uint32)
+    thresholds = rng.integers(0, 2**32, 700, dtype=np.uint64).astype(np.uint32)
+    if case == "clustered":  # 600 thresholds within 2000 key values, and the keys around them
+        thresholds = np.concatenate([thresholds[:100], 3_000_000_000 + rng.integers(0, 2000, 600).astype(np.uint32)])
+        keys = np.concatenate([keys, 3_000_000_000 + rng.integers(0, 2000, 50000).astype(np.uint32)])
+    elif case == "extremes":
+        thresholds = np.array([0, 1, 2**31, 2**32 - 2, 2**32 - 1], np.uint32)
+        keys = np.concatenate([keys, thresholds, thresholds])
+    elif case == "one threshold":
+        thresholds = keys[7:8]
+    elif case == "all tied":
+        keys = rng.choice(thresholds, 50000)
+    thresholds = np.unique(thresholds)
+    rng.shuffle(keys)
+    count, tied = rank_among(keys, thresholds, _cell_shift(thresholds))
+    ordered = np.sort(keys)
+    below = np.searchsorted(ordered, thresholds, side="left")
+    assert np.array_equal(np.cumsum(count)[:-1] - tied, below)
+    assert np.array_equal(tied, np.searchsorted(ordered, thresholds, side="right") - below)
+    assert count.sum() == len(keys)
+    for shift in (0, 4, 31):  # any cell size gives the same counts: only the speed depends on it
+        if shift == 0 and int(thresholds[-1]) - int(thresholds[0]) > 2**24:
+            continue  # a cell per key value: too large a table to build here
+        got = rank_among(keys, thresholds, shift)
+        assert np.array_equal(got[0], count) and np.array_equal(got[1], tied)

@@ -157,3 +157,49 @@ def check(bits, labels, ignore):
         elif (bits[i] & EXPONENT) == EXPONENT:
             bad |= BAD_SCORE
     return bad
+
+
+@_compiled(nogil=True, boundscheck=False)
+def rank_among(keys, thresholds, shift):
+    """Where each of ``keys`` falls among the distinct ascending ``thresholds``: ``(count, tied)``, with
+    ``count[i]`` the keys that have exactly ``i`` thresholds below them (``i`` in ``0..T``) and ``tied[i]`` those
+    equal to ``thresholds[i]``. The same counts a sort of ``keys`` and a binary search per threshold give, in
+    one pass: a table over ``(key - thresholds[0]) >> shift`` points each key at the few thresholds of its
+    stretch (searched linearly when they are few, by bisection when many), so its cost is one look-up per key.
+    """
+    n_t = thresholds.shape[0]
+    lowest, highest = thresholds[0], thresholds[n_t - 1]
+    s = np.uint32(shift)
+    n_cells = np.int64((highest - lowest) >> s) + 2
+    start = np.empty(n_cells, np.int64)  # start[c]: the first threshold of cell c or above
+    j = 0
+    for c in range(n_cells):
+        while j < n_t and np.int64((thresholds[j] - lowest) >> s) < c:
+            j += 1
+        start[c] = j
+    count = np.zeros(n_t + 1, np.int64)
+    tied = np.zeros(n_t + 1, np.int64)  # one spare slot: a key above every threshold needs no test
+    for n in range(keys.shape[0]):
+        x = keys[n]
+        if x < lowest:
+            count[0] += 1
+            continue
+        if x > highest:
+            count[n_t] += 1
+            continue
+        c = np.int64((x - lowest) >> s)
+        lo, hi = start[c], start[c + 1]
+        if hi - lo > 8:
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if thresholds[mid] < x:
+                    lo = mid + 1
+                else:
+                    hi = mid
+        else:
+            while lo < hi and thresholds[lo] < x:
+                lo += 1
+        count[lo] += 1
+        if thresholds[lo] == x:  # lo < n_t: x ≤ highest
+            tied[lo] += 1
+    return count, tied[:n_t]
