@@ -117,3 +117,5 @@ def test_uv_installs_from_where_pip_is_configured_to_look(tmp_path: Path) -> Non
     assert install_tool.install(["tinypkg==1.0"], python=python, pip_config=listing) == "uv"
     out = subprocess.run([python, "-c", "import tinypkg; print(tinypkg.VALUE)"], capture_output=True, text=True)
     assert out.stdout.strip() == "42", out.stderr
+    # compiled at install, as pip does: where PYTHONDONTWRITEBYTECODE is set no import would ever write it
+    assert list(venv.glob("lib/python*/site-packages/tinypkg/__pycache__/__init__.*.pyc"))
