@@ -3,7 +3,6 @@
     python benchmarks/metrics.py [--pixels 50000000] [--big-images 0] [--realistic]
     python benchmarks/metrics.py --grid [SCORES.npz]
 
-
 Prints each time and the ratios: sklearn (average_precision_score + roc_curve + auc), reprolib exact,
 reprolib streaming, and a read pass over the arrays (the memory-bandwidth floor). ``--big-images N``
 streams N images of 1024×2048 generated on the fly (N = 1000 is FS Static test scale, 2.1·10^9 pixels)

@@ -96,9 +96,7 @@ def install(args: Sequence[str], python: str = sys.executable, run: Runner = _ru
     flags, env = uv_arguments(parse_pip_config(pip_config))
     have_uv = Path(uv).is_file() or run([python, "-m", "pip", "install", "-q", UV], {}) == 0
     if have_uv:
-        # --compile-bytecode: as pip does. uv leaves it to the first import otherwise, which never writes it where
-        # PYTHONDONTWRITEBYTECODE is set (as on this project's machines): every process then compiled torch,
-        # Lightning and pandas from source again, ~10 s a process here (`make test` starts dozens)
+        # --compile-bytecode: as pip does (see the module docstring: PYTHONDONTWRITEBYTECODE)
         cmd = [uv, "pip", "install", "--quiet", "--compile-bytecode", "--python", python, "--index-strategy",
                "unsafe-best-match", *flags, *args]
         if run(cmd, env) == 0:

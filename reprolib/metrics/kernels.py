@@ -178,7 +178,7 @@ def rank_among(keys, thresholds, shift):
             j += 1
         start[c] = j
     count = np.zeros(n_t + 1, np.int64)
-    tied = np.zeros(n_t + 1, np.int64)  # one spare slot: a key above every threshold needs no test
+    tied = np.zeros(n_t, np.int64)
     for n in range(keys.shape[0]):
         x = keys[n]
         if x < lowest:
@@ -202,4 +202,4 @@ def rank_among(keys, thresholds, shift):
         count[lo] += 1
         if thresholds[lo] == x:  # lo < n_t: x ≤ highest
             tied[lo] += 1
-    return count, tied[:n_t]
+    return count, tied
