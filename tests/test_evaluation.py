@@ -128,3 +128,20 @@ def test_cli_evaluate_light_combo_with_real_backends(world: Path, run_dir: Path,
     assert key["segmentation"]["name"] == icnet.NAME and key["resynthesis"]["name"] == spade.SPADEResynthesis.name
     synth = read_png(next((split / "synthesis").glob("*.png")))
     assert synth.shape == (*PROCESSED, 3) and synth.std() > 5  # a real, non-constant SPADE image
+
+
+def test_a_cuda_evaluation_split_is_fp32_unless_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # it used to autocast the backends in fp16 whenever the device was CUDA: maps other than the tables' fp32 ones
+    # (on an H200: 4.9 % of D's 8-bit values, 0.025 % of the labels) for the same set through `python -m reprolib
+    # evaluate` or the explorer
+    import reprolib.backends
+    import reprolib.precompute
+
+    calls: list[dict] = []
+    monkeypatch.setattr(reprolib.backends, "get_combo", lambda combo, **kw: (f"seg on {kw['device']}", "resyn"))
+    monkeypatch.setattr(reprolib.precompute, "precompute",
+                        lambda dataset, seg, resyn, out, **kw: calls.append({"seg": seg, **kw}) or out / "split")
+    E.evaluation_split("a dataset", "original", tmp_path, size=(8, 16), device="cuda:0")
+    E.evaluation_split("a dataset", "original", tmp_path, size=(8, 16), device="cuda:0", amp=True)
+    assert [c["amp"] for c in calls] == [False, True]
+    assert calls[0]["seg"] == "seg on cuda:0" and calls[0]["size"] == (8, 16)
