@@ -15,8 +15,9 @@ load average is printed).
 ``--original PATH`` (a checkout of github.com/giandbt/synboost; nothing of it is copied here) imports its
 ``DissimNetPrior`` from PATH at run time, builds it with the SPADE decoder and *our weights* (through
 :func:`reprolib.models.to_original_state_dict`), checks both give the same logits, then times forward and
-train step for batch 1 at ``--size`` in fp32 on the same inputs, alternating original and ours run by run
-(A B A B …) so a change in the machine's load hits both alike, and prints both medians and the ratio.
+train step at ``--size`` in fp32 on the same inputs on ``--device`` (batch 1, or each of ``--batches``), alternating
+original and ours run by run (A B A B …) so a change in the machine's load hits both alike, and prints both
+medians and the ratio.
 
 ``--malloc keep`` (default, as the pipeline runs: :func:`reprolib.allocator.keep_freed_memory`) or
 ``default`` (glibc's own: every allocation of 32 MB or more mapped and page-faulted anew). It is set for
@@ -41,6 +42,7 @@ import torch.nn.functional as F
 from reprolib.allocator import keep_freed_memory
 from reprolib.models import DissimilarityConfig, DissimilarityNet, to_original_state_dict
 
+CPU = torch.device("cpu")
 ORIGINAL_CPU = {"forward": 3.78, "train": 9.40}  # s, 1×3×256×512, 2 cores (spec §8)
 
 
@@ -151,7 +153,8 @@ def build_original(cls: type[torch.nn.Module], ours: DissimilarityNet) -> torch.
     return model
 
 
-def time_alternating(fns: dict[str, Callable[[], None]], warmup: int, runs: int) -> dict[str, list[float]]:
+def time_alternating(fns: dict[str, Callable[[], None]], warmup: int, runs: int,
+                     device: torch.device = CPU) -> dict[str, list[float]]:
     """Seconds of each of ``fns`` over ``runs`` rounds, the functions taking turns inside every round."""
     for _ in range(warmup):
         for fn in fns.values():
@@ -159,21 +162,28 @@ def time_alternating(fns: dict[str, Callable[[], None]], warmup: int, runs: int)
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(runs):
         for name, fn in fns.items():
+            _sync(device)
             t0 = time.perf_counter()
             fn()
+            _sync(device)
             times[name].append(time.perf_counter() - t0)
     return times
 
 
 def compare_with_original(
-    path: str, ours: DissimilarityNet, size: tuple[int, int], warmup: int, runs: int
+    path: str, ours: DissimilarityNet, size: tuple[int, int], warmup: int, runs: int,
+    device: torch.device = CPU, batch: int = 1,
 ) -> dict[str, dict[str, float]]:
-    """Side-by-side CPU fp32 timing, batch 1: original ``DissimNetPrior`` vs ours, same weights and inputs."""
-    original = build_original(load_original_class(path), ours)
-    x = make_inputs(1, *size, torch.device("cpu"))
+    """Side-by-side fp32 timing on ``device``: original ``DissimNetPrior`` vs ours, same weights and inputs, each
+    network in its own default memory layout."""
+    original = build_original(load_original_class(path), ours).to(device)
+    ours = ours.to(device=device)
+    ours.channels_last = None
+    ours = ours.to(memory_format=ours.memory_format(device))
+    x = make_inputs(batch, *size, device)
     target = (x["entropy"][:, 0] > 0.9).long()
     target[:, :8] = 255
-    class_weight = torch.tensor([1.46494611, 16.5204619])
+    class_weight = torch.tensor([1.46494611, 16.5204619], device=device)
     ours_call = lambda: ours(**x)  # noqa: E731
     original_call = lambda: original(x["original"], x["synthesis"], x["semantic"],  # noqa: E731
                                      x["entropy"], x["perceptual"], x["distance"])
@@ -188,7 +198,7 @@ def compare_with_original(
     out = {}
     for name in ("forward", "train"):
         load = os.getloadavg() if hasattr(os, "getloadavg") else None
-        t = time_alternating({who: steps[who][name] for who in steps}, warmup, runs)
+        t = time_alternating({who: steps[who][name] for who in steps}, warmup, runs, device)
         med = {who: statistics.median(v) for who, v in t.items()}
         ratio = med["original"] / med["ours"]
         pairs = statistics.median(o / u for o, u in zip(t["original"], t["ours"], strict=True))
@@ -252,7 +262,7 @@ def _fmt(name: str, batch: int, stats: tuple[float, float, float], ref: float | 
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--batches", default="1,4", help="comma-separated batch sizes (default 1,4)")
+    ap.add_argument("--batches", default=None, help="comma-separated batch sizes (default 1,4; 1 with --original)")
     ap.add_argument("--size", default="256x512", help="HxW (default 256x512)")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--runs", type=int, default=3)
@@ -276,7 +286,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     h, w = (int(v) for v in args.size.lower().split("x"))
-    batches = [int(b) for b in args.batches.split(",")]
+    batches = [int(b) for b in (args.batches or ("1" if args.original else "1,4")).split(",")]
     cfg = DissimilarityConfig.main(pretrained=False, width=args.width)
     model = DissimilarityNet(cfg)
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
@@ -290,9 +300,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.original:
         if args.width != 1.0:
             raise SystemExit("--original compares the paper's network: use --width 1.0")
-        print(f"[original DissimNetPrior (spade='decoder', prior=True) from {args.original} vs ours, batch 1, "
-              f"fp32, cpu, alternating]")
-        compare_with_original(args.original, model, (h, w), args.warmup, args.runs)
+        for b in batches:
+            print(f"[original DissimNetPrior (spade='decoder', prior=True) from {args.original} vs ours, batch {b}, "
+                  f"fp32, {device}, alternating]")
+            compare_with_original(args.original, model, (h, w), args.warmup, args.runs, device, b)
         print(f"load average after {os.getloadavg() if hasattr(os, 'getloadavg') else None}")
         return
     precisions: list[torch.dtype | None] = [None]

@@ -2,12 +2,19 @@
 
     python benchmarks/gpu_check.py                  # CUDA: width 1.0, 256×512, batch 4, 6 steps, 3 precisions
     python benchmarks/gpu_check.py --device cpu --width 0.0625 --size 64 128 --steps 3   # the logic, on CPU
+    python benchmarks/gpu_check.py --pipeline       # then `make smoke-full`'s dry run on the device, twice
 
 For each precision (``32-true``, ``bf16-mixed``, ``16-mixed``) it trains the dissimilarity network with the
 real LightningModule (loss, optimiser, plateau scheduler) under ``Trainer(deterministic=True)`` twice from
 the same seed, asserts that every loss is finite and that both runs end with identical weights, and prints
 the median step time, peak GPU memory and images/s. Without CUDA (and no ``--device cpu``) it prints one
 skip line and exits 0. Exit 1 if any check fails.
+
+``--pipeline`` adds the whole ``full`` path at the real resolutions: the paper-scale dry run of ``make smoke-full``
+(world at 1024×2048, the real DeepWV3Plus + CC-FPSE, precompute, the width-1.0 network trained with the real
+``train``, scored at the benchmark resolution) on the device, twice from empty folders; it asserts that both
+runs' result rows are finite and equal and that both trained networks have identical weights, and prints
+the first run's stage times. ``--pipeline-world`` / ``--pipeline-size`` shrink it (the logic, on CPU).
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ import argparse
 import math
 import statistics
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 from reprolib.training._determinism import prepare_cuda_determinism
 
@@ -93,6 +102,39 @@ def run_once(args: argparse.Namespace, precision: str) -> tuple[StepTimer, dict[
     return timer, {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}, peak
 
 
+def pipeline_check(device: str, work: Path, world: tuple[int, int] | None, size: tuple[int, int] | None,
+                   steps: int | None) -> list[str]:
+    """The smoke-full dry run twice on ``device``; the failures (empty: rows and weights repeat exactly)."""
+    import pandas as pd
+
+    from reprolib.experiments.smoke import run_smoke
+    from reprolib.training.run import load_trained
+
+    runs = []
+    for i in range(2):
+        out = work / f"results-{i}"
+        cost = run_smoke(out_dir=out, work_dir=work / f"work-{i}", device=device, progress=False, steps=steps,
+                         world=None if world is None else {"size": world}, size=size)
+        rows = pd.read_csv(out / "smoke-full.csv")
+        net, _ = load_trained(Path(rows["checkpoint"].iloc[0]).parent.parent)
+        runs.append((cost, rows, net.state_dict()))
+    (cost, rows, weights), (_, rows_b, weights_b) = runs
+    print(f"  pipeline: {cost['total_seconds']:.1f} s, world {cost['world_size'][0]}x{cost['world_size'][1]}, "
+          f"size {cost['size'][0]}x{cost['size'][1]}, {cost['steps']} steps; stages (s):")
+    for name, stage in cost["stages"].items():
+        print(f"    {stage['seconds']:8.2f}  {name}")
+    print(rows.pivot_table(index=["dataset", "variant"], columns="metric", values="value").to_string())
+    failures = []
+    if not rows["value"].map(math.isfinite).all():
+        failures.append("pipeline: a non-finite metric")
+    if rows["value"].tolist() != rows_b["value"].tolist():
+        failures.append("pipeline: two dry runs from the same seed give other metrics")
+    if not all(torch.equal(weights[k], weights_b[k]) for k in weights):
+        failures.append("pipeline: two dry runs from the same seed train other weights")
+    print(f"  pipeline: rows finite and equal, weights identical: {not failures}")
+    return failures
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default=None, help="cuda (default when available) or cpu (logic check only)")
@@ -101,6 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS)
+    parser.add_argument("--pipeline", action="store_true", help="also the smoke-full dry run, twice (see above)")
+    parser.add_argument("--pipeline-world", type=int, nargs=2, default=None, metavar=("H", "W"),
+                        help="the dry run's world size (default the smoke profile's 1024 2048)")
+    parser.add_argument("--pipeline-size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                        help="the dry run's processing size (default 256 512)")
+    parser.add_argument("--pipeline-steps", type=int, default=None, help="the dry run's training steps (default 2)")
+    parser.add_argument("--work", default=None, help="folder for the dry runs (default a temporary one)")
     args = parser.parse_args(argv)
     if args.device is None:
         if not torch.cuda.is_available():
@@ -137,6 +186,15 @@ def main(argv: list[str] | None = None) -> int:
             failures.append(f"{precision}: non-finite loss {first.losses} / {second.losses}")
         if not same:
             failures.append(f"{precision}: two runs from the same seed differ")
+    if args.pipeline:
+        with tempfile.TemporaryDirectory(prefix="gpu_check-") as tmp:
+            work = Path(args.work) if args.work else Path(tmp)
+            try:
+                failures += pipeline_check(args.device, work, args.pipeline_world, args.pipeline_size,
+                                           args.pipeline_steps)
+            except RuntimeError as exc:
+                failures.append(f"pipeline: {str(exc).splitlines()[0]}")
+                print(f"  pipeline: FAILED {str(exc).splitlines()[0]}")
     if failures:
         print("gpu_check: FAILED\n  " + "\n  ".join(failures), file=sys.stderr)
         return 1
