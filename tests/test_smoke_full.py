@@ -35,6 +35,16 @@ def test_estimate_follows_report_table2() -> None:
     assert e["table4"]["p100_gpu_h"] < lo < hi
 
 
+def test_the_summary_names_the_device_it_measured_on() -> None:
+    # a dry run on a GPU said "measured here (CPU)"; the committed cost.json predates the GPU's name
+    saved = json.loads((Path(__file__).parents[1] / "results" / "smoke-full" / "cost.json").read_text())
+    assert "measured here (CPU):" in format_estimate(saved)
+    on_gpu = {**saved, "machine": {**saved["machine"], "device": "cuda", "gpu": "NVIDIA H200"}}
+    text = format_estimate(on_gpu)
+    assert "measured here (cuda: NVIDIA H200):" in text and "(CPU)" not in text
+    assert "torch threads 2, cuda: NVIDIA H200, load average" in text.splitlines()[0]
+
+
 @pytest.mark.slow
 def test_smoke_full_reduced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     for var in ("REPROLIB_CKPT_DEEPWV3PLUS", "REPROLIB_CKPT_CCFPSE_GENERATOR", "REPROLIB_CKPT_CCFPSE_ENCODER"):
@@ -64,6 +74,7 @@ def test_smoke_full_reduced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap
     assert run.is_file() and (run.parent / "best.ckpt").is_file()  # the real checkpointing
     printed = capsys.readouterr().out
     assert "P100" in printed and "table4" in printed and format_estimate(saved).splitlines()[-1] in printed
+    assert saved["machine"]["device"] == "cpu" and saved["machine"]["gpu"] is None and "measured here (CPU)" in printed
 
     # a rerun measures again: by default from an empty smoke/ folder; resumed, the stages found done are marked and
     # kept out of the per-unit figures (they used to give ~0 s per image and per step as a measurement)

@@ -146,9 +146,12 @@ def estimate(tables: tuple[str, ...] | None = None) -> dict[str, dict[str, Any]]
 
 def format_estimate(cost: Mapping[str, Any]) -> str:
     """The printed summary: measured stages here, then the per-table estimate."""
-    lines = [f"smoke-full on {cost['machine']['cpu']} ({cost['machine']['cpus']} CPUs, torch threads "
-             f"{cost['machine']['torch_threads']}, load average at start {cost['machine']['load_average_start']}, "
-             f"at end {cost['machine']['load_average_end']}; timings are under whatever else ran)",
+    machine = cost["machine"]
+    # cost.json files written before the GPU's name was recorded have none
+    where = "CPU" if machine.get("device", "cpu") == "cpu" else f"{machine['device']}: {machine.get('gpu') or 'GPU'}"
+    lines = [f"smoke-full on {machine['cpu']} ({machine['cpus']} CPUs, torch threads {machine['torch_threads']}"
+             f"{'' if where == 'CPU' else ', ' + where}, load average at start {machine['load_average_start']}, "
+             f"at end {machine['load_average_end']}; timings are under whatever else ran)",
              f"{'stage':<44}{'wall s':>10}{'peak RSS GiB':>14}"]
     for name, s in cost["stages"].items():
         lines.append(f"{name:<44}{s['seconds']:>10.1f}{s['peak_rss_gb']:>14.2f}"
@@ -159,7 +162,7 @@ def format_estimate(cost: Mapping[str, Any]) -> str:
     def rate(key: str, digits: int) -> str:
         return "not measured (found done)" if per.get(key) is None else f"{per[key]:.{digits}f} s"
 
-    lines.append(f"measured here (CPU): {rate('precompute_s_per_image', 1)} per image precomputed (segmentation at "
+    lines.append(f"measured here ({where}): {rate('precompute_s_per_image', 1)} per image precomputed (segmentation at "
                  f"{cost['world_size'][0]}×{cost['world_size'][1]}), {rate('train_s_per_step', 1)} per training step "
                  f"(batch {cost['batch_size']}, {cost['size'][0]}×{cost['size'][1]}), {rate('score_s_per_image', 2)} "
                  "per image scored")

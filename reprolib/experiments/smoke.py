@@ -225,6 +225,7 @@ def run_smoke(
                      "score_s_per_image": score_seconds / max(1, n_scored)},
         "machine": {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
                     "torch_threads": torch.get_num_threads(), "device": device,
+                    "gpu": torch.cuda.get_device_name(device) if device.startswith("cuda") else None,
                     "load_average_start": load_start, "load_average_end": [round(v, 2) for v in os.getloadavg()]},
         "report_table2": REPORT_TABLE2, "estimate": estimate(),
         "estimate_assumptions": {"epochs": REPORT_EPOCHS, "eval_images_per_model": EVAL_IMAGES,
