@@ -3,6 +3,7 @@
     python benchmarks/gpu_check.py                  # CUDA: width 1.0, 256×512, batch 4, 6 steps, 3 precisions
     python benchmarks/gpu_check.py --device cpu --width 0.0625 --size 64 128 --steps 3   # the logic, on CPU
     python benchmarks/gpu_check.py --pipeline       # then `make smoke-full`'s dry run on the device, twice
+    python benchmarks/gpu_check.py --pipeline --backends   # and the embedded backends' training, twice
 
 For each precision (``32-true``, ``bf16-mixed``, ``16-mixed``) it trains the dissimilarity network with the
 real LightningModule (loss, optimiser, plateau scheduler) under ``Trainer(deterministic=True)`` twice from
@@ -14,7 +15,12 @@ skip line and exits 0. Exit 1 if any check fails.
 (world at 1024×2048, the real DeepWV3Plus + CC-FPSE, precompute, the width-1.0 network trained with the real
 ``train``, scored at the benchmark resolution) on the device, twice from empty folders; it asserts that both
 runs' result rows are finite and equal and that both trained networks have identical weights, and prints
-the first run's stage times. ``--pipeline-world`` / ``--pipeline-size`` shrink it (the logic, on CPU).
+the first run's stage times. Then it trains the dry run's network 6 steps, once straight and once stopped
+after step 4 and resumed (a Kaggle session's end), and asserts the same checkpoints and scheduler state.
+``--pipeline-world`` / ``--pipeline-size`` shrink it (the logic, on CPU).
+
+``--backends`` trains the embedded backends (segmentation and resynthesis, both strengths) on the device for
+``--backends-steps`` steps, twice from one seed on a small embedded world, and asserts the same weights and scores.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import lightning as L  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from reprolib.training.callbacks import stop_after_this_step  # noqa: E402
 from reprolib.training.module import DissimilarityModule  # noqa: E402
 
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
@@ -132,6 +139,76 @@ def pipeline_check(device: str, work: Path, world: tuple[int, int] | None, size:
     if not all(torch.equal(weights[k], weights_b[k]) for k in weights):
         failures.append("pipeline: two dry runs from the same seed train other weights")
     print(f"  pipeline: rows finite and equal, weights identical: {not failures}")
+    failures += resume_check(Path(rows["checkpoint"].iloc[0]).parent.parent, work)
+    return failures
+
+
+def backends_check(device: str, work: Path, steps: int) -> list[str]:
+    """The embedded backends (both strengths; segmentation and resynthesis) trained ``steps`` steps on ``device``,
+    twice from one seed on a small embedded world; the failures (empty: the same weights and scores)."""
+    from reprolib.backends.embedded import load_embedded_resynthesis, load_embedded_segmentation
+    from reprolib.io import read_json
+    from reprolib.training.embedded_backends import train_embedded_backends
+    from reprolib.world import generate_world
+
+    world = generate_world(work / "backends-world", seed=0, size=(128, 256), n_train=16, n_val=4, n_laf=2,
+                           n_static=2, progress=False)
+    accelerator = "cuda" if device.startswith("cuda") else "cpu"
+    failures = []
+    for strength in ("strong", "light"):
+        t0 = time.perf_counter()
+        runs = [train_embedded_backends(world, work / f"backends-{i}", strength, seed=0, max_steps=steps,
+                                        accelerator=accelerator, progress=False) for i in range(2)]
+        seconds = (time.perf_counter() - t0) / 2
+        a, b = ({"segmentation": load_embedded_segmentation(r["segmentation"]).state_dict(),
+                 "resynthesis": load_embedded_resynthesis(r["resynthesis"]).state_dict()} for r in runs)
+        same = all(torch.equal(a[kind][k], b[kind][k]) for kind in a for k in a[kind])
+        scores = [read_json(r["metrics"]) for r in runs]
+        loss = scores[0]["loss"]
+        finite = all(math.isfinite(v["last"]) for v in loss.values())
+        if scores[0]["segmentation"] != scores[1]["segmentation"] or scores[0]["resynthesis"] != scores[1]["resynthesis"]:
+            same = False
+        print(f"  backends {strength:>6}: {steps} steps each, {seconds:6.1f} s a run; losses "
+              + ", ".join(f"{k} {v['first']:.3f} -> {v['last']:.3f}" for k, v in loss.items())
+              + f"; finite {finite}, identical runs {same}")
+        if not (same and finite):
+            failures.append(f"backends {strength}: two runs from one seed differ or a loss is not finite")
+    return failures
+
+
+class StopAt(L.Callback):
+    """What a session's deadline does, at a chosen step."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:  # noqa: ANN002
+        if trainer.global_step == self.step:
+            stop_after_this_step(trainer)
+
+
+def resume_check(dry_run: Path, work: Path, steps: int = 6, stop: int = 4) -> list[str]:
+    """The dry run's training, ``steps`` long, validating every 3: uninterrupted, and stopped after step ``stop``
+    and resumed (a Kaggle session's end); both must end with the same checkpoints and scheduler state."""
+    from reprolib.io import read_json
+    from reprolib.training import train
+
+    cfg = {**read_json(dry_run / "config.json"), "max_steps": steps, "val_every_n_steps": 3}
+    straight, stopped = work / "resume-straight", work / "resume-stopped"
+    train(cfg, straight)
+    train(cfg, stopped, callbacks=[StopAt(stop)])
+    at = torch.load(stopped / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"]
+    train(cfg, stopped)
+    failures = [] if at == stop else [f"resume: the stopped run's checkpoint is at step {at}, not {stop}"]
+    for which in ("last", "best"):
+        a, b = (torch.load(run / "checkpoints" / f"{which}.ckpt", map_location="cpu", weights_only=True)
+                for run in (straight, stopped))
+        if a["global_step"] != b["global_step"] or not all(torch.equal(a["state_dict"][k], b["state_dict"][k])
+                                                           for k in a["state_dict"]):
+            failures.append(f"resume: {which}.ckpt of the run stopped at step {stop} and resumed differs")
+        if which == "last" and a.get("plateau") != b.get("plateau"):
+            failures.append("resume: the plateau scheduler's state differs after the resume")
+    print(f"  resume: stopped after step {at} of {steps} and resumed == uninterrupted: {not failures}")
     return failures
 
 
@@ -149,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pipeline-size", type=int, nargs=2, default=None, metavar=("H", "W"),
                         help="the dry run's processing size (default 256 512)")
     parser.add_argument("--pipeline-steps", type=int, default=None, help="the dry run's training steps (default 2)")
+    parser.add_argument("--backends", action="store_true",
+                        help="also the embedded backends' training on the device, twice (see above)")
+    parser.add_argument("--backends-steps", type=int, default=20, help="their training steps (default 20)")
     parser.add_argument("--work", default=None, help="folder for the dry runs (default a temporary one)")
     args = parser.parse_args(argv)
     if args.device is None:
@@ -186,15 +266,19 @@ def main(argv: list[str] | None = None) -> int:
             failures.append(f"{precision}: non-finite loss {first.losses} / {second.losses}")
         if not same:
             failures.append(f"{precision}: two runs from the same seed differ")
-    if args.pipeline:
-        with tempfile.TemporaryDirectory(prefix="gpu_check-") as tmp:
-            work = Path(args.work) if args.work else Path(tmp)
+    with tempfile.TemporaryDirectory(prefix="gpu_check-") as tmp:
+        work = Path(args.work) if args.work else Path(tmp)
+        checks = {"backends": (args.backends, lambda: backends_check(args.device, work, args.backends_steps)),
+                  "pipeline": (args.pipeline, lambda: pipeline_check(args.device, work, args.pipeline_world,
+                                                                     args.pipeline_size, args.pipeline_steps))}
+        for name, (wanted, check) in checks.items():
+            if not wanted:
+                continue
             try:
-                failures += pipeline_check(args.device, work, args.pipeline_world, args.pipeline_size,
-                                           args.pipeline_steps)
-            except RuntimeError as exc:
-                failures.append(f"pipeline: {str(exc).splitlines()[0]}")
-                print(f"  pipeline: FAILED {str(exc).splitlines()[0]}")
+                failures += check()
+            except RuntimeError as exc:  # e.g. an op without a deterministic CUDA kernel
+                failures.append(f"{name}: {str(exc).splitlines()[0]}")
+                print(f"  {name}: FAILED {str(exc).splitlines()[0]}")
     if failures:
         print("gpu_check: FAILED\n  " + "\n  ".join(failures), file=sys.stderr)
         return 1
