@@ -162,12 +162,11 @@ def backends_check(device: str, work: Path, steps: int) -> list[str]:
         seconds = (time.perf_counter() - t0) / 2
         a, b = ({"segmentation": load_embedded_segmentation(r["segmentation"]).state_dict(),
                  "resynthesis": load_embedded_resynthesis(r["resynthesis"]).state_dict()} for r in runs)
-        same = all(torch.equal(a[kind][k], b[kind][k]) for kind in a for k in a[kind])
         scores = [read_json(r["metrics"]) for r in runs]
+        same = (all(torch.equal(a[kind][k], b[kind][k]) for kind in a for k in a[kind])
+                and all(scores[0][k] == scores[1][k] for k in ("segmentation", "resynthesis", "fs_static")))
         loss = scores[0]["loss"]
         finite = all(math.isfinite(v["last"]) for v in loss.values())
-        if scores[0]["segmentation"] != scores[1]["segmentation"] or scores[0]["resynthesis"] != scores[1]["resynthesis"]:
-            same = False
         print(f"  backends {strength:>6}: {steps} steps each, {seconds:6.1f} s a run; losses "
               + ", ".join(f"{k} {v['first']:.3f} -> {v['last']:.3f}" for k, v in loss.items())
               + f"; finite {finite}, identical runs {same}")
