@@ -403,3 +403,36 @@ def test_a_run_with_a_plateau_split_resumes_as_the_uninterrupted_run(splits, tmp
     train(cfg, run)
     _same_run(straight, run)
     assert _ckpt(run)["plateau"]["last_epoch"] == 3
+
+
+def test_lightning_s_tensor_core_advice_is_not_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    # On an H200 every process printed Lightning's advice to trade fp32 matmul precision for speed: the runs are fp32
+    # by choice and the network's arithmetic is convolutions. Its check, called as Lightning calls it on such a GPU
+    from lightning.fabric.accelerators import cuda as lightning_cuda
+
+    from reprolib.training._lightning_noise import quiet_lightning
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
+    monkeypatch.setattr(lightning_cuda, "_is_ampere_or_later", lambda device=None: True)
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    records, level = _Records(), logger.level
+    logger.addHandler(records)
+    logger.setLevel(logging.INFO)
+    try:
+        filters = list(logger.filters)
+        for f in filters:
+            logger.removeFilter(f)
+        lightning_cuda._check_cuda_matmul_precision.__wrapped__(torch.device("cuda", 0))
+        assert any("Tensor Cores" in m for m in records.messages)  # what reaches users otherwise
+        records.messages.clear()
+        quiet_lightning()
+        lightning_cuda._check_cuda_matmul_precision.__wrapped__(torch.device("cuda", 0))
+        assert records.messages == []
+    finally:
+        logger.removeHandler(records)
+        logger.setLevel(level)
+        for f in list(logger.filters):
+            logger.removeFilter(f)
+        for f in filters:
+            logger.addFilter(f)
