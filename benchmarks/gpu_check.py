@@ -4,6 +4,7 @@
     python benchmarks/gpu_check.py --device cpu --width 0.0625 --size 64 128 --steps 3   # the logic, on CPU
     python benchmarks/gpu_check.py --pipeline       # then `make smoke-full`'s dry run on the device, twice
     python benchmarks/gpu_check.py --pipeline --backends   # and the embedded backends' training, twice
+    python benchmarks/gpu_check.py --ensemble learned-probability   # the network with Table 5's learned ensemble
 
 For each precision (``32-true``, ``bf16-mixed``, ``16-mixed``) it trains the dissimilarity network with the
 real LightningModule (loss, optimiser, plateau scheduler) under ``Trainer(deterministic=True)`` twice from
@@ -42,6 +43,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from reprolib.training.callbacks import stop_after_this_step  # noqa: E402
+from reprolib.training.config import ENSEMBLES  # noqa: E402
 from reprolib.training.module import DissimilarityModule  # noqa: E402
 
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
@@ -96,7 +98,8 @@ def run_once(args: argparse.Namespace, precision: str) -> tuple[StepTimer, dict[
     L.seed_everything(0, workers=True, verbose=False)
     h, w = args.size
     data = torch.utils.data.DataLoader(SyntheticBatches(args.batch * args.steps, h, w), batch_size=args.batch)
-    module = DissimilarityModule({"width": args.width, "pretrained": False, "seed": 0}, class_weights=[1.5, 20.0])
+    module = DissimilarityModule({"width": args.width, "pretrained": False, "seed": 0}, class_weights=[1.5, 20.0],
+                                 ensemble_mode=ENSEMBLES[args.ensemble])
     timer = StepTimer()
     cuda = args.device.startswith("cuda")
     if cuda:
@@ -219,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS)
+    parser.add_argument("--ensemble", default="none", choices=[k for k, v in ENSEMBLES.items() if v or k == "none"],
+                        help="train the network with a learned ensemble on top (Table 5's end-to-end runs)")
     parser.add_argument("--pipeline", action="store_true", help="also the smoke-full dry run, twice (see above)")
     parser.add_argument("--pipeline-world", type=int, nargs=2, default=None, metavar=("H", "W"),
                         help="the dry run's world size (default the smoke profile's 1024 2048)")
@@ -241,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     print(f"gpu_check: {name}, torch {torch.__version__}, width {args.width}, {args.size[0]}x{args.size[1]}, "
-          f"batch {args.batch}, {args.steps} steps, deterministic")
+          f"batch {args.batch}, {args.steps} steps, ensemble {args.ensemble}, deterministic")
     failures = []
     for precision in args.precisions:
         if precision == "bf16-mixed" and args.device.startswith("cuda") and not torch.cuda.is_bf16_supported():
