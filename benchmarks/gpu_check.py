@@ -126,9 +126,10 @@ def pipeline_check(device: str, work: Path, world: tuple[int, int] | None, size:
         cost = run_smoke(out_dir=out, work_dir=work / f"work-{i}", device=device, progress=False, steps=steps,
                          world=None if world is None else {"size": world}, size=size)
         rows = pd.read_csv(out / "smoke-full.csv")
-        net, _ = load_trained(Path(rows["checkpoint"].iloc[0]).parent.parent)
-        runs.append((cost, rows, net.state_dict()))
-    (cost, rows, weights), (_, rows_b, weights_b) = runs
+        run_dir = Path(rows["checkpoint"].iloc[0]).parent.parent
+        net, _ = load_trained(run_dir)
+        runs.append((cost, rows, net.state_dict(), run_dir))
+    (cost, rows, weights, run_dir), (_, rows_b, weights_b, _) = runs
     print(f"  pipeline: {cost['total_seconds']:.1f} s, world {cost['world_size'][0]}x{cost['world_size'][1]}, "
           f"size {cost['size'][0]}x{cost['size'][1]}, {cost['steps']} steps; stages (s):")
     for name, stage in cost["stages"].items():
@@ -142,7 +143,7 @@ def pipeline_check(device: str, work: Path, world: tuple[int, int] | None, size:
     if not all(torch.equal(weights[k], weights_b[k]) for k in weights):
         failures.append("pipeline: two dry runs from the same seed train other weights")
     print(f"  pipeline: rows finite and equal, weights identical: {not failures}")
-    failures += resume_check(Path(rows["checkpoint"].iloc[0]).parent.parent, work)
+    failures += resume_check(run_dir, work)
     return failures
 
 
