@@ -41,6 +41,7 @@ import torch.nn.functional as F
 
 from reprolib.allocator import keep_freed_memory
 from reprolib.models import DissimilarityConfig, DissimilarityNet, to_original_state_dict
+from reprolib.precision import ieee_fp32, tf32_allowed
 
 CPU = torch.device("cpu")
 ORIGINAL_CPU = {"forward": 3.78, "train": 9.40}  # s, 1×3×256×512, 2 cores (spec §8)
@@ -275,12 +276,19 @@ def main(argv: list[str] | None = None) -> None:
                     help="FLOPs of a width-1 train step, this machine's best convolution rate and the step's "
                          "convolution / other split (what any change can reach)")
     ap.add_argument("--original", metavar="PATH", default=None,
-                    help="checkout of the original repository: time its DissimNetPrior side by side (CPU, fp32, "
-                         "batch 1), alternating runs, and print the ratio")
+                    help="checkout of the original repository: time its DissimNetPrior side by side (fp32 on "
+                         "--device, each of --batches, default 1), alternating runs, and print the ratio")
     ap.add_argument("--malloc", default="keep", choices=["keep", "default"],
                     help="keep freed memory for reuse (reprolib.allocator, as the pipeline) or glibc's default")
+    ap.add_argument("--tf32", action="store_true",
+                    help="let cuDNN/cuBLAS use TF32 for fp32 on Ampere and newer GPUs (PyTorch's default); without it "
+                         "fp32 is IEEE fp32, as every reprolib stage runs it (reprolib.precision)")
     args = ap.parse_args(argv)
+    with nullcontext() if args.tf32 else ieee_fp32():
+        _run(args)
 
+
+def _run(args: argparse.Namespace) -> None:
     malloc = "keep" if args.malloc == "keep" and keep_freed_memory() else "default"
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -291,7 +299,8 @@ def main(argv: list[str] | None = None) -> None:
     model = DissimilarityNet(cfg)
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     print(f"DissimilarityNet main (width {args.width}), {h}x{w}, device {device}, torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}, cpus {os.cpu_count()}, malloc {malloc}, load average {load}")
+          f"threads {torch.get_num_threads()}, cpus {os.cpu_count()}, malloc {malloc}, load average {load}, "
+          f"fp32 {'TF32 allowed' if tf32_allowed() else 'IEEE'}")
     print(f"warm-up {args.warmup}, median of {args.runs} runs")
     if args.bound:
         print("[bound: width 1, batch 1, fp32, cpu]")

@@ -32,6 +32,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 from reprolib.training._determinism import prepare_cuda_determinism
@@ -42,6 +43,7 @@ import lightning as L  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from reprolib.precision import ieee_fp32  # noqa: E402
 from reprolib.training.callbacks import stop_after_this_step  # noqa: E402
 from reprolib.training.config import ENSEMBLES  # noqa: E402
 from reprolib.training.module import DissimilarityModule  # noqa: E402
@@ -107,7 +109,8 @@ def run_once(args: argparse.Namespace, precision: str) -> tuple[StepTimer, dict[
     trainer = L.Trainer(accelerator="cuda" if cuda else "cpu", devices=1, precision=precision, deterministic=True,
                         max_steps=args.steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, callbacks=[timer], num_sanity_val_steps=0, limit_val_batches=0)
-    trainer.fit(module, data)
+    with nullcontext() if args.tf32 else ieee_fp32():
+        trainer.fit(module, data)
     peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else math.nan
     return timer, {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}, peak
 
@@ -234,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", action="store_true",
                         help="also the embedded backends' training on the device, twice (see above)")
     parser.add_argument("--backends-steps", type=int, default=20, help="their training steps (default 20)")
+    parser.add_argument("--tf32", action="store_true",
+                        help="time 32-true with TF32 allowed (PyTorch's default on Ampere and newer GPUs) instead of "
+                             "IEEE fp32, as reprolib trains (reprolib.precision)")
     parser.add_argument("--work", default=None, help="folder for the dry runs (default a temporary one)")
     args = parser.parse_args(argv)
     if args.device is None:
@@ -247,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     print(f"gpu_check: {name}, torch {torch.__version__}, width {args.width}, {args.size[0]}x{args.size[1]}, "
-          f"batch {args.batch}, {args.steps} steps, ensemble {args.ensemble}, deterministic")
+          f"batch {args.batch}, {args.steps} steps, ensemble {args.ensemble}, deterministic, "
+          f"fp32 {'with TF32 allowed' if args.tf32 else 'IEEE (no TF32)'}")
     failures = []
     for precision in args.precisions:
         if precision == "bf16-mixed" and args.device.startswith("cuda") and not torch.cuda.is_bf16_supported():

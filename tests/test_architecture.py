@@ -19,7 +19,7 @@ PACKAGE = ROOT / "reprolib"
 
 #: The layers, lowest first: an area may import the areas of the layers below its own.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("io", "labels", "allocator"),  # atomic files, Cityscapes label tables, the process's malloc settings
+    ("io", "labels", "allocator", "precision"),  # atomic files, label tables, malloc settings, IEEE fp32 (no TF32)
     ("cli", "weights"),  # the CLIs' argument checks and one-line errors; the weight files' names every front door checks
     ("data",),  # official formats, loaders, processed splits, the training-data generator
     ("world", "backends", "maps", "models"),  # the embedded world; networks and uncertainty maps

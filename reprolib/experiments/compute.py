@@ -31,6 +31,7 @@ from reprolib.experiments.profiles import get_pipeline_profile
 from reprolib.experiments.runner import resolve_device
 from reprolib.io import atomic_write, write_json
 from reprolib.labels import IGNORE_INDEX, train_to_label
+from reprolib.precision import ieee_fp32
 from reprolib.training.config import PRECISIONS
 
 #: The report's Table 2 and §3.6 as printed beside ours, from its one home (:data:`cost.REPORT_TABLE2`).
@@ -128,6 +129,7 @@ def _time_precompute(ctx: Any, combo: str, images: list[torch.Tensor], size: tup
     return seg_s, resyn_s
 
 
+@ieee_fp32()
 def computational_requirements(
     *,
     profile: str = "demo",

@@ -21,6 +21,7 @@ from reprolib.data.formats import NATIVE_LABEL_DIR
 from reprolib.data.formats import UNCERTAINTY_MAPS as MAP_NAMES
 from reprolib.data.processed import ProcessedSplit
 from reprolib.io import ReprolibDataError, read_png, write_bytes, write_png
+from reprolib.precision import ieee_fp32
 
 #: ``"processed"``: scores and labels at the processing size (what the original code and the MLRC report
 #: evaluated: 256×512, labels nearest-resized); ``"benchmark"``: scores bilinearly upsampled to the
@@ -45,6 +46,7 @@ def _upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 @torch.no_grad()
+@ieee_fp32()
 def score_split(
     model: torch.nn.Module,
     split: str | Path,

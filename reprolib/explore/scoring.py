@@ -30,6 +30,7 @@ from reprolib.explore.listing import (
 from reprolib.io import PathLike, ReprolibDataError
 from reprolib.labels import IGNORE_INDEX
 from reprolib.metrics import anomaly_metrics
+from reprolib.precision import ieee_fp32
 from reprolib.training.run import load_trained, read_config
 
 MAP_LABELS = {"entropy": "H (entropy)", "distance": "D (softmax distance)", "perceptual": "V (perceptual)"}
@@ -107,6 +108,7 @@ class ImageResult:
 
 
 @torch.no_grad()
+@ieee_fp32()
 def score_image(run_dir: PathLike, split: PathLike, image: int | str = 0, *, weights: dict[str, float] | None = None,
                 drop: tuple[str, ...] | list[str] = (), results_dir: PathLike | None = "results",
                 dataset: str | None = None, device: str = "cpu") -> ImageResult:

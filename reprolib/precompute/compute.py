@@ -21,6 +21,7 @@ from reprolib.data.transforms import resize_image, resize_nearest_tensor, to_ten
 from reprolib.io import PathLike, read_json, write_json, write_png
 from reprolib.labels import NUM_CLASSES, train_to_label
 from reprolib.maps import PerceptualDifference, quantize_8bit, softmax_distance, softmax_entropy
+from reprolib.precision import ieee_fp32
 from reprolib.precompute.cache import (
     NATIVE_LABEL_DIR,
     cache_key,
@@ -83,6 +84,7 @@ def _write_item(out: Path, stem: str, arrays: Mapping[str, np.ndarray]) -> None:
         write_png(out / d / f"{stem}.png", arr)
 
 @torch.no_grad()
+@ieee_fp32()
 def precompute(
     dataset: Any,
     segmentation: torch.nn.Module,

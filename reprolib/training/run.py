@@ -36,6 +36,7 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from reprolib.allocator import keep_freed_memory
 from reprolib.io import PathLike, ReprolibDataError, read_json, state_dict_mismatch, write_bytes, write_json
+from reprolib.precision import ieee_fp32
 from reprolib.training._determinism import prepare_cuda_determinism, skip_uninitialized_fill
 from reprolib.training._lightning_noise import quiet_lightning
 from reprolib.training.callbacks import BestCheckpoint, StepCheckpoint, TimeBudget, ValidationImageLogger
@@ -239,7 +240,8 @@ def train(config: TrainConfig | dict[str, Any], run_dir: PathLike, callbacks: Se
     skip_uninitialized_fill()
     _bring_best(resume, ckpt_dir)
     try:
-        trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
+        with ieee_fp32():
+            trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
         # collective under DDP (every rank calls it; rank 0 writes): the stopping point, whatever stopped it
         trainer.save_checkpoint(ckpt_dir / "last.ckpt", weights_only=False)
     except BaseException:

@@ -31,6 +31,7 @@ import lightning as L
 import torch
 
 from reprolib.io import PathLike, ReprolibDataError, read_json, save_torch, write_bytes, write_json, write_text
+from reprolib.precision import ieee_fp32
 from reprolib.training._determinism import skip_uninitialized_fill
 from reprolib.training._lightning_noise import quiet_lightning
 from reprolib.training.config import (  # the schedule's rules live with the config (the cost estimate reads them)
@@ -224,7 +225,8 @@ def _validate_snapshots(cfg: TrainConfig, snapshots: list[Path]) -> tuple[list[d
     for path in snapshots:
         module = _snapshot_module(path, plateau_loader=1 if cfg.plateau_split else 0)
         module.plateau = recorder  # validate() never calls configure_optimizers: nothing else sets it
-        trainer.validate(module, dataloaders=loaders, verbose=False)
+        with ieee_fp32():
+            trainer.validate(module, dataloaders=loaders, verbose=False)
         records.append({k: v.detach().cpu().clone() for k, v in trainer.callback_metrics.items()
                         if k.startswith(("val/", "plateau_val/"))})
     if len(recorder.values) != len(snapshots):

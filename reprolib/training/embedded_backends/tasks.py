@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from reprolib.backends.base import imagenet_normalize
 from reprolib.labels import IGNORE_INDEX
+from reprolib.precision import ieee_fp32
 from reprolib.training._determinism import prepare_cuda_determinism, skip_uninitialized_fill
 from reprolib.training._lightning_noise import quiet_lightning
 from reprolib.training.checkpoint import AtomicCheckpointIO
@@ -201,7 +202,8 @@ def fit_task(
     )
     skip_uninitialized_fill()
     last = work_dir / "last.ckpt"
-    trainer.fit(task, loader, ckpt_path=last if last.is_file() else None)
+    with ieee_fp32():
+        trainer.fit(task, loader, ckpt_path=last if last.is_file() else None)
     if trainer.global_step < max_steps:  # Lightning's own criterion for the end: stopped early (last.ckpt resumes)
         raise TrainingStopped(work_dir, trainer.global_step, max_steps)
     return task

@@ -23,6 +23,7 @@ from reprolib.backends.embedded import (
     save_embedded,
 )
 from reprolib.io import PathLike, ReprolibDataError, read_json, write_json, write_png
+from reprolib.precision import ieee_fp32
 from reprolib.training.embedded_backends.data import cityscapes_root_of, load_split_tensors
 from reprolib.training.embedded_backends.scores import (
     preview_grid,
@@ -37,6 +38,7 @@ DEFAULT_STEPS = {"strong": (400, 400), "light": (150, 150)}
 DEFAULT_BATCH = 8
 
 
+@ieee_fp32()
 def train_embedded_backends(
     world_root: PathLike,
     out_dir: PathLike,
