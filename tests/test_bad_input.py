@@ -177,6 +177,23 @@ def read_laf(case: Path, env) -> None:
         ds[i]
 
 
+def other_project_ckpt(case: Path, env) -> None:
+    """Another project's Lightning checkpoint: its hyper_parameters name a model by string."""
+    save_torch({"state_dict": {}, "hyper_parameters": {"model": "resnet50", "lr": 0.1}}, case / "other.ckpt")
+
+
+def split_with_list_key(case: Path, env) -> None:
+    split = copy_tree(env["split"], case / "split")
+    (split / "key.json").write_text("[1]\n")
+
+
+def embedded_with_list_state(case: Path, env) -> None:
+    model = backends.build_segmentation("light", seed=0)
+    backends.embedded.save_embedded(model, case / "seg.pt")
+    ckpt = torch.load(case / "seg.pt", weights_only=True)
+    save_torch({**ckpt, "state_dict": [1, 2]}, case / "seg.pt")
+
+
 def icnet_sd(missized: bool) -> dict[str, torch.Tensor]:
     sd = zeros_state_dict(layout("icnet"))
     if missized:
@@ -253,6 +270,10 @@ CASES: list[Case | dict] = [
          argv=(*ES[:2], "--checkpoint", "{case}/wide.ckpt", *ES[4:]), setup=missized_ckpt),
     Case("eval-bare-state-dict", 1, r"bare.ckpt: not a reprolib training checkpoint",
          argv=(*ES[:2], "--checkpoint", "{case}/bare.ckpt", *ES[4:]), setup=bare_state_dict),
+    Case("eval-other-project-ckpt", 1, r"other.ckpt: its hyper_parameters do not describe a reprolib dissimilarity network",
+         argv=(*ES[:2], "--checkpoint", "{case}/other.ckpt", *ES[4:]), setup=other_project_ckpt),
+    Case("eval-key-json-not-an-object", 1, r"split/key.json: not a precompute key.json: no params.size",
+         argv=(*ES[:4], "--split", "{case}/split", *ES[6:]), setup=split_with_list_key),
     Case("eval-truncated-ckpt", 1, r"cut.ckpt: not a readable checkpoint",
          argv=(*ES[:2], "--checkpoint", "{case}/cut.ckpt", *ES[4:]), setup=truncated_ckpt),
     Case("eval-missing-ckpt", 1, r"nothere.ckpt: not found", argv=(*ES[:2], "--checkpoint", "{case}/nothere.ckpt", *ES[4:])),
@@ -303,6 +324,9 @@ CASES: list[Case | dict] = [
          call=lambda case, env: backends.from_original_state_dict(icnet_sd(True), "icnet")),
     Case("api-backend-int-keys", 2, r"not a state dict: entries \[1\] are not name → tensor",
          call=lambda case, env: backends.from_original_state_dict({1: torch.zeros(2)}, "spade-generator")),
+    Case("api-embedded-state-not-a-mapping", 1, r"seg.pt: its state_dict is a list, not a mapping",
+         setup=embedded_with_list_state,
+         call=lambda case, env: backends.embedded.load_embedded_segmentation(case / "seg.pt")),
     Case("api-metrics-nan", 2, r"NaN or infinite",
          call=lambda case, env: anomaly_metrics([np.array([[np.nan, 0.5]])], [np.array([[0, 1]], np.uint8)])),
 ]

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from _make_processed import make_processed_split
 
 from reprolib.training.config import TrainConfig
@@ -55,6 +56,13 @@ CASES = [
     (["--set", "val_split={tmp}/missing"], 1, "missing: processed split folder not found", ["{tmp}/run"]),
     (["--set", "label_dir=no_such_labels"], 1, "folder no_such_labels/ missing from the processed split", ["{tmp}/run"]),
     (["--set", "batch_size=64"], 1, "4 training images cannot fill a global batch of 64", ["{tmp}/run"]),
+    # files named in the settings: read and checked before the run directory is written
+    (["--set", "resume_from={tmp}/foreign.ckpt"], 1, "foreign.ckpt: not a Lightning training checkpoint to resume "
+     "from (no pytorch-lightning_version, global_step)", ["{tmp}/run"]),
+    (["--set", "resume_from={tmp}/wide.ckpt"], 1, "wide.ckpt: checkpoint does not match the model config",
+     ["{tmp}/run"]),
+    (["--set", "model.width=1.0", "--set", "model.pretrained={tmp}/nope.pth"], 1, "nope.pth: checkpoint not found",
+     ["{tmp}/run"]),
     # a run directory holding a run with other determining settings: refused, named, untouched
     (["--run-dir", "{finished}", "--set", "lr=5e-4"], 2,
      "holds a finished run with other settings: lr (stored 0.0001, requested 0.0005)", ["{finished}/checkpoints"]),
@@ -76,6 +84,9 @@ def world(tmp_path_factory) -> dict[str, str]:
         (root / name).mkdir()
         (root / name / "config.json").write_text(json.dumps(base))
     (root / "finished" / "done.json").write_text(json.dumps({"global_step": 2}))
+    torch.save({"state_dict": {}, "epoch": 3}, root / "foreign.ckpt")
+    torch.save({"state_dict": {"net.head.weight": torch.zeros(1)}, "pytorch-lightning_version": "2.6.0",
+                "global_step": 1}, root / "wide.ckpt")
     (root / "list.yaml").write_text("- lr: 1\n")
     (root / "string.yaml").write_text("train faster\n")
     (root / "broken.yaml").write_text("lr: [1\n")

@@ -198,3 +198,17 @@ def test_cross_fit_keeps_each_recording_sequence_in_one_half(tmp_path) -> None:
         for i, png in enumerate(sorted(folder.glob("*.png"))):
             png.rename(folder / f"{i:04d}_04_Maurener_Weg_8_{i // 2:06d}_{i:06d}.png")
     assert split_sequences(split) == ["04_Maurener_Weg_8_000000"] * 2 + ["04_Maurener_Weg_8_000001"]
+
+
+@pytest.mark.parametrize("mode", ["none", "learned-probability", "learned-anomaly_logit", "learned-repro"])
+def test_networks_with_the_ensemble_inside_are_scored_as_they_are(mode: str) -> None:
+    """Every mode TrainConfig accepts with the ensemble learned inside the network (or none) scores the network's
+    p(anomaly) unchanged; an unknown mode is refused."""
+    from reprolib.experiments.ensembling import evaluate_ensemble, metrics_of
+
+    maps, labels = _synthetic(n=4)
+    scores = {**maps, "label": labels}
+    rows = evaluate_ensemble(scores, mode)
+    assert set(rows) == {""} and rows[""] == (metrics_of(maps["dissimilarity"], labels), {"weights": "n/a"})
+    with pytest.raises(ValueError, match="unknown ensemble mode 'learned-foo'"):
+        evaluate_ensemble(scores, "learned-foo")

@@ -14,6 +14,7 @@ Both implement the interfaces of :mod:`reprolib.backends.base`. Checkpoints are 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -231,6 +232,9 @@ def _load(path: PathLike, kind: str) -> dict:
 
 
 def _restore(model: nn.Module, ckpt: dict, path: PathLike) -> None:
+    if not isinstance(ckpt["state_dict"], Mapping):
+        raise ReprolibDataError(path, f"its state_dict is a {type(ckpt['state_dict']).__name__}, not a mapping of "
+                                      "parameter names to tensors")
     try:
         model.load_state_dict(ckpt["state_dict"], strict=True)
     except RuntimeError as exc:

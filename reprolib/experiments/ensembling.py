@@ -29,6 +29,7 @@ from reprolib.experiments.scoring import MAP_NAMES, crossfit_halves, select
 from reprolib.experiments.tables import REPORT_PROTOCOL
 from reprolib.labels import IGNORE_INDEX
 from reprolib.metrics import anomaly_metrics
+from reprolib.training.config import ENSEMBLES
 
 SCORE_KEYS = ("dissimilarity", *MAP_NAMES)
 #: grid objective of the MLRC report's protocol (row suffix REPORT_PROTOCOL, tuned on the reported set)
@@ -106,7 +107,7 @@ def evaluate_with_scores(
     """:func:`evaluate_ensemble`'s rows and, by the same suffix, the per-image scores each row comes from and its
     halves (None when not cross-fitted), for the intervals: one grid search for both."""
     labels = scores["label"]
-    if mode in ("none", "learned-probability", "learned-repro"):
+    if mode == "none" or ENSEMBLES.get(mode) is not None:
         # learned ensembles are already inside the model's p(anomaly)
         final = scores["dissimilarity"]
         return {"": (metrics_of(final, labels), {"weights": "n/a"})}, {"": (final, None)}

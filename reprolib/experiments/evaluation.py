@@ -67,9 +67,11 @@ def split_size(split: PathLike) -> tuple[int, int]:
     (splits written by other tools, e.g. the original code's data preparation, have no key)."""
     key = Path(split) / "key.json"
     if key.is_file():
-        size = read_json(key).get("params", {}).get("size")
-        if not (isinstance(size, list) and len(size) == 2):
-            raise ReprolibDataError(key, "has no params.size")
+        stored = read_json(key)
+        params = stored.get("params") if isinstance(stored, dict) else None
+        size = params.get("size") if isinstance(params, dict) else None
+        if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
+            raise ReprolibDataError(key, "not a precompute key.json: no params.size [H, W]")
         return int(size[0]), int(size[1])
     first = next(iter(sorted((Path(split) / "original").glob("*.png"))), None)
     if first is None:

@@ -64,6 +64,26 @@ def find_resume_checkpoint(run_dir: Path, kaggle_input: str | None = "/kaggle/in
     return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
 
 
+def _check_resume_file(path: Path, module: torch.nn.Module) -> None:
+    """A ``resume_from`` the user named must be this run's kind of Lightning checkpoint: Lightning's own errors
+    (a ``KeyError`` deep in its connector) come after the run directory is written and name no file."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, or a pickle of classes weights_only refuses
+        raise ReprolibDataError(path, f"not a readable Lightning checkpoint ({type(exc).__name__}: "
+                                      f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    missing = [k for k in ("state_dict", "pytorch-lightning_version", "global_step") if not (isinstance(ckpt, dict)
+                                                                                        and k in ckpt)]
+    if missing:
+        raise ReprolibDataError(path, f"not a Lightning training checkpoint to resume from (no {', '.join(missing)}); "
+                                      "resume_from takes a run's checkpoints/last.ckpt")
+    if not isinstance(ckpt["state_dict"], dict):
+        raise ReprolibDataError(path, f"its state_dict is a {type(ckpt['state_dict']).__name__}, not a mapping")
+    problem = state_dict_mismatch(ckpt["state_dict"], {k: tuple(v.shape) for k, v in module.state_dict().items()})
+    if problem is not None:  # another run's network (width, encoder, maps): say so before Lightning loads it
+        raise ReprolibDataError(path, problem)
+
+
 def _loggers(run_dir: Path, cfg: dict[str, Any], resume: Path | None = None) -> list:
     # one CSV folder per session: a resumed run must not overwrite the metrics logged before the kill
     session = len(list((run_dir / "csv").glob("session-*"))) if (run_dir / "csv").is_dir() else 0
@@ -205,14 +225,17 @@ def train(config: TrainConfig | dict[str, Any], run_dir: PathLike, callbacks: Se
     steps_per_epoch = max(1, len(dm.train_ds) // (cfg.batch_size * cfg.devices))
     max_steps = cfg.max_steps or cfg.max_epochs * steps_per_epoch
     val_every = cfg.val_every_n_steps or steps_per_epoch
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "config.json", _public_config(cfg.to_dict()))
+    # built (and a model.pretrained path loaded) before anything is written: a bad file leaves no run behind
     model_cfg = {**cfg.model, "seed": int(cfg.model.get("seed", cfg.seed))}
     module = DissimilarityModule(model_cfg, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
                                  class_weights=list(weights) if weights else None, ensemble_mode=cfg.ensemble_mode,
                                  patience=cfg.patience, factor=cfg.factor,
                                  plateau_every=val_every if cfg.val_split else None,
                                  plateau_loader=1 if cfg.plateau_split else 0)
+    if cfg.resume_from:
+        _check_resume_file(Path(cfg.resume_from), module)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "config.json", _public_config(cfg.to_dict()))
     ckpt_dir = run_dir / "checkpoints"
     budget = parse_max_time(cfg.max_time)
     trainer_callbacks = [
@@ -285,7 +308,15 @@ def load_checkpoint(path: PathLike) -> tuple[torch.nn.Module, torch.nn.Module | 
         raise ReprolibDataError(path, f"not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ReprolibDataError(path, "not a reprolib training checkpoint (no 'state_dict')")
-    module = DissimilarityModule.from_hparams(ckpt.get("hyper_parameters", {}))
+    hparams = ckpt.get("hyper_parameters", {})
+    try:
+        if not isinstance(hparams, dict) or not isinstance(hparams.get("model") or {}, dict):
+            raise TypeError(f"hyper_parameters {type(hparams).__name__} with model "
+                            f"{type(hparams.get('model')).__name__ if isinstance(hparams, dict) else '?'}")
+        module = DissimilarityModule.from_hparams(hparams)
+    except (TypeError, ValueError, KeyError) as exc:  # another project's Lightning checkpoint
+        raise ReprolibDataError(path, f"its hyper_parameters do not describe a reprolib dissimilarity network "
+                                      f"({exc})") from None
     problem = state_dict_mismatch(ckpt["state_dict"], {k: tuple(v.shape) for k, v in module.state_dict().items()})
     if problem is not None:  # torch's own message names neither the file nor the count of bad keys
         raise ReprolibDataError(path, problem)
