@@ -70,6 +70,28 @@ def test_run_table_refuses_bad_arguments_before_any_work(tmp_path: Path, kwargs:
     assert list(tmp_path.iterdir()) == []  # no world, no backends, no output folder
 
 
+def test_a_data_root_missing_what_the_tables_read_is_refused_before_any_work(tmp_path: Path) -> None:
+    """Every table precomputes Cityscapes and scores FS Lost & Found and FS Static: a tree (or a file) missing
+    there was found after hours of backends, precompute and training, with status.json left behind."""
+    from _make_data import make_cityscapes, make_fishyscapes
+
+    from reprolib.io import ReprolibDataError
+
+    data = tmp_path / "datasets"
+    args = {"profile": "tiny", "data_root": data, "work_dir": tmp_path / "work", "output_dir": tmp_path / "out",
+            "device": "cpu", "wandb_mode": "disabled"}
+    make_cityscapes(data / "cityscapes", "train", n=1)
+    with pytest.raises(ReprolibDataError, match=r"datasets: missing lostandfound/, fishyscapes/LostAndFound/, "
+                                                r"fishyscapes/Static/ inside the data root"):
+        run_table("table4", **args)
+    fishy = make_fishyscapes(data, n=2)  # lostandfound/, fishyscapes/ and Cityscapes val in the official formats
+    base = sorted((fishy.cityscapes / "leftImg8bit" / "val").rglob("*_leftImg8bit.png"))[1]
+    base.unlink()
+    with pytest.raises(ReprolibDataError, match=rf"{base.name}: Cityscapes val image needed by 0001_\w+_labels.png"):
+        run_table("table4", **args)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["datasets"]  # no work folder, no results, no status.json
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
 def test_cuda_without_a_gpu_is_refused_up_front() -> None:
     from reprolib.experiments.runner import resolve_device

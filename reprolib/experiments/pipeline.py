@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from reprolib.data.cityscapes import CityscapesDataset
 from reprolib.data.fishyscapes import LostAndFoundDataset, StaticDataset
 from reprolib.data.generator import VOID_DIR, generate_training_data
 from reprolib.data.transforms import imagenet_normalize
@@ -133,15 +134,35 @@ class _Stage:
         return Path(path).is_file() and Path(path).stat().st_mtime_ns >= self.t0_ns
 
 
+def check_data_root(data_root: str | Path) -> DataRoots:
+    """The user's data root, checked for everything a table reads before any work: the four trees, each image's
+    labels, each Fishyscapes mask's image or base image. Every table precomputes Cityscapes (train, val) and
+    scores FS Lost & Found and FS Static, so a tree missing there would otherwise stop a run after hours of
+    backends, precompute and training. :class:`ReprolibDataError` naming the folder or file."""
+    root = Path(data_root)
+    if not root.is_dir():
+        raise ReprolibDataError(root, "data root folder not found")
+    roots = DataRoots(root, embedded=False)
+    trees = {"cityscapes/": roots.cityscapes, "lostandfound/": roots.lostandfound,
+             "fishyscapes/LostAndFound/": roots.fs_lost_and_found, "fishyscapes/Static/": roots.fs_static}
+    missing = [name for name, path in trees.items() if not path.is_dir()]
+    if missing:
+        raise ReprolibDataError(root, f"missing {', '.join(missing)} inside the data root (it holds cityscapes/, "
+                                      "lostandfound/, fishyscapes/LostAndFound/ and fishyscapes/Static/ in their "
+                                      "official layouts: README, 'Real data and checkpoints')")
+    for split in ("train", "val"):
+        CityscapesDataset(roots.cityscapes, split=split)
+    LostAndFoundDataset(roots.fs_lost_and_found, laf_root=roots.lostandfound)
+    StaticDataset(roots.fs_static, roots.cityscapes)
+    return roots
+
+
 def resolve_data(work_dir: Path, data_root: str | Path | None, profile: Any,
                  before_work: Callable[[], None] | None = None) -> DataRoots:
-    """The user's data root, or the embedded world generated (once) under ``work_dir/world``; ``before_work`` is
-    asked before each of its images (see :func:`reprolib.world.generate_world`)."""
+    """The user's data root (:func:`check_data_root`), or the embedded world generated (once) under
+    ``work_dir/world``; ``before_work`` is asked before each of its images (see :func:`reprolib.world.generate_world`)."""
     if data_root is not None:
-        root = Path(data_root)
-        if not (root / "cityscapes").is_dir():
-            raise ReprolibDataError(root, "expected cityscapes/, lostandfound/ and fishyscapes/ inside the data root")
-        return DataRoots(root, embedded=False)
+        return check_data_root(data_root)
     world = generate_world(work_dir / "world", seed=0, before_work=before_work, **profile.world)
     return DataRoots(Path(world), embedded=True)
 

@@ -163,6 +163,8 @@ def run_table(
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     check_run_arguments(spec, seeds=seeds, max_epochs=max_epochs, wandb_mode=wandb_mode, variants=variants,
                         checkpoints=checkpoints, data_root=data_root)
+    if data_root is not None:  # before status.json and the work folder: a missing tree is found now, not after hours
+        P.check_data_root(data_root)
     if not isinstance(report_selection, bool):  # Papermill's -r passes text: "False" would count as true
         raise ValueError(f"report_selection must be True or False, got {report_selection!r}")
     if not report_selection:  # a subset of the variants: the CSV keeps the others' rows
