@@ -288,3 +288,15 @@ def test_pretrained_loaded_from_torch_cache(tmp_path, monkeypatch):
     encoder.init_weights(torch.Generator().manual_seed(0))
     assert torch.equal(encoder.stages[3][5].weight, torchvision_sd["features.21.weight"])
     assert torch.equal(encoder.stages[1][1].bias, torchvision_sd["features.5.bias"])
+
+    # a wrong file is named, with torchvision's key names (a user compares them with their file's)
+    wrong = tmp_path / "weights.pth"
+    save_torch({"a": torch.zeros(1)}, wrong)
+    with pytest.raises(ReprolibDataError, match=r"weights.pth \(vgg16 ImageNet weights\): not torchvision's vgg16: 20 "
+                                                r"of its keys missing \(first: features.0.weight, features.0.bias"):
+        build_encoder("vgg16", 1.0, pretrained=wrong).init_weights(torch.Generator().manual_seed(0))
+    resnet = build_encoder("resnet18", 1.0, pretrained=False)
+    save_torch({k: v for k, v in resnet.state_dict().items() if k != "layer1.0.conv1.weight"}, wrong)
+    with pytest.raises(ReprolibDataError, match=r"weights.pth \(resnet18 ImageNet weights\): missing keys "
+                                                r"\['layer1.0.conv1.weight'\]"):
+        build_encoder("resnet18", 1.0, pretrained=wrong).init_weights(torch.Generator().manual_seed(0))

@@ -16,8 +16,10 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
+from reprolib.io import ReprolibDataError
+
 from .blocks import scaled
-from .pretrained import load_imagenet_state_dict, load_into
+from .pretrained import imagenet_state_and_path, load_into
 
 #: torchvision ``features`` configurations ("M" = 2×2 max-pool).
 _VGG_CFG = {
@@ -51,15 +53,16 @@ def _warn_width(arch: str) -> None:
     )
 
 
-def _imagenet_state(encoder: VGGPyramid | ResNetPyramid, pretrained: PretrainedArg) -> dict | None:
-    """The torchvision ImageNet state dict for ``encoder``, or None where none applies (not asked, meta
-    tensors, a width other than 1.0, no file)."""
+def _imagenet_state(encoder: VGGPyramid | ResNetPyramid, pretrained: PretrainedArg) -> tuple[dict, str] | None:
+    """(the torchvision ImageNet state dict for ``encoder``, its file as messages name it), or None where none
+    applies (not asked, meta tensors, a width other than 1.0, no file)."""
     if not pretrained or any(p.is_meta for p in encoder.parameters()):
         return None
     if encoder.width != 1.0:
         _warn_width(encoder.arch)
         return None
-    return load_imagenet_state_dict(encoder.arch, pretrained)
+    found = imagenet_state_and_path(encoder.arch, pretrained)
+    return None if found is None else (found[0], f"{found[1]} ({encoder.arch} ImageNet weights)")
 
 
 class VGGPyramid(nn.Module):
@@ -120,11 +123,15 @@ class VGGPyramid(nn.Module):
 
     def load_pretrained(self, pretrained: PretrainedArg) -> bool:
         """Load torchvision ImageNet weights; returns whether any were loaded."""
-        state = _imagenet_state(self, pretrained)
-        if state is None:
+        found = _imagenet_state(self, pretrained)
+        if found is None:
             return False
-        mapped = {ours: state[theirs] for ours, theirs in self.torchvision_key_map().items() if theirs in state}
-        load_into(self, mapped, source=f"{self.arch} ImageNet checkpoint")
+        state, source = found
+        absent = [theirs for theirs in self.torchvision_key_map().values() if theirs not in state]
+        if absent:  # named as torchvision names them: the user's file is a torchvision one, or meant to be
+            raise ReprolibDataError(source, f"not torchvision's {self.arch}: {len(absent)} of its keys missing "
+                                            f"(first: {', '.join(absent[:4])})")
+        load_into(self, {ours: state[theirs] for ours, theirs in self.torchvision_key_map().items()}, source=source)
         return True
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -187,13 +194,14 @@ class ResNetPyramid(nn.Module):
 
     def load_pretrained(self, pretrained: PretrainedArg) -> bool:
         """Load torchvision ImageNet weights (``fc.*`` dropped); returns whether any were loaded."""
-        state = _imagenet_state(self, pretrained)
-        if state is None:
+        found = _imagenet_state(self, pretrained)
+        if found is None:
             return False
+        state, source = found
         # Older torchvision files lack the BN counters; they do not affect the forward pass.
         counters = {k: v for k, v in self.state_dict().items() if k.endswith("num_batches_tracked")}
         state = {**counters, **{k: v for k, v in state.items() if not k.startswith("fc.")}}
-        load_into(self, state, f"{self.arch} ImageNet checkpoint")
+        load_into(self, state, source)  # ResNetPyramid's keys are torchvision's (the fc layer aside)
         return True
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -62,6 +62,13 @@ def load_imagenet_state_dict(arch: str, pretrained: bool | str | os.PathLike = T
     ``pretrained``: False → None; True → look in the torch cache; a path → that file (must exist).
     Returns None, after one ``UserWarning``, when the cache has no such file.
     """
+    found = imagenet_state_and_path(arch, pretrained)
+    return None if found is None else found[0]
+
+
+def imagenet_state_and_path(arch: str, pretrained: bool | str | os.PathLike = True,
+                            ) -> tuple[dict[str, torch.Tensor], Path] | None:
+    """:func:`load_imagenet_state_dict` and the file it read (for messages that name it)."""
     if pretrained is False or pretrained is None:
         return None
     if pretrained is True:
@@ -82,7 +89,7 @@ def load_imagenet_state_dict(arch: str, pretrained: bool | str | os.PathLike = T
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ReprolibDataError(path, "not a state dict of tensors")
-    return state
+    return state, path
 
 
 def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
