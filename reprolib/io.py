@@ -138,12 +138,14 @@ def read_png(
     *,
     mode: str | None = None,
     expect_size: tuple[int, int] | None = None,
+    reference: PathLike | None = None,
 ) -> np.ndarray:
     """Read a PNG (or any PIL image) fully into a numpy array.
 
     ``mode``: ``"RGB"`` → (H,W,3) uint8; ``"L"`` → (H,W) uint8; ``"I"`` → (H,W) int32 (16-bit ids);
-    ``None`` → as stored. ``expect_size`` = (H, W) checks the size. Any failure raises
-    :class:`ReprolibDataError` naming the file.
+    ``None`` → as stored. ``expect_size`` = (H, W) checks the size; ``reference``: the file that size was read
+    from (its image), named beside this one when they differ, since either may be the wrong one. Any failure
+    raises :class:`ReprolibDataError` naming the file.
     """
     path = Path(path)
     if not path.is_file():
@@ -177,9 +179,11 @@ def read_png(
     except (OSError, SyntaxError, ValueError) as exc:
         raise ReprolibDataError(path, f"unreadable or truncated image ({exc})") from None
     if expect_size is not None and tuple(arr.shape[:2]) != tuple(expect_size):
+        expected = f"{expect_size[1]}x{expect_size[0]}"
         raise ReprolibDataError(
-            path, f"size {arr.shape[1]}x{arr.shape[0]} (WxH) does not match expected "
-            f"{expect_size[1]}x{expect_size[0]}"
+            path, f"size {arr.shape[1]}x{arr.shape[0]} (WxH) does not match "
+            + (f"its image {Path(reference)} ({expected}): one of the two is not the other's" if reference is not None
+               else f"expected {expected}")
         )
     return arr
 

@@ -29,6 +29,7 @@ from _make_real_backends import layout, zeros_state_dict  # noqa: E402
 
 from reprolib import backends, models  # noqa: E402
 from reprolib.data import formats as F  # noqa: E402
+from reprolib.data.cityscapes import CityscapesDataset  # noqa: E402
 from reprolib.data.fishyscapes import LostAndFoundDataset, StaticDataset  # noqa: E402
 from reprolib.data.processed import ProcessedSplit  # noqa: E402
 from reprolib.experiments.results import git_commit  # noqa: E402
@@ -140,6 +141,8 @@ def cityscapes_with(problem: str):
             path.write_bytes(path.read_bytes()[:100])
         elif problem == "bomb":
             bomb_png(F.cityscapes_image_path(cs, "train", fid))
+        elif problem == "small_image":
+            write_png(F.cityscapes_image_path(cs, "train", fid), np.zeros((10, 12, 3), np.uint8))
         elif problem == "no_label":
             F.cityscapes_gt_path(cs, "train", fid, "instanceIds").unlink()
         elif problem == "other_params":
@@ -175,6 +178,11 @@ def read_laf(case: Path, env) -> None:
     ds = LostAndFoundDataset(case / "world" / F.WORLD_FS_LAF)
     for i in range(len(ds)):
         ds[i]
+
+
+def small_original_split(case: Path, env) -> None:
+    split = copy_tree(env["split"], case / "split")
+    write_png(sorted((split / "original").glob("*.png"))[0], np.zeros((10, 12, 3), np.uint8))
 
 
 def other_project_ckpt(case: Path, env) -> None:
@@ -303,6 +311,14 @@ CASES: list[Case | dict] = [
     # data readers and loaders, as the CLIs report them
     Case("api-processed-renamed", 1, r"entropy/city_000001_000091.png: does not pair", setup=renamed_split,
          call=lambda case, env: ProcessedSplit(case / "split", size=PROCESSED)),
+    # a label whose size differs from its image: both files named, since either may be the wrong one
+    Case("api-cityscapes-image-size", 1, r"testcity_000000_000019_gtFine_labelIds.png: size \d+x\d+ \(WxH\) does not match "
+                                         r"its image .*testcity_000000_000019_leftImg8bit.png \(12x10\)",
+         setup=cityscapes_with("small_image"),
+         call=lambda case, env: CityscapesDataset(case / "cs").load_arrays(0)),
+    Case("api-processed-original-size", 1, r"synthesis/city_000000_000019.png: size 64x32 \(WxH\) does not match its "
+                                           r"image .*original/city_000000_000019.png \(12x10\)",
+         setup=small_original_split, call=lambda case, env: ProcessedSplit(case / "split", size=PROCESSED)[0]),
     Case("api-static-nan", 1, r"0000_testcity_000000_000019_rgb.npz: overlay holds 1 NaN or infinite values",
          setup=static_with(float("nan")), call=read_static),
     Case("api-static-inf", 1, r"_rgb.npz: overlay holds 1 NaN or infinite values", setup=static_with(float("inf")),

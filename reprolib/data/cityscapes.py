@@ -120,12 +120,12 @@ class CityscapesDataset(torch.utils.data.Dataset):
         p = self.paths(index)
         image = read_png(p["image"], mode="RGB")
         hw = image.shape[:2]
-        label_ids = read_png(p["label_ids"], mode="L", expect_size=hw)
+        label_ids = read_png(p["label_ids"], mode="L", expect_size=hw, reference=p["image"])
         check_label_ids(label_ids, p["label_ids"])
-        instance_ids = read_png(p["instance_ids"], mode="I", expect_size=hw)
+        instance_ids = read_png(p["instance_ids"], mode="I", expect_size=hw, reference=p["image"])
         check_instance_ids(instance_ids, label_ids, p["instance_ids"])
         if p["train_ids"].is_file():
-            train_ids = read_png(p["train_ids"], mode="L", expect_size=hw)
+            train_ids = read_png(p["train_ids"], mode="L", expect_size=hw, reference=p["image"])
             check_train_ids(train_ids, p["train_ids"])
         else:
             train_ids = label_to_train(label_ids)

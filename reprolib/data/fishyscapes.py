@@ -79,8 +79,8 @@ class _FishyscapesBase(torch.utils.data.Dataset):
                 h.update(f"{p.name}:{file_sha256(p)}\n".encode())
         return h.hexdigest()[:16]
 
-    def _item(self, image: np.ndarray, label_path: Path, name: str) -> dict[str, Any]:
-        label = read_png(label_path, mode="L", expect_size=image.shape[:2])
+    def _item(self, image: np.ndarray, label_path: Path, name: str, image_path: Path) -> dict[str, Any]:
+        label = read_png(label_path, mode="L", expect_size=image.shape[:2], reference=image_path)
         check_mask(label, label_path)
         return {
             "image": to_tensor_image(resize_image(image, self.size, self.image_resize)),
@@ -127,7 +127,7 @@ class LostAndFoundDataset(_FishyscapesBase):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         fs_id, laf_id, label_path = self.items[index]
-        return self._item(read_png(self.images[index], mode="RGB"), label_path, f"{fs_id}_{laf_id}")
+        return self._item(read_png(self.images[index], mode="RGB"), label_path, f"{fs_id}_{laf_id}", self.images[index])
 
 
 def load_overlay(path: Path) -> np.ndarray:
@@ -194,4 +194,4 @@ class StaticDataset(_FishyscapesBase):
         if overlay.shape != base.shape:
             raise ReprolibDataError(self.overlays[index], f"overlay shape {overlay.shape} differs from its image "
                                                           f"{self.bases[index].name} {base.shape}")
-        return self._item(blend_static(base, overlay), label_path, f"{fs_id}_{base_id}")
+        return self._item(blend_static(base, overlay), label_path, f"{fs_id}_{base_id}", self.bases[index])

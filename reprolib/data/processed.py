@@ -61,19 +61,20 @@ class DecodedPNGs:
             raise ValueError(f"${DECODE_CACHE_ENV} must be a number of MiB, got {value!r}") from None
         return cls(int(max(mib, 0.0) * 2**20))
 
-    def read(self, path: Path, mode: str, expect_size: tuple[int, int] | None = None) -> np.ndarray:
+    def read(self, path: Path, mode: str, expect_size: tuple[int, int] | None = None,
+             reference: Path | None = None) -> np.ndarray:
         """:func:`reprolib.io.read_png` (same checks and errors), from memory when this file was read before."""
         try:
             st = path.stat()
         except OSError:
-            return read_png(path, mode=mode, expect_size=expect_size)  # its error names the file
+            return read_png(path, mode=mode, expect_size=expect_size, reference=reference)  # its error names the file
         key = (str(path), st.st_mtime_ns, st.st_size, mode)
         with self._lock:
             arr = self._arrays.get(key)
             if arr is not None:
                 self._arrays.move_to_end(key)
         if arr is None or (expect_size is not None and tuple(arr.shape[:2]) != tuple(expect_size)):
-            arr = read_png(path, mode=mode, expect_size=expect_size)
+            arr = read_png(path, mode=mode, expect_size=expect_size, reference=reference)
             self._store(key, arr)
         return arr.copy()
 
@@ -187,9 +188,9 @@ class ProcessedSplit(torch.utils.data.Dataset):
         f = {k: v[index] for k, v in self.files.items()}
         original = DECODED.read(f["original"], "RGB")
         hw = original.shape[:2]
-        synthesis = DECODED.read(f["synthesis"], "RGB", expect_size=hw)
-        semantic = DECODED.read(f["semantic"], "L", expect_size=hw)
-        label = DECODED.read(f["label"], "L", expect_size=hw)
+        synthesis = DECODED.read(f["synthesis"], "RGB", expect_size=hw, reference=f["original"])
+        semantic = DECODED.read(f["semantic"], "L", expect_size=hw, reference=f["original"])
+        label = DECODED.read(f["label"], "L", expect_size=hw, reference=f["original"])
         bad = (semantic >= NUM_CLASSES) & (semantic != IGNORE_INDEX)
         if bad.any():
             found = np.unique(semantic[bad])[:5].tolist()
@@ -208,7 +209,7 @@ class ProcessedSplit(torch.utils.data.Dataset):
         }
         if self.uncertainty:
             for key in MAP_FOLDERS:
-                m = DECODED.read(f[key], "L", expect_size=hw)
+                m = DECODED.read(f[key], "L", expect_size=hw, reference=f["original"])
                 item[key] = torch.from_numpy(resize_labels(m, size).astype(np.float32) / 255.0).unsqueeze(0)
         if self.flip_decision(index):
             for key, value in item.items():

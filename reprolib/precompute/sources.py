@@ -69,10 +69,10 @@ _ALLOWED = {
 }
 
 
-def _read_checked(path: Path, size: tuple[int, int], kind: str) -> np.ndarray:
+def _read_checked(path: Path, size: tuple[int, int], kind: str, image: Path) -> np.ndarray:
     """An 8-bit map of a generated split, its values checked here: a bad value would otherwise surface later
     (in a backend's input, or as a cached label) without the name of the file it came from."""
-    arr = read_png(path, mode="L", expect_size=size)
+    arr = read_png(path, mode="L", expect_size=size, reference=image)
     values, what = _ALLOWED[kind]
     ok = np.zeros(256, bool)
     ok[values] = True
@@ -114,13 +114,15 @@ class GeneratedSplitSource:
         size = rgb.shape[:2]
         item = SourceItem(stem, torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255.0)
         if self.has_semantic:
-            train = _read_checked(self.root / "semantic" / f"{stem}.png", size, "semantic")
+            train = _read_checked(self.root / "semantic" / f"{stem}.png", size, "semantic", self.files[index])
             item.semantic_train_ids = torch.from_numpy(train.astype(np.int64))
             if self.has_label_ids:
-                lab = _read_checked(self.root / "semantic_labelId" / f"{stem}.png", size, "semantic_labelId")
+                lab = _read_checked(self.root / "semantic_labelId" / f"{stem}.png", size, "semantic_labelId",
+                                    self.files[index])
                 item.semantic_label_ids = torch.from_numpy(lab.astype(np.int64))
         for d in self.label_dirs:
-            item.labels[d] = torch.from_numpy(_read_checked(self.root / d / f"{stem}.png", size, "labels").copy())
+            label = _read_checked(self.root / d / f"{stem}.png", size, "labels", self.files[index])
+            item.labels[d] = torch.from_numpy(label.copy())
         return item
 
     def fingerprint(self) -> str:
