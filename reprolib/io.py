@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import secrets
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -99,7 +100,7 @@ def read_json(path: PathLike) -> Any:
     """Read JSON, raising :class:`ReprolibDataError` on a missing or malformed file."""
     path = Path(path)
     if not path.is_file():
-        raise ReprolibDataError(path, "file not found")
+        raise ReprolibDataError(path, not_found(path))
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
@@ -149,7 +150,7 @@ def read_png(
     """
     path = Path(path)
     if not path.is_file():
-        raise ReprolibDataError(path, "file not found")
+        raise ReprolibDataError(path, not_found(path))
     try:
         with Image.open(path) as img:
             img.load()
@@ -192,7 +193,7 @@ def image_size(path: PathLike) -> tuple[int, int]:
     """(H, W) of an image from its header only, with the same checks and messages as :func:`read_png`."""
     path = Path(path)
     if not path.is_file():
-        raise ReprolibDataError(path, "file not found")
+        raise ReprolibDataError(path, not_found(path))
     try:
         with Image.open(path) as img:
             return img.height, img.width
@@ -213,17 +214,35 @@ def save_torch(obj: Any, path: PathLike) -> None:
     write_bytes(path, buf.getvalue())
 
 
+def not_found(path: PathLike, what: str = "file") -> str:
+    """The problem with a ``path`` that is not a file: a folder given for a file, or nothing there."""
+    return f"is a folder; expected a {what}" if Path(path).is_dir() else f"{what} not found"
+
+
+def load_error(exc: Exception) -> str:
+    """torch.load's failure in one line. A pickle of classes (what weights_only=True refuses) gets what to do:
+    torch's own text is a page of advice to load it unsafely, which no reprolib loader does."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    unsupported = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if unsupported:
+        return (f"holds Python objects ({unsupported.group(1)}) that only an unsafe unpickling would load; reprolib "
+                "loads checkpoints with weights_only=True: re-save the tensors (e.g. torch.save(model.state_dict(), "
+                "path)) where the file was made")
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
 def load_torch(path: PathLike, map_location: str | None = "cpu") -> Any:
     """``torch.load`` with ``weights_only=True`` (never unpickles code), with a clear error."""
     import torch  # lazy: see save_torch (measured import cost)
 
     path = Path(path)
     if not path.is_file():
-        raise ReprolibDataError(path, "checkpoint not found")
+        raise ReprolibDataError(path, not_found(path, "checkpoint"))
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several unrelated types for corrupt files
-        raise ReprolibDataError(path, f"cannot load checkpoint safely ({type(exc).__name__}: {exc})") from None
+        raise ReprolibDataError(path, f"cannot load checkpoint safely ({load_error(exc)})") from None
 
 
 def file_sha256(path: PathLike) -> str:

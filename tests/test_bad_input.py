@@ -9,6 +9,7 @@ Also here: the other front-door fixes of the issue — numba's cache fallback an
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import struct
@@ -33,7 +34,7 @@ from reprolib.data.cityscapes import CityscapesDataset  # noqa: E402
 from reprolib.data.fishyscapes import LostAndFoundDataset, StaticDataset  # noqa: E402
 from reprolib.data.processed import ProcessedSplit  # noqa: E402
 from reprolib.experiments.results import git_commit  # noqa: E402
-from reprolib.io import png_bytes, read_png, save_torch, write_bytes, write_json, write_png  # noqa: E402
+from reprolib.io import load_torch, png_bytes, read_png, save_torch, write_bytes, write_json, write_png  # noqa: E402
 from reprolib.metrics import anomaly_metrics  # noqa: E402
 from reprolib.training.run import train  # noqa: E402
 
@@ -343,6 +344,12 @@ CASES: list[Case | dict] = [
     Case("api-embedded-state-not-a-mapping", 1, r"seg.pt: its state_dict is a list, not a mapping",
          setup=embedded_with_list_state,
          call=lambda case, env: backends.embedded.load_embedded_segmentation(case / "seg.pt")),
+    Case("api-pickled-objects", 1, r"obj.pt: cannot load checkpoint safely \(holds Python objects \(argparse.Namespace\) "
+                                   r"that only an unsafe unpickling would load; .*re-save the tensors",
+         setup=lambda case, env: torch.save({"args": argparse.Namespace(lr=1)}, case / "obj.pt"),
+         call=lambda case, env: load_torch(case / "obj.pt")),
+    Case("api-checkpoint-is-a-folder", 1, r"a_folder: is a folder; expected a checkpoint$",
+         setup=lambda case, env: (case / "a_folder").mkdir(), call=lambda case, env: load_torch(case / "a_folder")),
     Case("api-metrics-nan", 2, r"NaN or infinite",
          call=lambda case, env: anomaly_metrics([np.array([[np.nan, 0.5]])], [np.array([[0, 1]], np.uint8)])),
 ]

@@ -50,6 +50,9 @@ CASES = [
      ["{tmp}/run"]),
     (["--config", "{tmp}/broken.yaml"], 1, "broken.yaml: not valid YAML", ["{tmp}/run"]),
     (["--config", "{tmp}/nope.yaml"], 1, "nope.yaml: config file not found", ["{tmp}/run"]),
+    (["--config", "{tmp}/twice.yaml"], 1, "twice.yaml: not valid YAML (key 'lr' given twice (lines 1 and 3))",
+     ["{tmp}/run"]),
+    (["--config", "{tmp}"], 1, ": is a folder; expected a config file", ["{tmp}/run"]),
     (["--config", "{tmp}/bad_value.yaml"], 2, "bad_value.yaml: patience: must be an integer >= 0", ["{tmp}/run"]),
     # data
     (["--set", "train_split={tmp}/missing"], 1, "missing: processed split folder not found", ["{tmp}/run"]),
@@ -90,6 +93,7 @@ def world(tmp_path_factory) -> dict[str, str]:
     (root / "list.yaml").write_text("- lr: 1\n")
     (root / "string.yaml").write_text("train faster\n")
     (root / "broken.yaml").write_text("lr: [1\n")
+    (root / "twice.yaml").write_text("lr: 1.0e-4\nseed: 1\nlr: 5\n")
     (root / "bad_value.yaml").write_text("patience: -1\n")
     return {"tmp": str(root), "train": str(train), "val": str(val), "finished": str(root / "finished"),
             "unfinished": str(root / "unfinished"), "configs": str(ROOT / "reprolib" / "configs")}

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from reprolib.io import PathLike, ReprolibDataError
+from reprolib.io import PathLike, ReprolibDataError, not_found
 
 #: Settings that never change the weights (how long / where / how it is logged or resumed). Not ``devices``:
 #: each device takes ``batch_size`` images a step, so it sets the global batch and the number of steps.
@@ -375,13 +375,36 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
 }
 
 
+class _UniqueKeys(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last one silently,
+    so ``lr: 1e-4`` then ``lr: 5`` trained at 5)."""
+
+
+def _unique_mapping(loader: _UniqueKeys, node: yaml.MappingNode, deep: bool = False) -> dict:
+    lines: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        line = key_node.start_mark.line + 1
+        try:
+            if key in lines:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice (lines {lines[key]} and {line})", key_node.start_mark)
+            lines[key] = line
+        except TypeError:  # an unhashable key: SafeLoader's own message below
+            break
+    return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+
+_UniqueKeys.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
 def read_yaml_settings(path: PathLike) -> dict[str, Any]:
     """The settings of a YAML config file as a dict (not yet validated: ``--set`` may complete it)."""
     p = Path(path)
     if not p.is_file():
-        raise ReprolibDataError(p, "config file not found")
+        raise ReprolibDataError(p, not_found(p, "config file"))
     try:
-        values = yaml.safe_load(p.read_text())
+        values = yaml.load(p.read_text(), Loader=_UniqueKeys)  # noqa: S506 (a SafeLoader)
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ReprolibDataError(p, f"not valid YAML ({str(exc).splitlines()[0]})") from None
     if values is None:

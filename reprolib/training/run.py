@@ -35,7 +35,15 @@ import torch
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from reprolib.allocator import keep_freed_memory
-from reprolib.io import PathLike, ReprolibDataError, read_json, state_dict_mismatch, write_bytes, write_json
+from reprolib.io import (
+    PathLike,
+    ReprolibDataError,
+    load_error,
+    read_json,
+    state_dict_mismatch,
+    write_bytes,
+    write_json,
+)
 from reprolib.precision import ieee_fp32
 from reprolib.training._determinism import prepare_cuda_determinism, skip_uninitialized_fill
 from reprolib.training._lightning_noise import quiet_lightning
@@ -70,8 +78,7 @@ def _check_resume_file(path: Path, module: torch.nn.Module) -> None:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated, or a pickle of classes weights_only refuses
-        raise ReprolibDataError(path, f"not a readable Lightning checkpoint ({type(exc).__name__}: "
-                                      f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise ReprolibDataError(path, f"not a readable Lightning checkpoint ({load_error(exc)})") from None
     missing = [k for k in ("state_dict", "pytorch-lightning_version", "global_step") if not (isinstance(ckpt, dict)
                                                                                         and k in ckpt)]
     if missing:
@@ -305,7 +312,7 @@ def load_checkpoint(path: PathLike) -> tuple[torch.nn.Module, torch.nn.Module | 
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or foreign file: name it instead of unpickling noise
-        raise ReprolibDataError(path, f"not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
+        raise ReprolibDataError(path, f"not a readable checkpoint ({load_error(exc)})") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ReprolibDataError(path, "not a reprolib training checkpoint (no 'state_dict')")
     hparams = ckpt.get("hyper_parameters", {})
