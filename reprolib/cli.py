@@ -1,8 +1,9 @@
 """The front door shared by every command line: argument checks and one-line errors.
 
-Each entry point (``python -m reprolib``, ``python -m reprolib.world``, ``python -m reprolib.data.generator``)
-builds its parser with :class:`ArgumentParser`, checks every value before anything is written, and runs its
-``main`` through :func:`run`, which turns the project's errors into one line on stderr:
+Each entry point (``python -m reprolib``, ``python -m reprolib.world``, ``python -m reprolib.data.generator``,
+``python -m reprolib.experiments.smoke``, ``python -m reprolib.kaggle``) builds its parser with
+:class:`ArgumentParser`, checks every value before anything is written, and runs its ``main`` through :func:`run`,
+which turns the project's errors into one line on stderr:
 
 * bad usage — an argparse error, a :class:`UsageError` or another ``ValueError`` — prints
   ``error: <argument>: <problem>`` and exits 2;

@@ -236,6 +236,16 @@ def test_kaggle_pull_refuses_an_unknown_table() -> None:
         main(["pull", "--table", "tabel4"])
 
 
+def test_kaggle_usage_errors_are_one_line() -> None:
+    # cli.ArgumentParser, run through cli.run by __main__: one error line and exit 2, not argparse's usage block
+    from reprolib.kaggle.command import main
+
+    code, line = _one_line(lambda: main(["push"]))
+    assert code == cli.EXIT_USAGE and line == "error: --table: required (see python -m reprolib.kaggle push --help)"
+    code, line = _one_line(lambda: main(["push", "--table", "table4", "--wandb", "yes"]))
+    assert code == cli.EXIT_USAGE and line.startswith("error: --wandb: invalid choice: 'yes'"), line
+
+
 # --------------------------------------------------------------------------------------------------------
 # python -m reprolib evaluate
 

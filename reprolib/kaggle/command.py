@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import ast
 import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from reprolib.cli import check_choice
+from reprolib.cli import ArgumentParser, check_choice
 from reprolib.kaggle.bundle import DATASET_REF_RE, DEFAULT_ACCELERATOR, REPO_ROOT, build_bundle
 from reprolib.kaggle.credentials import kaggle_username
 from reprolib.kaggle.kernel import KernelCode
@@ -131,7 +130,7 @@ def push_parameters(args: Any) -> tuple[dict[str, Any], list[str]]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m reprolib.kaggle push|pull --table table4 ...`` (used by ``make kaggle-push/-pull``)."""
-    parser = argparse.ArgumentParser(prog="python -m reprolib.kaggle", description=main.__doc__)
+    parser = ArgumentParser(prog="python -m reprolib.kaggle", description=main.__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_push = sub.add_parser("push", help="build the kernel bundle for a table and push it")
     p_push.add_argument("--table", required=True)
