@@ -297,7 +297,14 @@ def _bring_best(resume: Path | None, ckpt_dir: Path) -> None:
 
 
 def load_trained(run_dir: PathLike, which: str = "last") -> tuple[torch.nn.Module, torch.nn.Module | None]:
-    """(network, learned ensemble or None) of a finished run, in eval mode (weights_only loading)."""
+    """(network, learned ensemble or None) from ``run_dir/checkpoints/<which>.ckpt``, in eval mode (weights_only
+    loading).
+
+    ``which="last"`` (the default) loads ``last.ckpt``, the latest checkpoint the run wrote: the end of training only
+    once the run has finished, which is not checked (``done.json`` is not read), so a run stopped by its time budget
+    loads too. ``which="best"`` loads ``best.ckpt`` (lowest validation loss), the checkpoint the tables and
+    ``python -m reprolib evaluate`` score (``reprolib.experiments.runner.scored_checkpoint``). A missing file is a
+    :class:`ReprolibDataError`."""
     path = Path(run_dir) / "checkpoints" / f"{which}.ckpt"
     if not path.is_file():
         raise ReprolibDataError(path, "checkpoint not found (has the run been trained?)")
