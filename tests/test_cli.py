@@ -19,6 +19,20 @@ def test_shipped_configs_parse() -> None:
         assert "lr" in cfg and "model" in cfg, path
 
 
+def test_table_help_names_the_tables_it_runs(capsys) -> None:
+    # `table table2` is refused (Table 2 is make table2), so the help lists what run_table takes, and says so
+    import pytest
+
+    from reprolib.__main__ import TABLE_NAMES, main
+    from reprolib.experiments.tables import TABLES
+
+    assert set(TABLE_NAMES) == set(TABLES) and "table2" not in TABLES
+    with pytest.raises(SystemExit):
+        main(["table", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(name in text for name in TABLE_NAMES) and "Table 2 is make table2" in text
+
+
 def test_train_then_evaluate(tmp_path: Path) -> None:
     train_split = make_processed_split(tmp_path / "train", 4, label_dirs=("labels", "labels_with_void_no_ego"))
     val_split = make_processed_split(tmp_path / "val", 2, seed=1, label_dirs=("labels", "labels_with_void_no_ego"))
