@@ -1,8 +1,10 @@
 """Fishyscapes pixel metrics (bdlb ``calculate_metrics_perpixAP``): AP, FPR at 95 % TPR, AUROC.
 
-Only labels 0 (known) and 1 (anomaly) count; ``ignore_index`` and anything else is dropped. AP is the
-step form of ``sklearn.metrics.average_precision_score``; AUROC the trapezoid rule over (FPR, TPR) with
-(0, 0) prepended; FPR95 the FPR at the first threshold whose TPR ≥ 0.95.
+Only labels 0 (known) and 1 (anomaly) count, and pixels labelled ``ignore_index`` (255 by default) are dropped;
+any other label, a non-integer one included, or a NaN or infinite score is a ``ValueError``
+(:mod:`reprolib.metrics._pixels`, in both modes). AP is the step form of
+``sklearn.metrics.average_precision_score``; AUROC the trapezoid rule over (FPR, TPR) with (0, 0) prepended; FPR95
+the FPR at the first threshold whose TPR ≥ 0.95.
 
 Two modes share one curve routine over (threshold, #positives, #negatives) counts:
 
