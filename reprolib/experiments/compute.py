@@ -143,7 +143,7 @@ def computational_requirements(
     repeat: int = 3,
     precision: str = "32-true",
 ) -> pd.DataFrame:
-    """Measure Table 2 on this machine; returns (and writes to ``output_dir/requirements.{csv,json}``) one row
+    """Measure Table 2 on this machine; returns (and writes to ``output_dir/table2.csv`` and ``table2.json``) one row
     per quantity with the report's figure beside ours, the unit, and how ours was measured.
 
     ``precision``: the training step's, as ``make table4 PRECISION=…`` trains (fp32 unless asked)."""
