@@ -15,7 +15,8 @@ the learning rate it set included) and its own record of the best validation; ``
 
 In the demo (240 steps validated every 80, patience 10) no step follows the shared validations: the report-selection
 run is finished from the snapshots in seconds, with the weights of training it (tests/test_selection.py trains
-both ways). In the ``full`` profile (50 validations) it starts at its 11th epoch instead of its first.
+both ways). In the ``full`` profile (50 validations, one an epoch) it is forked after its 11th epoch, whose validation
+is the last shared one, and trains epochs 12–50 only, instead of all 50.
 """
 
 from __future__ import annotations
