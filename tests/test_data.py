@@ -199,8 +199,12 @@ def test_fishyscapes_bad_input(tmp_path: Path) -> None:
     elsewhere.mkdir(parents=True)
     for p in fy.fs_laf.glob("*.png"):
         (elsewhere / p.name).write_bytes(p.read_bytes())
-    with pytest.raises(ReprolibDataError, match="laf_root is required"):
+    with pytest.raises(ReprolibDataError, match=r"laf_root is required \(.*--laf-root.*\)[^)]*$"):
         LostAndFoundDataset(elsewhere)
+    # FS Static given as FS L&F (evaluate's --kind left at its default): the message says which it is
+    with pytest.raises(ReprolibDataError, match=r"laf_root is required .*holds \*_rgb.npz overlays: FS Static, "
+                                                r"--kind fs_static"):
+        LostAndFoundDataset(fy.fs_static)
     laf_img = next(fy.lostandfound.rglob("*_leftImg8bit.png"))
     laf_img.rename(laf_img.with_suffix(".bak"))
     with pytest.raises(ReprolibDataError, match=f"no Lost & Found image {laf_img.name}"):

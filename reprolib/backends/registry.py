@@ -81,7 +81,8 @@ def _embedded_file(strength: str, kind: str, checkpoint: PathLike | None, embedd
     if not run_dir:
         raise ValueError(
             f"embedded backend needs its trained weights: pass embedded_dir=RUN_DIR (from "
-            f"train_embedded_backends), checkpoint=FILE, or set ${EMBEDDED_DIR_ENV}; or untrained=True"
+            f"train_embedded_backends; --embedded-dir in python -m reprolib evaluate), checkpoint=FILE, or set "
+            f"${EMBEDDED_DIR_ENV}; or untrained=True"
         )
     path = checkpoint_path(run_dir, strength, kind)
     if not path.is_file():

@@ -104,8 +104,11 @@ class LostAndFoundDataset(_FishyscapesBase):
             world_laf = self.root.parent.parent / F.WORLD_LOSTANDFOUND
             is_world = self.root.resolve().as_posix().endswith(F.WORLD_FS_LAF)
             if not (is_world and world_laf.is_dir()):
-                raise ReprolibDataError(self.root, "laf_root is required (the Lost & Found tree with leftImg8bit/); "
-                                                   f"only the embedded world's layout has a default ({world_laf})")
+                static = " (this folder holds *_rgb.npz overlays: FS Static, --kind fs_static)" if any(
+                    self.root.glob("*_rgb.npz")) else ""
+                raise ReprolibDataError(self.root, "laf_root is required (the Lost & Found tree with leftImg8bit/; "
+                                                   "--laf-root in python -m reprolib evaluate); only the embedded "
+                                                   f"world's layout has a default ({world_laf}){static}")
             laf_root = world_laf
         self.laf_root = Path(laf_root)
         splits = sorted(p for p in (self.laf_root / "leftImg8bit").glob("*") if p.is_dir())
