@@ -178,3 +178,27 @@ def test_ddp_plateau_loader_uses_its_own_batch_size(monkeypatch: pytest.MonkeyPa
     assert single["plateau_val/loss"] != pytest.approx(single["val/loss"], rel=1e-3)
     wrong = run(1, 0, [_batch(val[:2]), _batch(val[2:])], [_batch(plateau[:2]), _batch(plateau[2:])], (2, 2))
     assert wrong["plateau_val/loss"] != pytest.approx(single["plateau_val/loss"], rel=1e-3)
+
+
+def test_the_data_module_reads_the_maps_only_when_asked(tmp_path) -> None:
+    """``uncertainty=False`` trains from splits without the map folders (a network without the uncertainty
+    maps needs none); the default reads and checks them."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _make_processed import make_processed_split
+
+    from reprolib.io import ReprolibDataError
+    from reprolib.training.data import DissimilarityDataModule
+
+    split = make_processed_split(tmp_path / "split", 2)
+    for folder in ("entropy", "mae_features", "logit_distance"):
+        shutil.rmtree(split / folder, ignore_errors=True)
+    without = DissimilarityDataModule(str(split), str(split), size=(64, 128), uncertainty=False)
+    without.setup("fit")
+    item = without.train_ds[0]
+    assert "original" in item and not {"entropy", "perceptual", "distance"} & set(item)
+    with pytest.raises(ReprolibDataError, match="entropy"):
+        DissimilarityDataModule(str(split), None, size=(64, 128)).setup("fit")

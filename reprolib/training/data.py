@@ -84,11 +84,11 @@ class DissimilarityDataModule(L.LightningDataModule):
         self.start_step = 0
 
     def setup(self, stage: str | None = None) -> None:
-        self.train_ds = ProcessedSplit(self.train_split, self.label_dir, self.size, uncertainty=True,
+        self.train_ds = ProcessedSplit(self.train_split, self.label_dir, self.size, uncertainty=self.uncertainty,
                                        normalize=True)
-        self.val_ds = (ProcessedSplit(self.val_split, self.val_label_dir, self.size, uncertainty=True,
+        self.val_ds = (ProcessedSplit(self.val_split, self.val_label_dir, self.size, uncertainty=self.uncertainty,
                                       normalize=True) if self.val_split else None)
-        self.plateau_ds = (ProcessedSplit(self.plateau_split, self.plateau_label_dir, self.size, uncertainty=True,
+        self.plateau_ds = (ProcessedSplit(self.plateau_split, self.plateau_label_dir, self.size, uncertainty=self.uncertainty,
                                           normalize=True) if self.plateau_split else None)
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:
