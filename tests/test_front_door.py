@@ -92,6 +92,29 @@ def test_a_data_root_missing_what_the_tables_read_is_refused_before_any_work(tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["datasets"]  # no work folder, no results, no status.json
 
 
+def test_the_real_backends_weights_are_found_before_any_work(tmp_path: Path, monkeypatch) -> None:
+    """Table 6's four combos load the four published backends: each is looked up before the first stage."""
+    from _make_data import make_cityscapes, make_fishyscapes
+
+    from reprolib.io import ReprolibDataError
+    from reprolib.weights import CHECKPOINT_ENV
+
+    for var in CHECKPOINT_ENV.values():
+        monkeypatch.delenv(var, raising=False)
+    data = tmp_path / "datasets"
+    make_cityscapes(data / "cityscapes", "train", n=1)
+    make_fishyscapes(data, n=1)
+    args = {"profile": "tiny", "data_root": data, "work_dir": tmp_path / "work", "output_dir": tmp_path / "out",
+            "device": "cpu", "wandb_mode": "disabled"}
+    with pytest.raises(ValueError, match=r"missing checkpoint 'deepwv3plus'"):
+        run_table("table4", **args)
+    weights = {"deepwv3plus": tmp_path / "w.pth", "icnet": tmp_path / "w.pth", "ccfpse-generator": tmp_path / "w.pth"}
+    (tmp_path / "w.pth").write_bytes(b"")  # found; loading it is the backends stage's check
+    with pytest.raises(ReprolibDataError, match=r"nope.pth: checkpoint 'spade-generator' not found"):
+        run_table("table6", **args, checkpoints={**weights, "spade-generator": tmp_path / "nope.pth"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["datasets", "w.pth"]
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
 def test_cuda_without_a_gpu_is_refused_up_front() -> None:
     from reprolib.experiments.runner import resolve_device

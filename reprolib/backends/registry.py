@@ -155,6 +155,19 @@ def get_resynthesis(
     raise ValueError(f"unknown resynthesis backend {name!r}; valid names: {', '.join(RESYNTHESIS_NAMES)}")
 
 
+#: the published weights each real backend loads (``checkpoints=`` names; CC-FPSE's encoder is optional)
+_WEIGHTS_OF = {"deepwv3plus": ("deepwv3plus",), "icnet": ("icnet",), "ccfpse": ("ccfpse-generator",),
+               "spade": ("spade-generator",)}
+
+
+def check_combo_weights(name: str, checkpoints: Mapping[str, PathLike] | None = None) -> list[Path]:
+    """The weight files combo ``name`` loads, each found (``checkpoints=`` or its ``REPROLIB_CKPT_*`` variable)
+    and a file, without loading them: what a table checks before any work. Embedded combos need none."""
+    if name not in COMBOS:
+        raise ValueError(f"unknown combo {name!r}; valid names: {', '.join(COMBOS)}")
+    return [_checkpoint(key, checkpoints) for backend in COMBOS[name] for key in _WEIGHTS_OF.get(backend, ())]
+
+
 def get_combo(name: str, **kw: Any) -> tuple[SegmentationBackend, ResynthesisBackend]:
     """(segmentation, resynthesis) of a named combo in :data:`COMBOS`; ``kw`` goes to both getters
     (``checkpoint=`` is refused here because it would apply to both)."""

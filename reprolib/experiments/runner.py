@@ -181,6 +181,11 @@ def run_table(
     # (Figure 4's ResNets too); a reused variant trains its source's network
     sources = [spec.source(v) for v in chosen]
     prof.check_imagenet_weights(prof.pretrained_encoders(s.model for s in sources))
+    if data_root is not None:  # the real backends' weights of every combo the runs use, found before any work
+        from reprolib.backends.registry import check_combo_weights  # lazy: torchvision, as pipeline.backends
+
+        for combo in sorted({v.combo or spec.default_combo for v in [*chosen, *sources]}):
+            check_combo_weights(combo, checkpoints)
     work = Path(work_dir)
     out = Path(output_dir or Path("results") / name)
     out.mkdir(parents=True, exist_ok=True)
