@@ -105,8 +105,9 @@ def test_build_report_writes_fragments_and_labels_demo(tmp_path: Path) -> None:
     assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex
     assert "41.0 $\\pm$ 1.0" in tex
     assert "Demo profile" in (tmp_path / "report" / "generated" / "profiles.tex").read_text()
-    # table4.tex, profiles.tex, then the claims: claims.tex, discussion.tex and results/SUMMARY.md
+    # table4.tex, the claims (claims.tex, discussion.tex, results/SUMMARY.md), then profiles.tex: make's target
     assert len(written) == 5 and (tmp_path / "results" / "SUMMARY.md").is_file()
+    assert written[-1].name == "profiles.tex"
     # the table's caption (plain text in TableSpec) is escaped into the LaTeX caption
     assert "@report\\_protocol row is the MLRC report's protocol" in tex and "keeps the SPADE decoder" in tex
 
@@ -171,3 +172,21 @@ def test_table_figure_lists_every_row_down_the_y_axis(tmp_path: Path) -> None:
     assert names == list(dict.fromkeys(many["variant"])) and len(names) == 5
     assert [ax.get_legend() for ax in large.axes] == [None, None] and len(large.legends) == 1
     assert {p.name for p in (tmp_path / "out").iterdir()} == {"table4.png", "table4.pdf"}
+
+
+def test_a_report_build_that_fails_leaves_make_s_target_unwritten(tmp_path: Path, monkeypatch) -> None:
+    """``profiles.tex`` is the Makefile's target for the report: written before the claims, a failure in them left
+    it newer than every CSV, and the next ``make report`` built the PDF with missing or stale claims."""
+    import reprolib.report.latex as latex
+
+    _results(tmp_path)
+
+    def broken(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise RuntimeError("the claims failed")
+
+    monkeypatch.setattr(latex, "write_claims", broken)
+    with pytest.raises(RuntimeError, match="the claims failed"):
+        build_report(tmp_path / "results", tmp_path / "report")
+    assert (tmp_path / "report" / "generated" / "table4.tex").is_file()
+    assert not (tmp_path / "report" / "generated" / "profiles.tex").exists()
+

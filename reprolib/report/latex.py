@@ -9,7 +9,6 @@ fragment under ``report/generated/`` for ``report/main.tex`` to ``\\input``.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +16,7 @@ import pandas as pd
 from reprolib.experiments.reference import reference_numbers
 from reprolib.experiments.results import load_results, result_tables
 from reprolib.experiments.tables import REPORT_PROTOCOL, REPORT_SELECTION, TABLES
-from reprolib.io import write_text
+from reprolib.io import write_bytes, write_text
 from reprolib.report.claims import write_claims
 
 DATASET_NAMES = {"fs_lost_and_found": "FS L\\&F", "fs_static": "FS Static"}
@@ -177,7 +176,7 @@ def build_report(results_dir: str | Path = "results", report_dir: str | Path = "
         written.append(out)
         for fig in sorted(csv.parent.glob("*.pdf")) + sorted(csv.parent.glob("*.png")):
             dst = gen / figure_name(name, fig.name)
-            shutil.copyfile(fig, dst)
+            write_bytes(dst, fig.read_bytes())  # atomic, as every other file of the report
             written.append(dst)
     requirements = results_dir / "table2" / "table2.csv"
     if requirements.is_file():  # Table 2: measured here, beside the report's figures (not a results table)
@@ -205,7 +204,8 @@ def build_report(results_dir: str | Path = "results", report_dir: str | Path = "
             "(small images, reduced network width, few training steps). They exercise the full pipeline "
             "but are not comparable with the paper's numbers.}}"
         )
+    written += write_claims(results_dir, gen)  # the claims table, the Discussion and results/SUMMARY.md
+    # last: it is make's target for the whole report, so a build that fails before it is rerun, not trusted
     write_text(gen / "profiles.tex", "\n".join(lines) + "\n")
     written.append(gen / "profiles.tex")
-    written += write_claims(results_dir, gen)  # the claims table, the Discussion and results/SUMMARY.md
     return written
