@@ -12,7 +12,7 @@ import pytest
 
 from reprolib.data import CityscapesDataset, LostAndFoundDataset, StaticDataset
 from reprolib.data import formats as F
-from reprolib.io import read_png
+from reprolib.io import ReprolibDataError, read_png
 from reprolib.labels import EGO_VEHICLE, LABEL_COLORS, LABEL_TO_TRAIN, VALID_LABEL_IDS
 from reprolib.world import generate_world
 
@@ -87,6 +87,19 @@ def test_resume_restores_a_deleted_file_and_second_call_is_free(tmp_path: Path) 
     generate_world(root, seed=0, **KW)
     assert victim.read_bytes() == original
     assert not list(root.rglob("*.tmp"))
+
+
+def test_a_folder_holding_another_world_is_refused(tmp_path: Path) -> None:
+    """Its images would have been kept (each one present is skipped) and world.json rewritten to claim the new
+    settings: make world SEED=1 over data/world gave the seed-0 world labelled seed 1."""
+    root = generate_world(tmp_path / "w", seed=0, **KW)
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    with pytest.raises(ReprolibDataError, match=r"world.json: this folder holds a world made with other settings "
+                                                r"\(seed: 0 → 1\); generate into another folder"):
+        generate_world(root, seed=1, **KW)
+    with pytest.raises(ReprolibDataError, match=r"size: \[.*\] → \[32, 64\]"):
+        generate_world(root, seed=0, **{**KW, "size": (32, 64)})
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
 
 
 def test_cli_and_gallery(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
 
 from reprolib.data import formats as F
-from reprolib.io import is_temp_file, read_json, write_bytes, write_json, write_png
+from reprolib.io import ReprolibDataError, is_temp_file, read_json, write_bytes, write_json, write_png
 from reprolib.labels import EGO_VEHICLE, IGNORE_INDEX, LABEL_TO_TRAIN, OUT_OF_ROI, colorize_label
 from reprolib.world.gallery import write_gallery
 from reprolib.world.scene import L, render_scene
@@ -190,8 +190,13 @@ def generate_world(
     meta = root / "world.json"
     if meta.is_file():
         done = read_json(meta)
-        if {k: done.get(k) for k in params} == params:
+        stored = {k: done.get(k) for k in params} if isinstance(done, dict) else {}
+        if stored == params:
             return root
+        # its images would be kept (each is skipped when present) and world.json would then claim the new settings
+        changed = ", ".join(f"{k}: {stored.get(k)!r} → {v!r}" for k, v in params.items() if stored.get(k) != v)
+        raise ReprolibDataError(meta, f"this folder holds a world made with other settings ({changed}); generate "
+                                      "into another folder (--out), or delete this one first")
     t0 = time.perf_counter()
     cs = root / F.WORLD_CITYSCAPES
     jobs = [("train", i, f) for i, f in enumerate(_frame_ids(TRAIN_CITIES, n_train))]
