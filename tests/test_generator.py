@@ -296,3 +296,27 @@ def test_bad_input(tmp_path: Path) -> None:
     with pytest.raises(ReprolibDataError, match=rf"{lab_path.name}: label ids outside the Cityscapes table: \[40\]"):
         generate_training_data(tmp_path / "cs", tmp_path / "gen", progress=False)
     assert (tmp_path / "gen" / "labels" / f"{frames[0].fid.stem}.png").is_file()  # earlier image kept for resume
+
+
+def test_another_input_into_the_same_folder_is_refused(tmp_path: Path) -> None:
+    """Generating from another data root into a folder that holds a generation kept its images (each present one
+    skipped) and recorded the new root: DATA= switched between two copies reused the first one's data."""
+    import json
+
+    from reprolib.io import ReprolibDataError
+
+    make_cityscapes(tmp_path / "a", n=2, seed=0)
+    make_cityscapes(tmp_path / "b", n=3, seed=1)
+    out = generate_training_data(tmp_path / "a", tmp_path / "gen", fraction=1.0, seed=1, progress=False)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(ReprolibDataError, match=r"generator.json: this folder was generated with other parameters "
+                                                r"\(input: '\w+' → '\w+'\)"):
+        generate_training_data(tmp_path / "b", tmp_path / "gen", fraction=1.0, seed=1, progress=False)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    # a generator.json written before the input was recorded is taken as it is, and records it from then on
+    meta = out / "generator.json"
+    old = {k: v for k, v in json.loads(meta.read_text()).items() if k != "input"}
+    meta.write_text(json.dumps(old))
+    generate_training_data(tmp_path / "a", tmp_path / "gen", fraction=1.0, seed=1, progress=False)
+    assert json.loads(meta.read_text())["input"] and all(p.read_bytes() == b for p, b in before.items()
+                                                         if p.name != "generator.json")

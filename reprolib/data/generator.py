@@ -24,6 +24,7 @@ Run it as ``python -m reprolib.data.generator --cityscapes ROOT --out DIR [--spl
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -59,7 +60,9 @@ ORIGINAL_CLASS_WEIGHTS = {"labels": (1.46494611, 16.5204619), VOID_DIR: (1.54843
 #: ... and the anomaly-pixel share each implies, inverting w = 1 / ln(1.02 + p): ≈ 4.2 % and ≈ 11.2 %
 IMPLIED_ANOMALY_SHARE = {k: float(np.exp(1.0 / w[1]) - 1.02) for k, w in ORIGINAL_CLASS_WEIGHTS.items()}
 #: parameters that determine the bytes; a rerun into the same folder must match them
-_PARAM_KEYS = ("version", "split", "fraction", "seed", "void", "dynamic", "fill_void", "roi_ignore")
+_PARAM_KEYS = ("version", "split", "fraction", "seed", "void", "dynamic", "fill_void", "roi_ignore", "input")
+#: keys a generator.json of an earlier version may lack: accepted there (and recorded from then on)
+_NEWER_KEYS = ("input",)
 
 FillVoid = Callable[[int, np.ndarray, np.ndarray], np.ndarray]
 
@@ -142,11 +145,24 @@ def _check_params(meta: Path, params: dict[str, Any]) -> None:
     if not meta.is_file():
         return
     prev = read_json(meta)
-    diff = {k: (prev.get(k), params[k]) for k in _PARAM_KEYS if prev.get(k) != params[k]}
+    diff = {k: (prev.get(k), params[k]) for k in _PARAM_KEYS
+            if prev.get(k) != params[k] and not (k in _NEWER_KEYS and k not in prev)}
     if diff:
         changes = ", ".join(f"{k}: {a!r} → {b!r}" for k, (a, b) in diff.items())
         raise ReprolibDataError(meta, f"this folder was generated with other parameters ({changes}); "
                                       "use another out_root or delete it")
+
+
+def input_identity(ds: CityscapesDataset) -> str:
+    """Which Cityscapes files a generation read: their names and sizes (a stat each, not a hash: Cityscapes' train
+    split is ~6 GB, and this is checked on every reuse). Another data root, or another split's files, in the same
+    output folder would otherwise be taken for the generated data of this one."""
+    h = hashlib.sha256(f"{ds.split}|{len(ds)}".encode())
+    for i, fid in enumerate(ds.frames):
+        paths = ds.paths(i)
+        sizes = ":".join(str(paths[k].stat().st_size) for k in ("image", "label_ids", "instance_ids"))
+        h.update(f"{fid.stem}:{sizes}\n".encode())
+    return h.hexdigest()[:16]
 
 
 def generate_training_data(
@@ -197,9 +213,10 @@ def generate_training_data(
         "fill_void": None if fill_void is None else getattr(fill_void, "__qualname__", type(fill_void).__name__),
         "roi_ignore": bool(roi_ignore),
     }
+    ds = CityscapesDataset(cityscapes_root, split)
+    params["input"] = input_identity(ds)
     meta = out / "generator.json"
     _check_params(meta, params)
-    ds = CityscapesDataset(cityscapes_root, split)
     dirs = OUTPUT_DIRS + ((VOID_DIR,) if void else ())
     info = {**params, "cityscapes_root": str(Path(cityscapes_root).resolve()), "images": len(ds),
             "replacement_label_ids": list(REPLACEMENT_LABEL_IDS), "outside_roi_label_ids": list(OUTSIDE_ROI),
