@@ -212,6 +212,9 @@ def test_training_learns_resumes_and_is_reused(tiny_tree: Path, tmp_path: Path) 
     last = out / "light" / "lightning" / "segmentation" / "last.ckpt"
     assert last.is_file() and not (out / "light" / "done.json").exists()
     assert torch.load(last, weights_only=True)["global_step"] == 20  # checkpoints every 10 steps
+    # its checkpoints would resume under other settings, and done.json then stamp them on the networks
+    with pytest.raises(ValueError, match=r"holds an unfinished run with another config"):
+        train_embedded_backends(tiny_tree, out, **{**kw, "max_steps": 30})
 
     paths = train_embedded_backends(tiny_tree, out, **kw)  # resumes from step 20
     metrics = read_json(paths["metrics"])

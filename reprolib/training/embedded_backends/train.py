@@ -89,7 +89,11 @@ def train_embedded_backends(
             raise ValueError(f"{run_dir} holds a finished run with another config ({previous}); "
                              f"use another out_dir or delete it to retrain with {config}")
         return paths
-    write_json(run_dir / "config.json", config)
+    stored = run_dir / "config.json"
+    if stored.is_file() and read_json(stored) != config:  # its checkpoints would resume under the new config
+        raise ValueError(f"{run_dir} holds an unfinished run with another config ({read_json(stored)}); "
+                         f"use another out_dir or delete it to train with {config}")
+    write_json(stored, config)
 
     t0 = time.perf_counter()
     images, label_ids, train_ids, _ = load_split_tensors(cs_root, "train", image_size, limit=train_limit)
