@@ -29,6 +29,7 @@ def test_gpu_check_logic_on_cpu(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     lines = out.stdout.splitlines()
     assert "ensemble learned-probability" in lines[0] and lines[-1] == "gpu_check: OK"
+    assert lines[0].endswith("fp32 IEEE (no TF32)")  # as reprolib trains; --tf32 times PyTorch's default
     for name in ("32-true:", "bf16-mixed:", "backends strong:", "backends  light:"):
         line = next((ln for ln in lines if ln.strip().startswith(name)), "")
         assert "finite True" in line and "identical runs True" in line, (name, out.stdout[-3000:])
