@@ -118,7 +118,7 @@ def test_without_generator_changes_only_the_labels(table4) -> None:
     # the generator filled void semantics with the combo's segmentation prediction
     gen = json.loads((Path(cfg["full"]["train_split"]).parent.parent / "generated").joinpath(
         "embedded-train", "generator.json").read_text())
-    assert gen["void"] and gen["fill_void"] == "segmentation:embedded"
+    assert gen["void"] and gen["fill_void"] == "segmentation:embedded" and len(gen["fill_void_weights"]) == 16
 
 
 def test_table3_is_the_fixed_ensemble_at_benchmark_resolution(table4, tmp_path: Path) -> None:

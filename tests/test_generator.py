@@ -320,3 +320,26 @@ def test_another_input_into_the_same_folder_is_refused(tmp_path: Path) -> None:
     generate_training_data(tmp_path / "a", tmp_path / "gen", fraction=1.0, seed=1, progress=False)
     assert json.loads(meta.read_text())["input"] and all(p.read_bytes() == b for p, b in before.items()
                                                          if p.name != "generator.json")
+
+
+def test_void_filled_by_other_weights_is_not_reused(tmp_path: Path) -> None:
+    """A fill_void callable that names its weights (the pipeline's SegmentationFill does): a generation whose void
+    pixels other weights filled is refused, not reused under the same backend name."""
+    from reprolib.io import ReprolibDataError
+
+    make_cityscapes(tmp_path / "cs", n=1)
+
+    class Fill:
+        __qualname__ = "segmentation:embedded"
+
+        def __init__(self, weights: str) -> None:
+            self.weights = weights
+
+        def __call__(self, index, image, train_ids):  # noqa: ANN001, ANN204
+            return np.full(train_ids.shape, 8, np.uint8)
+
+    kw = dict(fraction=0.0, void=True, progress=False)
+    generate_training_data(tmp_path / "cs", tmp_path / "gen", fill_void=Fill("aaaa"), **kw)
+    generate_training_data(tmp_path / "cs", tmp_path / "gen", fill_void=Fill("aaaa"), **kw)  # the same: reused
+    with pytest.raises(ReprolibDataError, match=r"fill_void_weights: 'aaaa' → 'bbbb'"):
+        generate_training_data(tmp_path / "cs", tmp_path / "gen", fill_void=Fill("bbbb"), **kw)

@@ -60,9 +60,10 @@ ORIGINAL_CLASS_WEIGHTS = {"labels": (1.46494611, 16.5204619), VOID_DIR: (1.54843
 #: ... and the anomaly-pixel share each implies, inverting w = 1 / ln(1.02 + p): ≈ 4.2 % and ≈ 11.2 %
 IMPLIED_ANOMALY_SHARE = {k: float(np.exp(1.0 / w[1]) - 1.02) for k, w in ORIGINAL_CLASS_WEIGHTS.items()}
 #: parameters that determine the bytes; a rerun into the same folder must match them
-_PARAM_KEYS = ("version", "split", "fraction", "seed", "void", "dynamic", "fill_void", "roi_ignore", "input")
+_PARAM_KEYS = ("version", "split", "fraction", "seed", "void", "dynamic", "fill_void", "fill_void_weights",
+               "roi_ignore", "input")
 #: keys a generator.json of an earlier version may lack: accepted there (and recorded from then on)
-_NEWER_KEYS = ("input",)
+_NEWER_KEYS = ("fill_void_weights", "input")
 
 FillVoid = Callable[[int, np.ndarray, np.ndarray], np.ndarray]
 
@@ -211,6 +212,8 @@ def generate_training_data(
         "version": GENERATOR_VERSION, "split": split, "fraction": None if fraction is None else float(fraction),
         "seed": int(seed), "void": bool(void), "dynamic": bool(dynamic),
         "fill_void": None if fill_void is None else getattr(fill_void, "__qualname__", type(fill_void).__name__),
+        # which weights filled void (a segmentation network's fingerprint), where the callable says
+        "fill_void_weights": getattr(fill_void, "weights", None),
         "roi_ignore": bool(roi_ignore),
     }
     ds = CityscapesDataset(cityscapes_root, split)

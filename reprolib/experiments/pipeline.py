@@ -232,8 +232,13 @@ class SegmentationFill:
     its own resolution, as the original's ``create_void_semantic_original`` fills void with predictions."""
 
     def __init__(self, segmentation: Any, device: str, name: str):
+        from reprolib.backends.embedded import module_fingerprint  # lazy: torchvision, see _train_embedded
+
         self.segmentation, self.device = segmentation, device
-        self.__qualname__ = f"segmentation:{name}"  # recorded in generator.json (which network filled void)
+        # recorded in generator.json: which network filled void, and with which weights (other weights under the
+        # same backend name must not reuse a generation whose void pixels the old ones filled)
+        self.__qualname__ = f"segmentation:{name}"
+        self.weights = module_fingerprint(segmentation)
 
     def __call__(self, index: int, image: Any, train_ids: Any) -> Any:
         x = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float().div(255.0).to(self.device)
