@@ -159,10 +159,15 @@ def check_data_root(data_root: str | Path) -> DataRoots:
 
 def resolve_data(work_dir: Path, data_root: str | Path | None, profile: Any,
                  before_work: Callable[[], None] | None = None) -> DataRoots:
-    """The user's data root (:func:`check_data_root`), or the embedded world generated (once) under
-    ``work_dir/world``; ``before_work`` is asked before each of its images (see :func:`reprolib.world.generate_world`)."""
+    """The user's data root, or the embedded world generated (once) under ``work_dir/world``; ``before_work`` is
+    asked before each of its images (see :func:`reprolib.world.generate_world`). A table checks the whole data root
+    first (:func:`check_data_root`, from ``run_table``); here only its Cityscapes tree is required (Table 2 and the
+    explorer read no other)."""
     if data_root is not None:
-        return check_data_root(data_root)
+        root = Path(data_root)
+        if not (root / "cityscapes").is_dir():
+            raise ReprolibDataError(root, "expected cityscapes/, lostandfound/ and fishyscapes/ inside the data root")
+        return DataRoots(root, embedded=False)
     world = generate_world(work_dir / "world", seed=0, before_work=before_work, **profile.world)
     return DataRoots(Path(world), embedded=True)
 
