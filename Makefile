@@ -108,7 +108,7 @@ demo: world
 	@echo "gallery: $(WORLD)/gallery.png"
 
 # Each table: Papermill runs the notebook headlessly into results/<t>/<t>.ipynb, saving after every cell so a
-# crash keeps what ran; the notebook writes results/<t>/<t>.csv. A table named on the command line (or by
+# crash keeps what ran (each save atomic: tools/run_notebook.py); the notebook writes results/<t>/<t>.csv. A table named on the command line (or by
 # `make all`) depends on FORCE, so it always runs; reruns reuse finished runs and resume unfinished ones.
 FORCED_TABLES := $(if $(filter all,$(MAKECMDGOALS)),$(TABLES),$(filter $(TABLES),$(MAKECMDGOALS)))
 # A killed or crashed table keeps the rows it finished, but its status.json still says "in_progress": its CSV is
@@ -118,7 +118,7 @@ define table_rule
 $(call table_csv,$(1)): notebooks/$(1).ipynb $(if $(filter $(1),$(FORCED_TABLES))$(call interrupted,$(1)),FORCE) | $(STAMP)
 	@mkdir -p $$(@D)
 	$(if $(filter table2,$(1)),$$(if $$(NOT_FOR_table2),@echo "table2: $$(NOT_FOR_table2) not used (it times single steps)"))
-	$$(VENV)/bin/papermill $$< $$(@D)/$(1).ipynb --request-save-on-cell-execute \
+	$$(PY) tools/run_notebook.py $$< $$(@D)/$(1).ipynb --request-save-on-cell-execute \
 		--log-output -k python3 $$(if $$(filter table2,$(1)),$$(PM_ARGS_table2),$$(PM_ARGS))
 $(1): $(call table_csv,$(1))
 endef

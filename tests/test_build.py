@@ -26,7 +26,7 @@ def _make(cwd: Path, *args: str) -> str:
 
 def _runs(dry_run: str) -> list[str]:
     """The tables a dry run would execute, in order (one papermill call each)."""
-    return re.findall(r"papermill notebooks/(\w+)\.ipynb", dry_run)
+    return re.findall(r"run_notebook\.py notebooks/(\w+)\.ipynb", dry_run)
 
 
 @pytest.fixture()
@@ -70,7 +70,7 @@ def test_table_csvs_are_files_the_aliases_always_run(project: Path) -> None:
     assert _runs(dry) == ["table4"] and "-r output_dir results/table4 " in dry
     # `make all`: every table, then the report
     dry = _make(project, "-n", "all")
-    assert sorted(_runs(dry)) == sorted(TABLES) and dry.index("build_report") > dry.index("papermill")
+    assert sorted(_runs(dry)) == sorted(TABLES) and dry.index("build_report") > dry.index("run_notebook.py")
     # a newer notebook makes its table out of date, and only its table
     os.utime(project / "notebooks" / "table7.ipynb", (3_000, 3_000))
     assert _runs(_make(project, "-n", "report")) == ["table7"]
@@ -117,3 +117,77 @@ def test_a_killed_tables_csv_is_out_of_date(project: Path) -> None:
     (project / "results" / "table5" / "status.json").write_text('{\n  "complete": false,\n  "runs_missing": ["x"]\n}\n')
     assert _runs(_make(project, "-n", "report")) == ["table4"]
     assert _runs(_make(project, "-n", "results/table4/table4.csv")) == ["table4"]
+
+
+# --------------------------------------------------------------------------------------------------------
+# tools/run_notebook.py: papermill, each save of the executed notebook atomic
+
+
+def _run_notebook_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("run_notebook", ROOT / "tools" / "run_notebook.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_tables_run_through_the_atomic_runner(project: Path) -> None:
+    dry = _make(project, "-n", "table4")
+    line = next(line for line in dry.splitlines() if "notebooks/table4.ipynb" in line)
+    assert "tools/run_notebook.py notebooks/table4.ipynb results/table4/table4.ipynb" in line
+    assert "--request-save-on-cell-execute" in line
+
+
+def test_a_save_killed_before_its_rename_leaves_the_previous_save_whole(tmp_path: Path, monkeypatch) -> None:
+    """A kill during papermill's save after a cell used to leave a truncated .ipynb; now the last whole save stays."""
+    from papermill.iorw import papermill_io
+
+    import reprolib.io
+
+    runner = _run_notebook_module()
+    saved = {"_handlers": list(papermill_io._handlers)}
+    try:
+        runner.install()
+        handler = papermill_io.get_handler(str(tmp_path / "out.ipynb"))
+        assert isinstance(handler, runner.AtomicLocalHandler)
+        out = tmp_path / "out.ipynb"
+        handler.write('{"cells": ["first"]}', str(out))
+
+        def killed(fd: int) -> None:
+            raise KeyboardInterrupt  # the process dies after writing part of the new save, before the rename
+
+        monkeypatch.setattr(reprolib.io.os, "fsync", killed)
+        with pytest.raises(KeyboardInterrupt):
+            handler.write('{"cells": ["first", "second"]}', str(out))
+        assert out.read_text() == '{"cells": ["first"]}'
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["out.ipynb"]  # no temp file left beside it
+        monkeypatch.undo()
+        # a folder that does not exist is refused, as papermill does (no typo'd tree created)
+        with pytest.raises(FileNotFoundError, match="output folder"):
+            handler.write("{}", str(tmp_path / "nope" / "out.ipynb"))
+        assert not (tmp_path / "nope").exists()
+    finally:
+        papermill_io._handlers[:] = saved["_handlers"]
+
+
+def test_the_runner_executes_a_notebook_and_keeps_what_ran_before_a_failure(tmp_path: Path) -> None:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                            "display_name": "Python 3"}})
+    nb.cells = [nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("print('ran', x * 7)"),
+                nbformat.v4.new_code_cell("raise RuntimeError('stop here')"),
+                nbformat.v4.new_code_cell("print('never')")]
+    src, out = tmp_path / "in.ipynb", tmp_path / "out" / "out.ipynb"
+    nbformat.write(nb, src)
+    out.parent.mkdir()
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "run_notebook.py"), str(src), str(out),
+                           "--request-save-on-cell-execute", "-k", "python3", "-p", "x", "6"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode != 0 and "stop here" in proc.stderr + proc.stdout
+    done = nbformat.read(out, as_version=4)
+    printed = "".join(o.get("text", "") for c in done.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "ran 42" in printed and "never" not in printed  # the injected x=6 ran; the cell after the error did not
+    assert sorted(p.name for p in out.parent.iterdir()) == ["out.ipynb"]

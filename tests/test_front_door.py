@@ -155,7 +155,7 @@ def _papermill_parameters(dry_run: str) -> dict:
     """The parameters papermill would inject for the dry run's papermill command (its -p / -r / -y rules)."""
     from papermill.cli import _resolve_type
 
-    line = next(line for line in dry_run.splitlines() if "papermill notebooks/" in line)
+    line = next(line for line in dry_run.splitlines() if "run_notebook.py notebooks/" in line)
     words, params = shlex.split(line), {}
     for i, word in enumerate(words):
         if word == "-p":
