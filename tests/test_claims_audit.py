@@ -28,3 +28,20 @@ def test_every_result_statement_of_the_report_is_a_claim_or_listed_as_not_tested
     cited = {n for c in (*CLAIMS, *NOT_TESTED) for n in c.source}
     missing = {n: what for n, what in CLAIM_LINES.items() if n not in cited}
     assert not missing, f"report lines stated nowhere in claim_list.py: {missing}"
+
+
+def test_the_not_tested_range_statement_counts_the_report_means_within_the_papers_range(monkeypatch) -> None:
+    import pandas as pd
+
+    import reprolib.experiments.reference as reference
+    from reprolib.experiments.claim_list import NOT_TESTED, _report_means_within_paper_range
+
+    rows = [("table4", "full", "paper", "fs_static", "ap", 62.0, 5.0), ("table4", "full", "report", "fs_static", "ap", 57.0, 4.0),
+            ("table4", "full", "paper", "fs_static", "fpr95", 26.0, 1.0),
+            ("table4", "full", "report", "fs_static", "fpr95", 28.0, 2.0),
+            ("table5", "x", "paper", "fs_static", "ap", 1.0, 0.0), ("table5", "x", "report", "fs_static", "ap", 9.0, 0.0)]
+    cols = ["table", "row", "source", "dataset", "metric", "mean", "std"]
+    monkeypatch.setattr(reference, "reference_numbers", lambda: pd.DataFrame(rows, columns=cols))
+    assert _report_means_within_paper_range() == "1 of 2"  # 57 within 62 ± 5; 28 outside 26 ± 1; other tables ignored
+    monkeypatch.undo()
+    assert f"{_report_means_within_paper_range()} of the report's Table 4 means" in NOT_TESTED[0].reason
