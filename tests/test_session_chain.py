@@ -372,3 +372,27 @@ def test_stage_progress_says_when_there_was_nothing_to_do(tmp_path: Path, capsys
     assert out[1].startswith("[reprolib] precompute val embedded: ") and out[1].endswith(" s (nothing to do)")
     assert out[3].startswith("[reprolib] train full seed 0: ") and out[3].endswith(" s")
     assert set(ctx.timings) == {"precompute val embedded", "train full seed 0"}
+
+
+def test_an_older_output_mounted_beside_the_newest_is_not_imported(tmp_path: Path, capsys) -> None:
+    """Two previous outputs under /kaggle/input (the user attached an older version of the kernel too): the older
+    one's files, imported after the newer one's, replaced them, so a finished run (its done.json from the newer
+    output) kept the older output's half-trained best.ckpt and was scored with it. Only the newest output counts."""
+    def output(root: Path, tag: bytes, done: bool, written: float) -> None:
+        run = root / "tiny" / "runs" / "r"
+        (run / "checkpoints").mkdir(parents=True)
+        (run / "checkpoints" / "best.ckpt").write_bytes(tag)
+        if done:
+            (run / "done.json").write_text("{}")
+        export_outputs(root)
+        manifest = read_json(root / MANIFEST)
+        write_json(root / MANIFEST, {**manifest, "written": written})
+
+    kin = tmp_path / "input" / "notebooks" / "alice"
+    output(kin / "reprolib-table4" / "data", b"finished weights", True, written=2e9)
+    output(kin / "reprolib-table4-v3" / "data", b"step 100 weights", False, written=1e9)  # sorts after the newest
+    work = tmp_path / "work"
+    counts = import_previous(tmp_path / "input", work)
+    assert counts["sources"] == 1 and (work / "tiny" / "runs" / "r" / "done.json").is_file()
+    assert (work / "tiny" / "runs" / "r" / "checkpoints" / "best.ckpt").read_bytes() == b"finished weights"
+    assert "reprolib-table4-v3" in capsys.readouterr().out  # the one left out is named

@@ -267,7 +267,8 @@ def _present(dest: Path, info: dict[str, Any]) -> bool:
 
 
 def import_previous(kaggle_input: str | os.PathLike | None, work_root: str | os.PathLike) -> dict[str, int]:
-    """Bring every earlier session's output found under ``kaggle_input`` into ``work_root``.
+    """Bring the newest earlier session's output found under ``kaggle_input`` into ``work_root`` (by the time its
+    manifest was written; an older one mounted beside it is left out, with a warning).
 
     Files are copied (the mount is read-only), checked against the sha256 in that session's manifest,
     and given back their recorded mtimes; archives are unpacked. Files already present with the same
@@ -275,15 +276,23 @@ def import_previous(kaggle_input: str | os.PathLike | None, work_root: str | os.
     """
     root = Path(work_root)
     counts = {"sources": 0, "copied": 0, "kept": 0}
+    found = []
     for prev in find_previous(kaggle_input):
         if prev.resolve() == root.resolve():
             continue
         manifest_path = prev / MANIFEST
         try:
             manifest = read_json(manifest_path)
-            files, archives = manifest["files"], manifest["archives"]
-        except (KeyError, TypeError, json.JSONDecodeError):
+            files, archives, written = manifest["files"], manifest["archives"], float(manifest.get("written", 0))
+        except (KeyError, TypeError, ValueError, AttributeError, json.JSONDecodeError):
             raise ReprolibDataError(manifest_path, "not a reprolib output manifest") from None
+        found.append((written, prev, files, archives))
+    # only the newest output: it holds everything done so far, and an older one (a version attached as well) would
+    # replace its files with older ones (a finished run's best.ckpt by a half-trained one)
+    found.sort(key=lambda f: f[0], reverse=True)
+    for _, prev, _, _ in found[1:]:
+        print(f"[reprolib] WARNING: {prev} is an older reprolib output than {found[0][1]}: not imported", flush=True)
+    for _, prev, files, archives in found[:1]:
         counts["sources"] += 1
         for rel, info in sorted(files.items()):
             if rel.startswith(PACKED + "/"):
