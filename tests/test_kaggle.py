@@ -99,6 +99,7 @@ class _FakeKaggle(BaseHTTPRequestHandler):
             self._reply({"files": [{"url": "http://localhost/files/last.ckpt", "fileName": "runs/last.ckpt"},
                                    {"url": "http://localhost/files/table4.csv", "fileName": "table4.csv"},
                                    {"url": "http://localhost/files/table4.csv", "fileName": "results/table4/table4.csv"},
+                                   {"url": "http://localhost/files/status.json", "fileName": "results/table4/status.json"},
                                    {"url": "http://localhost/files/last.ckpt",
                                     "fileName": "data/demo/runs/r/checkpoints/last.ckpt"}],
                          "log": "[{\"data\": \"done\"}]", "nextPageToken": ""})
@@ -115,6 +116,8 @@ class _FakeKaggle(BaseHTTPRequestHandler):
             self._reply(b"CKPT-BYTES", "application/octet-stream")
         elif self.path == "/files/table4.csv":
             self._reply(b"variant,metric,value\nfull,ap,0.5\n", "text/csv")
+        elif self.path == "/files/status.json":
+            self._reply({"table": "table4", "runs_total": 1, "runs_finished": 1, "complete": True})
         else:
             self.send_error(404)
 
@@ -209,10 +212,10 @@ def test_push_sends_accelerator_and_pinned_image(fake_kaggle, tmp_path: Path) ->
 
 def test_pull_fetches_only_results_where_the_report_reads(fake_kaggle, tmp_path: Path) -> None:
     files = rk.pull("alice/reprolib-table4", tmp_path / "results" / "table4", table="table4", work=tmp_path / "b")
-    assert files == [tmp_path / "results" / "table4" / "table4.csv"]
-    assert files[0].read_text().startswith("variant,metric")
+    assert files == [tmp_path / "results" / "table4" / n for n in ("status.json", "table4.csv")]
+    assert files[1].read_text().startswith("variant,metric")
     downloads = [c[2] for c in fake_kaggle.calls if c[0] == "GET"]
-    assert downloads == ["/files/table4.csv"]  # no checkpoint was downloaded
+    assert downloads == ["/files/table4.csv", "/files/status.json"]  # no checkpoint was downloaded
 
 
 def test_bundle_carries_tracked_files_and_pinned_installs(tmp_path: Path) -> None:
@@ -323,3 +326,43 @@ def test_data_and_checkpoints_travel_as_datasets(tmp_path: Path) -> None:
     assert rk.push_parameters(argparse.Namespace(**{**vars(args), "max_time": "00:12:00:00"}))[0]["max_time"]
     with pytest.raises(ValueError, match=r"--checkpoints must be name=file"):  # not a weight silently left out
         rk.push_parameters(argparse.Namespace(**{**vars(args), "checkpoints": "deepwv3plus=a.pth,latest_net_G.pth"}))
+
+
+def _fake_output(monkeypatch, status: dict | None) -> None:
+    """`kaggle kernels output` of a kernel whose results/table4/ holds a CSV and, unless None, this status.json."""
+    from reprolib.kaggle import remote
+
+    def fake_cli(args: list[str]) -> str:
+        out = Path(args[args.index("-p") + 1]) / "results" / "table4"
+        out.mkdir(parents=True)
+        (out / "table4.csv").write_text("variant,profile\nfull,full\n")
+        if status is not None:
+            (out / "status.json").write_text(json.dumps(status))
+        return ""
+
+    monkeypatch.setattr(remote, "_run_cli", fake_cli)
+
+
+def test_pull_refuses_an_unfinished_table_and_replaces_the_folder_whole(tmp_path: Path, monkeypatch) -> None:
+    """kaggle-pull moved whatever the kernel's last output held over results/<table>/, file by file: a session's
+    partial table (6 of 40 runs; "in_progress" after a crash, which makes `make report` rerun it locally) replaced a
+    finished local one without a word, and stale local files stayed beside the pulled ones."""
+    dest = tmp_path / "results" / "table4"
+    dest.mkdir(parents=True)
+    (dest / "table4.csv").write_text("variant,profile\nfull,demo\n")
+    (dest / "stale.png").write_text("an older figure")
+    kw = dict(table="table4", work=tmp_path / "b")
+    for status, why in (({"table": "table4", "runs_total": 40, "runs_finished": 6, "complete": False}, "6/40 runs"),
+                        ({"table": "table4", "complete": False, "in_progress": True}, "in progress"),
+                        ({"table": "table7", "complete": True}, "table7"), (None, "no readable")):
+        _fake_output(monkeypatch, status)
+        with pytest.raises(RuntimeError, match=why):
+            rk.pull("alice/reprolib-table4", dest, **kw)
+        assert (dest / "table4.csv").read_text().endswith("full,demo\n")  # untouched
+    _fake_output(monkeypatch, {"table": "table4", "runs_total": 40, "runs_finished": 6, "complete": False})
+    assert rk.pull("alice/reprolib-table4", dest, partial=True, **kw)  # asked for: the partial table
+    _fake_output(monkeypatch, {"table": "table4", "runs_total": 40, "runs_finished": 40, "complete": True})
+    files = rk.pull("alice/reprolib-table4", dest, **kw)
+    assert sorted(p.name for p in files) == sorted(p.name for p in dest.iterdir()) == ["status.json", "table4.csv"]
+    backup = dest.with_name("table4.before-pull")  # the local folder it replaced is kept aside
+    assert (backup / "table4.csv").read_text().endswith("full,full\n")  # (the partial pull, replaced in turn)

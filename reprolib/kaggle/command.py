@@ -158,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p_pull = sub.add_parser("pull", help="fetch a table kernel's results into results/<table>/")
     p_pull.add_argument("--table", required=True)
     p_pull.add_argument("--dest", default=None)
+    p_pull.add_argument("--partial", action="store_true", help="take the table though its runs are not all finished")
     args = parser.parse_args(argv)
 
     check_table(args.table)
@@ -174,5 +175,5 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(push(bundle, accelerator=args.accelerator if gpu else None))
     else:
         dest = Path(args.dest or Path("results") / args.table)
-        files = pull(f"{kaggle_username()}/{slug}", dest, table=args.table)
+        files = pull(f"{kaggle_username()}/{slug}", dest, table=args.table, partial=args.partial)
         print(f"{len(files)} result files → {dest}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -53,9 +54,13 @@ def push(bundle_dir: str | os.PathLike, timeout_s: int | None = None, accelerato
 
 
 def pull(kernel_id: str, dest: str | os.PathLike, table: str | None = None,
-         work: str | os.PathLike = "build/kaggle-pull") -> list[Path]:
+         work: str | os.PathLike = "build/kaggle-pull", partial: bool = False) -> list[Path]:
     """Download a kernel's output; with ``table``, only ``results/<table>/*`` lands in ``dest`` (where
-    ``make report`` reads it), else every file. Returns the files placed in ``dest``."""
+    ``make report`` reads it), else every file. Returns the files placed in ``dest``.
+
+    With ``table``: the output's ``status.json`` must name that table and say it is complete (``partial=True``
+    takes an unfinished one), and ``dest`` is replaced as a whole, its previous content kept in
+    ``<dest>.before-pull``: a refused pull changes nothing, and no stale local file stays beside the pulled ones."""
     dest = Path(dest)
     if table is None:
         dest.mkdir(parents=True, exist_ok=True)
@@ -70,13 +75,38 @@ def pull(kernel_id: str, dest: str | os.PathLike, table: str | None = None,
     if not got:
         raise RuntimeError(f"kernel {kernel_id} has no {prefix} in its output (still running, or failed? "
                            f"see `kaggle kernels status {kernel_id}` and the log in {tmp})")
-    placed = []
-    for p in got:
-        target = dest / p.relative_to(tmp / prefix)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(p, target)
-        placed.append(target)
-    return placed
+    _check_pulled_status(tmp / prefix / "status.json", kernel_id, table, partial)
+    # the new folder beside dest (same file system), then swapped in: dest is the old or the new one, never a mix
+    staged = dest.with_name(dest.name + ".pulling")
+    shutil.rmtree(staged, ignore_errors=True)
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(tmp / prefix), staged)
+    if dest.exists():
+        backup = dest.with_name(dest.name + ".before-pull")
+        shutil.rmtree(backup, ignore_errors=True)
+        os.replace(dest, backup)
+    os.replace(staged, dest)
+    return sorted(p for p in dest.rglob("*") if p.is_file())
+
+
+def _check_pulled_status(path: Path, kernel_id: str, table: str, partial: bool) -> None:
+    """Refuse a pulled ``status.json`` of another table, an unfinished table (unless ``partial``), or none."""
+    try:
+        status = json.loads(path.read_text())
+        name, complete, running = status["table"], status.get("complete") is True, bool(status.get("in_progress"))
+    except (OSError, ValueError, KeyError, TypeError):
+        raise RuntimeError(f"kernel {kernel_id}'s output has no readable results/{table}/status.json: not a finished "
+                           "table session (nothing pulled)") from None
+    if name != table:
+        raise RuntimeError(f"kernel {kernel_id}'s results/{table}/status.json is {name}'s (nothing pulled)")
+    if complete and not running:
+        return
+    how = ("in progress (the session was killed or crashed: the CSV holds part of the rows)" if running else
+           f"{status.get('runs_finished', '?')}/{status.get('runs_total', '?')} runs finished")
+    if not partial:
+        raise RuntimeError(f"kernel {kernel_id}'s {table} is {how}: push again until its log says all runs are "
+                           "finished, or pull with --partial to take this part (nothing pulled)")
+    print(f"warning: {table} pulled though {how}", flush=True)
 
 
 def status(kernel_id: str) -> str:
