@@ -396,3 +396,33 @@ def test_an_older_output_mounted_beside_the_newest_is_not_imported(tmp_path: Pat
     assert counts["sources"] == 1 and (work / "tiny" / "runs" / "r" / "done.json").is_file()
     assert (work / "tiny" / "runs" / "r" / "checkpoints" / "best.ckpt").read_bytes() == b"finished weights"
     assert "reprolib-table4-v3" in capsys.readouterr().out  # the one left out is named
+
+
+def test_a_folder_that_cannot_be_packed_stays_as_it_is_and_the_manifest_is_written(tmp_path: Path, monkeypatch) -> None:
+    """Packing writes a tar beside the folder (a second copy until the folder is removed): near Kaggle's 20 GB of
+    /kaggle/working the disk fills. export_outputs raised, so no manifest was written, and the next session found
+    no previous output and silently started the table over. Such a folder now travels unpacked."""
+    import errno
+    import tarfile
+
+    root = tmp_path / "input" / "k" / "data"
+    for split in ("a", "b"):
+        (root / "tiny" / "processed" / split).mkdir(parents=True)
+        (root / "tiny" / "processed" / split / "x.png").write_bytes(split.encode())
+    (root / "tiny" / "runs" / "r").mkdir(parents=True)
+    (root / "tiny" / "runs" / "r" / "last.ckpt").write_bytes(b"weights")
+    real = tarfile.TarFile.add
+
+    def add(self, name, *args, **kw):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if "processed/b" in str(name):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, name, *args, **kw)
+
+    monkeypatch.setattr(tarfile.TarFile, "add", add)
+    manifest = export_outputs(root)
+    assert list(manifest["archives"]) == ["packed/tiny/processed/a.tar"] and "tiny/processed/b/x.png" in manifest["files"]
+    assert not list(root.rglob("*.tmp"))
+    work = tmp_path / "work"
+    import_previous(tmp_path / "input", work)
+    assert sorted(p.relative_to(work).as_posix() for p in work.rglob("*") if p.is_file()) == [
+        "tiny/processed/a/x.png", "tiny/processed/b/x.png", "tiny/runs/r/last.ckpt"]

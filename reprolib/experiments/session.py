@@ -198,15 +198,27 @@ def export_outputs(work_root: str | os.PathLike) -> dict[str, Any]:
         rel = folder.relative_to(root).as_posix()
         tar_path = root / PACKED / f"{rel}.tar"
         tar_path.parent.mkdir(parents=True, exist_ok=True)
+        arch = tar_path.relative_to(root).as_posix()
         members: dict[str, Any] = {}
         tmp = tar_path.with_name(tar_path.name + ".tmp")
-        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tf:
-            for path in _walk(folder):
-                name = path.relative_to(root).as_posix()
-                members[name] = _entry(path)
-                tf.add(path, arcname=name, recursive=False)
-        os.replace(tmp, tar_path)
-        archives[tar_path.relative_to(root).as_posix()] = members
+        try:
+            with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tf:
+                for path in _walk(folder):
+                    name = path.relative_to(root).as_posix()
+                    members[name] = _entry(path)
+                    tf.add(path, arcname=name, recursive=False)
+            os.replace(tmp, tar_path)
+        except OSError as exc:
+            # the tar is a second copy of the folder until the folder is removed: near Kaggle's 20 GB the disk fills.
+            # The folder then travels as plain files, and the manifest is still written (without it the next session
+            # would import nothing and start over)
+            tmp.unlink(missing_ok=True)
+            if archives.pop(arch, None) is not None:  # an earlier export's archive of it: out of date
+                tar_path.unlink(missing_ok=True)
+            print(f"[reprolib] WARNING: could not pack {rel} ({exc}); it stays as {sum(1 for _ in _walk(folder))} "
+                  "plain files", flush=True)
+            continue
+        archives[arch] = members
         shutil.rmtree(folder)
     files: dict[str, Any] = {}
     for path in _walk(root):
