@@ -336,3 +336,9 @@ def test_explore_refuses_an_unknown_dataset(tmp_path: Path) -> None:
     # was: silently the first set the run was scored on (here: nothing trained, so a "train first" note)
     with pytest.raises(ValueError, match=r"dataset must be one of .*got 'fs_statc'"):
         default_selection(tmp_path, "demo", dataset="fs_statc")
+
+
+def test_kaggle_pull_takes_an_unfinished_table_only_when_asked() -> None:
+    assert _make_dry("kaggle-pull", "TABLE=table4").strip().endswith("pull --table table4")
+    assert _make_dry("kaggle-pull", "TABLE=table4", "PARTIAL=yes").strip().endswith("pull --table table4 --partial")
+    assert "--partial" not in _make_dry("kaggle-pull", "TABLE=table4", "PARTIAL=no")
