@@ -73,8 +73,10 @@ def test_another_clone_names_the_same_runs_and_splits(table4, tmp_path: Path) ->
     assert names and names <= {p.name for p in (work / "tiny" / "processed").iterdir()}
 
 
-def test_best_checkpoint_is_scored(table4) -> None:
+def test_best_checkpoint_is_scored(table4, tmp_path: Path) -> None:
     """The cached scores are those of best.ckpt (lowest validation loss), not last.ckpt."""
+    import shutil
+
     import torch
 
     from reprolib.experiments.runner import scored_checkpoint
@@ -95,6 +97,23 @@ def test_best_checkpoint_is_scored(table4) -> None:
         last, _ = load_trained(run, which="last")
         other = score_split(last, split, size=(64, 128))["dissimilarity"]
         assert not np.array_equal(np.stack(other), np.stack(fresh["dissimilarity"]))
+    # in the tiny profile best.ckpt and last.ckpt are the same step, so the branch above never runs there: in a copy
+    # of the run, best.ckpt gets other weights, and what the runner scores (and caches) must be those
+    from reprolib.experiments import pipeline as P
+    from reprolib.experiments import runner
+    from reprolib.experiments.profiles import get_pipeline_profile
+
+    copy = tmp_path / run.name
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("scores", "predictions"))
+    best = torch.load(copy / "checkpoints" / "best.ckpt", weights_only=True)
+    best["state_dict"] = {k: v * 1.5 if v.is_floating_point() else v for k, v in best["state_dict"].items()}
+    torch.save(best, copy / "checkpoints" / "best.ckpt")
+    ctx = P.Context(profile=get_pipeline_profile("tiny"), work_dir=tmp_path / "work")
+    scored = runner.scores_for(ctx, copy, None, "fs_static", split)["dissimilarity"]
+    other_best = score_split(load_trained(copy, which="best")[0], split, size=(64, 128))["dissimilarity"]
+    last_scores = score_split(load_trained(copy, which="last")[0], split, size=(64, 128))["dissimilarity"]
+    assert not np.array_equal(np.stack(other_best), np.stack(last_scores))  # the two checkpoints now differ
+    np.testing.assert_array_equal(np.stack(scored), np.stack(other_best))
     (run / "checkpoints" / "best.ckpt").rename(run / "checkpoints" / "held.ckpt")
     try:  # a run without a validation split has no best.ckpt: its last one is scored
         assert scored_checkpoint(run).name == "last.ckpt"
