@@ -122,6 +122,12 @@ def test_learned_ensemble_variant_trains(splits, tmp_path: Path) -> None:
     run = train(_cfg(splits, max_steps=2, ensemble="learned-probability"), tmp_path / "e2e")
     _, ensemble = load_trained(run)
     assert ensemble is not None and ensemble.mode == "probability"
+    # trained: the optimiser moved the ensemble's weights away from their initial (1, 1, 1, 1)
+    from reprolib.ensemble.learned import LearnedEnsemble
+
+    init = LearnedEnsemble("probability").weights.detach()
+    moved = (ensemble.weights.detach() - init).abs()
+    assert bool((moved > 0).all()), (ensemble.weights, init)
 
 
 def test_kill_and_resume_is_bit_identical(splits, tmp_path: Path) -> None:
