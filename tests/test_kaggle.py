@@ -189,7 +189,18 @@ def test_push_errors_fail_loudly(fake_kaggle, tmp_path: Path, monkeypatch) -> No
         rk.push(bundle)
     assert SECRET not in str(err.value) and "***" in str(err.value)
     fake_kaggle.save_reply = {"invalidKernelSources": ["alice/reprolib-table4"]}
-    with pytest.raises(RuntimeError, match="not valid kernel sources"):
+    with pytest.raises(RuntimeError, match="not valid kernel sources") as err:
+        rk.push(bundle)
+    # version 3 exists and runs without the previous output: the message says so, and to stop it
+    assert "version 3 WAS created" in str(err.value) and "stop it at http://localhost/code/alice/reprolib-table4" \
+        in str(err.value)
+    # the first version cannot mount itself (there is no earlier version): that refusal alone is no error
+    fake_kaggle.save_reply = {"invalidKernelSources": ["alice/reprolib-table4"], "versionNumber": 1}
+    assert "Kernel version 1 successfully pushed" in rk.push(bundle)
+    # but another refused source on version 1 is
+    fake_kaggle.save_reply = {"invalidKernelSources": ["alice/reprolib-table4"], "versionNumber": 1,
+                              "invalidDatasetSources": ["alice/synboost-data"]}
+    with pytest.raises(RuntimeError, match=r"version 1 WAS created(.|\n)*not valid dataset sources.*synboost-data"):
         rk.push(bundle)
     # and the command line exits non-zero
     fake_kaggle.save_reply = {"error": "quota exceeded"}
@@ -198,6 +209,19 @@ def test_push_errors_fail_loudly(fake_kaggle, tmp_path: Path, monkeypatch) -> No
     proc = subprocess.run([sys.executable, "-m", "reprolib.kaggle", "push", "--table", "table4"], cwd=ROOT,
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode != 0 and "quota exceeded" in proc.stderr
+
+
+def test_push_output_check_without_a_server() -> None:
+    ok = "Kernel version 2 successfully pushed.  Please check progress at https://www.kaggle.com/code/a/b"
+    assert rk.check_push_output(ok, "a/b") == ok
+    with pytest.raises(RuntimeError, match="no 'successfully pushed' line"):
+        rk.check_push_output("", "a/b")
+    self_ref = "The following are not valid kernel sources and could not be added to the kernel: ['a/b']\n"
+    assert rk.check_push_output(self_ref + ok.replace("version 2", "version 1"), "a/b")
+    with pytest.raises(RuntimeError, match="version 2 WAS created"):  # an existing kernel that cannot mount itself
+        rk.check_push_output(self_ref + ok, "a/b")
+    with pytest.raises(RuntimeError, match="version 1 WAS created"):  # another kernel's id refused
+        rk.check_push_output(self_ref.replace("a/b", "a/c") + ok.replace("version 2", "version 1"), "a/b")
 
 
 def test_push_sends_accelerator_and_pinned_image(fake_kaggle, tmp_path: Path) -> None:

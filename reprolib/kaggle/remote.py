@@ -34,10 +34,35 @@ def _run_cli(args: list[str]) -> str:
     return out
 
 
-def check_push_output(out: str) -> str:
-    """Raise with the reason when ``kaggle kernels push`` printed an error (it exits 0 on those)."""
-    problems = [line for line in out.splitlines() if any(e in line for e in PUSH_ERRORS)]
-    if problems or "successfully" not in out:
+def check_push_output(out: str, kernel_id: str | None = None) -> str:
+    """Raise with the reason when ``kaggle kernels push`` printed an error (it exits 0 on those).
+
+    Where the CLI also says "Kernel version N successfully pushed", the version exists and its session is running
+    without what was refused, and the message says so (a push again would run a second session beside it). The one
+    refusal accepted: the kernel's own id (``kernel_id``) as a kernel source on version 1, where there is no
+    earlier version to mount.
+    """
+    created = re.search(r"Kernel version (\d+)? ?successfully", out)
+    version = int(created.group(1)) if created and created.group(1) else None
+    problems = []
+    for line in out.splitlines():
+        if not any(e in line for e in PUSH_ERRORS):
+            continue
+        refused = re.search(r"not valid kernel sources.*?: \[(.*)\]", line)
+        if refused and version == 1 and kernel_id is not None:
+            names = [n.strip().strip("'\"") for n in refused.group(1).split(",") if n.strip()]
+            if names == [kernel_id]:
+                continue  # the first version's self-reference: nothing to mount yet
+        problems.append(line)
+    if created and problems:
+        url = re.search(r"(https?://\S+)", out[created.start():])
+        where = f" at {url.group(1)}" if url else ""
+        raise RuntimeError(f"kaggle kernels push: version {version or '?'} WAS created and its session is running, "
+                           f"but the CLI refused part of it:\n" + "\n".join(problems) +
+                           f"\nA session without its data or its previous output runs for nothing: stop it{where} "
+                           f"(kaggle.com: the version's page, Cancel run) before pushing again, which would run a "
+                           f"second session beside it.\n--- full output ---\n{out}")
+    if problems or not created:
         reason = "\n".join(problems) or "no 'successfully pushed' line in the CLI output"
         raise RuntimeError(f"kaggle kernels push failed:\n{reason}\n--- full output ---\n{out}")
     return out
@@ -50,7 +75,9 @@ def push(bundle_dir: str | os.PathLike, timeout_s: int | None = None, accelerato
         args += ["-t", str(int(timeout_s))]
     if accelerator:
         args += ["--accelerator", accelerator]
-    return check_push_output(_run_cli(args))
+    meta = Path(bundle_dir) / "kernel-metadata.json"
+    kernel_id = json.loads(meta.read_text()).get("id") if meta.is_file() else None
+    return check_push_output(_run_cli(args), kernel_id)
 
 
 def pull(kernel_id: str, dest: str | os.PathLike, table: str | None = None,
