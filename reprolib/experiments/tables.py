@@ -75,7 +75,8 @@ GRID_NOTE = (
     "maximising AP - FPR95, tuned on the very set reported) and sits beside the report's number; the plain row "
     "is our corrected protocol (weights minimising FPR95, as the original code, tuned on one half of the images "
     "and reported on the other, cross-fitted; each recording sequence lies in one half; the row is the mean of "
-    "the two halves' metrics)."
+    "the two halves' metrics). A row without a grid ensemble (w/o ensemble, a learned ensemble) has one set of "
+    "metrics over all images, so its difference to a plain grid row also holds that of the two estimates."
 )
 #: how every table and figure selects its checkpoint, and how the report's trainer did
 CHECKPOINT_NOTE = ("Checkpoint: lowest validation loss (best.ckpt) on the generated Cityscapes-val split, which also "
