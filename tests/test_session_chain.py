@@ -28,6 +28,7 @@ from reprolib.experiments.session import (
     import_previous,
     parse_max_time,
     read_log,
+    unusable_outputs,
 )
 from reprolib.io import ReprolibDataError, read_json, write_json
 
@@ -176,13 +177,36 @@ def test_import_checks_content(tmp_path: Path) -> None:
     export_outputs(prev)
     work = tmp_path / "work"
     counts = import_previous(tmp_path / "input", work)
-    assert counts == {"sources": 1, "copied": 2, "kept": 0}
+    assert counts == {"sources": 1, "copied": 2, "kept": 0, "unusable": 0}
     assert (work / "tiny" / "runs" / "r" / "last.ckpt").read_bytes() == b"weights"
     assert (work / "tiny" / "processed" / "s" / "a.png").stat().st_mtime_ns == 123_456_789_000  # caches key on it
     assert import_previous(tmp_path / "input", work)["kept"] == 2  # a second import copies nothing
     (prev / "tiny" / "runs" / "r" / "last.ckpt").write_bytes(b"WEIGHTS")  # corrupted after the manifest
     with pytest.raises(ReprolibDataError, match="manifest"):
         import_previous(tmp_path / "input", tmp_path / "work2")
+
+
+def test_an_earlier_output_without_a_manifest_is_named_not_imported(tmp_path: Path, capsys) -> None:
+    """A session killed before its end (or whose import failed) leaves an output without a manifest: the next session
+    cannot check it, imports nothing of it, and says so instead of starting the table over in silence."""
+    killed = tmp_path / "input" / "notebooks" / "u" / "reprolib-table4"
+    (killed / "results" / "table4").mkdir(parents=True)
+    (killed / "results" / "table4" / "status.json").write_text('{"table": "table4", "in_progress": true}')
+    (killed / "data" / "tiny" / "runs" / "r").mkdir(parents=True)
+    (killed / "data" / "tiny" / "runs" / "r" / "last.ckpt").write_bytes(b"weights")
+    counts = import_previous(tmp_path / "input", tmp_path / "work")
+    assert counts == {"sources": 0, "copied": 0, "kept": 0, "unusable": 1}
+    assert f"{killed} is an earlier session's output without {MANIFEST}" in capsys.readouterr().out
+    assert not (tmp_path / "work" / "tiny").exists()
+    # a whole output beside it (its manifest under data/) is imported, and not named
+    good = tmp_path / "input" / "other"
+    (good / "results" / "table4").mkdir(parents=True)
+    (good / "results" / "table4" / "status.json").write_text('{"table": "table4", "complete": true}')
+    (good / "data" / "tiny").mkdir(parents=True)
+    (good / "data" / "tiny" / "x.json").write_text("{}")
+    export_outputs(good / "data")
+    assert unusable_outputs(tmp_path / "input") == [killed]
+    assert import_previous(tmp_path / "input", tmp_path / "work")["copied"] == 1
 
 
 def test_import_refuses_a_cut_archive_and_a_failed_import_exports_nothing(tmp_path: Path, monkeypatch) -> None:

@@ -252,6 +252,19 @@ def find_previous(kaggle_input: str | os.PathLike | None, max_depth: int = 5) ->
     return found
 
 
+def unusable_outputs(kaggle_input: str | os.PathLike | None, max_depth: int = 5) -> list[Path]:
+    """Earlier outputs of a table session under ``kaggle_input`` (a ``results/<table>/status.json`` inside) that hold
+    no :data:`MANIFEST`: a session killed before its end (out of memory, Kaggle's 12 h), or one whose import of its
+    own previous output failed. :func:`import_previous` cannot check, so does not import, anything of them."""
+    if not kaggle_input or not Path(kaggle_input).is_dir():
+        return []
+    base = Path(kaggle_input)
+    roots = {p.parents[2] for depth in range(max_depth + 1)
+             for p in base.glob("/".join(["*"] * depth + ["results", "*", "status.json"])) if p.is_file()}
+    good = find_previous(kaggle_input, max_depth + 2)
+    return sorted(r for r in roots if not any(g == r or r in g.parents for g in good))
+
+
 def _copy_verified(read: Callable[[], Any], dest: Path, info: dict[str, Any], origin: str) -> None:
     """Stream into ``dest`` (temp + rename), check the sha256 against the manifest, restore the mtime."""
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -284,10 +297,17 @@ def import_previous(kaggle_input: str | os.PathLike | None, work_root: str | os.
 
     Files are copied (the mount is read-only), checked against the sha256 in that session's manifest,
     and given back their recorded mtimes; archives are unpacked. Files already present with the same
-    content are kept. Returns counts: ``sources``, ``copied``, ``kept``.
+    content are kept. Returns counts: ``sources``, ``copied``, ``kept``, ``unusable`` (outputs without a manifest,
+    :func:`unusable_outputs`, each named in a warning: a chain that starts over says why).
     """
     root = Path(work_root)
-    counts = {"sources": 0, "copied": 0, "kept": 0}
+    counts = {"sources": 0, "copied": 0, "kept": 0, "unusable": 0}
+    unusable = unusable_outputs(kaggle_input)
+    for prev in unusable:
+        print(f"[reprolib] WARNING: {prev} is an earlier session's output without {MANIFEST}: that session was killed "
+              "before its end (out of memory, the 12-h limit) or could not import its own previous output (see its "
+              "log); nothing of it can be checked, so nothing of it is imported", flush=True)
+    counts["unusable"] = len(unusable)
     found = []
     for prev in find_previous(kaggle_input):
         if prev.resolve() == root.resolve():
