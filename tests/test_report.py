@@ -190,3 +190,15 @@ def test_a_report_build_that_fails_leaves_make_s_target_unwritten(tmp_path: Path
     assert (tmp_path / "report" / "generated" / "table4.tex").is_file()
     assert not (tmp_path / "report" / "generated" / "profiles.tex").exists()
 
+
+
+def test_captions_print_angle_brackets_not_ot1_inverted_marks(tmp_path: Path) -> None:
+    """The captions' "<variant>@report_selection" came out as "¡variant¿" (OT1 encodes < and > as ¡ and ¿)."""
+    from reprolib.report.latex import latex_escape
+
+    assert latex_escape("<variant>@x") == "\\textless{}variant\\textgreater{}@x"
+    build_report(_results(tmp_path, report_selection=True).parents[1], tmp_path / "report")
+    caption = re.search(r"\\caption\{(.*?)\}\n\\label", (tmp_path / "report" / "generated" / "table4.tex").read_text(),
+                        re.S).group(1)
+    assert "\\textless{}variant\\textgreater{}@report\\_selection" in caption
+    assert "<" not in caption.replace("$", "") and ">" not in caption

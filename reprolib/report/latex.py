@@ -112,8 +112,10 @@ def comparison_table(
 
 def latex_escape(text: str) -> str:
     """Plain text (a table's caption) → LaTeX."""
+    # "<" and ">" too: in the default OT1 font encoding they print as "¡" and "¿" (the captions' "<variant>@...")
     table = {"\\": "\\textbackslash{}", "&": "\\&", "%": "\\%", "$": "\\$", "#": "\\#", "_": "\\_",
-             "{": "\\{", "}": "\\}", "~": "\\textasciitilde{}", "^": "\\textasciicircum{}"}
+             "{": "\\{", "}": "\\}", "~": "\\textasciitilde{}", "^": "\\textasciicircum{}",
+             "<": "\\textless{}", ">": "\\textgreater{}"}
     return "".join(table.get(ch, ch) for ch in text)
 
 
