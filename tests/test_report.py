@@ -202,3 +202,19 @@ def test_captions_print_angle_brackets_not_ot1_inverted_marks(tmp_path: Path) ->
                         re.S).group(1)
     assert "\\textless{}variant\\textgreater{}@report\\_selection" in caption
     assert "<" not in caption.replace("$", "") and ">" not in caption
+
+
+def test_caption_names_the_table_its_seeds_and_only_the_sources_it_shows(tmp_path: Path) -> None:
+    """The caption said "Table4: ours (mean ± std over seeds) beside the MLRC report and the paper" for every table:
+    also for one-seed tables (no std) and for tables with no paper (Table 7, 8) or no reference column at all."""
+    from reprolib.report.latex import table_caption
+
+    df = load_results(_results(tmp_path))
+    cap = table_caption("table4", df, comparison_table(df, "table4"), "demo")
+    assert cap.startswith("Ablations (the report's Table 4): ours (profile \\texttt{demo}, 3 seeds, mean $\\pm$ std")
+    assert "the MLRC report's and the paper's numbers" in cap
+    one = df[df["seed"] == 0]
+    cap = table_caption("table4", one, comparison_table(one, "table4", with_reference=False), "demo")
+    assert "1 seed)" in cap and "std" not in cap and "paper's" not in cap and "report's numbers" not in cap
+    t7 = one.assign(table="table7")
+    assert "beside the MLRC report's numbers;" in table_caption("table7", t7, comparison_table(t7, "table7"), "demo")

@@ -150,6 +150,31 @@ def figure_name(table: str, file_name: str) -> str:
     return f"{table}-{file_name}"
 
 
+def _report_ref(name: str) -> str:
+    """Which of the report's tables or figures ``results/<name>/`` reproduces ("Table 4", "Figures 4-6")."""
+    if name.startswith("table") and name[5:].isdigit():
+        return f"Table {name[5:]}"
+    return {"figures": "Figures 4--6", "figure3": "Figure 3"}.get(name, "")
+
+
+def table_caption(name: str, results: pd.DataFrame, table: pd.DataFrame, profile: str) -> str:
+    """The opening of a results table's caption: what it is (its title and the report's number), how many seeds
+    our cells average (a single seed has no std), and only the reference columns the table actually has."""
+    spec = TABLES.get(name)
+    title = latex_escape(spec.title) if spec and spec.title else latex_escape(name)
+    ref = _report_ref(name)
+    head = f"{title} (the report's {ref})" if ref else title
+    per_variant = summarize(results).groupby("variant")["n"].max()
+    lo, hi = (int(per_variant.min()), int(per_variant.max())) if len(per_variant) else (0, 0)
+    n = f"{lo}" if lo == hi else f"{lo} to {hi}"
+    seeds = f"{n} seed{'' if hi == 1 else 's'}" + (", mean $\\pm$ std over seeds" if hi > 1 else "")
+    sources = {c[2] for c in table.columns if len(c) == 3 and c[2] in ("report", "paper")}
+    beside = " and ".join(w for s, w in (("report", "the MLRC report's"), ("paper", "the paper's")) if s in sources)
+    caption = f"{head}: ours (profile \\texttt{{{profile}}}, {seeds})"
+    caption += f" beside {beside} numbers" if beside else ", with no number printed by the report or the paper to set beside it"
+    return caption + "; AP and FPR95 in \\%."
+
+
 def build_report(results_dir: str | Path = "results", report_dir: str | Path = "report") -> list[Path]:
     """Write ``report/generated/<table>.tex`` for every ``results/<table>/<table>.csv`` and copy its figures
     (named by :func:`figure_name`).
@@ -169,8 +194,7 @@ def build_report(results_dir: str | Path = "results", report_dir: str | Path = "
         profiles[name] = set(df["profile"].astype(str))
         prof = ", ".join(sorted(profiles[name]))
         table = comparison_table(df, name)
-        caption = (f"{name.capitalize()}: ours (profile \\texttt{{{prof}}}, mean $\\pm$ std over seeds) beside "
-                   "the MLRC report and the paper (AP and FPR95 in \\%).")
+        caption = table_caption(name, df, table, prof)
         if name in TABLES and TABLES[name].caption:
             caption += " " + latex_escape(TABLES[name].caption)
         out = gen / f"{name}.tex"
