@@ -150,8 +150,11 @@ def test_report_compiles_with_latex(tmp_path: Path) -> None:
 
 def test_latex_rows_have_as_many_cells_as_columns(tmp_path: Path) -> None:
     """The protocol cell is text: its "FS L&F" must not become a column break (pdflatex: "Extra alignment tab")."""
-    build_report(_results(tmp_path, report_protocol=True, report_selection=True).parents[1], tmp_path / "report")
-    tex = (tmp_path / "report" / "generated" / "table4.tex").read_text()
+    from reprolib.report import write_latex_table
+
+    # the long labels (the notebooks'; the PDF prints short ones, see the next test) contain "FS L&F"
+    table = comparison_table(load_results(_results(tmp_path, report_protocol=True, report_selection=True)), "table4")
+    tex = write_latex_table(table, tmp_path / "table4.tex", caption="c", label="tab:table4")
     ncols = len(re.search(r"\\begin\{tabular\}\{(\w+)\}", tex).group(1))
     rows = [line for line in tex.splitlines() if line.endswith("\\\\") and line.startswith("full")]
     assert len(rows) == 4 and "FS L\\&F" in rows[-1]
@@ -218,3 +221,15 @@ def test_caption_names_the_table_its_seeds_and_only_the_sources_it_shows(tmp_pat
     assert "1 seed)" in cap and "std" not in cap and "paper's" not in cap and "report's numbers" not in cap
     t7 = one.assign(table="table7")
     assert "beside the MLRC report's numbers;" in table_caption("table7", t7, comparison_table(t7, "table7"), "demo")
+
+
+def test_pdf_protocol_cells_are_short_with_a_legend_in_the_caption(tmp_path: Path) -> None:
+    """The long protocol labels (~100 characters) were the widest column: ``\\resizebox`` shrank Table 4 to 3.7 pt type.
+    The PDF prints short labels, spelt out once in the caption; the notebooks' comparison_table keeps the long ones."""
+    build_report(_results(tmp_path, report_protocol=True, report_selection=True).parents[1], tmp_path / "report")
+    tex = (tmp_path / "report" / "generated" / "table4.tex").read_text()
+    cells = [line.split(" & ")[1] for line in tex.splitlines() if line.endswith("\\\\") and line.startswith("full")]
+    assert cells == ["corrected", "report's grid", "report's sel.; corrected", "report's sel.; report's grid"]
+    assert "Protocol: corrected = grid weights minimising FPR95" in tex and "(best.ckpt on FS L\\&F)" not in tex
+    table = comparison_table(load_results(tmp_path / "results" / "table4" / "table4.csv"), "table4")
+    assert table.loc["full", ("protocol", "", "")] == "corrected (cross-fitted halves, FPR95)"
