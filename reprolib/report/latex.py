@@ -149,9 +149,12 @@ def write_latex_table(df: pd.DataFrame, path: str | Path, caption: str, label: s
         caption=caption, label=label, hrules=True, position="htbp", position_float="centering",
         multicol_align="c", column_format="l" + "c" * len(pretty.columns),
     )
-    # Wide comparison tables: scale to the text width rather than overflow the margin.
-    tex = tex.replace("\\begin{tabular}", "\\resizebox{\\linewidth}{!}{\\begin{tabular}", 1)
-    tex = tex.replace("\\end{tabular}", "\\end{tabular}}", 1)
+    # Wide comparison tables: shrink to the text width rather than overflow the margin (never enlarge a narrow one),
+    # and to half the text height, so that a long table with its long caption still fits one page (report/main.tex
+    # loads adjustbox)
+    tex = tex.replace("\\begin{tabular}",
+                      "\\begin{adjustbox}{max width=\\linewidth, max totalheight=0.5\\textheight}\n\\begin{tabular}", 1)
+    tex = tex.replace("\\end{tabular}", "\\end{tabular}\n\\end{adjustbox}", 1)
     write_text(path, tex)
     return tex
 
