@@ -233,3 +233,12 @@ def test_pdf_protocol_cells_are_short_with_a_legend_in_the_caption(tmp_path: Pat
     assert "Protocol: corrected = grid weights minimising FPR95" in tex and "(best.ckpt on FS L\\&F)" not in tex
     table = comparison_table(load_results(tmp_path / "results" / "table4" / "table4.csv"), "table4")
     assert table.loc["full", ("protocol", "", "")] == "corrected (cross-fitted halves, FPR95)"
+
+
+def test_row_suffixes_are_spelt_as_in_the_captions(tmp_path: Path) -> None:
+    """The rows read "full@report protocol" while every caption (and main.tex) says "@report\\_protocol"."""
+    build_report(_results(tmp_path, report_protocol=True, report_selection=True).parents[1], tmp_path / "report")
+    tex = (tmp_path / "report" / "generated" / "table4.tex").read_text()
+    rows = [line.split(" & ")[0] for line in tex.splitlines() if line.endswith("\\\\") and " & " in line]
+    assert "no ensemble" in rows and "full@report\\_selection@report\\_protocol" in rows
+    assert "@report\\_protocol row is the MLRC report's protocol" in tex

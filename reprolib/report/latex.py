@@ -141,7 +141,9 @@ def write_latex_table(df: pd.DataFrame, path: str | Path, caption: str, label: s
         pretty.columns = pd.MultiIndex.from_tuples(
             [tuple(DATASET_NAMES.get(p, METRIC_NAMES.get(p, p)) for p in c) for c in pretty.columns]
         )
-    pretty.index = [latex_escape(str(i).replace("_", " ")) for i in pretty.index]
+    # "no_ensemble@report_selection" → "no ensemble@report\_selection": the suffixes as the captions spell them
+    pretty.index = [latex_escape(str(i).split("@")[0].replace("_", " ") + str(i)[len(str(i).split("@")[0]):])
+                    for i in pretty.index]
     if PROTOCOL_COLUMN in pretty.columns or "protocol" in pretty.columns:  # plain text ("FS L&F"), unlike the numbers
         col = PROTOCOL_COLUMN if PROTOCOL_COLUMN in pretty.columns else "protocol"
         pretty[col] = [latex_escape(str(v)) for v in pretty[col]]
