@@ -242,3 +242,12 @@ def test_row_suffixes_are_spelt_as_in_the_captions(tmp_path: Path) -> None:
     rows = [line.split(" & ")[0] for line in tex.splitlines() if line.endswith("\\\\") and " & " in line]
     assert "no ensemble" in rows and "full@report\\_selection@report\\_protocol" in rows
     assert "@report\\_protocol row is the MLRC report's protocol" in tex
+
+
+def test_protocol_legend_explains_only_the_terms_in_the_table(tmp_path: Path) -> None:
+    """Table 3 (fixed ensemble: only "report's sel.") was captioned with all three terms."""
+    from reprolib.report.latex import protocol_legend
+
+    assert protocol_legend(["", "report's sel."]) == "Protocol: report's sel. = checkpoint selected on FS L&F (best.ckpt), as the report."
+    assert protocol_legend(["", ""]) == ""
+    assert protocol_legend(["corrected", "report's sel.; report's grid"]).count(" = ") == 3

@@ -56,9 +56,15 @@ SELECTION_LABEL = "report's selection (best.ckpt on FS L&F)"
 #: the tables to 4-6 pt type; the caption's legend (:data:`PROTOCOL_LEGEND`) spells them out once
 SHORT_PROTOCOL = {PROTOCOL_LABELS["report"]: "report's grid", PROTOCOL_LABELS["corrected"]: "corrected",
                   SELECTION_LABEL: "report's sel."}
-PROTOCOL_LEGEND = ("Protocol: corrected = grid weights minimising FPR95, tuned and reported on cross-fitted halves; "
-                   "report's grid = weights maximising AP - FPR95, tuned on the reported set; report's sel. = "
-                   "checkpoint selected on FS L&F (best.ckpt), as the report.")
+PROTOCOL_LEGEND = {"corrected": "grid weights minimising FPR95, tuned and reported on cross-fitted halves",
+                   "report's grid": "weights maximising AP - FPR95, tuned on the reported set",
+                   "report's sel.": "checkpoint selected on FS L&F (best.ckpt), as the report"}
+
+
+def protocol_legend(cells: list[str]) -> str:
+    """The caption's key to the short protocol cells: only the terms the table uses."""
+    used = [k for k in PROTOCOL_LEGEND if any(k in c for c in cells)]
+    return ("Protocol: " + "; ".join(f"{k} = {PROTOCOL_LEGEND[k]}" for k in used) + ".") if used else ""
 
 
 def short_protocol(label: str) -> str:
@@ -217,7 +223,7 @@ def build_report(results_dir: str | Path = "results", report_dir: str | Path = "
         caption = table_caption(name, df, table, prof)
         if table[PROTOCOL_COLUMN].astype(bool).any():
             table[PROTOCOL_COLUMN] = [short_protocol(v) for v in table[PROTOCOL_COLUMN]]
-            caption += " " + latex_escape(PROTOCOL_LEGEND)
+            caption += " " + latex_escape(protocol_legend(list(table[PROTOCOL_COLUMN])))
         if name in TABLES and TABLES[name].caption:
             caption += " " + latex_escape(TABLES[name].caption)
         out = gen / f"{name}.tex"
