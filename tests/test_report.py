@@ -105,6 +105,9 @@ def test_build_report_writes_fragments_and_labels_demo(tmp_path: Path) -> None:
     assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex
     assert "41.0 $\\pm$ 1.0" in tex
     assert "Demo profile" in (tmp_path / "report" / "generated" / "profiles.tex").read_text()
+    # the box's padding and rule inside the text width (a \parbox{\linewidth} stuck 6.8 pt into the margin)
+    assert "\\parbox{\\dimexpr\\linewidth-2\\fboxsep-2\\fboxrule\\relax}" in (
+        tmp_path / "report" / "generated" / "profiles.tex").read_text()
     # table4.tex, the claims (claims.tex, discussion.tex, results/SUMMARY.md), then profiles.tex: make's target
     assert len(written) == 5 and (tmp_path / "results" / "SUMMARY.md").is_file()
     assert written[-1].name == "profiles.tex"
