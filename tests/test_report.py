@@ -251,6 +251,7 @@ def test_protocol_legend_explains_only_the_terms_in_the_table(tmp_path: Path) ->
     """Table 3 (fixed ensemble: only "report's sel.") was captioned with all three terms."""
     from reprolib.report.latex import protocol_legend
 
-    assert protocol_legend(["", "report's sel."]) == "Protocol: report's sel. = checkpoint selected on FS L&F (best.ckpt), as the report."
+    assert protocol_legend(["", "report's sel."]) == (
+        "Protocol: report's sel. = checkpoint selected on FS L&F (best.ckpt), as the report.")
     assert protocol_legend(["", ""]) == ""
     assert protocol_legend(["corrected", "report's sel.; report's grid"]).count(" = ") == 3

@@ -253,7 +253,8 @@ def build_report(results_dir: str | Path = "results", report_dir: str | Path = "
     demo = sorted(n for n, p in profiles.items() if "demo" in p)
     if demo:
         lines.append(
-            "\\noindent\\fbox{\\parbox{\\dimexpr\\linewidth-2\\fboxsep-2\\fboxrule\\relax}{\\textbf{Demo profile.} The results of "
+            "\\noindent\\fbox{\\parbox{\\dimexpr\\linewidth-2\\fboxsep-2\\fboxrule\\relax}{"
+            "\\textbf{Demo profile.} The results of "
             + ", ".join(demo).replace("_", "\\_")
             + " were produced with the \\texttt{demo} profile on the embedded procedurally generated world "
             "(small images, reduced network width, few training steps). They exercise the full pipeline "
