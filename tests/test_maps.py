@@ -115,3 +115,27 @@ def test_perceptual_difference_range_and_locality(perceptual):
     assert not any(p.requires_grad for p in perceptual.parameters())
     perceptual.train()
     assert not perceptual.vgg.training
+
+
+def test_perceptual_difference_equals_the_originals_vgg19_difference(perceptual):
+    """V against a transcription of the original's ``VGG19_difference`` on torchvision's own ``vgg19().features``:
+    slices [0:2] [2:7] [7:12] [12:21] [21:30], channel-mean |F(x) − F(r)|, ``nn.Upsample`` bicubic ×1…×16,
+    weights 1/32 … 1, then (x − min)/(max − min) per image (spec §2.3)."""
+    import torchvision
+    from torch import nn
+
+    features = torchvision.models.vgg19(weights=None).features[:30].eval()
+    theirs = {k[len("features."):]: v for k, v in
+              ((t, perceptual.vgg.state_dict()[o]) for o, t in perceptual.vgg.torchvision_key_map().items())}
+    features.load_state_dict(theirs, strict=True)
+    slices = [features[a:b] for a, b in ((0, 2), (2, 7), (7, 12), (12, 21), (21, 30))]
+    ups = [nn.Identity()] + [nn.Upsample(scale_factor=s, mode="bicubic", align_corners=False) for s in (2, 4, 8, 16)]
+    g = torch.Generator().manual_seed(3)
+    x, r = torch.randn(2, 3, 64, 128, generator=g), torch.randn(2, 3, 64, 128, generator=g)
+    with torch.no_grad():
+        fx, fr, total = x, r, 0.0
+        for stage, up, w in zip(slices, ups, (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0), strict=True):
+            fx, fr = stage(fx), stage(fr)
+            total = total + w * up(torch.mean(torch.abs(fx - fr), dim=1, keepdim=True))
+        ref = torch.stack([(t - t.min()) / (t.max() - t.min()) for t in total])
+        torch.testing.assert_close(perceptual(x, r), ref, rtol=0, atol=1e-5)
