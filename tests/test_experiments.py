@@ -264,6 +264,7 @@ def test_report_selection_has_its_own_model_selected_on_fs_laf(table4, tmp_path:
     static = next((run / "scores").glob("fs_static-*-best-*.npz")).name
     assert Path(cfg["val_split"]).name in laf and Path(cfg["plateau_split"]).name in static
     assert cfg["val_label_dir"] == cfg["plateau_label_dir"] == "labels"
+    assert cfg["val_loss"] == "per_image" and full_cfg["val_loss"] == "pooled"  # the original's batch-1 loaders
     assert full_cfg["plateau_split"] is None and full_cfg["val_split"] != cfg["val_split"]
     log = (run / "csv" / "session-0" / "metrics.csv").read_text()
     assert "plateau_val/loss" in log and "plateau_val/loss" not in (full / "csv" / "session-0" / "metrics.csv").read_text()

@@ -46,7 +46,7 @@ def _cfg(splits: dict[str, Path], **kw) -> dict:
 def _report(splits: dict[str, Path], **kw) -> dict:
     """The report's selection: best.ckpt on one split, the scheduler on another (spec §4.2)."""
     return _cfg(splits, val_split=str(splits["laf"]), val_label_dir="labels", plateau_split=str(splits["static"]),
-                plateau_label_dir="labels", **kw)
+                plateau_label_dir="labels", val_loss="per_image", **kw)
 
 
 def _best(run: Path) -> dict:

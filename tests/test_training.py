@@ -391,7 +391,12 @@ def test_default_selection_settings_leave_run_identity_unchanged() -> None:
     full = TrainConfig.from_dict(cfg)
     # values computed with the code before the selection settings existed (commit 38006a3)
     assert run_hash(cfg) == "95fbeba7c247" and run_hash(full.to_dict()) == "8abbd7f697d4"
-    assert not {"val_label_dir", "plateau_split", "plateau_label_dir"} & set(full.identity())
+    assert not {"val_label_dir", "plateau_split", "plateau_label_dir", "val_loss"} & set(full.identity())
+    assert full.val_loss == "pooled"
+    per_image = full.replace(val_loss="per_image")
+    assert per_image.identity()["val_loss"] == "per_image" and run_hash(per_image.to_dict()) != run_hash(full.to_dict())
+    with pytest.raises(ValueError, match="val_loss"):
+        full.replace(val_loss="mean")
     report = full.replace(plateau_split="/y/processed/fs_static-123", val_label_dir="labels")
     assert report.identity()["plateau_split"] == "fs_static-123"  # by folder name, as the other splits
     assert run_hash(report.to_dict()) != run_hash(full.to_dict())

@@ -202,3 +202,49 @@ def test_the_data_module_reads_the_maps_only_when_asked(tmp_path) -> None:
     assert "original" in item and not {"entropy", "perceptual", "distance"} & set(item)
     with pytest.raises(ReprolibDataError, match="entropy"):
         DissimilarityDataModule(str(split), None, size=(64, 128)).setup("fit")
+
+
+def test_per_image_validation_loss_is_the_originals_batch_of_one_mean(monkeypatch: pytest.MonkeyPatch) -> None:
+    """val_loss="per_image" (the report's selection): the mean of each image's class-weighted cross-entropy, as the
+    original's batch-1 validation loader gives it, whatever the loader's batch size and on any number of ranks; the
+    default ("pooled") pools the pixels of a training-size batch, which weighs images with more counted pixels more."""
+    data = _samples(5)
+    for i, sample in enumerate(data):  # images with different numbers of counted pixels and anomalies
+        sample["label"][:, : 6 * i] = 255
+        sample["label"][:, 40: 40 + 5 * i] = 1
+    pooled = _batch_invariant(DissimilarityModule({"width": 0.0625, "pretrained": False}, class_weights=[1.0, 5.0]).eval())
+    per_image = _batch_invariant(DissimilarityModule({"width": 0.0625, "pretrained": False}, class_weights=[1.0, 5.0],
+                                                     val_loss="per_image").eval())
+    per_image.load_state_dict(pooled.state_dict())
+    with torch.no_grad():  # the original: one image a batch, F.cross_entropy's weighted mean, averaged over images
+        expected = sum(F.cross_entropy(pooled(s).float(), s["label"], weight=torch.tensor([1.0, 5.0]),
+                                       ignore_index=255).item() for s in data) / len(data)
+    batches = [_batch(data[:4]), _batch(data[4:])]
+    one_device = _validate(per_image, batches, world_size=1, batch_size=4)
+    assert one_device["val/loss"] == pytest.approx(expected, rel=1e-6)
+    assert _validate(per_image, data, world_size=1)["val/loss"] == pytest.approx(expected, rel=1e-6)
+    # pooled over batches of 4 is another number here (the test can tell them apart)
+    assert abs(_validate(pooled, batches, world_size=1, batch_size=4)["val/loss"] - expected) > 1e-4
+    # two ranks, with DistributedSampler's padded duplicate of image 0: each image still counts once
+    rank0 = {}
+
+    def capture(out: list, obj: object) -> None:
+        rank0["obj"] = obj
+        out[:] = [obj, obj]
+
+    monkeypatch.setattr(torch.distributed, "all_gather_object", capture)
+    _validate(per_image, [_batch([data[0], data[2]]), _batch([data[4]])], world_size=2, rank=0, batch_size=2)
+
+    def both(out: list, obj: object) -> None:
+        out[:] = [rank0["obj"], obj]
+
+    monkeypatch.setattr(torch.distributed, "all_gather_object", both)
+    merged = _validate(per_image, [_batch([data[1], data[3]]), _batch([data[0]])], world_size=2, rank=1, batch_size=2)
+    assert merged["val/loss"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_val_loss_is_checked_and_stays_out_of_the_checkpoints_hyperparameters() -> None:
+    with pytest.raises(ValueError, match="val_loss must be one of"):
+        DissimilarityModule({"width": 0.0625, "pretrained": False}, val_loss="mean")
+    module = DissimilarityModule({"width": 0.0625, "pretrained": False}, val_loss="per_image")
+    assert "val_loss" not in module.hparams  # checkpoints of every earlier run keep their bytes (content-named)

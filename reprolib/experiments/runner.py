@@ -448,11 +448,13 @@ def report_selection(ctx: P.Context, combo: str) -> dict[str, str]:
     The original's validation loader (best.ckpt) is FS L&F with ``roi: False``, i.e. its ``labels/``; the loss
     that stepped its scheduler is the last test loader's, FS Static with ``roi: False``, i.e. its full
     ``labels/`` too. Precompute writes both ``labels/`` and ``labels_with_ROI/`` for the Fishyscapes sets (the
-    same masks: they already void everything outside the ROI); we name ``labels/``, as the original did.
+    same masks: they already void everything outside the ROI); we name ``labels/``, as the original did. Both of
+    its loaders took one image a batch (spec §4.6), so each loss is the mean of the images' own losses
+    (``val_loss="per_image"``), not of losses pooled over a training-size batch.
     """
     splits = P.evaluation_splits(ctx, combo)
     return {"val_split": str(splits["fs_lost_and_found"]), "val_label_dir": "labels",
-            "plateau_split": str(splits["fs_static"]), "plateau_label_dir": "labels"}
+            "plateau_split": str(splits["fs_static"]), "plateau_label_dir": "labels", "val_loss": "per_image"}
 
 
 def scored_checkpoint(run_dir: Path) -> Path:

@@ -4,9 +4,11 @@ Under DDP each rank keeps its images' p(anomaly) and labels, and :meth:`Validati
 to every rank before computing, so the metrics are those of the whole set (not a mean of per-rank values) and
 identical on every rank.
 
-The loss (which picks ``best.ckpt`` and steps the plateau scheduler) is, on one device, the mean of the batch
-losses weighted by their numbers of images, each batch loss being the class-weighted cross-entropy of all its
-pixels (``Σ w·nll / Σ w`` over the batch). Under DDP a rank's batches are not one device's (Lightning's
+The loss (which picks ``best.ckpt`` and steps the plateau scheduler) is, with ``per_image``, the mean over the images
+of each image's class-weighted cross-entropy (``Σ w·nll / Σ w`` over its pixels), as the original's validation and test
+loaders (one image a batch) give it; on any number of devices, each image counted once. Otherwise it is, on one device,
+the mean of the batch losses weighted by their numbers of images, each batch loss being the class-weighted
+cross-entropy of all its pixels (``Σ w·nll / Σ w`` over the batch). Under DDP a rank's batches are not one device's (Lightning's
 DistributedSampler deals the images out round-robin and repeats the first ones so that every rank has as many),
 so each rank keeps its images' ``Σ w·nll`` and ``Σ w`` with their names and sampler positions, and
 :meth:`~ValidationMetrics.compute` counts each image once and regroups them into one device's batches: the
@@ -32,8 +34,8 @@ class ValidationMetrics:
     loader's, both needed to regroup the gathered images into the batches one device would have made.
     """
 
-    def __init__(self, world_size: int = 1, rank: int = 0, batch_size: int | None = None) -> None:
-        self.world_size, self.rank, self.batch_size = world_size, rank, batch_size
+    def __init__(self, world_size: int = 1, rank: int = 0, batch_size: int | None = None, per_image: bool = False) -> None:
+        self.world_size, self.rank, self.batch_size, self.per_image = world_size, rank, batch_size, per_image
         self.loss, self.n = 0.0, 0
         self.metrics = AnomalyMetrics(exact=False)
         self.preds: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -44,9 +46,18 @@ class ValidationMetrics:
     def update(self, loss: torch.Tensor, prob: torch.Tensor, label: torch.Tensor, names: Sequence[str],
                sums: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
         """One batch: its mean ``loss``, p(anomaly) ``prob`` (B,H,W), ``label`` (B,H,W), the images' ``names``;
-        under DDP also ``sums``, per image ``Σ w·nll`` and ``Σ w`` (B,) each
+        with ``per_image`` or under DDP also ``sums``, per image ``Σ w·nll`` and ``Σ w`` (B,) each
         (:func:`reprolib.training.loss.weighted_nll_sums`), which replace ``loss`` there."""
         n = label.shape[0]
+        if self.per_image and self.world_size == 1:
+            if sums is None:
+                raise ValueError("the per-image validation loss needs the per-image sums")
+            num, den = (s.detach().double().cpu().tolist() for s in sums)
+            self.loss += sum(_ratio(a, b) for a, b in zip(num, den, strict=True))
+            self.n += n
+            for i in range(n):
+                self.metrics.update(prob[i].detach(), label[i])
+            return
         if self.world_size == 1:
             # kept exactly as it was: this value picked best.ckpt for every committed one-device run
             self.loss += float(loss) * n
@@ -78,7 +89,11 @@ class ValidationMetrics:
                 for name, image in rank_images.items():
                     if name not in images or image[0] < images[name][0]:  # a padded duplicate counts once,
                         images[name] = image  # at its first position (its own; the padding comes after the set)
-            loss, n = _one_device_loss(sorted(images.values()), self.batch_size), len(images)
+            n = len(images)
+            if self.per_image:
+                loss = sum(_ratio(im[1], im[2]) for im in images.values())
+            else:
+                loss = _one_device_loss(sorted(images.values()), self.batch_size)
             preds = {name: p for g in gathered for name, p in g[1].items()}
             for name in sorted(preds):
                 self.metrics.update(preds[name][0].float(), preds[name][1].long())
@@ -90,6 +105,11 @@ class ValidationMetrics:
         except ValueError:  # a validation split without anomalies has no AP / FPR95
             pass
         return out
+
+
+def _ratio(num: float, den: float) -> float:
+    """One image's weighted cross-entropy from its sums: NaN where no pixel counts, as PyTorch's 0/0."""
+    return num / den if den else math.nan
 
 
 def _one_device_loss(images: list[tuple[int, float, float]], batch_size: int) -> float:

@@ -35,7 +35,12 @@ RUNTIME_KEYS = frozenset({"max_time", "device", "wandb_mode", "resume_from", "ka
 #: their names (and folders). The selection settings (``val_label_dir``, ``plateau_split``, ``plateau_label_dir``)
 #: came later than every committed run: at None they train exactly as before, so they hash as before too.
 IDENTITY_DEFAULTS: dict[str, Any] = {"devices": 1, "val_label_dir": None, "plateau_split": None,
-                                     "plateau_label_dir": None}
+                                     "plateau_label_dir": None, "val_loss": "pooled"}
+#: how a validation's loss (which picks best.ckpt and steps the plateau scheduler) averages over its images:
+#: "per_image", the mean of each image's class-weighted cross-entropy, as the original's batch-1 validation and test
+#: loaders give it (spec §4.6; the report's selection); "pooled", the mean over batches of ``batch_size`` images of
+#: each batch's cross-entropy over all its pixels (ours, kept for the runs it selected before)
+VAL_LOSSES = ("pooled", "per_image")
 
 #: ``ensemble`` setting → :class:`reprolib.ensemble.learned.LearnedEnsemble` mode (None = no learned ensemble).
 #: "grid" and "fixed" are applied after training (the tables' variants pass them through); they train as "none".
@@ -264,6 +269,7 @@ class TrainConfig:
     val_label_dir: str | None = None  # label folder of val_split; None: label_dir
     plateau_split: str | None = None
     plateau_label_dir: str | None = None  # label folder of plateau_split; None: val_split's
+    val_loss: str = "pooled"  # see VAL_LOSSES
     lr: float = 1e-4
     betas: tuple[float, float] = (0.5, 0.999)
     weight_decay: float = 0.0
@@ -364,6 +370,7 @@ class TrainConfig:
 _CHECKS: dict[str, Callable[[Any], Any]] = {
     "train_split": _path(False), "val_split": _path(True), "label_dir": _path(False),
     "val_label_dir": _path(True), "plateau_split": _path(True), "plateau_label_dir": _path(True),
+    "val_loss": _choice(VAL_LOSSES),
     "lr": _float(0.0, low_open=True), "betas": _betas, "weight_decay": _float(0.0), "batch_size": _int(1),
     "size": _size, "max_steps": _int(1, optional=True), "max_epochs": _int(1), "val_every_n_steps": _int(1, True),
     "seed": _int(0), "ensemble": _choice(tuple(ENSEMBLES)), "flip": _bool, "class_weights": _class_weights,

@@ -20,7 +20,7 @@ from reprolib.data.formats import UNCERTAINTY_MAPS as MAPS
 from reprolib.ensemble.learned import LearnedEnsemble
 from reprolib.metrics.validation import ValidationMetrics
 from reprolib.models import DissimilarityConfig, DissimilarityNet
-from reprolib.training.config import ENSEMBLES
+from reprolib.training.config import ENSEMBLES, VAL_LOSSES
 from reprolib.training.loss import weighted_nll, weighted_nll_sums
 
 
@@ -35,12 +35,16 @@ class DissimilarityModule(L.LightningModule):
 
     def __init__(self, model: dict[str, Any] | None = None, *, lr: float = 1e-4, betas: tuple[float, float] = (0.5, 0.999),
                  weight_decay: float = 0.0, class_weights: list[float] | None = None, ensemble_mode: str | None = None,
-                 patience: int = 10, factor: float = 0.5, plateau_every: int | None = None, plateau_loader: int = 0):
+                 patience: int = 10, factor: float = 0.5, plateau_every: int | None = None, plateau_loader: int = 0,
+                 val_loss: str = "pooled"):
         super().__init__()
-        # plateau_loader stays out of the saved hyperparameters: checkpoints of runs without a plateau split keep
-        # the exact contents they had (and a loaded model does not need it: it only steers training)
-        self.save_hyperparameters(ignore=["plateau_loader"])
+        # plateau_loader and val_loss stay out of the saved hyperparameters: checkpoints of runs without them keep
+        # the exact contents they had (and a loaded model does not need them: they only steer training)
+        self.save_hyperparameters(ignore=["plateau_loader", "val_loss"])
         self.plateau_loader = plateau_loader
+        if val_loss not in VAL_LOSSES:
+            raise ValueError(f"val_loss must be one of {VAL_LOSSES}, got {val_loss!r}")
+        self.val_loss = val_loss
         self.net = DissimilarityNet(DissimilarityConfig(**(model or {})))
         self.uses_maps = self.net.config.uncertainty
         self.ensemble = LearnedEnsemble(mode=ensemble_mode) if ensemble_mode else None
@@ -52,12 +56,12 @@ class DissimilarityModule(L.LightningModule):
         self._plateau_state: dict[str, Any] | None = None
 
     @classmethod
-    def from_hparams(cls, hp: dict[str, Any], plateau_loader: int = 0) -> DissimilarityModule:
+    def from_hparams(cls, hp: dict[str, Any], plateau_loader: int = 0, val_loss: str = "pooled") -> DissimilarityModule:
         """The network (and learned ensemble) a checkpoint's ``hyper_parameters`` describe, weights not loaded."""
         # checkpoints before the TrainConfig stored the ensemble as its config string ("learned-probability")
         mode = hp["ensemble_mode"] if "ensemble_mode" in hp else ENSEMBLES.get(hp.get("ensemble", "none"))
         return cls(hp.get("model"), class_weights=hp.get("class_weights"), ensemble_mode=mode,
-                   plateau_loader=plateau_loader)
+                   plateau_loader=plateau_loader, val_loss=val_loss)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         maps = {k: batch[k] for k in MAPS if self.uses_maps and k in batch}
@@ -90,21 +94,24 @@ class DissimilarityModule(L.LightningModule):
         self._plateau_val = self._validation_metrics(1) if self.plateau_loader else None
 
     def _validation_metrics(self, loader_idx: int) -> ValidationMetrics:
-        world = self.trainer.world_size
+        world, per_image = self.trainer.world_size, self.val_loss == "per_image"
         if world == 1:
-            return ValidationMetrics()
+            return ValidationMetrics(per_image=per_image)
         # Under DDP the loss is regrouped into one device's batches, so it needs their size: the loader's
         # (Lightning's DistributedSampler keeps it), not a rank's first batch, smaller when a rank's share is.
         loaders = self.trainer.val_dataloaders
         loader = loaders[loader_idx] if isinstance(loaders, (list, tuple)) else loaders
-        return ValidationMetrics(world, rank=self.trainer.global_rank, batch_size=getattr(loader, "batch_size", None))
+        return ValidationMetrics(world, rank=self.trainer.global_rank, batch_size=getattr(loader, "batch_size", None),
+                                 per_image=per_image)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         logp, prob = self.log_prob_and_prob(batch)
         loss = weighted_nll(logp, batch["label"], self.class_weight)
         metrics = self._plateau_val if dataloader_idx == 1 and self._plateau_val is not None else self._val
-        # per-image sums only under DDP: there the padded duplicates must count once (see ValidationMetrics)
-        sums = weighted_nll_sums(logp, batch["label"], self.class_weight) if metrics.world_size > 1 else None
+        # per-image sums for the per-image loss, and under DDP, where the padded duplicates must count once
+        # (see ValidationMetrics)
+        need = metrics.world_size > 1 or metrics.per_image
+        sums = weighted_nll_sums(logp, batch["label"], self.class_weight) if need else None
         metrics.update(loss, prob, batch["label"], batch["name"], sums)
         return prob
 

@@ -238,7 +238,7 @@ def train(config: TrainConfig | dict[str, Any], run_dir: PathLike, callbacks: Se
                                  class_weights=list(weights) if weights else None, ensemble_mode=cfg.ensemble_mode,
                                  patience=cfg.patience, factor=cfg.factor,
                                  plateau_every=val_every if cfg.val_split else None,
-                                 plateau_loader=1 if cfg.plateau_split else 0)
+                                 plateau_loader=1 if cfg.plateau_split else 0, val_loss=cfg.val_loss)
     if cfg.resume_from:
         _check_resume_file(Path(cfg.resume_from), module)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -45,7 +45,7 @@ from reprolib.training.data import DissimilarityDataModule
 from reprolib.training.module import DissimilarityModule
 
 #: The settings that choose a checkpoint and step the scheduler, and nothing else (see the module docstring).
-SELECTION_KEYS = ("val_split", "val_label_dir", "plateau_split", "plateau_label_dir")
+SELECTION_KEYS = ("val_split", "val_label_dir", "plateau_split", "plateau_label_dir", "val_loss")
 SNAPSHOT_DIR = "validation"  # under a run's checkpoints/
 
 
@@ -224,7 +224,7 @@ def _validate_snapshots(cfg: TrainConfig, snapshots: list[Path]) -> tuple[list[d
     skip_uninitialized_fill()
     records, recorder = [], _PlateauRecorder()
     for path in snapshots:
-        module = _snapshot_module(path, plateau_loader=1 if cfg.plateau_split else 0)
+        module = _snapshot_module(path, plateau_loader=1 if cfg.plateau_split else 0, val_loss=cfg.val_loss)
         module.plateau = recorder  # validate() never calls configure_optimizers: nothing else sets it
         with ieee_fp32():
             trainer.validate(module, dataloaders=loaders, verbose=False)
@@ -236,10 +236,11 @@ def _validate_snapshots(cfg: TrainConfig, snapshots: list[Path]) -> tuple[list[d
     return records, recorder.values, batches
 
 
-def _snapshot_module(path: Path, plateau_loader: int) -> DissimilarityModule:
+def _snapshot_module(path: Path, plateau_loader: int, val_loss: str = "pooled") -> DissimilarityModule:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        module = DissimilarityModule.from_hparams(ckpt["hyper_parameters"], plateau_loader=plateau_loader)
+        module = DissimilarityModule.from_hparams(ckpt["hyper_parameters"], plateau_loader=plateau_loader,
+                                                  val_loss=val_loss)
         module.load_state_dict(ckpt["state_dict"])
     except Exception as exc:  # name the file: a truncated snapshot must not surface as unpickling noise
         raise ReprolibDataError(path, f"not a readable validation snapshot ({type(exc).__name__}: {exc})") from exc
