@@ -390,3 +390,37 @@ def test_pull_refuses_an_unfinished_table_and_replaces_the_folder_whole(tmp_path
     assert sorted(p.name for p in files) == sorted(p.name for p in dest.iterdir()) == ["status.json", "table4.csv"]
     backup = dest.with_name("table4.before-pull")  # the local folder it replaced is kept aside
     assert (backup / "table4.csv").read_text().endswith("full,full\n")  # (the partial pull, replaced in turn)
+
+
+def test_pull_takes_table2_which_writes_no_status_and_a_failed_swap_keeps_the_old_folder(tmp_path: Path,
+                                                                                         monkeypatch) -> None:
+    """Table 2 is pushed and pulled like the others (check_table lists it) but is a measurement: it writes table2.csv
+    and table2.json, never a status.json, so every pull of it was refused, --partial or not."""
+    import os
+
+    from reprolib.kaggle import remote
+
+    def fake_cli(args: list[str]) -> str:
+        out = Path(args[args.index("-p") + 1]) / "results" / "table2"
+        out.mkdir(parents=True)
+        (out / "table2.csv").write_text("quantity,report,ours,unit\n")
+        (out / "table2.json").write_text("{}")
+        return ""
+
+    monkeypatch.setattr(remote, "_run_cli", fake_cli)
+    dest = tmp_path / "results" / "table2"
+    files = rk.pull("alice/reprolib-table2", dest, table="table2", work=tmp_path / "b")
+    assert sorted(p.name for p in files) == ["table2.csv", "table2.json"]
+    # the new folder cannot be renamed into place: the old one is put back, not left in table2.before-pull only
+    (dest / "mine.txt").write_text("local")
+    real = os.replace
+
+    def replace(src, dst):  # noqa: ANN001, ANN202
+        if str(src).endswith(".pulling"):
+            raise OSError("simulated")
+        return real(src, dst)
+
+    monkeypatch.setattr(remote.os, "replace", replace)
+    with pytest.raises(OSError, match="simulated"):
+        rk.pull("alice/reprolib-table2", dest, table="table2", work=tmp_path / "b")
+    assert (dest / "mine.txt").read_text() == "local"

@@ -108,16 +108,32 @@ def pull(kernel_id: str, dest: str | os.PathLike, table: str | None = None,
     shutil.rmtree(staged, ignore_errors=True)
     staged.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(str(tmp / prefix), staged)
+    backup = dest.with_name(dest.name + ".before-pull")
     if dest.exists():
-        backup = dest.with_name(dest.name + ".before-pull")
         shutil.rmtree(backup, ignore_errors=True)
         os.replace(dest, backup)
-    os.replace(staged, dest)
+        try:
+            os.replace(staged, dest)
+        except OSError:
+            os.replace(backup, dest)  # the old folder back where it was: a failed pull changes nothing
+            raise
+    else:
+        os.replace(staged, dest)
     return sorted(p for p in dest.rglob("*") if p.is_file())
 
 
 def _check_pulled_status(path: Path, kernel_id: str, table: str, partial: bool) -> None:
-    """Refuse a pulled ``status.json`` of another table, an unfinished table (unless ``partial``), or none."""
+    """Refuse a pulled ``status.json`` of another table, an unfinished table (unless ``partial``), or none.
+
+    Table 2 (a measurement, not ``run_table``) writes no ``status.json``: its ``table2.csv`` is written once, at
+    the end, so its presence is the finished measurement."""
+    from reprolib.experiments.results import MEASUREMENT_TABLES  # lazy: reprolib.experiments imports torch
+
+    if table in MEASUREMENT_TABLES:
+        if not (path.parent / f"{table}.csv").is_file():
+            raise RuntimeError(f"kernel {kernel_id}'s output has no results/{table}/{table}.csv: the measurement did "
+                               "not finish (nothing pulled)")
+        return
     try:
         status = json.loads(path.read_text())
         name, complete, running = status["table"], status.get("complete") is True, bool(status.get("in_progress"))
