@@ -450,3 +450,27 @@ def test_a_folder_that_cannot_be_packed_stays_as_it_is_and_the_manifest_is_writt
     import_previous(tmp_path / "input", work)
     assert sorted(p.relative_to(work).as_posix() for p in work.rglob("*") if p.is_file()) == [
         "tiny/processed/a/x.png", "tiny/processed/b/x.png", "tiny/runs/r/last.ckpt"]
+
+
+def test_this_sessions_own_output_and_a_deep_output_are_not_taken_for_unusable_ones(tmp_path: Path, capsys) -> None:
+    """run_table writes results/<table>/status.json before the import: with the work folder under kaggle_input, its own
+    output was named 'an earlier session's output without a manifest'. And an output whose manifest lay one level
+    deeper than import_previous searched counted as whole for the warning but was not imported: a silent start over."""
+    def output(root: Path) -> None:
+        (root / "results" / "table4").mkdir(parents=True)
+        (root / "results" / "table4" / "status.json").write_text('{"table": "table4", "complete": false}')
+        (root / "data" / "tiny").mkdir(parents=True)
+        (root / "data" / "tiny" / "x.json").write_text("{}")
+        export_outputs(root / "data")
+
+    output(tmp_path / "prev")
+    own = tmp_path / "working"
+    (own / "results" / "table4").mkdir(parents=True)
+    (own / "results" / "table4" / "status.json").write_text('{"table": "table4", "in_progress": true}')
+    capsys.readouterr()
+    assert import_previous(tmp_path, own / "data") == {"sources": 1, "copied": 1, "kept": 0, "unusable": 0}
+    assert "WARNING" not in capsys.readouterr().out
+    deep = tmp_path / "deep"
+    output(deep / "a" / "b" / "c" / "d" / "e")  # results/ at depth 5, its manifest (data/) at depth 6
+    counts = import_previous(deep, tmp_path / "work2")
+    assert counts["sources"] == 1 and (tmp_path / "work2" / "tiny" / "x.json").is_file()

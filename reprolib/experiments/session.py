@@ -42,6 +42,7 @@ PACKED = "packed"  # tar archives of bulky folders, relative to the work root
 #: (one PNG per image); a run's checkpoints, scores and logs stay plain files
 PACK_PATTERNS = ("world", "generated/*", "processed/*", "runs/*/predictions")
 _CHUNK = 1 << 20
+IMPORT_DEPTH = 5  # how deep under kaggle_input import_previous looks for an earlier output's results/
 OUTPUT_WARN_BYTES = 19 * 10**9  # Kaggle saves at most 20 GB of /kaggle/working per version
 
 
@@ -252,17 +253,24 @@ def find_previous(kaggle_input: str | os.PathLike | None, max_depth: int = 5) ->
     return found
 
 
-def unusable_outputs(kaggle_input: str | os.PathLike | None, max_depth: int = 5) -> list[Path]:
+def unusable_outputs(kaggle_input: str | os.PathLike | None, max_depth: int = 5,
+                     work_root: str | os.PathLike | None = None, previous: list[Path] | None = None) -> list[Path]:
     """Earlier outputs of a table session under ``kaggle_input`` (a ``results/<table>/status.json`` inside) that hold
     no :data:`MANIFEST`: a session killed before its end (out of memory, Kaggle's 12 h), or one whose import of its
-    own previous output failed. :func:`import_previous` cannot check, so does not import, anything of them."""
+    own previous output failed. :func:`import_previous` cannot check, so does not import, anything of them.
+
+    ``previous``: the work roots with a manifest (default :func:`find_previous` to ``max_depth`` + 2, the depth
+    :func:`import_previous` searches). The folder holding ``work_root`` (this session's own output, whose
+    ``status.json`` the table writes before the import) is no earlier output."""
     if not kaggle_input or not Path(kaggle_input).is_dir():
         return []
     base = Path(kaggle_input)
     roots = {p.parents[2] for depth in range(max_depth + 1)
              for p in base.glob("/".join(["*"] * depth + ["results", "*", "status.json"])) if p.is_file()}
-    good = find_previous(kaggle_input, max_depth + 2)
-    return sorted(r for r in roots if not any(g == r or r in g.parents for g in good))
+    good = find_previous(kaggle_input, max_depth + 2) if previous is None else previous
+    own = Path(work_root).resolve() if work_root is not None else None
+    return sorted(r for r in roots if not any(g == r or r in g.parents for g in good)
+                  and not (own is not None and (own == r.resolve() or r.resolve() in own.parents)))
 
 
 def _copy_verified(read: Callable[[], Any], dest: Path, info: dict[str, Any], origin: str) -> None:
@@ -302,14 +310,16 @@ def import_previous(kaggle_input: str | os.PathLike | None, work_root: str | os.
     """
     root = Path(work_root)
     counts = {"sources": 0, "copied": 0, "kept": 0, "unusable": 0}
-    unusable = unusable_outputs(kaggle_input)
+    # as deep as unusable_outputs looks for a manifest: an output it counts as whole must be imported, not passed over
+    previous = find_previous(kaggle_input, IMPORT_DEPTH + 2)
+    unusable = unusable_outputs(kaggle_input, IMPORT_DEPTH, work_root=root, previous=previous)
     for prev in unusable:
         print(f"[reprolib] WARNING: {prev} is an earlier session's output without {MANIFEST}: that session was killed "
               "before its end (out of memory, the 12-h limit) or could not import its own previous output (see its "
               "log); nothing of it can be checked, so nothing of it is imported", flush=True)
     counts["unusable"] = len(unusable)
     found = []
-    for prev in find_previous(kaggle_input):
+    for prev in previous:
         if prev.resolve() == root.resolve():
             continue
         manifest_path = prev / MANIFEST
