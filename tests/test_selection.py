@@ -192,3 +192,25 @@ def _logged_all(run: Path, key: str) -> list[float]:
         with open(path) as f:
             out += [float(r[key]) for r in csv.DictReader(f) if r.get(key)]
     return out
+
+
+def test_a_fork_records_a_nan_best_loss_as_inf_as_lightning_does(tmp_path: Path) -> None:
+    """A validation loss of NaN (an image with every pixel ignored: the per-image loss of the report's selection) is
+    stored by Lightning's ModelCheckpoint as inf; a fork that stored NaN would never replace best.ckpt after it
+    (nothing compares below NaN)."""
+    from reprolib.training.config import TrainConfig
+    from reprolib.training.module import DissimilarityModule
+    from reprolib.training.selection import _fork_state
+
+    module = DissimilarityModule({"width": 0.0625, "pretrained": False})
+    opt = torch.optim.Adam(module.parameters(), lr=1e-4)
+    source = tmp_path / "fork.ckpt"
+    torch.save({"hyper_parameters": dict(module.hparams), "optimizer_states": [opt.state_dict()],
+                "callbacks": {"ModelCheckpoint{'monitor': 'val/loss'}": {}}}, source)
+    cfg = TrainConfig.from_dict({"train_split": "t", "val_split": "v", "size": [64, 128]})
+    records = [{"val/loss": torch.tensor(math.nan)}, {"val/loss": torch.tensor(math.nan)}]
+    state = _fork_state(cfg, source, tmp_path / "ckpts", records, best=0, plateau_values=[math.nan, math.nan], batches=1)
+    saved = state["callbacks"]["ModelCheckpoint{'monitor': 'val/loss'}"]
+    assert float(saved["best_model_score"]) == math.inf and float(saved["kth_value"]) == math.inf
+    assert float(saved["current_score"]) == math.inf
+    assert all(float(v) == math.inf for v in saved["best_k_models"].values())

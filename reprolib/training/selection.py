@@ -182,9 +182,11 @@ def _fork_state(cfg: TrainConfig, source_fork: Path, ckpt_dir: Path, records: li
     state["optimizer_states"] = [opt.state_dict()]
     state["plateau"] = plateau.state_dict()
     key = next(k for k in state["callbacks"] if k.startswith("ModelCheckpoint"))
-    best_path, score = str(ckpt_dir / "best.ckpt"), records[best]["val/loss"]
+    # NaN (a validation whose images are all ignored) as inf, as Lightning's ModelCheckpoint stores it: else no
+    # later loss would ever compare below it and best.ckpt would stay at the fork's pick
+    best_path, score = str(ckpt_dir / "best.ckpt"), _nan_to_inf(records[best]["val/loss"])
     state["callbacks"][key] = {**state["callbacks"][key], "dirpath": str(ckpt_dir), "best_model_path": best_path,
-                               "best_model_score": score, "current_score": records[-1]["val/loss"],
+                               "best_model_score": score, "current_score": _nan_to_inf(records[-1]["val/loss"]),
                                "best_k_models": {best_path: score}, "kth_best_model_path": best_path,
                                "kth_value": score}
     progress = state.get("loops", {}).get("fit_loop", {}).get("epoch_loop.val_loop.batch_progress")
