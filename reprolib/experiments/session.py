@@ -253,7 +253,7 @@ def find_previous(kaggle_input: str | os.PathLike | None, max_depth: int = 5) ->
     return found
 
 
-def unusable_outputs(kaggle_input: str | os.PathLike | None, max_depth: int = 5,
+def unusable_outputs(kaggle_input: str | os.PathLike | None, max_depth: int = IMPORT_DEPTH,
                      work_root: str | os.PathLike | None = None, previous: list[Path] | None = None) -> list[Path]:
     """Earlier outputs of a table session under ``kaggle_input`` (a ``results/<table>/status.json`` inside) that hold
     no :data:`MANIFEST`: a session killed before its end (out of memory, Kaggle's 12 h), or one whose import of its

@@ -120,5 +120,5 @@ def _one_device_loss(images: list[tuple[int, float, float]], batch_size: int) ->
     for _, group in itertools.groupby(images, key=lambda im: im[0] // batch_size):
         batch = list(group)
         num, den = sum(im[1] for im in batch), sum(im[2] for im in batch)
-        total += (num / den if den else math.nan) * len(batch)  # 0/0 is NaN, as the batch loss of PyTorch
+        total += _ratio(num, den) * len(batch)
     return total

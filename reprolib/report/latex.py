@@ -148,8 +148,8 @@ def write_latex_table(df: pd.DataFrame, path: str | Path, caption: str, label: s
             [tuple(DATASET_NAMES.get(p, METRIC_NAMES.get(p, p)) for p in c) for c in pretty.columns]
         )
     # "no_ensemble@report_selection" → "no ensemble@report\_selection": the suffixes as the captions spell them
-    pretty.index = [latex_escape(str(i).split("@")[0].replace("_", " ") + str(i)[len(str(i).split("@")[0]):])
-                    for i in pretty.index]
+    pretty.index = [latex_escape(base.replace("_", " ") + at + suffix)
+                    for base, at, suffix in (str(i).partition("@") for i in pretty.index)]
     if PROTOCOL_COLUMN in pretty.columns or "protocol" in pretty.columns:  # plain text ("FS L&F"), unlike the numbers
         col = PROTOCOL_COLUMN if PROTOCOL_COLUMN in pretty.columns else "protocol"
         pretty[col] = [latex_escape(str(v)) for v in pretty[col]]
