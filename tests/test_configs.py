@@ -132,11 +132,11 @@ def test_captions_say_how_checkpoints_were_selected_and_which_combos_table8_runs
     assert {spec.name for spec in with_checkpoint} == set(TABLES)
     for spec in with_checkpoint:
         assert "generated Cityscapes-val split" in spec.caption, spec.name
-        assert "lowest FS L&F loss" in spec.caption and "@report_selection rows reproduce that selection" in spec.caption
+        assert "lowest FS L&F loss" in spec.caption and "report's sel. rows reproduce that selection" in spec.caption
     # the rows that do select as the report did are explained where they sit: every table with such rows, no other
     with_rows = {spec.name for spec in TABLES.values() if any(v.selection == "report" for v in spec.variants)}
     explained = {spec.name for spec in TABLES.values()
-                 if "<variant>@report_selection is that variant trained again with the report's checkpoint selection"
+                 if "A report's sel. row is its variant trained again with the report's checkpoint selection"
                  in spec.caption}
     assert with_rows == explained == set(TABLES) - {"figure3"}
     caption = TABLES["table8"].caption

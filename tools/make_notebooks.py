@@ -76,7 +76,7 @@ def build(name: str, title: str) -> nbformat.NotebookNode:
         ),
         nbformat.v4.new_markdown_cell("## Ours beside the MLRC report and the paper (AP, FPR95 in %)"
                                       + (f"\n\n{TABLES[name].caption}" if TABLES[name].caption else "")),
-        nbformat.v4.new_code_cell(f"comparison_table(results, {name!r})"),
+        nbformat.v4.new_code_cell(f"comparison_table(results, {name!r}, names=True)"),
         nbformat.v4.new_code_cell(f"table_figure(results, {name!r}, output_dir);\n{SHOW_FIGURES.format(name=name)}"),
         nbformat.v4.new_markdown_cell("## The data: the embedded world's gallery (when no `data_root` is given)"),
         nbformat.v4.new_code_cell(SHOW_GALLERY),

@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from reprolib.experiments.names import variant_name
 from reprolib.experiments.tables import TABLES
 
 #: the report text whose lines the claims cite (``shared/seed/`` of the project; not shipped in the package)
@@ -74,6 +75,12 @@ class Claim:
     def table_of_a(self) -> str:
         return self.a_table or self.table
 
+    @property
+    def shown(self) -> str:
+        """The statement as the report, the Discussion and SUMMARY.md show it: with the two rows compared, named as
+        the tables name them (:func:`reprolib.experiments.names.variant_name`)."""
+        return f"{self.statement} ({variant_name(self.a, self.table_of_a)} vs {variant_name(self.b, self.table)})"
+
 
 @dataclass(frozen=True)
 class NotTested:
@@ -110,13 +117,13 @@ _NO_EFFECT_MARGIN = 3.0
 
 CLAIMS: tuple[Claim, ...] = (
     # Table 4: the ablations.
-    Claim("t4-ensemble-fpr95", "The grid-search ensemble lowers FPR95 (full vs w/o ensemble)", (384,),
+    Claim("t4-ensemble-fpr95", "The grid-search ensemble lowers FPR95", (384,),
           ("ensemble weights are an important aspect of the model, as they reduce",), "table4", "full", "no_ensemble",
           BOTH, "fpr95", "lower", origin="paper"),
-    *_pair("t4-maps", "Uncertainty maps as input help (w/o ensemble vs w/o unc. maps, neither ensembled)",
+    *_pair("t4-maps", "Uncertainty maps as input help (neither row ensembled)",
            source=(241,), quote=("uncertainty maps, data generator help to improve overall performance",),
            table="table4", a="no_ensemble", b="no_uncertainty", datasets=BOTH, origin="paper"),
-    *_pair("t4-generator", "The data generator helps (w/o unc. maps vs w/o data generator & unc. maps)",
+    *_pair("t4-generator", "The data generator helps",
            source=(241,), quote=("uncertainty maps, data generator help to improve overall performance",),
            table="table4", a="no_uncertainty", b="no_generator_no_uncertainty", datasets=BOTH, origin="paper"),
     # Table 5: grid-search vs end-to-end ensemble. The report's end-to-end numbers are its own (repro) form.
@@ -141,38 +148,38 @@ CLAIMS: tuple[Claim, ...] = (
           ("The increase in AP of FS L& F in end to end ensemble is expected",),
           "table5", "grid_search", "end_to_end_repro", LF, "ap", "lower"),
     # Table 6: lighter segmentation and resynthesis networks.
-    *_pair("t6-light", "Lighter networks cost accuracy (original vs light)", source=(288, 331),
+    *_pair("t6-light", "Lighter networks cost accuracy", source=(288, 331),
            quote=("the results for the light framework are significantly lower than the original model",
                   "the original performs better than light"),
            table="table6", a="original", b="light", datasets=BOTH, origin="paper"),
     # Table 7: each uncertainty map.
-    *_pair("t7-entropy", "Removing softmax entropy hurts (full vs w/o H)", source=_T7_ENT[0], quote=_T7_ENT[1],
+    *_pair("t7-entropy", "Removing softmax entropy H hurts", source=_T7_ENT[0], quote=_T7_ENT[1],
            table="table7", a="full", b="no_entropy", datasets=BOTH),
-    *_pair("t7-distance", "Removing softmax distance hurts (full vs w/o D)", source=_T7_DIST[0], quote=_T7_DIST[1],
+    *_pair("t7-distance", "Removing softmax distance D hurts", source=_T7_DIST[0], quote=_T7_DIST[1],
            table="table7", a="full", b="no_distance", datasets=BOTH),
-    Claim("t7-perceptual-none-ap", "Removing perceptual difference has almost no effect on AP (full vs w/o V)",
+    Claim("t7-perceptual-none-ap", "Removing perceptual difference V has almost no effect on AP",
           *_T7_PERC, "table7", "full", "no_perceptual", LF, "ap", "same", margin=_NO_EFFECT_MARGIN),
-    Claim("t7-perceptual-none-fpr95", "Removing perceptual difference has almost no effect on FPR95 (full vs w/o V)",
+    Claim("t7-perceptual-none-fpr95", "Removing perceptual difference V has almost no effect on FPR95",
           *_T7_PERC, "table7", "full", "no_perceptual", BOTH, "fpr95", "same", margin=_NO_EFFECT_MARGIN),
-    Claim("t7-perceptual-static-ap", "...except on FS Static AP, which drops without V (full vs w/o V)", (311, 313),
+    Claim("t7-perceptual-static-ap", "...except on FS Static AP, which drops without V", (311, 313),
           ("has almost no effect (except", "on AP of FS STATIC)"), "table7", "full", "no_perceptual", ST, "ap", "higher"),
     # Table 8: one lighter network at a time (the original row is Table 6's).
-    *_pair("t8-moderate1", "Original beats Moderate1 (original vs moderate1)", source=(331,),
+    *_pair("t8-moderate1", "Original beats Moderate1", source=(331,),
            quote=("Original findings outperform Moderate1",), table="table8", a_table="table6", a="original",
            b="moderate1", datasets=BOTH),
-    *_pair("t8-moderate2", "Original beats Moderate2 (original vs moderate2)", source=(331,),
+    *_pair("t8-moderate2", "Original beats Moderate2", source=(331,),
            quote=("and Moderate2 (same segmentation, lighter resynthesis network)",), table="table8", a_table="table6",
            a="original", b="moderate2", datasets=BOTH),
     # Figures 4-6: the authors' encoder, learning rate and activation are the best.
-    *_pair("fig4-resnet18", "VGG16 is the better encoder (vs ResNet18)", source=(375, 378),
+    *_pair("fig4-resnet18", "VGG16 is the better encoder", source=(375, 378),
            quote=("we replaced the VGG16 encoder with ResNet18", _TUNING), table="figures", a="vgg16", b="resnet18",
            datasets=BOTH),
-    *_pair("fig4-resnet101", "VGG16 is the better encoder (vs ResNet101)", source=(376, 378),
+    *_pair("fig4-resnet101", "VGG16 is the better encoder", source=(376, 378),
            quote=("ResNet101;", _TUNING), table="figures", a="vgg16", b="resnet101", datasets=BOTH),
-    *_pair("fig5-lr1e-3", "lr 1e-4 is the better learning rate (vs 1e-3)", source=(378,),
+    *_pair("fig5-lr1e-3", "lr 1e-4 is the better learning rate", source=(378,),
            quote=("we modified learning rates. Despite improvements in a few outcomes, " + _TUNING,),
            table="figures", a="vgg16", b="lr_1e-3", datasets=BOTH),
-    *_pair("fig5-lr1e-5", "lr 1e-4 is the better learning rate (vs 1e-5)", source=(378,),
+    *_pair("fig5-lr1e-5", "lr 1e-4 is the better learning rate", source=(378,),
            quote=("we modified learning rates. Despite improvements in a few outcomes, " + _TUNING,),
            table="figures", a="vgg16", b="lr_1e-5", datasets=BOTH),
     *_pair("fig6-selu", "SELU beats ReLU in the dissimilarity module", source=(355, 376),

@@ -179,7 +179,7 @@ def claim_verdicts(results: pd.DataFrame, claims: Sequence[Claim] = CLAIMS, leve
             b = _runs(groups, claim.table, row_b, dataset, claim.metric)
             common = a.index.intersection(b.index)
             row = {
-                "claim": claim.id, "statement": claim.statement, "origin": claim.origin, "protocol": protocol,
+                "claim": claim.id, "statement": claim.shown, "origin": claim.origin, "protocol": protocol,
                 "source": ", ".join(map(str, claim.source)), "table": claim.table, "a": row_a, "b": row_b,
                 "dataset": dataset, "metric": claim.metric, "expect": claim.expect, "margin": claim.margin,
                 "report_effect": _reference_effect(claim, dataset, "report"),

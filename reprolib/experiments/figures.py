@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from reprolib.data.processed import ProcessedSplit
+from reprolib.experiments.names import DATASET_NAMES, row_label, table_title
 from reprolib.experiments.scoring import score_split
 from reprolib.io import atomic_write
 from reprolib.labels import IGNORE_INDEX
@@ -24,7 +25,8 @@ def table_figure(results: pd.DataFrame, name: str, output_dir: str | Path | None
     """Point plot of AP and FPR95 per variant and dataset; saved as ``<output_dir>/<name>.{png,pdf}``.
 
     Variants run down the y axis: every variant has its report-protocol and report-selection rows beside it (up to
-    24 rows with long names), which a rotated x axis squeezed into an unreadable strip."""
+    24 rows with long names), which a rotated x axis squeezed into an unreadable strip. Rows and data sets are named
+    as in the report's tables (:func:`reprolib.experiments.names.row_label`), the protocol in brackets."""
     import matplotlib  # lazy: see the module docstring (measured import cost)
 
     matplotlib.use("Agg")
@@ -33,20 +35,23 @@ def table_figure(results: pd.DataFrame, name: str, output_dir: str | Path | None
 
     df = results[results["metric"].isin(["ap", "fpr95"])].copy()
     df["value"] = df["value"] * 100
-    order = list(dict.fromkeys(df["variant"]))
+    keys = frozenset(df["variant"].astype(str))
+    df["row"] = [row_label(v, keys, name) for v in df["variant"].astype(str)]
+    df["dataset"] = [DATASET_NAMES.get(d, d) for d in df["dataset"]]
+    order = list(dict.fromkeys(df["row"]))
     height = 1.9 + 0.3 * len(order)
     fig, axes = plt.subplots(1, 2, figsize=(11, height), sharey=True)
     for ax, metric in zip(axes, ("ap", "fpr95"), strict=True):
         sub = df[df["metric"] == metric]
         if not sub.empty:
-            sns.pointplot(data=sub, y="variant", x="value", hue="dataset", order=order, errorbar="sd", dodge=0.3,
+            sns.pointplot(data=sub, y="row", x="value", hue="dataset", order=order, errorbar="sd", dodge=0.3,
                           linestyle="none", orient="h", ax=ax, legend=metric == "ap")
         ax.set_title(f"{'AP ↑' if metric == 'ap' else 'FPR95 ↓'} (%)")
         ax.set_xlabel("")
         ax.set_ylabel("")
         ax.grid(axis="y", linewidth=0.3)
     profile = ", ".join(sorted(set(results["profile"].astype(str)))) if "profile" in results else "?"
-    fig.suptitle(f"{name} — profile: {profile}")
+    fig.suptitle(f"{table_title(name)} — profile: {profile}")
     if axes[0].get_legend() is not None:  # one legend for both panels, under them (inside, it hid points)
         handles, labels = axes[0].get_legend_handles_labels()
         axes[0].get_legend().remove()

@@ -11,6 +11,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reprolib.data.formats import UNCERTAINTY_MAPS
+from reprolib.experiments.names import (  # noqa: F401 (REPORT_*: re-exported)
+    PROTOCOL_SHORT,
+    REPORT_PROTOCOL,
+    REPORT_SELECTION,
+    VARIANT_NAMES,
+)
 
 #: Ensemble modes: "grid" (weights by grid search on a held-out tuning split), "none" (raw p(anomaly)),
 #: "fixed" (the shipped 0.75·p + 0.25·H), "learned-probability" / "learned-repro" (end-to-end, trained).
@@ -65,35 +71,32 @@ class Variant:
 #: ``best_net_baseline``, has a plain decoder instead; the report's numbers come from the MLRC trainer).
 NO_MAPS = {"uncertainty": False}
 
-#: row suffix of the MLRC report's grid protocol (see ``reprolib.experiments.ensembling``)
-REPORT_PROTOCOL = "@report_protocol"
-#: name suffix of a variant trained with the report's checkpoint selection (``Variant.selection == "report"``)
-REPORT_SELECTION = "@report_selection"
+_SEL, _GRID, _CORR = PROTOCOL_SHORT["selection"], PROTOCOL_SHORT["report"], PROTOCOL_SHORT["corrected"]
 #: the two grid-search protocols every grid row is reported with (see ``reprolib.experiments.ensembling``)
 GRID_NOTE = (
-    "Grid-ensemble variants appear twice: the @report_protocol row is the MLRC report's protocol (weights "
-    "maximising AP - FPR95, tuned on the very set reported) and sits beside the report's number; the plain row "
-    "is our corrected protocol (weights minimising FPR95, as the original code, tuned on one half of the images "
+    f"Grid-ensemble variants appear twice: the {_GRID} row is the MLRC report's protocol (weights "
+    "maximising AP - FPR95, tuned on the very set reported) and sits beside the report's number; the "
+    f"{_CORR} row is our protocol (weights minimising FPR95, as the original code, tuned on one half of the images "
     "and reported on the other, cross-fitted; each recording sequence lies in one half; the row is the mean of "
-    "the two halves' metrics). A row without a grid ensemble (w/o ensemble, a learned ensemble) has one set of "
-    "metrics over all images, so its difference to a plain grid row also holds that of the two estimates."
+    f"the two halves' metrics). A row without a grid ensemble ({VARIANT_NAMES['no_ensemble']}, a learned ensemble) "
+    f"has one set of metrics over all images, so its difference to a {_CORR} row also holds that of the two estimates."
 )
 #: how every table and figure selects its checkpoint, and how the report's trainer did
 CHECKPOINT_NOTE = ("Checkpoint: lowest validation loss (best.ckpt) on the generated Cityscapes-val split, which also "
                    "drives the plateau scheduler (the demo profile keeps its step budget and selects the best of its "
                    "validations). The report's trainer, like the original, kept the checkpoint with the lowest FS L&F "
                    "loss and stepped the scheduler on FS Static's loss, i.e. it selected on the evaluation sets")
-EPOCHS_NOTE = CHECKPOINT_NOTE + "; this table's <variant>@report_selection rows reproduce that selection, beside ours."
+EPOCHS_NOTE = CHECKPOINT_NOTE + f"; this table's {_SEL} rows reproduce that selection, beside ours."
 #: Figure 3's: a qualitative figure of one model (beside the published one), with no report-selection row
-FIGURE3_SELECTION_NOTE = (CHECKPOINT_NOTE + "; the other tables' <variant>@report_selection rows reproduce that "
+FIGURE3_SELECTION_NOTE = (CHECKPOINT_NOTE + f"; the other tables' {_SEL} rows reproduce that "
                           "selection, beside ours. Figure 3, a qualitative figure of one model, has no such row.")
-#: every table's sentence on its <variant>@report_selection rows (the report's selection, beside our corrected one)
-SELECTION_NOTE = ("<variant>@report_selection is that variant trained again with the report's checkpoint selection: "
+#: every table's sentence on its report-selection rows (the report's selection, beside our corrected one)
+SELECTION_NOTE = (f"A {_SEL} row is its variant trained again with the report's checkpoint selection: "
                   "best.ckpt is the lowest cross-entropy on FS L&F (labels/, as the original's validation "
                   "loader) and the plateau scheduler steps on FS Static's loss (labels/, the full labels of its "
                   "last test loader), each the mean of the images' own losses (its loaders took one image a batch), "
                   "so it selects on the very sets it is scored on; "
-                  "<variant>@report_selection@report_protocol (grid-ensemble variants) follows both of the report's "
+                  f"the {_SEL}; {_GRID} row (grid-ensemble variants) follows both of the report's "
                   "procedures and sits beside the report's number. It starts from its twin's trajectory, which is the "
                   "same until the plateau scheduler can first act (run_table(report_selection=False) leaves these "
                   "rows out).")
@@ -150,7 +153,7 @@ class TableSpec:
 
 TABLES: dict[str, TableSpec] = {
     "table3": TableSpec(
-        "table3", "Main results (validation-set stand-in for the Fishyscapes test server)",
+        "table3", "Main results",
         beside_report_selection(Variant("SynBoost", ensemble="fixed")), (0,), (0,), epochs=50,
         eval_resolution="benchmark",
         caption=("Validation-set stand-in for the hidden Fishyscapes test server, which we cannot reach: the full "
@@ -169,9 +172,10 @@ TABLES: dict[str, TableSpec] = {
             Variant("no_generator_no_uncertainty", model=NO_MAPS, ensemble="none", void_labels=False),
         ),
         seeds_demo=(0, 1, 2), seeds_full=(0, 1, 2, 3, 4), epochs=50,
-        caption=(GRID_NOTE + " 'w/o uncertainty maps' keeps the SPADE decoder, as the MLRC trainer does "
+        caption=(GRID_NOTE + f" '{VARIANT_NAMES['no_uncertainty']}' keeps the SPADE decoder, as the MLRC trainer does "
                  "(prior: False with spade: decoder); the authors' published baseline has a "
-                 "plain decoder. 'w/o data generator' trains on the same processed data (semantic map, "
+                 f"plain decoder. '{VARIANT_NAMES['no_generator_no_uncertainty']}' trains on the same processed data "
+                 "(semantic map, "
                  "resynthesis, maps) with the relabelling-only labels (labels/) instead of the "
                  "void-as-anomaly ones, as the original switched the label folder. 50 epochs in the full "
                  "profile. " + SELECTION_NOTES),
@@ -199,7 +203,8 @@ TABLES: dict[str, TableSpec] = {
             Variant("no_perceptual", model={"uncertainty_maps": ("entropy", "distance")}),
         ),
         caption=("The map removed from the network is removed from the grid ensemble too (its weight is fixed "
-                 "at 0), so 'w/o H' sees no H anywhere. " + GRID_NOTE + " 25 epochs in the full profile. " + SELECTION_NOTES),
+                 f"at 0), so '{VARIANT_NAMES['no_entropy']}' sees no H anywhere. " + GRID_NOTE
+                 + " 25 epochs in the full profile. " + SELECTION_NOTES),
     ),
     "table8": TableSpec(
         "table8", "Segmentation / resynthesis strength",
@@ -217,7 +222,8 @@ TABLES: dict[str, TableSpec] = {
             Variant("lr_1e-5", train={"lr": 1e-5}),
             Variant("relu", model={"activation": "relu"}),
         ),
-        caption=("Every row but vgg16 changes one setting of the vgg16 row (VGG16 encoder, lr 1e-4, SELU, as the "
+        caption=(f"Every row but {VARIANT_NAMES['vgg16']} changes one setting of the {VARIANT_NAMES['vgg16']} row "
+                 "(VGG16 encoder, lr 1e-4, SELU, as the "
                  "paper), which is the baseline of the encoder (Figure 4), learning-rate (Figure 5) and activation "
                  "(Figure 6) comparisons. Learning rates: the report (Figure 5) does not state the values it tried; "
                  "ours, 1e-3 and 1e-5, are our choice, one decade either side of the paper's 1e-4. " + GRID_NOTE

@@ -9,6 +9,7 @@ import ipywidgets as W
 import pandas as pd
 
 from reprolib.backends import COMBOS
+from reprolib.experiments.names import row_label, table_title
 from reprolib.explore.figures import figure_png, image_figure
 from reprolib.explore.listing import (
     Selection,
@@ -21,6 +22,17 @@ from reprolib.explore.listing import (
 )
 from reprolib.explore.scoring import MAP_LABELS, MAP_NAMES, SCORE_KEYS, ImageResult, per_image_table, score_image
 from reprolib.io import PathLike, ReprolibDataError
+
+
+def reported_as(used_by: str) -> str:
+    """A run's ``used_by`` (``table4:full, table4:full@report_protocol``, :func:`list_runs`) as the tables name those
+    rows: ``Table 4: Full Framework (corrected), Full Framework (report's grid)``; ``""`` for none."""
+    rows: dict[str, list[str]] = {}
+    for entry in filter(None, (e.strip() for e in used_by.split(","))):
+        table, _, variant = entry.partition(":")
+        rows.setdefault(table, []).append(variant)
+    return "; ".join(f"{table_title(t)}: " + ", ".join(row_label(v, frozenset(vs), t) for v in vs)
+                     for t, vs in rows.items())
 
 
 def explorer(work_dir: PathLike = "data", profile: str | None = "demo", results_dir: PathLike | None = "results",
@@ -36,7 +48,7 @@ def explorer(work_dir: PathLike = "data", profile: str | None = "demo", results_
     splits = list_splits(work_dir, profile)
 
     def run_label(r: pd.Series) -> str:
-        return f"{r['run']} ({'maps' if r['maps'] else 'no maps'}; {r['used_by'] or 'no table'})"
+        return f"{r['run']} ({'maps' if r['maps'] else 'no maps'}; {reported_as(r['used_by']) or 'no table'})"
 
     def split_label(r: pd.Series) -> str:
         return f"{r['dataset']} — {r['segmentation']} / {r['resynthesis']} ({r['images']} images)"

@@ -15,16 +15,25 @@ from pathlib import Path
 import pandas as pd
 
 from reprolib.experiments.claims import CLAIMS, NOT_TESTED, Claim, NotTested, claim_verdicts, load_all_results
+from reprolib.experiments.names import DATASET_NAMES, PROTOCOL_SHORT, table_title
 from reprolib.experiments.profiles import PROFILES
 from reprolib.io import write_text
 
-DATASET_SHORT = {"fs_lost_and_found": "FS L&F", "fs_static": "FS Static"}
 COLUMNS = ["Claim", "Line", "Dataset", "Expect", "Report", "Ours [95% CI]", "Seeds", "Verdict"]
 #: the same comparison under the report's protocol (reprolib.experiments.claims.row_under), beside ours
 REPORT_COLUMNS = ["Report's protocol [95% CI]", "Verdict there"]
+#: the tables' protocol cell of the rows a comparison under the report's protocol uses (its grid row where the variant
+#: has one, else its report-selection row)
+_REPORT_ROWS = (f"each variant's {PROTOCOL_SHORT['selection']} row ({PROTOCOL_SHORT['selection']}; "
+                f"{PROTOCOL_SHORT['report']} for a grid ensemble)")
 _TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"$<$",
                 ">": r"$>$", "|": r"$|$", "−": "$-$", "±": r"$\pm$"}
+
+
+#: a paragraph column set ragged right (``array``'s ``>{...}``; report/main.tex loads array): justified in 2.8 cm, the
+#: statements were stretched ("The      grid-search") with ~240 underfull-box warnings
+_RAGGED = r">{\raggedright\arraybackslash}p{"
 
 
 def tex_escape(text: str) -> str:
@@ -67,7 +76,7 @@ def claims_frame(verdicts: pd.DataFrame, tex: bool, report: pd.DataFrame | None 
         out.append({
             "Claim": esc(statement) if (first or not tex) else "",
             "Line": r["source"] if (first or not tex) else "",
-            "Dataset": esc(DATASET_SHORT[r["dataset"]]),
+            "Dataset": esc(DATASET_NAMES[r["dataset"]]),
             "Expect": _expect(r, tex),
             "Report": _num(r["report_effect"], tex) if pd.notna(r["report_effect"]) else ("--" if tex else "—"),
             "Ours [95% CI]": ours,
@@ -90,13 +99,13 @@ def claims_latex(verdicts: pd.DataFrame, report: pd.DataFrame | None = None) -> 
                "numbers; \\emph{Ours}: mean over seeds with a 95\\,\\% interval combining seeds (paired t) and "
                "images (per-run bootstrap over recording sequences). The verdict is computed from the interval."
                + (" \\emph{Report's protocol}: the same comparison between the variants' rows under the MLRC report's "
-                  "protocol (checkpoint selected on FS L\\&F, grid weights tuned on the reported set: the "
-                  "\\texttt{@report\\_selection} rows), with its verdict." if report is not None else ""))
+                  "protocol (checkpoint selected on FS L\\&F, grid weights tuned on the reported set: "
+                  f"{tex_escape(_REPORT_ROWS)}), with its verdict." if report is not None else ""))
     tex = df.style.hide(axis="index").to_latex(
         caption=caption, label="tab:claims", hrules=True, environment="longtable",
         # the two intervals wrap inside their columns: with both protocols' verdicts the table must still fit the text
-        column_format=("p{2.8cm}p{0.6cm}llrp{1.65cm}llp{1.65cm}l" if report is not None
-                       else "p{4.6cm}p{0.9cm}llrlll"),
+        column_format=("P{2.8cm}P{0.65cm}llrP{1.65cm}llP{1.65cm}l" if report is not None
+                       else "P{4.6cm}P{0.9cm}llrlll").replace("P{", _RAGGED),
     )
     # ~60 rows of 8 columns: smaller type and padding keep the table inside the text width
     return "{\\footnotesize\\setlength{\\tabcolsep}{3pt}\n" + tex + "}\n"
@@ -111,7 +120,7 @@ def claims_markdown(verdicts: pd.DataFrame, report: pd.DataFrame | None = None) 
 
 
 def _datasets(rows: pd.DataFrame) -> str:
-    return " and ".join(DATASET_SHORT[d] for d in rows["dataset"])
+    return " and ".join(DATASET_NAMES[d] for d in rows["dataset"])
 
 
 def _listing(verdicts: pd.DataFrame, verdict: str) -> str:
@@ -119,7 +128,7 @@ def _listing(verdicts: pd.DataFrame, verdict: str) -> str:
     for _, rows in verdicts[verdicts["verdict"] == verdict].groupby("claim", sort=False):
         effects = ", ".join(f"{_num(e, False)} [{_num(lo, False)}, {_num(hi, False)}]"
                             for e, lo, hi in zip(rows["effect"], rows["ci_low"], rows["ci_high"], strict=True))
-        parts.append(f"{rows['statement'].iloc[0]} ({rows['table'].iloc[0]}, {_datasets(rows)}: {effects})")
+        parts.append(f"{rows['statement'].iloc[0]} in {table_title(rows['table'].iloc[0])} ({_datasets(rows)}: {effects})")
     return "; ".join(parts)
 
 
@@ -132,7 +141,7 @@ def _against(verdicts: pd.DataFrame, source: str) -> list[str]:
             continue
         wrong = (abs(e) >= r["margin"]) if r["expect"] == "same" else (e <= 0 if r["expect"] == "higher" else e >= 0)
         if wrong:
-            out.append(f"{r['statement']} on {DATASET_SHORT[r['dataset']]} ({_num(e, False)})")
+            out.append(f"{r['statement']} on {DATASET_NAMES[r['dataset']]} ({_num(e, False)})")
     return out
 
 
@@ -166,19 +175,19 @@ def _under_report(verdicts: pd.DataFrame, report: pd.DataFrame) -> str:
     """The Discussion's paragraph on the report's protocol: its counts, and where its verdict differs from ours."""
     ran = report[report["verdict"] != "not run"]
     if ran.empty:
-        return ("Under the report's protocol no comparison has results yet (the tables' @report_selection rows are "
-                "missing).")
+        return (f"Under the report's protocol no comparison has results yet (the tables' {PROTOCOL_SHORT['selection']} "
+                "rows are missing).")
     counts = ran["verdict"].value_counts()
 
     def n(verdict: str, one: str, many: str) -> str:
         k = int(counts.get(verdict, 0))
         return f"{k} {one if k == 1 else many}"
 
-    text = ("Under the report's protocol (each variant's @report_selection row: checkpoint selected on FS L&F, grid "
+    text = (f"Under the report's protocol ({_REPORT_ROWS}: checkpoint selected on FS L&F, grid "
             f"weights tuned on the very set reported), of the {len(ran)} comparisons with results "
             f"{n('holds', 'holds', 'hold')}, {n('contradicted', 'is contradicted', 'are contradicted')} and "
             f"{n('inconclusive', 'is inconclusive', 'are inconclusive')}.")
-    differ = [f"{o['statement']} ({DATASET_SHORT[o['dataset']]}: ours {o['verdict']}, there {r['verdict']})"
+    differ = [f"{o['statement']} ({DATASET_NAMES[o['dataset']]}: ours {o['verdict']}, there {r['verdict']})"
               for (_, o), (_, r) in zip(verdicts.iterrows(), report.iterrows(), strict=True)
               if r["verdict"] != "not run" and o["verdict"] != "not run" and o["verdict"] != r["verdict"]]
     text += (" The verdict differs from ours for: " + "; ".join(differ) + "." if differ
@@ -246,8 +255,8 @@ def summary_markdown(verdicts: pd.DataFrame, results: pd.DataFrame, report: pd.D
               "claim predicts; *Report*: the same difference in the report's own numbers; *Ours*: mean over seeds with "
               "a 95% interval combining seeds (paired t) and test images (per-run bootstrap over recording sequences)."
               + (" *Report's protocol*: the same comparison between the variants' rows under the MLRC report's "
-                 "protocol (checkpoint selected on FS L&F, grid weights tuned on the reported set: the "
-                 "`@report_selection` rows), with its verdict." if report is not None else ""), "",
+                 "protocol (checkpoint selected on FS L&F, grid weights tuned on the reported set: "
+                 f"{_REPORT_ROWS}), with its verdict." if report is not None else ""), "",
               claims_markdown(verdicts, report), "## Discussion", ""]
     for p in discussion_paragraphs(verdicts, report=report):
         lines += [p, ""]

@@ -13,13 +13,23 @@ from pathlib import Path
 
 import pandas as pd
 
+from reprolib.experiments.names import DATASET_NAMES as PLAIN_DATASET_NAMES
+from reprolib.experiments.names import (
+    PROTOCOL_SHORT,
+    REPORT_PROTOCOL,
+    REPORT_SELECTION,
+    protocol_legend,
+    protocol_short,
+    table_title,
+    variant_name,
+)
 from reprolib.experiments.reference import reference_numbers
 from reprolib.experiments.results import load_results, result_tables
-from reprolib.experiments.tables import REPORT_PROTOCOL, REPORT_SELECTION, TABLES
+from reprolib.experiments.tables import GRID_NOTE, SELECTION_NOTES, TABLES
 from reprolib.io import write_bytes, write_text
 from reprolib.report.claims import write_claims
 
-DATASET_NAMES = {"fs_lost_and_found": "FS L\\&F", "fs_static": "FS Static"}
+DATASET_NAMES = {k: v.replace("&", "\\&") for k, v in PLAIN_DATASET_NAMES.items()}
 METRIC_NAMES = {"ap": "AP $\\uparrow$", "fpr95": "FPR95 $\\downarrow$", "auroc": "AUROC $\\uparrow$"}
 
 
@@ -53,18 +63,10 @@ PROTOCOL_COLUMN = ("protocol", "", "")
 SELECTION_LABEL = "report's selection (best.ckpt on FS L&F)"
 
 #: the ``protocol`` cells in the PDF: the long labels made the column as wide as the numbers, and ``\resizebox`` shrank
-#: the tables to 4-6 pt type; the caption's legend (:data:`PROTOCOL_LEGEND`) spells them out once
-SHORT_PROTOCOL = {PROTOCOL_LABELS["report"]: "report's grid", PROTOCOL_LABELS["corrected"]: "corrected",
-                  SELECTION_LABEL: "report's sel."}
-PROTOCOL_LEGEND = {"corrected": "grid weights minimising FPR95, tuned and reported on cross-fitted halves",
-                   "report's grid": "weights maximising AP - FPR95, tuned on the reported set",
-                   "report's sel.": "checkpoint selected on FS L&F (best.ckpt), as the report"}
-
-
-def protocol_legend(cells: list[str]) -> str:
-    """The caption's key to the short protocol cells: only the terms the table uses."""
-    used = [k for k in PROTOCOL_LEGEND if any(k in c for c in cells)]
-    return ("Protocol: " + "; ".join(f"{k} = {PROTOCOL_LEGEND[k]}" for k in used) + ".") if used else ""
+#: the tables to 4-6 pt type; the caption's legend (:func:`protocol_legend`) spells them out once. The short forms are
+#: :data:`reprolib.experiments.names.PROTOCOL_SHORT`, which the figures' row names use too.
+SHORT_PROTOCOL = {PROTOCOL_LABELS["report"]: PROTOCOL_SHORT["report"],
+                  PROTOCOL_LABELS["corrected"]: PROTOCOL_SHORT["corrected"], SELECTION_LABEL: PROTOCOL_SHORT["selection"]}
 
 
 def short_protocol(label: str) -> str:
@@ -75,13 +77,9 @@ def short_protocol(label: str) -> str:
 
 
 def _protocol(variant: str, variants: set[str]) -> str:
-    if variant.endswith(REPORT_PROTOCOL):
-        grid = PROTOCOL_LABELS["report"]
-    else:
-        grid = PROTOCOL_LABELS["corrected"] if f"{variant}{REPORT_PROTOCOL}" in variants else ""
-    if REPORT_SELECTION in variant:
-        return f"{SELECTION_LABEL}; {grid}" if grid else SELECTION_LABEL
-    return grid
+    """The long ``protocol`` cell of a row: :func:`reprolib.experiments.names.protocol_short`, each term spelt out."""
+    long = {short: full for full, short in SHORT_PROTOCOL.items()}
+    return "; ".join(long[term] for term in protocol_short(variant, variants).split("; ") if term)
 
 
 def _selection_reference(ref: pd.DataFrame, mine: set[str]) -> pd.DataFrame:
@@ -98,7 +96,8 @@ def _selection_reference(ref: pd.DataFrame, mine: set[str]) -> pd.DataFrame:
 
 
 def comparison_table(
-    results: pd.DataFrame, table: str, metrics: tuple[str, ...] = ("ap", "fpr95"), with_reference: bool = True
+    results: pd.DataFrame, table: str, metrics: tuple[str, ...] = ("ap", "fpr95"), with_reference: bool = True,
+    names: bool = False,
 ) -> pd.DataFrame:
     """Wide table: one row per variant; a ``protocol`` column, then (dataset, metric, source) with source
     ours/report/paper.
@@ -106,6 +105,8 @@ def comparison_table(
     Where we report a variant under both grid protocols, the paper's and the report's numbers go on the
     ``<variant>@report_protocol`` row (the procedure they came from), not on our cross-fitted row; the
     report's number is shown again on a ``<variant>@report_selection`` row (the report's checkpoint selection).
+    ``names``: the rows named as the report names them (:func:`reprolib.experiments.names.variant_name`, the notebooks'
+    view; the protocol column tells a variant's rows apart) instead of by their ``variant`` keys.
     """
     ours = summarize(results, metrics).assign(source="ours")
     frames = [ours]
@@ -128,6 +129,8 @@ def comparison_table(
                                                src_order.get(c[2], 9)))
     wide = wide[cols].fillna("--")
     wide.insert(0, PROTOCOL_COLUMN, [_protocol(str(v), mine) for v in wide.index])
+    if names:
+        wide.index = pd.Index([variant_name(str(v), table) for v in wide.index], name="variant")
     return wide
 
 
@@ -140,16 +143,19 @@ def latex_escape(text: str) -> str:
     return "".join(table.get(ch, ch) for ch in text)
 
 
-def write_latex_table(df: pd.DataFrame, path: str | Path, caption: str, label: str) -> str:
-    """Export a (possibly multi-column) frame to a booktabs LaTeX table, atomically; returns the text."""
+def write_latex_table(df: pd.DataFrame, path: str | Path, caption: str, label: str, table: str | None = None) -> str:
+    """Export a (possibly multi-column) frame to a booktabs LaTeX table, atomically; returns the text.
+
+    Rows are named as the report names them (:func:`reprolib.experiments.names.variant_name`, ``table``'s own names
+    first); the protocol column, when there is one, tells a variant's rows apart."""
     pretty = df.copy()
     if isinstance(pretty.columns, pd.MultiIndex):
         pretty.columns = pd.MultiIndex.from_tuples(
             [tuple(DATASET_NAMES.get(p, METRIC_NAMES.get(p, p)) for p in c) for c in pretty.columns]
         )
-    # "no_ensemble@report_selection" → "no ensemble@report\_selection": the suffixes as the captions spell them
-    pretty.index = [latex_escape(base.replace("_", " ") + at + suffix)
-                    for base, at, suffix in (str(i).partition("@") for i in pretty.index)]
+    # "no_generator_no_uncertainty@report_selection" → "w/o data generator \& w/o unc. maps" (+ "report's sel." in
+    # the protocol column, which the caption's legend explains)
+    pretty.index = [latex_escape(variant_name(str(i), table)) for i in pretty.index]
     if PROTOCOL_COLUMN in pretty.columns or "protocol" in pretty.columns:  # plain text ("FS L&F"), unlike the numbers
         col = PROTOCOL_COLUMN if PROTOCOL_COLUMN in pretty.columns else "protocol"
         pretty[col] = [latex_escape(str(v)) for v in pretty[col]]
@@ -177,17 +183,35 @@ def figure_name(table: str, file_name: str) -> str:
 
 
 def _report_ref(name: str) -> str:
-    """Which of the report's tables or figures ``results/<name>/`` reproduces ("Table 4", "Figures 4-6")."""
-    if name.startswith("table") and name[5:].isdigit():
-        return f"Table {name[5:]}"
-    return {"figures": "Figures 4--6", "figure3": "Figure 3"}.get(name, "")
+    """Which of the report's tables or figures ``results/<name>/`` reproduces ("Table 4", "Figures 4--6"), or ""."""
+    title = table_title(name)
+    return "" if title == name else title.replace("-", "--")
+
+
+#: the paper-scale dry run (``make smoke-full``, :mod:`reprolib.experiments.smoke`): its title and what it is
+SMOKE_TITLE = "Paper-scale dry run (make smoke-full)"
+SMOKE_NOTE = ("Every stage of the full profile at the paper's resolutions on a handful of images of the embedded "
+              "world at 1024x2048: the real Original combo (DeepWV3Plus + CC-FPSE), precompute, the width-1.0 VGG16 "
+              "dissimilarity network trained for a few steps at 256x512, scoring at 1024x2048. It shows that the "
+              "full profile runs and measures its cost; its numbers are not results. '{none}' is the network's "
+              "p(anomaly) alone, '{fixed}' the shipped fixed ensemble [0.75, 0.25, 0, 0] over (p, H, V, D).")
+
+
+def _smoke_caption(results: pd.DataFrame) -> str:
+    """What the dry run is, and which weights its rows used (random unless the checkpoints were given)."""
+    text = SMOKE_NOTE.format(none=variant_name("full", "smoke-full"), fixed=variant_name("full+fixed_ensemble",
+                                                                                          "smoke-full"))
+    for column, what in (("backend_weights", "backend weights"), ("imagenet_weights", "ImageNet weights")):
+        if column in results:
+            text += f" {what[0].upper()}{what[1:]}: {'; '.join(sorted(set(results[column].astype(str))))}."
+    return text
 
 
 def table_caption(name: str, results: pd.DataFrame, table: pd.DataFrame, profile: str) -> str:
     """The opening of a results table's caption: what it is (its title and the report's number), how many seeds
     our cells average (a single seed has no std), and only the reference columns the table actually has."""
     spec = TABLES.get(name)
-    title = latex_escape(spec.title) if spec and spec.title else latex_escape(name)
+    title = latex_escape(spec.title if spec and spec.title else SMOKE_TITLE if name == "smoke-full" else name)
     ref = _report_ref(name)
     head = f"{title} (the report's {ref})" if ref else title
     per_variant = summarize(results).groupby("variant")["n"].max()
@@ -199,6 +223,29 @@ def table_caption(name: str, results: pd.DataFrame, table: pd.DataFrame, profile
     caption = f"{head}: ours (profile \\texttt{{{profile}}}, {seeds})"
     caption += f" beside {beside} numbers" if beside else ", with no number printed by the report or the paper to set beside it"
     return caption + "; AP and FPR95 in \\%."
+
+
+#: the notes every grid / report-selection table's caption carries (:data:`TableSpec.caption`, as the notebooks show
+#: it): the PDF prints them once (``generated/notes.tex``, "Reading the tables"), where seven captions of 20 lines each
+#: repeated them and the longest table no longer fit its page
+SHARED_NOTES = (GRID_NOTE, SELECTION_NOTES)
+#: what a caption whose shared notes were moved out says instead (LaTeX)
+SEE_NOTES = "Protocols and checkpoint selection: Section~\\ref{sec:reading}."
+
+
+def own_caption(caption: str) -> tuple[str, bool]:
+    """A table's caption without :data:`SHARED_NOTES` (plain text), and whether it had any."""
+    had = False
+    for note in SHARED_NOTES:
+        had |= note in caption
+        caption = caption.replace(note, " ")
+    return " ".join(caption.split()), had
+
+
+def notes_latex() -> str:
+    """``generated/notes.tex``: the shared notes of the tables' captions, once."""
+    return "% generated by reprolib.report.build_report — do not edit\n" + "\n\n".join(
+        latex_escape(n.replace("this table's", "each table's")) for n in SHARED_NOTES) + "\n"
 
 
 def build_report(results_dir: str | Path = "results", report_dir: str | Path = "report") -> list[Path]:
@@ -224,10 +271,15 @@ def build_report(results_dir: str | Path = "results", report_dir: str | Path = "
         if table[PROTOCOL_COLUMN].astype(bool).any():
             table[PROTOCOL_COLUMN] = [short_protocol(v) for v in table[PROTOCOL_COLUMN]]
             caption += " " + latex_escape(protocol_legend(list(table[PROTOCOL_COLUMN])))
+        else:  # an empty column says nothing (the dry run's rows: no grid ensemble, no report selection)
+            table = table.drop(columns=[PROTOCOL_COLUMN])
         if name in TABLES and TABLES[name].caption:
-            caption += " " + latex_escape(TABLES[name].caption)
+            own, shared = own_caption(TABLES[name].caption)
+            caption += " " + latex_escape(own) + (" " + SEE_NOTES if shared else "")
+        elif name == "smoke-full":
+            caption += " " + latex_escape(_smoke_caption(df))
         out = gen / f"{name}.tex"
-        write_latex_table(table, out, caption=caption, label=f"tab:{name}")
+        write_latex_table(table, out, caption=caption, label=f"tab:{name}", table=name)
         written.append(out)
         for fig in sorted(csv.parent.glob("*.pdf")) + sorted(csv.parent.glob("*.png")):
             dst = gen / figure_name(name, fig.name)
@@ -260,6 +312,8 @@ def build_report(results_dir: str | Path = "results", report_dir: str | Path = "
             "(small images, reduced network width, few training steps). They exercise the full pipeline "
             "but are not comparable with the paper's numbers.}}"
         )
+    write_text(gen / "notes.tex", notes_latex())
+    written.append(gen / "notes.tex")
     written += write_claims(results_dir, gen)  # the claims table, the Discussion and results/SUMMARY.md
     # last: it is make's target for the whole report, so a build that fails before it is rerun, not trusted
     write_text(gen / "profiles.tex", "\n".join(lines) + "\n")
