@@ -21,13 +21,16 @@ import pytest
 from reprolib.experiments import run_table
 from reprolib.experiments.results import RUNTIME_KEYS, run_hash
 from reprolib.experiments.session import (
+    IMPORT_STAGING,
     MANIFEST,
     Session,
     SessionOver,
     export_outputs,
     import_previous,
+    import_unit,
     parse_max_time,
     read_log,
+    sha256_file,
     unusable_outputs,
 )
 from reprolib.io import ReprolibDataError, read_json, write_json
@@ -150,6 +153,157 @@ def test_output_is_packed_with_a_manifest(chain) -> None:
     assert n_packed > n_files  # packing really reduced the file count
 
 
+@pytest.fixture(scope="module")
+def clean_work(chain, tmp_path_factory) -> Path:
+    """The chain's last output imported whole."""
+    work = tmp_path_factory.mktemp("clean") / "data"
+    assert import_previous(chain["last_output"], work)["dropped"] == 0
+    return work
+
+
+@pytest.fixture(scope="module")
+def clean_import(clean_work) -> dict[str, tuple[str, int]]:
+    """(sha256, mtime) of every file of the whole import: what a damaged import is compared with."""
+    return _tree(clean_work)
+
+
+def _tree(root: Path) -> dict[str, tuple[str, int]]:
+    return {p.relative_to(root).as_posix(): (sha256_file(p), p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _run_of(chain, variant: str) -> str:
+    """The run folder the chain trained for ``variant`` (seed 0)."""
+    [run] = {r["run"] for r in chain["log"] if r["stage"] == f"train {variant} seed 0"}
+    return run
+
+
+def _import_damaged(chain, clean: dict, tmp_path: Path, capsys, damage) -> tuple[Path, tuple[str, ...]]:
+    """Import the chain's last output after ``damage(data, manifest)`` (which returns the path of the file it
+    damaged): the import completes, drops that file's unit (named in one warning) and keeps everything else bit for
+    bit. Returns (the new session's working folder, the unit dropped)."""
+    out = tmp_path / "input" / "reprolib-table4"
+    shutil.copytree(chain["last_output"], out)
+    for p in [out, *out.rglob("*")]:  # the mount is read-only; this copy is damaged on purpose
+        p.chmod(p.stat().st_mode | stat.S_IWUSR)
+    unit = import_unit(damage(out / "data", read_json(out / "data" / MANIFEST)))
+    gone = {rel for rel in clean if any(rel == p or rel.startswith(p + "/") for p in unit)}
+    assert gone  # the unit held files in the whole output
+    work = tmp_path / "working"
+    capsys.readouterr()
+    counts = import_previous(tmp_path / "input", work / "data")
+    assert counts["sources"] == 1 and counts["dropped"] == 1
+    warnings = [line for line in capsys.readouterr().out.splitlines() if "WARNING" in line]
+    assert len(warnings) == 1 and f"not imported: {' and '.join(unit)} (this session redoes it)" in warnings[0]
+    assert _tree(work / "data") == {rel: v for rel, v in clean.items() if rel not in gone}
+    return work, unit
+
+
+def _rerun(chain, work: Path, variant: str) -> list[dict]:
+    """The next pipeline step: the table for ``variant`` on the imported folder. Its rows are the uninterrupted
+    reference's; returns the stages it logged."""
+    before = len(read_log(work / "data"))
+    _table(work, variants=[variant])
+    ref = chain["reference"]
+    ref = ref[ref["variant"].str.split("@").str[0] == variant]
+    got = pd.read_csv(work / "results" / "table4.csv")
+    pd.testing.assert_frame_equal(_comparable(got.drop(columns=["checkpoint"])),  # the folder moved: its path too
+                                  _comparable(ref.drop(columns=["checkpoint"])))
+    return read_log(work / "data")[before:]
+
+
+def test_a_run_whose_last_ckpt_is_damaged_is_dropped_whole_and_trained_again(chain, clean_import, tmp_path: Path,
+                                                                             capsys) -> None:
+    """Any damaged file of the previous output stopped the session (and the chain started over from nothing). A
+    finished run whose last.ckpt is damaged is now left out whole, its done.json and scores too (a done.json beside
+    other weights would pass it off as finished), and trained again from scratch; everything else is imported."""
+    run = _run_of(chain, "full")
+
+    def damage(data: Path, manifest: dict) -> str:
+        ckpt = data / "tiny" / "runs" / run / "checkpoints" / "last.ckpt"
+        content = bytearray(ckpt.read_bytes())
+        content[len(content) // 2] ^= 1  # one bit, the size unchanged
+        ckpt.write_bytes(bytes(content))
+        return ckpt.relative_to(data).as_posix()
+
+    work, unit = _import_damaged(chain, clean_import, tmp_path, capsys, damage)
+    assert unit == (f"tiny/runs/{run}",)
+    log = _rerun(chain, work, "full")
+    assert [(r["stage"], r["run"], r["steps"], r["finished"]) for r in log if r["stage"].startswith("train ")] == [
+        ("train full seed 0", run, 4, True)]  # from its first step
+    assert sum(r["stage"].startswith("score fs_") and run in r["stage"] for r in log) == 2
+
+
+def test_a_missing_score_cache_drops_the_runs_scoring_which_is_done_again(chain, clean_import, tmp_path: Path,
+                                                                         capsys) -> None:
+    """A file listed in the manifest but missing (Kaggle keeps 20 GB of an output): a score cache. The run's scoring
+    (its caches and prediction PNGs) is left out and done again; its training is kept."""
+    run = _run_of(chain, "no_uncertainty")
+
+    def damage(data: Path, manifest: dict) -> str:
+        [cache] = (data / "tiny" / "runs" / run / "scores").glob("fs_static-*.npz")
+        cache.unlink()
+        return cache.relative_to(data).as_posix()
+
+    work, unit = _import_damaged(chain, clean_import, tmp_path, capsys, damage)
+    assert unit == (f"tiny/runs/{run}/scores", f"tiny/runs/{run}/predictions")
+    assert (work / "data" / "tiny" / "runs" / run / "done.json").is_file()
+    log = _rerun(chain, work, "no_uncertainty")
+    assert not [r for r in log if r["stage"].startswith("train ")]
+    assert sum(r["stage"].startswith("score fs_") and run in r["stage"] for r in log) == 2
+    assert {rel for rel in _tree(work / "data") if rel.startswith(unit)} == {
+        rel for rel in clean_import if rel.startswith(unit)}  # its caches and predictions are back
+
+
+def test_a_cut_archive_drops_its_processed_split_which_is_computed_again(chain, clean_import, tmp_path: Path,
+                                                                        capsys) -> None:
+    """An archive cut short (or corrupt): the processed split it packs is left out and computed again, to the same
+    files; the runs scored on it keep their caches."""
+    def damage(data: Path, manifest: dict) -> str:
+        [tar] = (data / "packed" / "tiny" / "processed").glob("static-*.tar")
+        tar.write_bytes(tar.read_bytes()[: tar.stat().st_size // 3])
+        return tar.relative_to(data / "packed").as_posix().removesuffix(".tar")
+
+    work, unit = _import_damaged(chain, clean_import, tmp_path, capsys, damage)
+    [split] = unit
+    assert split.startswith("tiny/processed/static-")
+    log = _rerun(chain, work, "full")
+    assert [r["stage"] for r in log if r["stage"].startswith(("precompute", "train", "score"))] == [
+        "precompute fs_static embedded"]
+    again = _tree(work / "data")
+    images = {rel for rel in clean_import if rel.startswith(split + "/") and rel.endswith(".png")}
+    assert images and all(again[rel][0] == clean_import[rel][0] for rel in images)  # the same content
+
+
+def test_an_archive_short_of_a_member_drops_its_folder_which_is_made_again(chain, clean_work, clean_import,
+                                                                          tmp_path: Path, capsys) -> None:
+    """An archive whose own hash matches (as an older manifest's, without it, would) but which lacks a member the
+    manifest lists: the folder it packs (here the embedded world) is left out and generated again."""
+    import tarfile
+
+    def damage(data: Path, manifest: dict) -> str:
+        tar = data / "packed" / "tiny" / "world.tar"
+        with tarfile.open(tar) as tf:
+            members = [(m, tf.extractfile(m).read() if m.isfile() else None) for m in tf.getmembers()]
+        lost = next(m.name for m, _ in members if m.name.endswith("_leftImg8bit.png"))
+        with tarfile.open(tar, "w", format=tarfile.PAX_FORMAT) as tf:
+            for m, content in members:
+                if m.name != lost:
+                    tf.addfile(m, io.BytesIO(content) if content is not None else None)
+        rel = tar.relative_to(data).as_posix()
+        manifest["files"][rel] = {"size": tar.stat().st_size, "mtime_ns": tar.stat().st_mtime_ns,
+                                  "sha256": sha256_file(tar)}
+        write_json(data / MANIFEST, manifest)
+        return lost
+
+    work, unit = _import_damaged(chain, clean_import, tmp_path, capsys, damage)
+    assert unit == ("tiny/world",)
+    log = _rerun(chain, work, "full")
+    assert [r["stage"] for r in log if r["stage"].startswith(("world", "train"))] == ["world"]
+    world = read_json(work / "data" / "tiny" / "world" / "world.json")
+    assert world["fingerprint"] == read_json(clean_work / "tiny" / "world" / "world.json")["fingerprint"]
+
+
 def test_export_leaves_killed_writes_out(tmp_path: Path) -> None:
     # temp files of atomic writes a kill interrupted: a packed folder's would travel in its tar, a run's beside it
     root = tmp_path / "data"
@@ -177,13 +331,15 @@ def test_import_checks_content(tmp_path: Path) -> None:
     export_outputs(prev)
     work = tmp_path / "work"
     counts = import_previous(tmp_path / "input", work)
-    assert counts == {"sources": 1, "copied": 2, "kept": 0, "unusable": 0}
+    assert counts == {"sources": 1, "copied": 2, "kept": 0, "dropped": 0, "unusable": 0}
     assert (work / "tiny" / "runs" / "r" / "last.ckpt").read_bytes() == b"weights"
     assert (work / "tiny" / "processed" / "s" / "a.png").stat().st_mtime_ns == 123_456_789_000  # caches key on it
     assert import_previous(tmp_path / "input", work)["kept"] == 2  # a second import copies nothing
     (prev / "tiny" / "runs" / "r" / "last.ckpt").write_bytes(b"WEIGHTS")  # corrupted after the manifest
-    with pytest.raises(ReprolibDataError, match="manifest"):
-        import_previous(tmp_path / "input", tmp_path / "work2")
+    counts = import_previous(tmp_path / "input", tmp_path / "work2")  # that run is left out, the rest comes in
+    assert counts == {"sources": 1, "copied": 1, "kept": 0, "dropped": 1, "unusable": 0}
+    assert not (tmp_path / "work2" / "tiny" / "runs").exists()
+    assert (tmp_path / "work2" / "tiny" / "processed" / "s" / "a.png").read_bytes() == b"png"
 
 
 def test_an_earlier_output_without_a_manifest_is_named_not_imported(tmp_path: Path, capsys) -> None:
@@ -195,7 +351,7 @@ def test_an_earlier_output_without_a_manifest_is_named_not_imported(tmp_path: Pa
     (killed / "data" / "tiny" / "runs" / "r").mkdir(parents=True)
     (killed / "data" / "tiny" / "runs" / "r" / "last.ckpt").write_bytes(b"weights")
     counts = import_previous(tmp_path / "input", tmp_path / "work")
-    assert counts == {"sources": 0, "copied": 0, "kept": 0, "unusable": 1}
+    assert counts == {"sources": 0, "copied": 0, "kept": 0, "dropped": 0, "unusable": 1}
     assert f"{killed} is an earlier session's output without {MANIFEST}" in capsys.readouterr().out
     assert not (tmp_path / "work" / "tiny").exists()
     # a whole output beside it (its manifest under data/) is imported, and not named
@@ -209,7 +365,11 @@ def test_an_earlier_output_without_a_manifest_is_named_not_imported(tmp_path: Pa
     assert import_previous(tmp_path / "input", tmp_path / "work")["copied"] == 1
 
 
-def test_import_refuses_a_cut_archive_and_a_failed_import_exports_nothing(tmp_path: Path, monkeypatch) -> None:
+def test_a_cut_archive_drops_its_folder_only_and_a_failed_import_exports_nothing(tmp_path: Path, monkeypatch,
+                                                                                 capsys) -> None:
+    """A cut or short archive stopped the whole import (and so the session: the next one started over from nothing).
+    Only the folder it packs is left out now, named in a warning; what is not a reprolib output, or would be written
+    outside the work folder, is still refused whole."""
     import tarfile
 
     prev = tmp_path / "input" / "k" / "data"
@@ -217,22 +377,62 @@ def test_import_refuses_a_cut_archive_and_a_failed_import_exports_nothing(tmp_pa
     split.mkdir(parents=True)
     for i in range(3):
         (split / f"{i}.png").write_bytes(b"png%d" % i)
+    (split / "done.json").write_text("{}")
+    (prev / "tiny" / "processed" / "t").mkdir(parents=True)
+    (prev / "tiny" / "processed" / "t" / "done.json").write_text('{"t": 1}')
+    (prev / "tiny" / "runs" / "r").mkdir(parents=True)
+    (prev / "tiny" / "runs" / "r" / "done.json").write_text("{}")
     export_outputs(prev)
     export_outputs(prev)  # a second export of one session keeps the first one's archive (its folder is gone)
     manifest = json.loads((prev / MANIFEST).read_text())
     tar_path = prev / "packed" / "tiny" / "processed" / "s.tar"
-    assert list(manifest["archives"]) == ["packed/tiny/processed/s.tar"] and tar_path.is_file()
+    assert sorted(manifest["archives"]) == ["packed/tiny/processed/s.tar", "packed/tiny/processed/t.tar"]
     with tarfile.open(tar_path) as tf:  # the same archive, cut after its first member
         first = tf.getmembers()[0]
         data = tf.extractfile(first).read()
     with tarfile.open(tar_path, "w", format=tarfile.PAX_FORMAT) as tf:
         tf.addfile(first, io.BytesIO(data))
-    with pytest.raises(ReprolibDataError, match=r"s.tar: content differs from the previous session's manifest"):
-        import_previous(tmp_path / "input", tmp_path / "work")
+    whole = ["tiny/processed/t/done.json", "tiny/runs/r/done.json"]
+
+    def imported(work: Path) -> list[str]:
+        return sorted(p.relative_to(work).as_posix() for p in work.rglob("*") if p.is_file())
+
+    capsys.readouterr()
+    counts = import_previous(tmp_path / "input", tmp_path / "work")
+    assert counts == {"sources": 1, "copied": 2, "kept": 0, "dropped": 1, "unusable": 0}
+    assert imported(tmp_path / "work") == whole  # nothing of s: no done.json without its images
+    [line] = [x for x in capsys.readouterr().out.splitlines() if "WARNING" in x]
+    assert f"{tar_path}: content differs from the previous session's manifest" in line
+    assert line.endswith("not imported: tiny/processed/s (this session redoes it)")
     manifest["files"].pop("packed/tiny/processed/s.tar")  # without the archive's own hash: its lost members
     write_json(prev / MANIFEST, manifest)
-    with pytest.raises(ReprolibDataError, match=r"s.tar: 2 file\(s\) of the manifest are not in it"):
-        import_previous(tmp_path / "input", tmp_path / "work")
+    counts = import_previous(tmp_path / "input", tmp_path / "work2")
+    assert counts["dropped"] == 1 and imported(tmp_path / "work2") == whole
+    assert f"{tar_path}: 3 file(s) of the manifest are not in it, e.g. tiny/processed/s/1.png" in capsys.readouterr().out
+    # the session's summary line counts it too
+    from reprolib.experiments.pipeline import Context
+    from reprolib.experiments.runner import start_session
+
+    start_session(Context(profile=None, work_dir=tmp_path / "work6" / "tiny", kaggle_input=str(tmp_path / "input")))
+    assert ("1 found, 2 files brought in, 0 already here; 1 damaged or missing part(s) not imported (named in the "
+            "warnings above): this session redoes them") in capsys.readouterr().out
+    tar_path.write_bytes(b"\x00garbage" * 100)  # not a tar at all
+    assert import_previous(tmp_path / "input", tmp_path / "work3")["dropped"] == 1
+    assert imported(tmp_path / "work3") == whole and not (tmp_path / "work3" / IMPORT_STAGING).exists()
+    # still refused whole: a member that would land outside the work folder, a manifest that is not one
+    with tarfile.open(tar_path, "w", format=tarfile.PAX_FORMAT) as tf:
+        evil = tarfile.TarInfo("tiny/../../evil.txt")
+        evil.size = 4
+        tf.addfile(evil, io.BytesIO(b"evil"))
+    with pytest.raises(ReprolibDataError, match=r"s.tar: 'tiny/../../evil.txt' escapes the work folder"):
+        import_previous(tmp_path / "input", tmp_path / "work4" / "data")
+    assert not (tmp_path / "work4" / "evil.txt").exists() and not (tmp_path / "work4" / "data" / "tiny").exists()
+    write_json(prev / MANIFEST, {**manifest, "files": {"../evil.txt": manifest["files"]["tiny/runs/r/done.json"]}})
+    with pytest.raises(ReprolibDataError, match=r"'../evil.txt' escapes the work folder"):
+        import_previous(tmp_path / "input", tmp_path / "work5")
+    write_json(prev / MANIFEST, {**manifest, "files": {"tiny/runs/r/done.json": {"sha256": "x"}}})
+    with pytest.raises(ReprolibDataError, match="not a reprolib output manifest"):
+        import_previous(tmp_path / "input", tmp_path / "work5")
     # run_table: a failed import leaves no manifest behind (it would pass the partial output off as whole)
     import reprolib.experiments.runner as R
 
@@ -242,6 +442,24 @@ def test_import_refuses_a_cut_archive_and_a_failed_import_exports_nothing(tmp_pa
         R.run_table("table4", profile="tiny", work_dir=tmp_path / "w", output_dir=tmp_path / "out", device="cpu",
                     wandb_mode="disabled", kaggle_input=tmp_path / "input")
     assert exported == []
+
+
+def test_import_units() -> None:
+    """What a damaged file takes with it: the smallest piece of work the pipeline redoes whole."""
+    run = "tiny/runs/embedded-2799a40291a0-seed0"
+    assert import_unit(f"{run}/checkpoints/last.ckpt") == import_unit(f"{run}/done.json") == (run,)
+    assert import_unit(f"{run}/csv/session-0/metrics.csv") == (run,)
+    scoring = (f"{run}/scores", f"{run}/predictions")
+    assert import_unit(f"{run}/scores/fs_static-x-best-0123.npz") == import_unit(f"{run}/predictions") == scoring
+    assert import_unit(f"{run}/predictions/fs_static-timing.json") == scoring
+    assert import_unit("tiny/processed/static-x/entropy/0000.png") == import_unit("tiny/processed/static-x") == (
+        "tiny/processed/static-x",)
+    assert import_unit("tiny/generated/embedded-val/generator.json") == ("tiny/generated/embedded-val",)
+    assert import_unit("tiny/backends/strong/lightning/segmentation/last.ckpt") == ("tiny/backends/strong",)
+    assert import_unit("tiny/world/cityscapes/leftImg8bit/train/a/b.png") == import_unit("tiny/world") == (
+        "tiny/world",)
+    assert import_unit("session-log.json") == ("session-log.json",) and import_unit("tiny/x.json") == ("tiny/x.json",)
+    assert import_unit("tiny/other/a/b.json") == ("tiny/other",)  # a folder the pipeline does not name: all of it
 
 
 def _first_session_out_of_time(tmp_path: Path, monkeypatch, owner: object, name: str) -> tuple[Path, Path, dict]:
@@ -468,7 +686,8 @@ def test_this_sessions_own_output_and_a_deep_output_are_not_taken_for_unusable_o
     (own / "results" / "table4").mkdir(parents=True)
     (own / "results" / "table4" / "status.json").write_text('{"table": "table4", "in_progress": true}')
     capsys.readouterr()
-    assert import_previous(tmp_path, own / "data") == {"sources": 1, "copied": 1, "kept": 0, "unusable": 0}
+    assert import_previous(tmp_path, own / "data") == {"sources": 1, "copied": 1, "kept": 0, "dropped": 0,
+                                                       "unusable": 0}
     assert "WARNING" not in capsys.readouterr().out
     deep = tmp_path / "deep"
     output(deep / "a" / "b" / "c" / "d" / "e")  # results/ at depth 5, its manifest (data/) at depth 6

@@ -244,9 +244,12 @@ def start_session(ctx: P.Context) -> dict[str, int]:
         counts = import_previous(ctx.kaggle_input, ctx.work_root)
         st.ran, st.info = counts["copied"] > 0, counts
     print(f"[reprolib] previous output: {counts['sources']} found, {counts['copied']} files brought in, "
-          f"{counts['kept']} already here" + (f"; {counts['unusable']} without a manifest, not imported (see the "
-          "warning above)" + ("; this session starts the table from the beginning" if not counts["sources"] else "")
-          if counts.get("unusable") else ""), flush=True)
+          f"{counts['kept']} already here"
+          + (f"; {counts['dropped']} damaged or missing part(s) not imported (named in the warnings above): this "
+             "session redoes them" if counts.get("dropped") else "")
+          + (f"; {counts['unusable']} without a manifest, not imported (see the "
+             "warning above)" + ("; this session starts the table from the beginning" if not counts["sources"] else "")
+             if counts.get("unusable") else ""), flush=True)
     return counts
 
 

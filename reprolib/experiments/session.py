@@ -11,9 +11,11 @@ under ``/kaggle/input``. :func:`import_previous` copies it into the working dire
 on names and contents, the in-process memo of those hashes on mtimes too), and :func:`export_outputs` writes
 that record at the end,
 packing bulky, many-file folders (world, generated training data, processed splits, prediction PNGs) into
-one tar each, so each version's output holds everything done so far in a modest number of files.
+one tar each, so each version's output holds everything done so far in a modest number of files. A file missing
+from that output (Kaggle keeps 20 GB) or damaged costs only its unit of work (:func:`import_unit`: a run, a
+processed split, ...), which is left out, named, and redone by the pipeline; not the whole chain.
 
-Why one module of ~320 lines: the deadline and the import/export are one contract (a session that stops at
+Why one module of ~520 lines: the deadline and the import/export are one contract (a session that stops at
 its deadline must leave exactly what the next one imports), tested together by ``tests/test_session_chain.py``.
 """
 
@@ -273,20 +275,101 @@ def unusable_outputs(kaggle_input: str | os.PathLike | None, max_depth: int = IM
                   and not (own is not None and (own == r.resolve() or r.resolve() in own.parents)))
 
 
-def _copy_verified(read: Callable[[], Any], dest: Path, info: dict[str, Any], origin: str) -> None:
-    """Stream into ``dest`` (temp + rename), check the sha256 against the manifest, restore the mtime."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".import.tmp")
+# ------------------------------------------------------------------------------------------- import
+
+IMPORT_STAGING = ".import-staging"  # at the work root while import_previous runs: files waiting for their unit
+#: a profile's folders whose every sub-folder is one unit of work (:func:`import_unit`)
+_UNIT_FOLDERS = ("backends", "generated", "processed", "runs")
+
+
+class _Damaged(Exception):
+    """A file (or archive) of the previous output that cannot be brought in as its manifest records it."""
+
+
+def import_unit(rel: str) -> tuple[str, ...]:
+    """What is dropped together with the file (or packed folder) ``rel`` of the previous output when it is missing
+    or damaged there: the paths (folders or files, relative to the work root) of the smallest piece of work whose
+    consistency depends on it, which the pipeline redoes whole when it is absent.
+
+    * a profile's ``world/``, ``backends/<strength>/``, ``generated/<x>/``, ``processed/<split>/``: the folder (its
+      ``world.json`` / ``done.json`` marks all of it done: a marker must never stand without its content);
+    * ``runs/<run>/scores/`` and ``runs/<run>/predictions/`` (a finished run's scoring: the score caches mark it
+      done, the prediction PNGs are written before them): both, and the run is scored again;
+    * anything else of ``runs/<run>/`` (checkpoints, ``done.json``, ``config.json``, logs): the whole run folder,
+      scores included, and the run is trained again from scratch (a ``done.json`` beside a damaged ``last.ckpt``
+      would pass the run off as finished);
+    * another folder of a profile: all of it; a file at the work root or directly in a profile: itself.
+    """
+    parts = rel.split("/")
+    if len(parts) == 1:
+        return (rel,)
+    prof, kind = parts[0], parts[1]
+    if kind == "world":
+        return (f"{prof}/world",)
+    if len(parts) == 2:
+        return (rel,)
+    if kind == "runs" and len(parts) > 3 and parts[3] in ("scores", "predictions"):
+        run = "/".join(parts[:3])
+        return (f"{run}/scores", f"{run}/predictions")
+    if kind in _UNIT_FOLDERS:
+        return ("/".join(parts[:3]),)
+    return (f"{prof}/{kind}",)
+
+
+def _under(rel: str, paths: tuple[str, ...]) -> bool:
+    """True when ``rel`` is one of ``paths`` or lies inside one of them."""
+    return any(rel == p or rel.startswith(p + "/") for p in paths)
+
+
+def _inside(root: Path, rel: str, origin: Path, what: str = "the work folder") -> Path:
+    """``root / rel``, refused (a hard error, not damage: a manifest or archive made to write elsewhere) when it
+    would land outside ``root``."""
+    dest = root / rel
+    if not rel or not dest.resolve().is_relative_to(root.resolve()):
+        raise ReprolibDataError(origin, f"{rel!r} escapes {what}")
+    return dest
+
+
+def _stage(read: Callable[[], Any], staged: Path, info: dict[str, Any]) -> None:
+    """Stream into ``staged`` and check the sha256 against the manifest: :class:`_Damaged` when it differs or the
+    source cannot be read. A failed write (a full disk) is no damage of the previous output: it propagates."""
+    staged.parent.mkdir(parents=True, exist_ok=True)
     h = hashlib.sha256()
-    with read() as src, open(tmp, "wb") as out:
-        while chunk := src.read(_CHUNK):
-            h.update(chunk)
-            out.write(chunk)
+    with open(staged, "wb") as out:
+        try:
+            src = read()
+        except (OSError, tarfile.TarError, EOFError) as exc:
+            raise _Damaged(f"unreadable ({exc})") from None
+        with src:
+            while True:
+                try:
+                    chunk = src.read(_CHUNK)
+                except (OSError, tarfile.TarError, EOFError) as exc:
+                    raise _Damaged(f"unreadable ({exc})") from None
+                if not chunk:
+                    break
+                h.update(chunk)
+                out.write(chunk)
     if h.hexdigest() != info["sha256"]:
-        tmp.unlink()
-        raise ReprolibDataError(origin, "content differs from the previous session's manifest (corrupt output?)")
-    os.replace(tmp, dest)
-    os.utime(dest, ns=(info["mtime_ns"], info["mtime_ns"]))
+        raise _Damaged("content differs from the previous session's manifest (cut or corrupt output?)")
+
+
+def _members(tar_path: Path) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
+    """The regular files of an archive, in order; :class:`_Damaged` where it cannot be read on (cut, corrupt)."""
+    try:
+        with tarfile.open(tar_path, "r") as tf:
+            it = iter(tf)
+            while True:
+                try:
+                    member = next(it)
+                except StopIteration:
+                    return
+                except (OSError, tarfile.TarError, EOFError) as exc:
+                    raise _Damaged(f"unreadable archive ({exc})") from None
+                if member.isfile():
+                    yield tf, member
+    except (OSError, tarfile.TarError, EOFError) as exc:  # opening it, or closing it
+        raise _Damaged(f"unreadable archive ({exc})") from None
 
 
 def _present(dest: Path, info: dict[str, Any]) -> bool:
@@ -299,17 +382,44 @@ def _present(dest: Path, info: dict[str, Any]) -> bool:
     return True
 
 
+def _entries_ok(entries: Any) -> bool:
+    return isinstance(entries, dict) and all(
+        isinstance(k, str) and isinstance(v, dict) and isinstance(v.get("sha256"), str)
+        and isinstance(v.get("size"), int) and isinstance(v.get("mtime_ns"), int) for k, v in entries.items())
+
+
+def _read_manifest(path: Path) -> tuple[float, dict[str, Any], dict[str, Any]]:
+    """(written, files, archives) of an output's manifest; :class:`ReprolibDataError` when it is not one (a hard
+    error: nothing of such an output can be checked)."""
+    try:
+        manifest = read_json(path)
+        files, archives, written = manifest["files"], manifest["archives"], float(manifest.get("written", 0))
+    except (KeyError, TypeError, ValueError, AttributeError, json.JSONDecodeError, ReprolibDataError):
+        raise ReprolibDataError(path, "not a reprolib output manifest") from None
+    if not (_entries_ok(files) and isinstance(archives, dict)
+            and all(isinstance(a, str) and _entries_ok(m) for a, m in archives.items())):
+        raise ReprolibDataError(path, "not a reprolib output manifest (an entry without sha256, size and mtime_ns)")
+    return written, files, archives
+
+
 def import_previous(kaggle_input: str | os.PathLike | None, work_root: str | os.PathLike) -> dict[str, int]:
     """Bring the newest earlier session's output found under ``kaggle_input`` into ``work_root`` (by the time its
     manifest was written; an older one mounted beside it is left out, with a warning).
 
     Files are copied (the mount is read-only), checked against the sha256 in that session's manifest,
     and given back their recorded mtimes; archives are unpacked. Files already present with the same
-    content are kept. Returns counts: ``sources``, ``copied``, ``kept``, ``unusable`` (outputs without a manifest,
-    :func:`unusable_outputs`, each named in a warning: a chain that starts over says why).
+    content are kept. A file listed but missing (Kaggle cuts an output at 20 GB), or whose content differs, or an
+    archive cut, corrupt or short of members, drops its unit of work (:func:`import_unit`: a run folder, a processed
+    split, ...) and nothing else: nothing of that unit is brought in (its files wait in a staging folder until the
+    whole output is checked), what the work folder already held of it is left as it was, one warning line names it
+    with the file and the problem, and the pipeline redoes it. A manifest that is not one, or an entry that would
+    land outside the work folder, is still an error.
+
+    Returns counts: ``sources``, ``copied``, ``kept``, ``dropped`` (units left out), ``unusable`` (outputs without a
+    manifest, :func:`unusable_outputs`, each named in a warning: a chain that starts over says why).
     """
     root = Path(work_root)
-    counts = {"sources": 0, "copied": 0, "kept": 0, "unusable": 0}
+    counts = {"sources": 0, "copied": 0, "kept": 0, "dropped": 0, "unusable": 0}
     # as deep as unusable_outputs looks for a manifest: an output it counts as whole must be imported, not passed over
     previous = find_previous(kaggle_input, IMPORT_DEPTH + 2)
     unusable = unusable_outputs(kaggle_input, IMPORT_DEPTH, work_root=root, previous=previous)
@@ -322,55 +432,99 @@ def import_previous(kaggle_input: str | os.PathLike | None, work_root: str | os.
     for prev in previous:
         if prev.resolve() == root.resolve():
             continue
-        manifest_path = prev / MANIFEST
-        try:
-            manifest = read_json(manifest_path)
-            files, archives, written = manifest["files"], manifest["archives"], float(manifest.get("written", 0))
-        except (KeyError, TypeError, ValueError, AttributeError, json.JSONDecodeError):
-            raise ReprolibDataError(manifest_path, "not a reprolib output manifest") from None
+        written, files, archives = _read_manifest(prev / MANIFEST)
         found.append((written, prev, files, archives))
     # only the newest output: it holds everything done so far, and an older one (a version attached as well) would
     # replace its files with older ones (a finished run's best.ckpt by a half-trained one)
     found.sort(key=lambda f: f[0], reverse=True)
     for _, prev, _, _ in found[1:]:
         print(f"[reprolib] WARNING: {prev} is an older reprolib output than {found[0][1]}: not imported", flush=True)
+    staging = root / IMPORT_STAGING
     for _, prev, files, archives in found[:1]:
         counts["sources"] += 1
-        for rel, info in sorted(files.items()):
-            if rel.startswith(PACKED + "/"):
-                continue  # unpacked below, not copied
-            src, dest = prev / rel, root / rel
-            if not src.is_file():
-                raise ReprolibDataError(src, "listed in the previous session's manifest but missing")
-            if _present(dest, info):
-                counts["kept"] += 1
-                continue
-            _copy_verified(lambda src=src: open(src, "rb"), dest, info, str(src))
-            counts["copied"] += 1
-        for arch, members in sorted(archives.items()):
-            tar_path = prev / arch
-            if not tar_path.is_file():
-                raise ReprolibDataError(tar_path, "listed in the previous session's manifest but missing")
-            if arch in files and sha256_file(tar_path) != files[arch]["sha256"]:  # cut or damaged: refuse it whole
-                raise ReprolibDataError(tar_path, "content differs from the previous session's manifest (corrupt output?)")
-            unpacked: set[str] = set()
-            with tarfile.open(tar_path, "r") as tf:
-                for member in tf:
-                    if not member.isfile():
-                        continue
-                    info = members.get(member.name)
-                    if info is None:
-                        raise ReprolibDataError(tar_path, f"unexpected member {member.name!r}")
-                    unpacked.add(member.name)
-                    dest = root / member.name
-                    if not dest.resolve().is_relative_to(root.resolve()):
-                        raise ReprolibDataError(tar_path, f"member {member.name!r} escapes the work folder")
-                    if _present(dest, info):
-                        counts["kept"] += 1
-                        continue
-                    _copy_verified(lambda m=member, tf=tf: tf.extractfile(m), dest, info, f"{tar_path}:{member.name}")
-                    counts["copied"] += 1
-            lost = sorted(set(members) - unpacked)
-            if lost:
-                raise ReprolibDataError(tar_path, f"{len(lost)} file(s) of the manifest are not in it, e.g. {lost[0]}")
+        shutil.rmtree(staging, ignore_errors=True)  # a killed import's leftovers
+        try:
+            _import_output(prev, root, staging, files, archives, counts)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return counts
+
+
+def _import_output(prev: Path, root: Path, staging: Path, files: dict[str, Any], archives: dict[str, Any],
+                   counts: dict[str, int]) -> None:
+    """:func:`import_previous` for one output: every file checked into ``staging`` (or found already present), then
+    the files of every whole unit moved into place; ``counts`` updated."""
+    staged: dict[str, dict[str, Any]] = {}  # checked, waiting in staging for the rest of their unit
+    kept: list[str] = []
+    damage: dict[tuple[str, ...], list[str]] = {}  # unit → "file: problem", the first one found first
+
+    def damaged(units: set[tuple[str, ...]], origin: Path | str, problem: str) -> None:
+        for unit in units:
+            damage.setdefault(unit, []).append(f"{origin}: {problem}")
+
+    def dropped(rel: str) -> bool:  # a unit already found damaged: its other files need not be read
+        return any(_under(rel, unit) for unit in damage)
+
+    def take(rel: str, info: dict[str, Any], read: Callable[[], Any], origin: str) -> None:
+        if _present(root / rel, info):
+            kept.append(rel)
+        elif not dropped(rel):
+            try:
+                _stage(read, staging / rel, info)
+                staged[rel] = info
+            except _Damaged as exc:
+                damaged({import_unit(rel)}, origin, str(exc))
+
+    for rel, info in sorted(files.items()):
+        if rel.startswith(PACKED + "/"):
+            continue  # unpacked below, not copied
+        _inside(root, rel, prev / MANIFEST)
+        src = prev / rel
+        if not src.is_file():
+            damaged({import_unit(rel)}, src, "listed in the previous session's manifest but missing")
+            continue
+        take(rel, info, lambda src=src: open(src, "rb"), str(src))
+    for arch, members in sorted(archives.items()):
+        _inside(prev, arch, prev / MANIFEST, "the previous output")
+        tar_path = prev / arch
+        # the folder it packs, and (should the manifest say so) wherever its members lie: dropped whole if it is
+        units = {import_unit(arch.removeprefix(PACKED + "/").removesuffix(".tar"))} | {import_unit(m) for m in members}
+        if not tar_path.is_file():
+            damaged(units, tar_path, "listed in the previous session's manifest but missing")
+            continue
+        if arch in files and sha256_file(tar_path) != files[arch]["sha256"]:  # cut or corrupt: nothing of it is read
+            damaged(units, tar_path, "content differs from the previous session's manifest (cut or corrupt output?)")
+            continue
+        unpacked: set[str] = set()
+        try:
+            for tf, member in _members(tar_path):
+                _inside(root, member.name, tar_path)
+                info = members.get(member.name)
+                if info is None:
+                    raise _Damaged(f"member {member.name!r} is not in the previous session's manifest")
+                unpacked.add(member.name)
+                take(member.name, info, lambda m=member, tf=tf: tf.extractfile(m), f"{tar_path}:{member.name}")
+        except _Damaged as exc:
+            damaged(units, tar_path, str(exc))
+            continue
+        lost = sorted(set(members) - unpacked)
+        for unit in sorted({import_unit(m) for m in lost}):
+            of_unit = [m for m in lost if import_unit(m) == unit]
+            damaged({unit}, tar_path, f"{len(of_unit)} file(s) of the manifest are not in it, e.g. {of_unit[0]}")
+    # a unit inside another one dropped (a run's scoring inside its run) is named with it, not apart
+    units = [u for u in damage if not any(o != u and all(_under(p, o) for p in u) for o in damage)]
+    for unit in sorted(units):
+        problems = [p for u, ps in damage.items() if all(_under(q, unit) for q in u) for p in ps]
+        more = f" (and {len(problems) - 1} more damaged file(s) of it)" if len(problems) > 1 else ""
+        print(f"[reprolib] WARNING: previous output: {problems[0]}{more}; not imported: {' and '.join(unit)} "
+              "(this session redoes it)", flush=True)
+    counts["dropped"] += len(units)
+    for rel, info in staged.items():
+        if dropped(rel):
+            continue
+        dest = root / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging / rel, dest)
+        os.utime(dest, ns=(info["mtime_ns"], info["mtime_ns"]))
+        counts["copied"] += 1
+    counts["kept"] += sum(not dropped(rel) for rel in kept)
