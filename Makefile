@@ -74,7 +74,8 @@ help:
 	@echo "make kaggle-push TABLE=table4 [PROFILE=full DATA=you/synboost-data CKPT_DATASET=you/synboost-weights"
 	@echo "   CKPTS=deepwv3plus=cityscapes_best.pth,... MAX_TIME=00:11:00:00 ACCELERATOR=NvidiaTeslaT4 WANDB=online"
 	@echo "   PRECISION=16-mixed EVAL_RES=benchmark SEEDS=0,1,2]"
-	@echo "make kaggle-pull TABLE=table4   that kernel's results into results/table4/ (where make report reads; PARTIAL=yes: an unfinished table too)"
+	@echo "make kaggle-pull TABLE=table4   that kernel's results into results/table4/ (where make report reads; PARTIAL=yes: an unfinished table too;"
+	@echo "   results of another profile than the local ones are refused: PROFILE=full takes full ones)"
 	@echo "make world            the embedded world in WORLD=$(WORLD) (SEED=0)"
 	@echo "make demo             just the embedded world and its gallery"
 	@echo "make smoke-full       paper-scale dry run on CPU (1024×2048 world, real DeepWV3Plus + CC-FPSE, width-1.0"
@@ -161,7 +162,7 @@ kaggle-push: $(STAMP)
 		$(if $(filter no,$(REPORT_SELECTION)),--no-report-selection)
 
 kaggle-pull: $(STAMP)
-	$(PY) -m reprolib.kaggle pull --table $(TABLE)$(if $(filter yes,$(PARTIAL)), --partial)
+	$(PY) -m reprolib.kaggle pull --table $(TABLE)$(if $(filter yes,$(PARTIAL)), --partial)$(if $(filter-out file default undefined,$(origin PROFILE)), --profile $(PROFILE))
 
 clean-venv:
 	rm -rf $(VENV)

@@ -439,8 +439,9 @@ def test_status_says_in_progress_until_the_table_ends(tmp_path: Path, monkeypatc
     monkeypatch.setattr(runner, "_select_report_twins", lambda *a: None)  # no run really finished
     run_table("table4", **kw)
     final = json.loads((out / "status.json").read_text())
-    assert final["complete"] and sorted(final) == ["complete", "runs_finished", "runs_missing", "runs_total",
-                                                   "stopped_before", "table"]
+    assert final["complete"] and sorted(final) == ["complete", "profile", "runs_finished", "runs_missing",
+                                                   "runs_total", "stopped_before", "table"]
+    assert final["profile"] == "tiny"  # what kaggle-pull checks: demo and full pushes share one kernel
 
     class Killed(BaseException):
         pass
@@ -458,7 +459,7 @@ def test_status_says_in_progress_until_the_table_ends(tmp_path: Path, monkeypatc
     with pytest.raises(Killed):
         run_table("table4", **kw)
     status = json.loads((out / "status.json").read_text())
-    assert status["in_progress"] is True and status["complete"] is False
+    assert status["in_progress"] is True and status["complete"] is False and status["profile"] == "tiny"
 
 
 @pytest.mark.parametrize(("device", "accelerator"), [("cpu", "cpu"), ("cuda", "cuda"), ("cuda:1", "cuda")])

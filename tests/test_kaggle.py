@@ -352,14 +352,14 @@ def test_data_and_checkpoints_travel_as_datasets(tmp_path: Path) -> None:
         rk.push_parameters(argparse.Namespace(**{**vars(args), "checkpoints": "deepwv3plus=a.pth,latest_net_G.pth"}))
 
 
-def _fake_output(monkeypatch, status: dict | None) -> None:
-    """`kaggle kernels output` of a kernel whose results/table4/ holds a CSV and, unless None, this status.json."""
+def _fake_output(monkeypatch, status: dict | None, csv: str = "variant,profile\nfull,full\n") -> None:
+    """`kaggle kernels output` of a kernel whose results/table4/ holds this CSV and, unless None, this status.json."""
     from reprolib.kaggle import remote
 
     def fake_cli(args: list[str]) -> str:
         out = Path(args[args.index("-p") + 1]) / "results" / "table4"
         out.mkdir(parents=True)
-        (out / "table4.csv").write_text("variant,profile\nfull,full\n")
+        (out / "table4.csv").write_text(csv)
         if status is not None:
             (out / "status.json").write_text(json.dumps(status))
         return ""
@@ -375,7 +375,7 @@ def test_pull_refuses_an_unfinished_table_and_replaces_the_folder_whole(tmp_path
     dest.mkdir(parents=True)
     (dest / "table4.csv").write_text("variant,profile\nfull,demo\n")
     (dest / "stale.png").write_text("an older figure")
-    kw = dict(table="table4", work=tmp_path / "b")
+    kw = dict(table="table4", work=tmp_path / "b", profile="full")  # full results over demo ones: asked for
     for status, why in (({"table": "table4", "runs_total": 40, "runs_finished": 6, "complete": False}, "6/40 runs"),
                         ({"table": "table4", "complete": False, "in_progress": True}, "in progress"),
                         ({"table": "table7", "complete": True}, "table7"), (None, "no readable")):
@@ -424,3 +424,37 @@ def test_pull_takes_table2_which_writes_no_status_and_a_failed_swap_keeps_the_ol
     with pytest.raises(OSError, match="simulated"):
         rk.pull("alice/reprolib-table2", dest, table="table2", work=tmp_path / "b")
     assert (dest / "mine.txt").read_text() == "local"
+
+
+def test_pull_refuses_results_of_another_profile(tmp_path: Path, monkeypatch) -> None:
+    """Demo and full pushes share the kernel reprolib-<table>: a pull replaced the committed demo results by a full
+    session's (or the other way round) without a word. It takes the local results' profile only, or the one asked
+    for (make kaggle-pull PROFILE=...), and says which two differ."""
+    dest = tmp_path / "results" / "table4"
+    dest.mkdir(parents=True)
+    (dest / "table4.csv").write_text("variant,profile\nfull,demo\n")
+    (dest / "status.json").write_text('{"table": "table4", "complete": true}')  # as committed: no profile in it
+    kw = dict(table="table4", work=tmp_path / "b")
+    done = {"table": "table4", "runs_total": 1, "runs_finished": 1, "complete": True}
+    _fake_output(monkeypatch, done)  # a full session's rows
+    with pytest.raises(RuntimeError, match=r"results are profile 'full' but \S+table4/ holds profile 'demo' "
+                                           r"\(nothing pulled.*make kaggle-pull TABLE=table4 PROFILE=full"):
+        rk.pull("alice/reprolib-table4", dest, **kw)
+    with pytest.raises(RuntimeError, match=r"profile 'full' but profile 'demo' was asked for"):
+        rk.pull("alice/reprolib-table4", dest, profile="demo", **kw)
+    assert (dest / "table4.csv").read_text().endswith("full,demo\n") and not dest.with_name("table4.pulling").exists()
+    _fake_output(monkeypatch, done, csv="variant,profile\n")  # no rows, and a status.json without its profile
+    with pytest.raises(RuntimeError, match="do not say their profile"):
+        rk.pull("alice/reprolib-table4", dest, **kw)
+    _fake_output(monkeypatch, {**done, "profile": "demo"}, csv="variant,profile\n")  # run_table's status says it
+    assert rk.pull("alice/reprolib-table4", dest, **kw)
+    _fake_output(monkeypatch, done)
+    rk.pull("alice/reprolib-table4", dest, profile="full", **kw)  # asked for: full replaces demo
+    assert (dest / "table4.csv").read_text().endswith("full,full\n")
+    assert rk.results_profile(dest, "table4") == "full"
+    rk.pull("alice/reprolib-table4", dest, **kw)  # the local results are full ones now
+    from reprolib.cli import UsageError
+    from reprolib.kaggle.command import main
+
+    with pytest.raises(UsageError, match=r"--profile: unknown value 'ful'; did you mean 'full'"):
+        main(["pull", "--table", "table4", "--profile", "ful", "--dest", str(dest)])

@@ -205,7 +205,8 @@ def run_table(
             if variants is not None else [])
     # until the final status below: the CSV may hold part of the rows (it is saved after every run), so a killed
     # or crashed run must not leave an earlier run's "complete" status beside it; `make` reruns such a table
-    write_json(out / "status.json", {"table": name, "runs_total": len(jobs), "complete": False, "in_progress": True})
+    write_json(out / "status.json", {"table": name, "profile": prof.name, "runs_total": len(jobs), "complete": False,
+                                     "in_progress": True})
     started = False  # a failed import must not export: its manifest would pass off a partial output as whole
     try:
         if chained:
@@ -229,7 +230,7 @@ def run_table(
             export_outputs(ctx.work_root)
     df = save_results(kept + rows if kept or rows else pd.DataFrame(columns=RESULT_COLUMNS), csv)
     write_json(out / "timings.json", {**ctx.timings, "total_s": time.perf_counter() - t0})
-    _report_status(name, out, len(jobs), missing, session)
+    _report_status(name, prof.name, out, len(jobs), missing, session)
     df.attrs.update(runs_total=len(jobs), runs_missing=missing)
     return df
 
@@ -253,9 +254,10 @@ def start_session(ctx: P.Context) -> dict[str, int]:
     return counts
 
 
-def _report_status(name: str, out: Path, total: int, missing: list[str], session: Session) -> None:
-    """``status.json`` and a printout: what is done, what remains."""
-    write_json(out / "status.json", {"table": name, "runs_total": total, "runs_finished": total - len(missing),
+def _report_status(name: str, profile: str, out: Path, total: int, missing: list[str], session: Session) -> None:
+    """``status.json`` and a printout: what is done, what remains (and the profile: ``kaggle-pull`` checks it)."""
+    write_json(out / "status.json", {"table": name, "profile": profile, "runs_total": total,
+                                     "runs_finished": total - len(missing),
                                      "runs_missing": missing, "complete": not missing,
                                      "stopped_before": session.stopped_at})
     if missing:

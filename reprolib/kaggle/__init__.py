@@ -26,9 +26,9 @@ from reprolib.kaggle.bundle import (
 from reprolib.kaggle.command import main, push_parameters
 from reprolib.kaggle.credentials import kaggle_username, scrub
 from reprolib.kaggle.kernel import BOOTSTRAP, KernelCode, mounted_dataset
-from reprolib.kaggle.remote import PUSH_ERRORS, check_push_output, pull, push, status
+from reprolib.kaggle.remote import PUSH_ERRORS, check_push_output, pull, push, results_profile, status
 
 __all__ = ["BOOTSTRAP", "DATASET_REF_RE", "DEFAULT_ACCELERATOR", "IMAGE_PINNED", "KERNEL_METADATA", "KERNEL_PACKAGES",
            "PACKAGE_SUFFIXES", "PUSH_ERRORS", "TOP_FILES", "KernelCode", "ReprolibDataError", "build_bundle",
            "bundle_files", "check_push_output", "kaggle_username", "kernel_pins", "main", "mounted_dataset",
-           "package_zip", "pull", "push", "push_parameters", "scrub", "slugify", "status"]
+           "package_zip", "pull", "push", "push_parameters", "results_profile", "scrub", "slugify", "status"]

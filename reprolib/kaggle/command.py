@@ -159,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p_pull.add_argument("--table", required=True)
     p_pull.add_argument("--dest", default=None)
     p_pull.add_argument("--partial", action="store_true", help="take the table though its runs are not all finished")
+    p_pull.add_argument("--profile", default=None, help="the profile the pulled results must be of (default: that of "
+                                                        "the results already in --dest; none there: any)")
     args = parser.parse_args(argv)
 
     check_table(args.table)
@@ -174,6 +176,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         if not args.dry_run:
             print(push(bundle, accelerator=args.accelerator if gpu else None))
     else:
+        if args.profile is not None:  # a misspelt profile is an error here, not a pull refused for it
+            from reprolib.experiments.profiles import PROFILES  # lazy: torch, as in push_parameters
+
+            check_choice("--profile", args.profile, sorted(PROFILES))
         dest = Path(args.dest or Path("results") / args.table)
-        files = pull(f"{kaggle_username()}/{slug}", dest, table=args.table, partial=args.partial)
+        files = pull(f"{kaggle_username()}/{slug}", dest, table=args.table, partial=args.partial, profile=args.profile)
         print(f"{len(files)} result files → {dest}")

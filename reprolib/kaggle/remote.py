@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -81,13 +82,15 @@ def push(bundle_dir: str | os.PathLike, timeout_s: int | None = None, accelerato
 
 
 def pull(kernel_id: str, dest: str | os.PathLike, table: str | None = None,
-         work: str | os.PathLike = "build/kaggle-pull", partial: bool = False) -> list[Path]:
+         work: str | os.PathLike = "build/kaggle-pull", partial: bool = False, profile: str | None = None) -> list[Path]:
     """Download a kernel's output; with ``table``, only ``results/<table>/*`` lands in ``dest`` (where
     ``make report`` reads it), else every file. Returns the files placed in ``dest``.
 
     With ``table``: the output's ``status.json`` must name that table and say it is complete (``partial=True``
-    takes an unfinished one), and ``dest`` is replaced as a whole, its previous content kept in
-    ``<dest>.before-pull``: a refused pull changes nothing, and no stale local file stays beside the pulled ones."""
+    takes an unfinished one); its results must be of ``profile`` (default: the profile of the results already in
+    ``dest``, if any; see :func:`results_profile`), since demo and full pushes share the kernel ``reprolib-<table>``;
+    and ``dest`` is replaced as a whole, its previous content kept in ``<dest>.before-pull``: a refused pull changes
+    nothing, and no stale local file stays beside the pulled ones."""
     dest = Path(dest)
     if table is None:
         dest.mkdir(parents=True, exist_ok=True)
@@ -103,6 +106,7 @@ def pull(kernel_id: str, dest: str | os.PathLike, table: str | None = None,
         raise RuntimeError(f"kernel {kernel_id} has no {prefix} in its output (still running, or failed? "
                            f"see `kaggle kernels status {kernel_id}` and the log in {tmp})")
     _check_pulled_status(tmp / prefix / "status.json", kernel_id, table, partial)
+    _check_pulled_profile(tmp / prefix, dest, kernel_id, table, profile)
     # the new folder beside dest (same file system), then swapped in: dest is the old or the new one, never a mix
     staged = dest.with_name(dest.name + ".pulling")
     shutil.rmtree(staged, ignore_errors=True)
@@ -150,6 +154,43 @@ def _check_pulled_status(path: Path, kernel_id: str, table: str, partial: bool) 
         raise RuntimeError(f"kernel {kernel_id}'s {table} is {how}: push again until its log says all runs are "
                            "finished, or pull with --partial to take this part (nothing pulled)")
     print(f"warning: {table} pulled though {how}", flush=True)
+
+
+def results_profile(folder: str | os.PathLike, table: str) -> str | None:
+    """The profile a table's results in ``folder`` were made with: ``status.json``'s ``profile`` (written by
+    ``run_table``), else the ``profile`` column of ``<table>.csv`` (several profiles joined by ``+``); None when
+    neither says (no results, or an empty table from a status.json that does not name its profile)."""
+    folder = Path(folder)
+    try:
+        named = json.loads((folder / "status.json").read_text()).get("profile")
+        if isinstance(named, str) and named:
+            return named
+    except (OSError, ValueError, AttributeError):
+        pass  # none (Table 2, or results from before the profile was recorded) or unreadable: the CSV says
+    try:
+        with open(folder / f"{table}.csv", newline="") as fh:
+            found = sorted({row["profile"] for row in csv.DictReader(fh) if row.get("profile")})
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return None
+    return "+".join(found) or None
+
+
+def _check_pulled_profile(pulled: Path, dest: Path, kernel_id: str, table: str, profile: str | None) -> None:
+    """Refuse pulled results of another profile than ``profile`` or, without it, than the local ones in ``dest``:
+    demo and full pushes share the kernel ``reprolib-<table>``, and a pull would replace the one by the other."""
+    expected = profile or results_profile(dest, table)
+    if expected is None:  # nothing local to keep, and none asked for
+        return
+    got = results_profile(pulled, table)
+    if got == expected:
+        return
+    mine = f"profile {expected!r} was asked for" if profile else f"{dest}/ holds profile {expected!r}"
+    if got is None:
+        raise RuntimeError(f"kernel {kernel_id}'s {table} results do not say their profile (no rows, no profile in "
+                           f"status.json) and {mine} (nothing pulled): move {dest} away to take them")
+    raise RuntimeError(f"kernel {kernel_id}'s {table} results are profile {got!r} but {mine} (nothing pulled; demo and "
+                       f"full pushes share the kernel): to take them, make kaggle-pull TABLE={table} PROFILE={got} "
+                       f"(python -m reprolib.kaggle pull --table {table} --profile {got})")
 
 
 def status(kernel_id: str) -> str:
