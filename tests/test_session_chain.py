@@ -14,6 +14,7 @@ import shutil
 import stat
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -693,3 +694,145 @@ def test_this_sessions_own_output_and_a_deep_output_are_not_taken_for_unusable_o
     output(deep / "a" / "b" / "c" / "d" / "e")  # results/ at depth 5, its manifest (data/) at depth 6
     counts = import_previous(deep, tmp_path / "work2")
     assert counts["sources"] == 1 and (tmp_path / "work2" / "tiny" / "x.json").is_file()
+
+
+def _fake_work(root: Path) -> dict[str, Path]:
+    """A work root with one of each kind of folder export_outputs may or may not leave out (sizes in KB, well above a
+    tar's headers): a generation whose processed split is done (its record), one still in progress, a run's prediction
+    PNGs beside its checkpoint and score cache, and the embedded world."""
+    from reprolib.experiments.session import processed_record
+
+    prof = root / "tiny"
+
+    def blob(path: Path, kb: int) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(os.urandom(kb * 1000))
+        return path
+
+    params = {"version": 2, "split": "train", "seed": 0, "input": "abc"}
+    done_gen, open_gen = prof / "generated" / "embedded-train", prof / "generated" / "embedded-val"
+    for gen, kb, split in ((done_gen, 100, "train"), (open_gen, 25, "val")):
+        blob(gen / "original" / "a.png", kb)
+        blob(gen / "original" / "b.png", kb)
+        write_json(gen / "generator.json", {**params, "split": split, "complete": True, "written_this_run": 2})
+    split = prof / "processed" / "generated-embedded-embedded-0123456789ab"
+    blob(split / "original" / "a.png", 10)
+    write_json(split / "done.json", {"key_hash": "0123456789ab"})
+    write_json(processed_record(done_gen), {"generated": done_gen.name, "generator": params, "processed": split.name,
+                                            "key_hash": "0123456789ab", "dataset": {}, "has_semantic": True})
+    run = prof / "runs" / "embedded-r-seed0"
+    blob(run / "checkpoints" / "last.ckpt", 100)
+    blob(run / "scores" / "fs_static-x.npz", 5)
+    for i in range(2):
+        blob(run / "predictions" / "fs_static" / f"{i:04d}.png", 50)
+    write_json(run / "predictions" / "fs_static-timing.json", {"seconds_per_image": 0.1})
+    write_json(run / "done.json", {"global_step": 4})
+    blob(prof / "world" / "cityscapes" / "x.png", 50)
+    write_json(prof / "world" / "world.json", {"seed": 0})
+    return {"done_gen": done_gen, "open_gen": open_gen, "split": split, "run": run, "world": prof / "world"}
+
+
+def test_export_over_its_budget_leaves_out_rebuildable_caches_in_order(tmp_path: Path, capsys) -> None:
+    """Kaggle saves at most 20 GB of a version's output, and a full Table 4's outgrows it (make smoke-full's
+    estimate): export only warned, and what Kaggle cut was lost. It now removes rebuildable folders, in order, until
+    the output fits, names each in the manifest's left_out and in a printed line, and keeps everything else."""
+    from reprolib.experiments.session import rebuildable
+
+    root = tmp_path / "input" / "k" / "data"
+    paths = _fake_work(root)
+    rel = lambda p: p.relative_to(root).as_posix()  # noqa: E731
+    # the order: the generation no stage reads again, then prediction PNGs, then the world; never the generation
+    # still needed, the checkpoint, the score cache, the processed split
+    assert [rel(p) for p, _ in rebuildable(root)] == [
+        "tiny/generated/embedded-train", "tiny/runs/embedded-r-seed0/predictions/fs_static", "tiny/world"]
+    budget = 280_000  # the whole is ~530 KB: without the done generation (200 KB) still over, without the PNGs under
+    manifest = export_outputs(root, budget_bytes=budget)
+    left = manifest["left_out"]
+    assert [e["path"] for e in left] == ["tiny/generated/embedded-train", "tiny/runs/embedded-r-seed0/predictions/fs_static"]
+    meta_bytes = manifest["archives"]["packed/tiny/generated/embedded-val.tar"][
+        "tiny/generated/embedded-val/generator.json"]["size"] + len("train") - len("val")  # the removed one's
+    assert [(e["bytes"], e["files"]) for e in left] == [(200_000 + meta_bytes, 3), (100_000, 2)]
+    assert all(e["reason"] for e in left)
+    printed = capsys.readouterr().out
+    assert all(f"left out of the output (over 280 kB): {e['path']}" in printed for e in left)
+    on_disk = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    assert on_disk <= budget
+    listed = set(manifest["files"]) | {m for a in manifest["archives"].values() for m in a}
+    assert not [f for f in listed if f.startswith(tuple(e["path"] + "/" for e in left))]  # the next import expects none
+    for kept in ("tiny/generated/embedded-val/original/a.png", "tiny/runs/embedded-r-seed0/checkpoints/last.ckpt",
+                 "tiny/runs/embedded-r-seed0/scores/fs_static-x.npz", "tiny/world/world.json",
+                 "tiny/runs/embedded-r-seed0/predictions/fs_static-timing.json", "tiny/generated/embedded-train.processed.json",
+                 f"tiny/processed/{paths['split'].name}/done.json"):
+        assert kept in listed, kept
+    # the next session imports it without missing anything
+    work = tmp_path / "work"
+    assert import_previous(tmp_path / "input", work)["sources"] == 1
+    assert sorted(p.relative_to(work).as_posix() for p in work.rglob("*") if p.is_file()) == sorted(listed - {m for m in listed
+                                                                                    if m.startswith("packed/")})
+    assert not (work / "tiny" / "generated" / "embedded-train").exists()
+    # within the budget nothing is left out (and without a budget neither)
+    again = tmp_path / "again"
+    _fake_work(again)
+    assert export_outputs(again)["left_out"] == [] and export_outputs(again, budget_bytes=None)["left_out"] == []
+
+
+def test_a_done_processed_split_is_found_without_its_generated_data(tmp_path: Path, monkeypatch) -> None:
+    """training_split generated the whole training data again (the Lis et al. generator: hours on Cityscapes) whenever
+    the generated folder was missing, even with its processed split done, because precompute keys on the generated
+    folder's content. A record beside the folder now finds the split, trusted only while every input matches: an
+    output that left the generated data out continues without generating; a split not done, or a record of other
+    inputs, generates again, to the same split."""
+    import functools
+
+    import reprolib.experiments.pipeline as P
+    import reprolib.experiments.runner as R
+
+    working, kaggle_input = tmp_path / "working", tmp_path / "input"
+    kw = dict(profile="tiny", work_dir=working / "data", output_dir=working / "results", device="cpu",
+              wandb_mode="disabled", variants=["full"])
+    with monkeypatch.context() as m:  # a budget of 1 byte: every rebuildable folder is left out
+        m.setattr(R, "export_outputs", functools.partial(export_outputs, budget_bytes=1))
+        first = run_table("table4", kaggle_input=kaggle_input, **kw)
+    manifest = read_json(working / "data" / MANIFEST)
+    assert {e["path"] for e in manifest["left_out"]} >= {"tiny/generated/embedded-train", "tiny/generated/embedded-val",
+                                                         "tiny/world"}
+    _mount(working, kaggle_input, 1)
+    shutil.rmtree(working)
+    calls: list[str] = []
+    real = P.generate_training_data
+
+    def counted(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        calls.append(k["split"])
+        return real(*a, **k)
+
+    monkeypatch.setattr(P, "generate_training_data", counted)
+    second = run_table("table4", kaggle_input=kaggle_input, **kw)  # the next session
+    assert calls == []  # the generator was not called
+    log = read_log(working / "data")
+    this = [r["stage"] for r in log if r["session"] == log[-1]["session"]]
+    assert "world" in this and not [s for s in this if s.startswith(("precompute", "train", "score"))], this
+    pd.testing.assert_frame_equal(_comparable(second), _comparable(first))
+    # the next session: the processed train split gone, and the val record of other inputs (another Cityscapes file's
+    # size): both generated again, and precomputed to the same splits
+    _mount(working, kaggle_input, 0)
+    shutil.rmtree(working)
+    gen = working / "data" / "tiny" / "generated"
+    seen: dict[str, Any] = {}
+
+    def import_then_change(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        counts = import_previous(*a, **k)
+        seen["train"] = working / "data" / "tiny" / "processed" / read_json(gen / "embedded-train.processed.json")[
+            "processed"]
+        shutil.rmtree(seen["train"])
+        seen["val"] = read_json(gen / "embedded-val.processed.json")
+        write_json(gen / "embedded-val.processed.json", {**seen["val"], "generator": {**seen["val"]["generator"],
+                                                                                    "input": "0"}})
+        return counts
+
+    monkeypatch.setattr(R, "import_previous", import_then_change)
+    third = run_table("table4", kaggle_input=kaggle_input, **kw)
+    assert sorted(calls) == ["train", "val"]
+    train_split = working / "data" / "packed" / f"{seen['train'].relative_to(working / 'data')}.tar"
+    val_record = seen["val"]
+    assert train_split.is_file() and read_json(gen / "embedded-val.processed.json") == val_record  # the same split
+    pd.testing.assert_frame_equal(_comparable(third), _comparable(first))

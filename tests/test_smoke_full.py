@@ -101,3 +101,56 @@ def test_smoke_full_reduced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap
     with pytest.raises(Started):
         run_smoke(out_dir=out, work_dir=tmp_path / "work", world={"size": (128, 256)}, size=(64, 128), steps=1,
                   progress=False)
+
+
+def test_output_size_is_computed_from_measured_item_sizes(tmp_path: Path) -> None:
+    """Nobody knew how big a `full` table's Kaggle output gets (Kaggle saves 20 GB a version). measure_item_sizes
+    measures a small case written in the code's own formats; output_size's arithmetic is checked on it here."""
+    import numpy as np
+    import torch
+
+    from reprolib.experiments.cost import DATA_IMAGES, output_size, output_sizes
+    from reprolib.experiments.smoke import measure_item_sizes
+    from reprolib.io import write_json, write_png
+
+    rng = np.random.default_rng(0)
+    gen, train, ev = tmp_path / "gen", tmp_path / "proc-train", tmp_path / "proc-fs"
+    for split, n in ((gen, 2), (train, 2), (ev, 1)):
+        for i in range(n):
+            write_png(split / "original" / f"{i}.png", rng.integers(0, 256, (8, 16, 3), dtype=np.uint8))
+            write_png(split / "labels" / f"{i}.png", np.zeros((8, 16), np.uint8))
+        write_json(split / "done.json", {"key_hash": "x"})
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    weights = {"w": torch.zeros(1000)}
+    torch.save({"state_dict": weights, "optimizer_states": [{"exp_avg": torch.zeros(1000)}], "epoch": 1},
+               run / "checkpoints" / "last.ckpt")
+    scores = {"dissimilarity": [rng.random((8, 16), dtype=np.float32)] * 2, "label": [np.zeros((8, 16), np.uint8)] * 2}
+    items = measure_item_sizes([gen], [train], [ev], run, scores, tmp_path / "scratch", world_size=(8, 16), size=(8, 16))
+    assert not (tmp_path / "scratch").exists()
+    assert set(items["generated"]) == {"original", "labels", "(files)"}
+    assert items["generated"]["labels"] == sum(p.stat().st_size for p in (gen / "labels").iterdir()) / 2
+    assert items["checkpoint"] == (run / "checkpoints" / "last.ckpt").stat().st_size > items["snapshot"] > 4000
+    assert items["best_checkpoint"] is None and items["rgb_noise"]["native"] > 1024 * 2048 * 3  # random: no compression
+    assert 0 < items["prediction_bytes_per_px"] < items["score_bytes_per_px"]
+
+    e = output_size("table4", items)
+    real, proc = 1024 * 2048 / (8 * 16), 256 * 512 / (8 * 16)  # pixel ratios to the measured 8×16
+    n_cs, n_fs = DATA_IMAGES["cityscapes_train"] + DATA_IMAGES["cityscapes_val"], 130
+    gb = {"generated": n_cs * sum(items["generated"].values()) * real,  # one combo
+          "processed": n_cs * sum(items["processed_train"].values()) * proc + n_fs * sum(items["processed_eval"].values()) * proc,
+          "checkpoints": 30 * 2 * items["checkpoint"],  # 6 trained variants × 5 seeds, last + best
+          "scores": 30 * n_fs * 256 * 512 * items["score_bytes_per_px"],  # Table 4 scores at the processing size
+          "predictions": 30 * n_fs * 256 * 512 * items["prediction_bytes_per_px"],
+          "snapshots": 11 * items["snapshot"] + items["checkpoint"]}  # patience 10 + 1, and the fork's
+    assert e == pytest.approx({**{k: round(v / 1e9, 2) for k, v in gb.items()},
+                               "final": round(sum(gb.values()) / 1e9 - gb["snapshots"] / 1e9, 2),
+                               "peak": round(sum(gb.values()) / 1e9, 2),
+                               "peak_kept": round((sum(gb.values()) - gb["generated"] - gb["predictions"]) / 1e9, 2)},
+                              abs=0.011)
+    # Table 3 scores at the benchmark resolution, 16 times the pixels; one seed, 2 runs
+    assert output_size("table3", items)["scores"] == pytest.approx(2 * n_fs * 1024 * 2048 * items["score_bytes_per_px"] / 1e9,
+                                                                   abs=0.006)
+    bound = output_sizes(items, ("table4",))["table4"]["photo_bound"]
+    rgb_bound = items["rgb_noise"]["native"] + (items["generated"]["labels"] + items["generated"]["(files)"]) * real
+    assert bound["generated"] == pytest.approx(n_cs * rgb_bound / 1e9, abs=0.006)  # RGB counted as incompressible

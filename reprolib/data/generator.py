@@ -166,6 +166,31 @@ def input_identity(ds: CityscapesDataset) -> str:
     return h.hexdigest()[:16]
 
 
+def _check_args(fraction: float | None, seed: Any) -> None:
+    if fraction is not None and not 0.0 <= float(fraction) <= 1.0:
+        raise ValueError(f"fraction must be in [0, 1] or None, got {fraction}")
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+
+
+def generation_params(ds: CityscapesDataset, *, fraction: float | None = None, seed: int = 0, void: bool = False,
+                      dynamic: bool = False, fill_void: FillVoid | None = None, roi_ignore: bool = False) -> dict[str, Any]:
+    """Everything that determines a generation's bytes (:data:`_PARAM_KEYS`, as ``generator.json`` records them),
+    without generating: the generator is deterministic in them, so a cache computed from its output (a processed
+    split) can be found by them when the output itself is gone (:func:`reprolib.experiments.pipeline.training_split`).
+    ``ValueError`` for a ``fraction`` outside [0, 1] or a negative ``seed``."""
+    _check_args(fraction, seed)
+    return {
+        "version": GENERATOR_VERSION, "split": ds.split, "fraction": None if fraction is None else float(fraction),
+        "seed": int(seed), "void": bool(void), "dynamic": bool(dynamic),
+        "fill_void": None if fill_void is None else getattr(fill_void, "__qualname__", type(fill_void).__name__),
+        # which weights filled void (a segmentation network's fingerprint), where the callable says
+        "fill_void_weights": getattr(fill_void, "weights", None),
+        "roi_ignore": bool(roi_ignore),
+        "input": input_identity(ds),
+    }
+
+
 def generate_training_data(
     cityscapes_root: PathLike,
     out_root: PathLike,
@@ -203,21 +228,11 @@ def generate_training_data(
     (every file is written atomically), and ``generator.json`` guards against mixing parameters. ``before_work``:
     called before each image still to write; what it raises stops there (a session's deadline), to be resumed.
     """
-    if fraction is not None and not 0.0 <= float(fraction) <= 1.0:
-        raise ValueError(f"fraction must be in [0, 1] or None, got {fraction}")
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    _check_args(fraction, seed)  # before the data root is read
     out = Path(out_root)
-    params: dict[str, Any] = {
-        "version": GENERATOR_VERSION, "split": split, "fraction": None if fraction is None else float(fraction),
-        "seed": int(seed), "void": bool(void), "dynamic": bool(dynamic),
-        "fill_void": None if fill_void is None else getattr(fill_void, "__qualname__", type(fill_void).__name__),
-        # which weights filled void (a segmentation network's fingerprint), where the callable says
-        "fill_void_weights": getattr(fill_void, "weights", None),
-        "roi_ignore": bool(roi_ignore),
-    }
     ds = CityscapesDataset(cityscapes_root, split)
-    params["input"] = input_identity(ds)
+    params = generation_params(ds, fraction=fraction, seed=seed, void=void, dynamic=dynamic, fill_void=fill_void,
+                               roi_ignore=roi_ignore)
     meta = out / "generator.json"
     _check_params(meta, params)
     dirs = OUTPUT_DIRS + ((VOID_DIR,) if void else ())

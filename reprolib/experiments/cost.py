@@ -4,6 +4,10 @@
 :mod:`reprolib.experiments.smoke` writes them to ``cost.json``); :func:`estimate` turns each table's workload
 (:func:`table_workload`: trained models, epochs, precomputed data sets) into GPU-hours and 12 h Kaggle sessions
 from the MLRC report's Table 2 (:data:`REPORT_TABLE2`); :func:`format_estimate` prints both side by side.
+
+:func:`output_size` estimates the size of a table's work folder on the real data (what each Kaggle session's output
+carries) from per-item sizes the dry run measured on the code's own files (:func:`reprolib.experiments.smoke.
+measure_item_sizes`): a generated and a processed image, a checkpoint, a snapshot, a score cache and a prediction PNG.
 """
 
 from __future__ import annotations
@@ -43,6 +47,16 @@ EVAL_IMAGES = 130
 #: (732 vs 320 GB/s). An assumption, not a measurement: the report ran only on the P100.
 T4_FACTOR = (9.3 / 8.1, 732 / 320)
 SESSION_HOURS = 12.0  # one Kaggle GPU session
+
+
+#: images of the real data sets a table reads: Cityscapes train and val (generated, then precomputed) and the FS
+#: Lost & Found and FS Static validation sets (precomputed, scored)
+DATA_IMAGES = {"cityscapes_train": 2975, "cityscapes_val": 500, "fs_lost_and_found": 100, "fs_static": 30}
+REAL_SIZE = (1024, 2048)  # Cityscapes' and Fishyscapes' images: the generator's output, the benchmark resolution
+#: the folders holding RGB images (the rest are 8-bit maps and labels): natural photographs compress far less than
+#: the embedded world's, so :func:`output_size` also bounds them at the size of an incompressible image
+RGB_DIRS = {"generated": ("original",), "processed": ("original", "synthesis")}
+OUTPUT_BUDGET_GB = 19.0  # reprolib.experiments.session.OUTPUT_BUDGET_BYTES, in GB (kept here: no import of session)
 
 
 # ----------------------------------------------------------------------------------------- measuring
@@ -144,6 +158,94 @@ def estimate(tables: tuple[str, ...] | None = None) -> dict[str, dict[str, Any]]
     return out
 
 
+def _per_image(per_dir: Mapping[str, float], rgb: tuple[str, ...], noise: float | None, scale: float) -> float:
+    """Bytes an image takes in a split, its folders' measured sizes scaled by ``scale`` (pixels here / pixels
+    measured); with ``noise`` the RGB folders count at that size (an incompressible image) instead."""
+    return sum(noise if noise is not None and d in rgb else b * scale for d, b in per_dir.items())
+
+
+def output_size(table: str, items: Mapping[str, Any], *, report_selection: bool = True,
+                incompressible_rgb: bool = False) -> dict[str, float]:
+    """GB of a table's ``full`` work folder on the real data (:data:`DATA_IMAGES`), by kind, from measured per-item
+    sizes ``items`` (:func:`reprolib.experiments.smoke.measure_item_sizes`):
+
+    * ``generated``: each combo's generated Cityscapes train + val (``items["generated"]``: bytes per image in each
+      folder, at ``items["world_size"]``, scaled to :data:`REAL_SIZE` by pixel count);
+    * ``processed``: each combo's processed train + val (``items["processed_train"]``) and FS L&F + FS Static
+      (``items["processed_eval"]``), at ``items["size"]``, scaled to the ``full`` profile's size;
+    * ``checkpoints``: each trained run's ``last.ckpt`` + ``best.ckpt`` (``items["checkpoint"]``, with the optimiser's
+      state: an upper bound for a report-selection run whose best is a weights-only snapshot);
+    * ``scores``, ``predictions``: each run's score cache and prediction PNGs of the FS images at the table's
+      evaluation resolution (``items["score_bytes_per_px"]``, ``items["prediction_bytes_per_px"]``);
+    * ``snapshots``: what a run with a report-selection twin keeps until the twin starts from it (patience + 1
+      weights-only snapshots, ``items["snapshot"]``, and a full checkpoint at the fork), for one run at a time:
+      the runner forks the twin as soon as its run finishes.
+
+    ``final``: everything but the snapshots (what the last session's output holds); ``peak``: the largest output over
+    the chain (``final`` + one run's snapshots); ``peak_kept``: ``peak`` less what a session's export leaves out when
+    over its budget (generated data whose split is done, prediction PNGs: :func:`reprolib.experiments.session.
+    rebuildable`). ``incompressible_rgb``: RGB folders (:data:`RGB_DIRS`) counted at ``items["rgb_noise"]`` (a random
+    image's PNG at the real and the processing size), a bound for photographs, which the world's images are not."""
+    from reprolib.experiments.profiles import PROFILES  # the full profile's size (profiles imports no torch)
+
+    spec, w = get_table(table), table_workload(table, report_selection)
+    real_px = REAL_SIZE[0] * REAL_SIZE[1]
+    size = tuple(PROFILES["full"].size)
+    proc_px = size[0] * size[1]
+    world_px = items["world_size"][0] * items["world_size"][1]
+    meas_px = items["size"][0] * items["size"][1]
+    noise = items["rgb_noise"] if incompressible_rgb else {"native": None, "processed": None}
+    gen_img = _per_image(items["generated"], RGB_DIRS["generated"], noise["native"], real_px / world_px)
+    train_img = _per_image(items["processed_train"], RGB_DIRS["processed"], noise["processed"], proc_px / meas_px)
+    eval_img = _per_image(items["processed_eval"], RGB_DIRS["processed"], noise["processed"], proc_px / meas_px)
+    n_cs = DATA_IMAGES["cityscapes_train"] + DATA_IMAGES["cityscapes_val"]
+    n_fs = DATA_IMAGES["fs_lost_and_found"] + DATA_IMAGES["fs_static"]
+    eval_px = real_px if (spec.eval_resolution or "processed") == "benchmark" else proc_px
+    runs = w["trainings"]
+    patience = int(PROFILES["full"].training.get("patience", TrainConfig.patience))
+    twins = any(spec.report_twins(v) for v in spec.variants if v.selection == "corrected") and report_selection
+    gb = {
+        "generated": w["precomputes"] * n_cs * gen_img,
+        "processed": w["precomputes"] * (n_cs * train_img + n_fs * eval_img),
+        "checkpoints": runs * 2 * items["checkpoint"],
+        "scores": runs * n_fs * eval_px * items["score_bytes_per_px"],
+        "predictions": runs * n_fs * eval_px * items["prediction_bytes_per_px"],
+        "snapshots": ((patience + 1) * items["snapshot"] + items["checkpoint"]) if twins else 0.0,
+    }
+    gb = {k: v / 1e9 for k, v in gb.items()}
+    final = sum(v for k, v in gb.items() if k != "snapshots")
+    peak = final + gb["snapshots"]
+    out = {k: round(v, 2) for k, v in gb.items()}
+    out.update(final=round(final, 2), peak=round(peak, 2),
+               peak_kept=round(peak - gb["generated"] - gb["predictions"], 2))
+    return out
+
+
+def output_sizes(items: Mapping[str, Any], tables: tuple[str, ...] | None = None) -> dict[str, dict[str, Any]]:
+    """:func:`output_size` of each table, as the world's images compress (``measured``) and with RGB images bounded
+    at an incompressible image's size (``photo_bound``); ``budget_gb``: what a session's export keeps the output
+    under (:data:`OUTPUT_BUDGET_GB`)."""
+    return {name: {"measured": output_size(name, items), "photo_bound": output_size(name, items, incompressible_rgb=True),
+                   "budget_gb": OUTPUT_BUDGET_GB} for name in tables or tuple(TABLES)}
+
+
+def format_output_sizes(sizes: Mapping[str, Any]) -> list[str]:
+    """The printed lines of :func:`output_sizes`: each table's output (final and peak over the chain, in GB)."""
+    lines = [f"each table's `full` output on the real data (GB; Cityscapes {DATA_IMAGES['cityscapes_train']} + "
+             f"{DATA_IMAGES['cityscapes_val']}, FS {DATA_IMAGES['fs_lost_and_found']} + {DATA_IMAGES['fs_static']} "
+             "images), from the sizes measured here; photo bound: RGB images as incompressible PNGs (the world's "
+             "compress better than photographs); kept: the peak less what an export over "
+             f"{OUTPUT_BUDGET_GB:g} GB leaves out (generated data, prediction PNGs):",
+             f"{'table':<9}{'generated':>10}{'processed':>10}{'ckpts':>7}{'scores':>7}{'preds':>7}{'snaps':>7}"
+             f"{'final':>7}{'peak':>7}{'kept':>7}{'photo bound: peak':>19}{'kept':>7}"]
+    for name, e in sizes.items():
+        m, b = e["measured"], e["photo_bound"]
+        lines.append(f"{name:<9}{m['generated']:>10.1f}{m['processed']:>10.1f}{m['checkpoints']:>7.1f}"
+                     f"{m['scores']:>7.1f}{m['predictions']:>7.1f}{m['snapshots']:>7.1f}{m['final']:>7.1f}"
+                     f"{m['peak']:>7.1f}{m['peak_kept']:>7.1f}{b['peak']:>19.1f}{b['peak_kept']:>7.1f}")
+    return lines
+
+
 def format_estimate(cost: Mapping[str, Any]) -> str:
     """The printed summary: measured stages here, then the per-table estimate."""
     machine = cost["machine"]
@@ -182,4 +284,13 @@ def format_estimate(cost: Mapping[str, Any]) -> str:
                      f"{e['p100_sessions_12h']:>9}{f'{t4h[0]:.0f}–{t4h[1]:.0f}':>14}{f'{t4s[0]}–{t4s[1]}':>10}"
                      + (f"{e['p100_gpu_h_without_report_selection']:>24.1f}"
                         if "p100_gpu_h_without_report_selection" in e else ""))
+    if "output_gb" in cost:  # cost.json files written before the output's size was estimated have none
+        items = cost["item_sizes"]
+        lines.append(f"measured here: a generated image {sum(items['generated'].values()) / 1e6:.2f} MB at "
+                     f"{items['world_size'][0]}×{items['world_size'][1]}, a processed one "
+                     f"{sum(items['processed_train'].values()) / 1e6:.2f} MB at {items['size'][0]}×{items['size'][1]}, "
+                     f"a checkpoint {items['checkpoint'] / 1e6:.0f} MB (weights-only snapshot "
+                     f"{items['snapshot'] / 1e6:.0f} MB), {items['score_bytes_per_px']:.2f} B/pixel of scores, "
+                     f"{items['prediction_bytes_per_px']:.2f} B/pixel of prediction PNGs")
+        lines += format_output_sizes(cost["output_gb"])
     return "\n".join(lines)

@@ -4,7 +4,9 @@
     train each variant × seed → score the evaluation sets → ensemble → metrics → tidy rows
 
 Every stage is keyed by what it depends on and skips finished work, so a rerun (or a new Kaggle session
-with the previous output mounted) picks up where the last one stopped. Every stage runs inside the
+with the previous output mounted) picks up where the last one stopped. A finished processed training split is found
+without the generated data it was computed from (``generated/<name>.processed.json`` records which inputs made it), so
+a session's output may leave that data out (:func:`reprolib.experiments.session.export_outputs`). Every stage runs inside the
 session's budget (:class:`reprolib.experiments.session.Session`): none starts once the budget is spent,
 and each one that did work is recorded in ``session-log.json`` at the work root.
 """
@@ -22,11 +24,11 @@ import torch
 
 from reprolib.data.cityscapes import CityscapesDataset
 from reprolib.data.fishyscapes import LostAndFoundDataset, StaticDataset
-from reprolib.data.generator import VOID_DIR, generate_training_data
+from reprolib.data.generator import VOID_DIR, generate_training_data, generation_params
 from reprolib.data.transforms import imagenet_normalize
-from reprolib.experiments.session import Session, log_stage
+from reprolib.experiments.session import Session, log_stage, processed_record
 from reprolib.experiments.tables import EMBEDDED_COMBOS
-from reprolib.io import ReprolibDataError
+from reprolib.io import ReprolibDataError, read_json, write_json
 from reprolib.world import generate_world
 
 log = logging.getLogger("reprolib.experiments")
@@ -259,6 +261,10 @@ def training_split(ctx: Context, combo: str, split: str, void_labels: bool) -> t
     same images, semantic maps (void filled with the combo's segmentation prediction), resyntheses and maps
     as the full model, and only the label folder differs (``labels/`` instead of ``labels_with_void_no_ego/``).
     Returns (processed split folder, label folder name to train on).
+
+    A finished split is found by its record (:func:`_recorded_split`) without the generated folder it was computed
+    from: a session's output may leave that folder out (:func:`reprolib.experiments.session.export_outputs`), and
+    generating it again costs hours on Cityscapes.
     """
     from reprolib.precompute import precompute  # lazy: torchvision, see _train_embedded
 
@@ -266,13 +272,52 @@ def training_split(ctx: Context, combo: str, split: str, void_labels: bool) -> t
     name = combo_name(ctx, combo)
     gen_root = ctx.work_dir / "generated" / f"{name}-{split}"  # void filled by this combo's segmentation
     with ctx.stage(f"precompute {split} {name}") as st:
-        gen_root = Path(generate_training_data(ctx.data.cityscapes, gen_root, split=split, seed=0, void=True,
-                                               fill_void=SegmentationFill(seg, ctx.device, name),
-                                               before_work=st.check_budget_inside))
-        out = precompute(gen_root, seg, resyn, ctx.work_dir / "processed", size=ctx.profile.size,
-                         batch_size=ctx.profile.precompute_batch, before_work=st.check_budget_inside)
-        st.ran = st.changed(Path(out) / "done.json")
-    return Path(out), (VOID_DIR if void_labels else "labels")
+        fill = SegmentationFill(seg, ctx.device, name)
+        params = generation_params(CityscapesDataset(ctx.data.cityscapes, split), seed=0, void=True, fill_void=fill)
+        out = _recorded_split(ctx, gen_root, params, seg, resyn)
+        if out is None:
+            gen_root = Path(generate_training_data(ctx.data.cityscapes, gen_root, split=split, seed=0, void=True,
+                                                   fill_void=fill, before_work=st.check_budget_inside))
+            out = Path(precompute(gen_root, seg, resyn, ctx.work_dir / "processed", size=ctx.profile.size,
+                                  batch_size=ctx.profile.precompute_batch, before_work=st.check_budget_inside))
+            _record_split(gen_root, params, out)
+        st.ran = st.changed(out / "done.json")
+    return out, (VOID_DIR if void_labels else "labels")
+
+
+def _record_split(gen_root: Path, params: dict[str, Any], split: Path) -> None:
+    """Write ``<generated folder>.processed.json`` beside ``gen_root``: the generator's parameters (everything that
+    determines its bytes) and the identity the precompute's key took of its output, with the split folder it named.
+    Atomic; outside the generated folder, so it stays when that folder is left out of a session's output."""
+    key, done = read_json(split / "key.json"), read_json(split / "done.json")
+    write_json(processed_record(gen_root), {
+        "generated": gen_root.name, "generator": params, "dataset": key["dataset"],
+        "has_semantic": (gen_root / "semantic").is_dir(), "processed": split.name, "key_hash": done["key_hash"]})
+
+
+def _recorded_split(ctx: Context, gen_root: Path, params: dict[str, Any], seg: Any, resyn: Any) -> Path | None:
+    """The finished processed split of the generation ``params`` describes, from its record, or None (generate and
+    precompute then, as without a record). Trusted only when every input matches: the generator's parameters (its
+    version, seed, settings, the segmentation weights that filled void, the names and sizes of the Cityscapes files
+    read) and then the whole precompute key (backends' weights, size, settings) recomputed with the recorded identity
+    of the generated data, whose ``done.json`` must hold that key's hash."""
+    from reprolib.precompute import RecordedSource, find_done  # lazy: torchvision, see _train_embedded
+
+    path = processed_record(gen_root)
+    if not path.is_file():
+        return None  # an older work folder, or a generation never precomputed
+    try:
+        record = read_json(path)
+        dataset = record["dataset"]
+        source = RecordedSource(str(dataset["kind"]), str(dataset["fingerprint"]), int(dataset["length"]),
+                                has_semantic=bool(record["has_semantic"]))
+        recorded = record["generator"]
+    except (ReprolibDataError, KeyError, TypeError, ValueError) as exc:
+        log.warning("%s: not a readable record of a processed split (%s); generating again", path, exc)
+        return None
+    if recorded != params:
+        return None
+    return find_done(source, seg, resyn, ctx.work_dir / "processed", size=ctx.profile.size)
 
 
 def evaluation_splits(ctx: Context, combo: str) -> dict[str, Path]:

@@ -15,7 +15,14 @@ one tar each, so each version's output holds everything done so far in a modest 
 from that output (Kaggle keeps 20 GB) or damaged costs only its unit of work (:func:`import_unit`: a run, a
 processed split, ...), which is left out, named, and redone by the pipeline; not the whole chain.
 
-Why one module of ~520 lines: the deadline and the import/export are one contract (a session that stops at
+Kaggle saves at most 20 GB a version, and a ``full`` table's work folder outgrows it (``make smoke-full`` estimates
+it, :func:`reprolib.experiments.cost.output_size`). :func:`export_outputs` keeps the output under a budget
+(:data:`OUTPUT_BUDGET_BYTES`, 19 GB) by leaving out rebuildable folders (:func:`rebuildable`: generated training data
+whose processed split is done, prediction PNGs, the embedded world), named in the manifest's ``left_out``; the
+pipeline does not need them (``reprolib.experiments.pipeline.training_split`` finds a done split by its record,
+:func:`processed_record`, without the generated data).
+
+Why one module of ~640 lines: the deadline and the import/export are one contract (a session that stops at
 its deadline must leave exactly what the next one imports), tested together by ``tests/test_session_chain.py``.
 """
 
@@ -45,7 +52,15 @@ PACKED = "packed"  # tar archives of bulky folders, relative to the work root
 PACK_PATTERNS = ("world", "generated/*", "processed/*", "runs/*/predictions")
 _CHUNK = 1 << 20
 IMPORT_DEPTH = 5  # how deep under kaggle_input import_previous looks for an earlier output's results/
-OUTPUT_WARN_BYTES = 19 * 10**9  # Kaggle saves at most 20 GB of /kaggle/working per version
+#: what export_outputs keeps a session's output under, leaving out rebuildable caches (Kaggle saves at most 20 GB of
+#: /kaggle/working per version; 1 GB is kept back for what the notebook writes after the export)
+OUTPUT_BUDGET_BYTES = 19 * 10**9
+OUTPUT_WARN_BYTES = OUTPUT_BUDGET_BYTES  # the former name (it only warned)
+#: beside a generated folder ``<name>`` (``generated/<name>.processed.json``): the processed split computed from it,
+#: and everything that determined that generation (reprolib.experiments.pipeline.training_split writes and reads it)
+PROCESSED_RECORD_SUFFIX = ".processed.json"
+_TAR_OVERHEAD = 1536  # per packed file at most: its header, a PAX header (mtime_ns, long names) and padding
+_MANIFEST_ENTRY = 300  # bytes a manifest entry takes, about (path, size, mtime_ns, sha256)
 
 
 class SessionOver(Exception):
@@ -179,11 +194,97 @@ def _entry(path: Path) -> dict[str, Any]:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256_file(path)}
 
 
-def export_outputs(work_root: str | os.PathLike) -> dict[str, Any]:
+def _size(n_bytes: float) -> str:
+    """``n_bytes`` for a printed line: GB, MB or kB (decimal, as Kaggle's 20 GB)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:.2f} {unit}"
+    return f"{n_bytes / 1e3:g} kB"
+
+
+def processed_record(gen_root: str | os.PathLike) -> Path:
+    """Where the record of the processed split computed from the generated folder ``gen_root`` lives: beside it."""
+    gen_root = Path(gen_root)
+    return gen_root.with_name(gen_root.name + PROCESSED_RECORD_SUFFIX)
+
+
+def _split_done_for(generated: Path) -> bool:
+    """True when the generated folder ``generated`` is no longer needed: its record names a processed split whose
+    ``done.json`` holds the recorded key, and the folder's ``generator.json`` says it is the complete generation the
+    record describes (every parameter that determines its bytes equal). Anything unreadable: False (kept)."""
+    try:
+        record, meta = read_json(processed_record(generated)), read_json(generated / "generator.json")
+        done = read_json(generated.parent.parent / "processed" / str(record["processed"]) / "done.json")
+        return (meta.get("complete") is True and done.get("key_hash") == record["key_hash"]
+                and all(meta.get(k) == v for k, v in record["generator"].items()))
+    except (ReprolibDataError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def rebuildable(work_root: str | os.PathLike) -> list[tuple[Path, str]]:
+    """The folders of ``work_root`` a session's output may leave out, each with why, in the order
+    :func:`export_outputs` leaves them out (what no stage reads again first; what a user may look at after):
+
+    1. generated training data whose processed split is done (:func:`_split_done_for`): the split is found from its
+       record without it (``reprolib.experiments.pipeline.training_split``); only generating it cost hours;
+    2. prediction PNGs (``runs/<run>/predictions/<set>/``): nothing reads them, and the run's score cache holds the
+       maps they show (``write_predictions(load_scores(cache)["dissimilarity"], folder)`` writes them again);
+    3. the embedded world: the next session generates it again from its seed (the same bytes, so every cache keyed
+       on it still holds), at the cost of that generation.
+
+    Never listed (not cheaply or not deterministically rebuilt, or read to skip work): checkpoints, snapshots, done
+    markers, score caches, processed splits, the embedded backends, results, logs, a generation still needed."""
+    root = Path(work_root)
+    profiles = sorted(p for p in root.iterdir() if p.is_dir() and p.name != PACKED) if root.is_dir() else []
+    found: list[tuple[Path, str]] = []
+    for prof in profiles:
+        found += [(g, f"generated training data; its processed split is done ({processed_record(g).name} names it)")
+                  for g in sorted(prof.glob("generated/*")) if g.is_dir() and _split_done_for(g)]
+    for prof in profiles:
+        found += [(d, "prediction PNGs; the run's score cache holds the maps (scoring.write_predictions)")
+                  for d in sorted(prof.glob("runs/*/predictions/*")) if d.is_dir()]
+    for prof in profiles:
+        if (prof / "world" / "world.json").is_file():
+            found.append((prof / "world", "the embedded world; generated again from its seed at the next session"))
+    return found
+
+
+def _leave_out(root: Path, budget_bytes: int | None) -> list[dict[str, Any]]:
+    """Remove rebuildable folders (:func:`rebuildable`, in its order) until the output's estimated size is within
+    ``budget_bytes``; returns one entry per folder removed (path, bytes, files, reason), each printed."""
+    if budget_bytes is None:
+        return []
+    files = [p for p in _walk(root) if p.name != MANIFEST]
+    packed = {d: sum(1 for _ in _walk(d)) for d in _pack_dirs(root)}
+    # estimated size of the output: the files, the tars' headers and the manifest's entries
+    size = sum(p.stat().st_size for p in files) + (_TAR_OVERHEAD + _MANIFEST_ENTRY) * sum(packed.values()) \
+        + _MANIFEST_ENTRY * len(files)
+    left: list[dict[str, Any]] = []
+    for folder, reason in rebuildable(root):
+        if size <= budget_bytes:
+            break
+        inside = list(_walk(folder))
+        n_bytes = sum(p.stat().st_size for p in inside)
+        size -= n_bytes + (2 * _MANIFEST_ENTRY + _TAR_OVERHEAD) * len(inside)
+        shutil.rmtree(folder)
+        rel = folder.relative_to(root).as_posix()
+        left.append({"path": rel, "bytes": n_bytes, "files": len(inside), "reason": reason})
+        print(f"[reprolib] left out of the output (over {_size(budget_bytes)}): {rel} ({_size(n_bytes)}, "
+              f"{len(inside)} files): {reason}", flush=True)
+    return left
+
+
+def export_outputs(work_root: str | os.PathLike, budget_bytes: int | None = OUTPUT_BUDGET_BYTES) -> dict[str, Any]:
     """Pack the bulky folders (one uncompressed tar each, the folder removed) and write the manifest.
 
     Call it last in a session: the manifest lists every file (plain or inside an archive) with size,
     mtime and sha256, which :func:`import_previous` checks in the next session.
+
+    ``budget_bytes`` (default :data:`OUTPUT_BUDGET_BYTES`; None: no limit): when the output would be larger, the
+    rebuildable folders of :func:`rebuildable` are removed first, in its order, until it fits (before packing: a tar
+    is a second copy on a disk near full). They are in neither ``files`` nor ``archives`` of the manifest (the next
+    session does not expect them) but under ``left_out`` (path, bytes, files, reason), and each is named in a printed
+    line. What cannot be left out stays, with a warning when the output is still over the budget.
     """
     root = Path(work_root)
     root.mkdir(parents=True, exist_ok=True)
@@ -193,10 +294,15 @@ def export_outputs(work_root: str | os.PathLike) -> dict[str, Any]:
         if is_temp_file(path):
             path.unlink()
     archives: dict[str, dict[str, Any]] = {}
+    left_out: list[dict[str, Any]] = []
     if (root / MANIFEST).is_file():  # an earlier export of this session: its archives' folders are gone
         with contextlib.suppress(ReprolibDataError, KeyError, TypeError, AttributeError):
-            earlier = read_json(root / MANIFEST)["archives"]
-            archives.update({a: m for a, m in earlier.items() if (root / a).is_file()})
+            earlier = read_json(root / MANIFEST)
+            archives.update({a: m for a, m in earlier["archives"].items() if (root / a).is_file()})
+            # what it left out, unless made again since
+            left_out += [e for e in earlier.get("left_out", []) if not (root / e["path"]).exists()
+                         and not (root / PACKED / f"{e['path']}.tar").is_file()]
+    left_out += _leave_out(root, budget_bytes)
     for folder in _pack_dirs(root):
         rel = folder.relative_to(root).as_posix()
         tar_path = root / PACKED / f"{rel}.tar"
@@ -229,13 +335,15 @@ def export_outputs(work_root: str | os.PathLike) -> dict[str, Any]:
         if rel == MANIFEST or rel.endswith(".tmp"):
             continue
         files[rel] = _entry(path)
-    manifest = {"version": 1, "written": time.time(), "files": files, "archives": archives}
+    manifest = {"version": 1, "written": time.time(), "files": files, "archives": archives, "left_out": left_out}
     write_json(root / MANIFEST, manifest)
-    size = sum(f["size"] for f in files.values())
-    print(f"[reprolib] output: {len(files) + 1} files, {size / 1e9:.2f} GB in {root}", flush=True)
-    if size > OUTPUT_WARN_BYTES:
-        print(f"[reprolib] WARNING: the output is over {OUTPUT_WARN_BYTES / 1e9:.0f} GB; Kaggle keeps at most 20 GB "
-              "per version, and the next session would miss what is cut", flush=True)
+    size = sum(f["size"] for f in files.values()) + (root / MANIFEST).stat().st_size
+    print(f"[reprolib] output: {len(files) + 1} files, {size / 1e9:.2f} GB in {root}"
+          + (f"; {len(left_out)} rebuildable folder(s) left out ({_size(sum(e['bytes'] for e in left_out))})"
+             if left_out else ""), flush=True)
+    if budget_bytes is not None and size > budget_bytes:
+        print(f"[reprolib] WARNING: the output is over {_size(budget_bytes)} even without its rebuildable caches; "
+              "Kaggle keeps at most 20 GB per version, and the next session would miss what is cut", flush=True)
     return manifest
 
 

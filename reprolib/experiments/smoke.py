@@ -37,6 +37,7 @@ from reprolib.allocator import keep_freed_memory
 from reprolib.data.fishyscapes import LostAndFoundDataset, StaticDataset
 from reprolib.data.generator import generate_training_data
 from reprolib.experiments.cost import (
+    DATA_IMAGES,
     EVAL_IMAGES,
     REPORT_EPOCHS,
     REPORT_TABLE2,
@@ -45,6 +46,8 @@ from reprolib.experiments.cost import (
     CostMeter,
     estimate,
     format_estimate,
+    output_size,
+    output_sizes,
     table_workload,
 )
 from reprolib.experiments.ensembling import evaluate_ensemble
@@ -54,14 +57,73 @@ from reprolib.experiments.scoring import score_split
 from reprolib.io import PathLike, read_json, write_json
 from reprolib.world import generate_world
 
-__all__ = ["EVAL_IMAGES", "REPORT_EPOCHS", "REPORT_TABLE2", "SESSION_HOURS", "T4_FACTOR", "CostMeter", "estimate",
-           "format_estimate", "main", "original_backends", "run_smoke", "table_workload"]
+__all__ = ["DATA_IMAGES", "EVAL_IMAGES", "REPORT_EPOCHS", "REPORT_TABLE2", "SESSION_HOURS", "T4_FACTOR", "CostMeter",
+           "estimate", "format_estimate", "main", "measure_item_sizes", "original_backends", "output_size", "output_sizes",
+           "run_smoke", "table_workload"]
 
 
 def _generated(folder: Path) -> bool:
     """True when ``folder`` holds a finished generation (its ``generator.json`` says complete)."""
     meta = folder / "generator.json"
     return meta.is_file() and bool(read_json(meta).get("complete"))
+
+
+# ------------------------------------------------------------------------------------------ sizes
+def _dir_bytes_per_image(splits: list[Path]) -> dict[str, float]:
+    """Bytes per image of each folder of processed / generated splits (``original/`` counts the images), their loose
+    files (generator.json, key.json, done.json) spread over the images as ``"(files)"``."""
+    n = sum(len(list((split / "original").glob("*.png"))) for split in splits)
+    out: dict[str, float] = {}
+    for split in splits:
+        for path in split.rglob("*"):
+            if path.is_file():
+                name = path.relative_to(split).parts[0] if path.parent != split else "(files)"
+                out[name] = out.get(name, 0.0) + path.stat().st_size / max(1, n)
+    return dict(sorted(out.items()))
+
+
+def measure_item_sizes(generated: list[Path], train: list[Path], evaluation: list[Path], run_dir: Path,
+                       scores: dict[str, list[Any]], scratch: Path, *, world_size: tuple[int, int],
+                       size: tuple[int, int]) -> dict[str, Any]:
+    """Per-item sizes of a table's work folder, in bytes, measured on files this code wrote (the dry run's): a
+    generated image (``generated`` splits, per folder), a processed image of generated data (``train``) and of an
+    evaluation set (``evaluation``), the run's ``last.ckpt`` and ``best.ckpt``, a weights-only snapshot of it (what
+    :class:`reprolib.training.selection.ValidationSnapshots` keeps: Lightning's checkpoint without optimiser,
+    scheduler and callback state), a score cache's and a prediction PNG's bytes per pixel (``scores`` saved as
+    :func:`~reprolib.experiments.scoring.save_scores` and :func:`~reprolib.experiments.scoring.write_predictions` do,
+    under ``scratch``, removed after), and an incompressible RGB image's PNG (random pixels) at the real and the
+    processing size, which bounds a photograph's. :func:`reprolib.experiments.cost.output_size` turns them into GB."""
+    import io
+
+    import numpy as np
+
+    from reprolib.experiments.cost import REAL_SIZE
+    from reprolib.experiments.scoring import save_scores, write_predictions
+    from reprolib.io import png_bytes
+
+    ckpts = run_dir / "checkpoints"
+    state = torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=False)  # our own file
+    # what Lightning's save_checkpoint(weights_only=True) leaves out
+    for key in ("optimizer_states", "lr_schedulers", "callbacks", "MixedPrecision", "native_amp_scaling_state"):
+        state.pop(key, None)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    pixels = sum(int(np.prod(m.shape)) for m in scores["dissimilarity"])
+    save_scores(scores, scratch / "scores.npz")
+    write_predictions(scores["dissimilarity"], scratch / "predictions")
+    score_bytes = (scratch / "scores.npz").stat().st_size
+    pred_bytes = sum(p.stat().st_size for p in (scratch / "predictions").glob("*.png"))
+    shutil.rmtree(scratch)
+    rng = np.random.default_rng(0)
+    noise = {name: len(png_bytes(rng.integers(0, 256, (*hw, 3), dtype=np.uint8)))
+             for name, hw in (("native", REAL_SIZE), ("processed", size))}
+    return {"world_size": list(world_size), "size": list(size),
+            "generated": _dir_bytes_per_image(generated), "processed_train": _dir_bytes_per_image(train),
+            "processed_eval": _dir_bytes_per_image(evaluation),
+            "checkpoint": (ckpts / "last.ckpt").stat().st_size,
+            "best_checkpoint": (ckpts / "best.ckpt").stat().st_size if (ckpts / "best.ckpt").is_file() else None,
+            "snapshot": len(buf.getvalue()), "score_bytes_per_px": score_bytes / pixels,
+            "prediction_bytes_per_px": pred_bytes / pixels, "rgb_noise": noise}
 
 
 # ------------------------------------------------------------------------------------------ backends
@@ -189,6 +251,7 @@ def run_smoke(
 
     rows: list[dict[str, Any]] = []
     n_scored, score_seconds = 0, 0.0
+    sample: dict[str, list[Any]] = {}  # every scored image's maps: the score cache's and PNGs' sizes are measured on them
     model, ensemble = load_trained(run_dir)
     for name in ("fs_lost_and_found", "fs_static"):
         with meter.stage(f"score {name} (benchmark resolution)"):
@@ -197,6 +260,8 @@ def run_smoke(
                                  ensemble=ensemble, resolution="benchmark")
             score_seconds += time.perf_counter() - t1
             n_scored += len(scores["label"])
+            for k, v in scores.items():
+                sample.setdefault(k, []).extend(v)
             eval_size = "x".join(str(v) for v in scores["label"][0].shape)
             for mode in ("none", "fixed"):
                 metrics, info = evaluate_ensemble(scores, mode)[""]
@@ -209,6 +274,10 @@ def run_smoke(
                     world_size=f"{world_size[0]}x{world_size[1]}", size=f"{size[0]}x{size[1]}",
                 )
     save_results(rows, out / "smoke-full.csv")
+    with meter.stage("measure item sizes (checkpoint, processed, generated)"):
+        items = measure_item_sizes(list(generated.values()), [splits["train"], splits["val"]],
+                                   [splits["fs_lost_and_found"], splits["fs_static"]], run_dir, sample,
+                                   work / "size-sample", world_size=world_size, size=size)
 
     pre_s = sum(s["seconds"] for k, s in meter.stages.items() if k.startswith("precompute") and not s.get("cached"))
     train_stage = next(s for k, s in meter.stages.items() if k.startswith("train"))
@@ -229,7 +298,9 @@ def run_smoke(
                     "load_average_start": load_start, "load_average_end": [round(v, 2) for v in os.getloadavg()]},
         "report_table2": REPORT_TABLE2, "estimate": estimate(),
         "estimate_assumptions": {"epochs": REPORT_EPOCHS, "eval_images_per_model": EVAL_IMAGES,
-                                 "t4_over_p100": list(T4_FACTOR), "session_hours": SESSION_HOURS},
+                                 "t4_over_p100": list(T4_FACTOR), "session_hours": SESSION_HOURS,
+                                 "data_images": DATA_IMAGES},
+        "item_sizes": items, "output_gb": output_sizes(items),
     }
     write_json(out / "cost.json", cost)
     print(format_estimate(cost), flush=True)

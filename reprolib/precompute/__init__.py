@@ -33,9 +33,16 @@ from reprolib.precompute.cache import (
     key_hash,
     native_label_source,
 )
-from reprolib.precompute.compute import LABEL_SOURCES, precompute
-from reprolib.precompute.sources import DatasetSource, GeneratedSplitSource, PrecomputeSource, SourceItem, as_source
+from reprolib.precompute.compute import LABEL_SOURCES, find_done, precompute
+from reprolib.precompute.sources import (
+    DatasetSource,
+    GeneratedSplitSource,
+    PrecomputeSource,
+    RecordedSource,
+    SourceItem,
+    as_source,
+)
 
 __all__ = ["CACHE_VERSION", "LABEL_SOURCES", "MAP_DIRS", "NATIVE_LABEL_DIR", "DatasetSource", "GeneratedSplitSource",
-           "PrecomputeSource", "SourceItem", "as_source", "cache_key", "is_complete", "key_hash", "native_label_source",
-           "precompute"]
+           "PrecomputeSource", "RecordedSource", "SourceItem", "as_source", "cache_key", "find_done", "is_complete", "key_hash",
+           "native_label_source", "precompute"]

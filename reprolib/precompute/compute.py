@@ -124,33 +124,21 @@ def precompute(
         raise ValueError(f"image_resize must be 'bilinear' or 'nearest', got {image_resize!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
-    size = (int(size[0]), int(size[1]))
     source = as_source(dataset)
     if len(source) == 0:
         raise ValueError("precompute: the dataset is empty")
-    has_gt_semantic = bool(getattr(source, "has_semantic", False))
-    resolved = ("ground_truth" if has_gt_semantic else "prediction") if label_source == "auto" else label_source
     if perceptual is None:
         perceptual = PerceptualDifference()
     segmentation.eval()
     resynthesis.eval()
     perceptual.eval()
-
-    params = {"size": list(size), "label_source": resolved, "seed": seed, "image_resize": image_resize,
-              "amp": amp, "segmentation_input": "native", "extra": dict(key_params or {})}
-    if getattr(resynthesis, "style_size", None) is not None:
-        # a style image used to come from torch's bicubic (cache version 4): this entry keeps such a stale split
-        # from being reused, and keeps the keys (and the tables' data_fingerprint) of the resyntheses without
-        # a style image, which a CACHE_VERSION bump would change for nothing
-        params["style_resize"] = "pil_bicubic"
-    key = cache_key(source, segmentation, resynthesis, perceptual, params)
-    digest = key_hash(key)
-    out = split_dir(out_root, key, digest)
+    key, digest, out = _split_key(source, segmentation, resynthesis, perceptual, out_root, size=size,
+                                  label_source=label_source, key_params=key_params, seed=seed,
+                                  image_resize=image_resize, amp=amp)
+    size, resolved = (int(size[0]), int(size[1])), key["params"]["label_source"]
     done_file = out / "done.json"
-    if done_file.is_file():
-        done = read_json(done_file)
-        if done.get("key_hash") == digest:
-            return out
+    if _done(out, digest):
+        return out
     write_json(out / "key.json", key)
 
     device = next((p.device for p in segmentation.parameters()), torch.device("cpu"))
@@ -190,6 +178,54 @@ def precompute(
         tqdm.write(f"precompute: {n_computed}/{n_total} images computed in {seconds:.1f} s "
                    f"({rate:.2f} images/s) → {out}")
     return out
+
+def _split_key(source: PrecomputeSource, segmentation: torch.nn.Module, resynthesis: torch.nn.Module,
+               perceptual: torch.nn.Module, out_root: PathLike, *, size: tuple[int, int], label_source: str,
+               key_params: Mapping[str, Any] | None, seed: int, image_resize: str, amp: bool,
+               ) -> tuple[dict[str, Any], str, Path]:
+    """(cache key, its hash, the split folder) of ``source`` precomputed with these backends and settings."""
+    has_gt_semantic = bool(getattr(source, "has_semantic", False))
+    resolved = ("ground_truth" if has_gt_semantic else "prediction") if label_source == "auto" else label_source
+    params = {"size": [int(size[0]), int(size[1])], "label_source": resolved, "seed": seed,
+              "image_resize": image_resize, "amp": amp, "segmentation_input": "native", "extra": dict(key_params or {})}
+    if getattr(resynthesis, "style_size", None) is not None:
+        # a style image used to come from torch's bicubic (cache version 4): this entry keeps such a stale split
+        # from being reused, and keeps the keys (and the tables' data_fingerprint) of the resyntheses without
+        # a style image, which a CACHE_VERSION bump would change for nothing
+        params["style_resize"] = "pil_bicubic"
+    key = cache_key(source, segmentation, resynthesis, perceptual, params)
+    digest = key_hash(key)
+    return key, digest, split_dir(out_root, key, digest)
+
+
+def _done(out: Path, digest: str) -> bool:
+    done_file = out / "done.json"
+    return done_file.is_file() and read_json(done_file).get("key_hash") == digest
+
+
+def find_done(
+    dataset: Any,
+    segmentation: torch.nn.Module,
+    resynthesis: torch.nn.Module,
+    out_root: PathLike,
+    *,
+    size: tuple[int, int] = (256, 512),
+    perceptual: torch.nn.Module | None = None,
+    label_source: str = "auto",
+    key_params: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    image_resize: str = "nearest",
+    amp: bool = False,
+) -> Path | None:
+    """The finished split :func:`precompute` would return for these arguments, or None when it is not done; computes
+    nothing. ``dataset`` may be a :class:`~reprolib.precompute.sources.RecordedSource` (a source known by its recorded
+    fingerprint only: its files need not exist any more)."""
+    source = as_source(dataset)
+    _, digest, out = _split_key(source, segmentation, resynthesis, perceptual or PerceptualDifference(), out_root,
+                                size=size, label_source=label_source, key_params=key_params, seed=seed,
+                                image_resize=image_resize, amp=amp)
+    return out if _done(out, digest) else None
+
 
 class _Indexed(torch.utils.data.Dataset):
     """Let a DataLoader (optionally with workers) read a source in order."""

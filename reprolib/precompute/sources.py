@@ -130,6 +130,28 @@ class GeneratedSplitSource:
         files = [p for d in dirs if (self.root / d).is_dir() for p in sorted((self.root / d).glob("*.png"))]
         return _listing_hash(files, self.root)
 
+@dataclass
+class RecordedSource:
+    """A source known only by what a finished split's ``key.json`` recorded of it (kind, fingerprint, length, whether
+    it held a semantic map): enough to name that split (:func:`reprolib.precompute.find_done`), not to compute it. Its
+    files may be gone (a generated folder a session's output left out: :mod:`reprolib.experiments.session`)."""
+
+    kind: str
+    recorded_fingerprint: str
+    length: int
+    has_semantic: bool = False
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> SourceItem:
+        raise ReprolibDataError(None, f"the {self.kind} source {self.recorded_fingerprint} is known by its recorded "
+                                      "fingerprint only: its images cannot be read (precompute it from its files)")
+
+    def fingerprint(self) -> str:
+        return self.recorded_fingerprint
+
+
 def _as_tensor(x: Any, name: str) -> torch.Tensor:
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(x.copy())
