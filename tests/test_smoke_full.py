@@ -131,7 +131,7 @@ def test_output_size_is_computed_from_measured_item_sizes(tmp_path: Path) -> Non
     assert set(items["generated"]) == {"original", "labels", "(files)"}
     assert items["generated"]["labels"] == sum(p.stat().st_size for p in (gen / "labels").iterdir()) / 2
     assert items["checkpoint"] == (run / "checkpoints" / "last.ckpt").stat().st_size > items["snapshot"] > 4000
-    assert items["best_checkpoint"] is None and items["rgb_noise"]["native"] > 1024 * 2048 * 3  # random: no compression
+    assert items["best_checkpoint"] is None and items["noise"]["rgb_native"] > 1024 * 2048 * 3  # random: no compression
     assert 0 < items["prediction_bytes_per_px"] < items["score_bytes_per_px"]
 
     e = output_size("table4", items)
@@ -151,6 +151,6 @@ def test_output_size_is_computed_from_measured_item_sizes(tmp_path: Path) -> Non
     # Table 3 scores at the benchmark resolution, 16 times the pixels; one seed, 2 runs
     assert output_size("table3", items)["scores"] == pytest.approx(2 * n_fs * 1024 * 2048 * items["score_bytes_per_px"] / 1e9,
                                                                    abs=0.006)
-    bound = output_sizes(items, ("table4",))["table4"]["photo_bound"]
-    rgb_bound = items["rgb_noise"]["native"] + (items["generated"]["labels"] + items["generated"]["(files)"]) * real
+    bound = output_sizes(items, ("table4",))["table4"]["bound"]
+    rgb_bound = items["noise"]["rgb_native"] + (items["generated"]["labels"] + items["generated"]["(files)"]) * real
     assert bound["generated"] == pytest.approx(n_cs * rgb_bound / 1e9, abs=0.006)  # RGB counted as incompressible

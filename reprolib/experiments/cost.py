@@ -53,9 +53,12 @@ SESSION_HOURS = 12.0  # one Kaggle GPU session
 #: Lost & Found and FS Static validation sets (precomputed, scored)
 DATA_IMAGES = {"cityscapes_train": 2975, "cityscapes_val": 500, "fs_lost_and_found": 100, "fs_static": 30}
 REAL_SIZE = (1024, 2048)  # Cityscapes' and Fishyscapes' images: the generator's output, the benchmark resolution
-#: the folders holding RGB images (the rest are 8-bit maps and labels): natural photographs compress far less than
-#: the embedded world's, so :func:`output_size` also bounds them at the size of an incompressible image
-RGB_DIRS = {"generated": ("original",), "processed": ("original", "synthesis")}
+#: the folders whose PNGs the dry run cannot size truly, each with the incompressible image that bounds it
+#: (``items["noise"]``): photographs (the world's images are photo-like, but not photographs), and the resynthesis and
+#: maps, near-constant with the random backend weights the dry run uses unless the checkpoints are given
+BOUND_DIRS = {"generated": {"original": "rgb_native"},
+              "processed": {"original": "rgb_processed", "synthesis": "rgb_processed", "entropy": "gray_processed",
+                            "logit_distance": "gray_processed", "mae_features": "gray_processed"}}
 OUTPUT_BUDGET_GB = 19.0  # reprolib.experiments.session.OUTPUT_BUDGET_BYTES, in GB (kept here: no import of session)
 
 
@@ -158,14 +161,14 @@ def estimate(tables: tuple[str, ...] | None = None) -> dict[str, dict[str, Any]]
     return out
 
 
-def _per_image(per_dir: Mapping[str, float], rgb: tuple[str, ...], noise: float | None, scale: float) -> float:
+def _per_image(per_dir: Mapping[str, float], bound: Mapping[str, float] | None, scale: float) -> float:
     """Bytes an image takes in a split, its folders' measured sizes scaled by ``scale`` (pixels here / pixels
-    measured); with ``noise`` the RGB folders count at that size (an incompressible image) instead."""
-    return sum(noise if noise is not None and d in rgb else b * scale for d, b in per_dir.items())
+    measured); with ``bound`` (folder → bytes) those folders count at that size (an incompressible image) instead."""
+    return sum(bound[d] if bound is not None and d in bound else b * scale for d, b in per_dir.items())
 
 
 def output_size(table: str, items: Mapping[str, Any], *, report_selection: bool = True,
-                incompressible_rgb: bool = False) -> dict[str, float]:
+                incompressible: bool = False) -> dict[str, float]:
     """GB of a table's ``full`` work folder on the real data (:data:`DATA_IMAGES`), by kind, from measured per-item
     sizes ``items`` (:func:`reprolib.experiments.smoke.measure_item_sizes`):
 
@@ -184,8 +187,9 @@ def output_size(table: str, items: Mapping[str, Any], *, report_selection: bool 
     ``final``: everything but the snapshots (what the last session's output holds); ``peak``: the largest output over
     the chain (``final`` + one run's snapshots); ``peak_kept``: ``peak`` less what a session's export leaves out when
     over its budget (generated data whose split is done, prediction PNGs: :func:`reprolib.experiments.session.
-    rebuildable`). ``incompressible_rgb``: RGB folders (:data:`RGB_DIRS`) counted at ``items["rgb_noise"]`` (a random
-    image's PNG at the real and the processing size), a bound for photographs, which the world's images are not."""
+    rebuildable`). ``incompressible``: the folders of :data:`BOUND_DIRS` counted at ``items["noise"]`` (a random
+    image's PNG at the real and the processing size): a bound for photographs and for the resyntheses and maps of
+    trained backends, which the dry run's random ones make near-constant."""
     from reprolib.experiments.profiles import PROFILES  # the full profile's size (profiles imports no torch)
 
     spec, w = get_table(table), table_workload(table, report_selection)
@@ -194,10 +198,11 @@ def output_size(table: str, items: Mapping[str, Any], *, report_selection: bool 
     proc_px = size[0] * size[1]
     world_px = items["world_size"][0] * items["world_size"][1]
     meas_px = items["size"][0] * items["size"][1]
-    noise = items["rgb_noise"] if incompressible_rgb else {"native": None, "processed": None}
-    gen_img = _per_image(items["generated"], RGB_DIRS["generated"], noise["native"], real_px / world_px)
-    train_img = _per_image(items["processed_train"], RGB_DIRS["processed"], noise["processed"], proc_px / meas_px)
-    eval_img = _per_image(items["processed_eval"], RGB_DIRS["processed"], noise["processed"], proc_px / meas_px)
+    gen_bound, proc_bound = ({d: items["noise"][n] for d, n in BOUND_DIRS[k].items()} if incompressible else None
+                             for k in ("generated", "processed"))
+    gen_img = _per_image(items["generated"], gen_bound, real_px / world_px)
+    train_img = _per_image(items["processed_train"], proc_bound, proc_px / meas_px)
+    eval_img = _per_image(items["processed_eval"], proc_bound, proc_px / meas_px)
     n_cs = DATA_IMAGES["cityscapes_train"] + DATA_IMAGES["cityscapes_val"]
     n_fs = DATA_IMAGES["fs_lost_and_found"] + DATA_IMAGES["fs_static"]
     eval_px = real_px if (spec.eval_resolution or "processed") == "benchmark" else proc_px
@@ -222,10 +227,10 @@ def output_size(table: str, items: Mapping[str, Any], *, report_selection: bool 
 
 
 def output_sizes(items: Mapping[str, Any], tables: tuple[str, ...] | None = None) -> dict[str, dict[str, Any]]:
-    """:func:`output_size` of each table, as the world's images compress (``measured``) and with RGB images bounded
-    at an incompressible image's size (``photo_bound``); ``budget_gb``: what a session's export keeps the output
+    """:func:`output_size` of each table, as measured (``measured``) and with photographs, resyntheses and maps
+    bounded at an incompressible image's size (``bound``); ``budget_gb``: what a session's export keeps the output
     under (:data:`OUTPUT_BUDGET_GB`)."""
-    return {name: {"measured": output_size(name, items), "photo_bound": output_size(name, items, incompressible_rgb=True),
+    return {name: {"measured": output_size(name, items), "bound": output_size(name, items, incompressible=True),
                    "budget_gb": OUTPUT_BUDGET_GB} for name in tables or tuple(TABLES)}
 
 
@@ -233,16 +238,16 @@ def format_output_sizes(sizes: Mapping[str, Any]) -> list[str]:
     """The printed lines of :func:`output_sizes`: each table's output (final and peak over the chain, in GB)."""
     lines = [f"each table's `full` output on the real data (GB; Cityscapes {DATA_IMAGES['cityscapes_train']} + "
              f"{DATA_IMAGES['cityscapes_val']}, FS {DATA_IMAGES['fs_lost_and_found']} + {DATA_IMAGES['fs_static']} "
-             "images), from the sizes measured here; photo bound: RGB images as incompressible PNGs (the world's "
-             "compress better than photographs); kept: the peak less what an export over "
+             "images), from the sizes measured here; bound: photographs, resyntheses and maps as incompressible PNGs "
+             "(random backend weights make the latter near-constant); kept: the peak less what an export over "
              f"{OUTPUT_BUDGET_GB:g} GB leaves out (generated data, prediction PNGs):",
              f"{'table':<9}{'generated':>10}{'processed':>10}{'ckpts':>7}{'scores':>7}{'preds':>7}{'snaps':>7}"
-             f"{'final':>7}{'peak':>7}{'kept':>7}{'photo bound: peak':>19}{'kept':>7}"]
+             f"{'final':>7}{'peak':>7}{'kept':>7}{'bound: peak':>13}{'kept':>7}"]
     for name, e in sizes.items():
-        m, b = e["measured"], e["photo_bound"]
+        m, b = e["measured"], e["bound"]
         lines.append(f"{name:<9}{m['generated']:>10.1f}{m['processed']:>10.1f}{m['checkpoints']:>7.1f}"
                      f"{m['scores']:>7.1f}{m['predictions']:>7.1f}{m['snapshots']:>7.1f}{m['final']:>7.1f}"
-                     f"{m['peak']:>7.1f}{m['peak_kept']:>7.1f}{b['peak']:>19.1f}{b['peak_kept']:>7.1f}")
+                     f"{m['peak']:>7.1f}{m['peak_kept']:>7.1f}{b['peak']:>13.1f}{b['peak_kept']:>7.1f}")
     return lines
 
 

@@ -91,8 +91,9 @@ def measure_item_sizes(generated: list[Path], train: list[Path], evaluation: lis
     :class:`reprolib.training.selection.ValidationSnapshots` keeps: Lightning's checkpoint without optimiser,
     scheduler and callback state), a score cache's and a prediction PNG's bytes per pixel (``scores`` saved as
     :func:`~reprolib.experiments.scoring.save_scores` and :func:`~reprolib.experiments.scoring.write_predictions` do,
-    under ``scratch``, removed after), and an incompressible RGB image's PNG (random pixels) at the real and the
-    processing size, which bounds a photograph's. :func:`reprolib.experiments.cost.output_size` turns them into GB."""
+    under ``scratch``, removed after), and incompressible images' PNGs (random pixels: RGB at the real and the
+    processing size, 8-bit at the processing size), which bound a photograph's, a resynthesis' and a map's.
+    :func:`reprolib.experiments.cost.output_size` turns them into GB."""
     import io
 
     import numpy as np
@@ -115,15 +116,16 @@ def measure_item_sizes(generated: list[Path], train: list[Path], evaluation: lis
     pred_bytes = sum(p.stat().st_size for p in (scratch / "predictions").glob("*.png"))
     shutil.rmtree(scratch)
     rng = np.random.default_rng(0)
-    noise = {name: len(png_bytes(rng.integers(0, 256, (*hw, 3), dtype=np.uint8)))
-             for name, hw in (("native", REAL_SIZE), ("processed", size))}
+    noise = {name: len(png_bytes(rng.integers(0, 256, shape, dtype=np.uint8)))
+             for name, shape in (("rgb_native", (*REAL_SIZE, 3)), ("rgb_processed", (*size, 3)),
+                                 ("gray_processed", tuple(size)))}
     return {"world_size": list(world_size), "size": list(size),
             "generated": _dir_bytes_per_image(generated), "processed_train": _dir_bytes_per_image(train),
             "processed_eval": _dir_bytes_per_image(evaluation),
             "checkpoint": (ckpts / "last.ckpt").stat().st_size,
             "best_checkpoint": (ckpts / "best.ckpt").stat().st_size if (ckpts / "best.ckpt").is_file() else None,
             "snapshot": len(buf.getvalue()), "score_bytes_per_px": score_bytes / pixels,
-            "prediction_bytes_per_px": pred_bytes / pixels, "rgb_noise": noise}
+            "prediction_bytes_per_px": pred_bytes / pixels, "noise": noise}
 
 
 # ------------------------------------------------------------------------------------------ backends
