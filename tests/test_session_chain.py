@@ -776,6 +776,73 @@ def test_export_over_its_budget_leaves_out_rebuildable_caches_in_order(tmp_path:
     assert export_outputs(again)["left_out"] == [] and export_outputs(again, budget_bytes=None)["left_out"] == []
 
 
+def test_export_over_its_budget_then_drops_finished_runs_training_state(tmp_path: Path, capsys) -> None:
+    """Without its generated data and PNGs a full Table 4 still ended at ~19.6 GB, over the budget: 30 runs' last.ckpt
+    and best.ckpt of 225 MB, two thirds of it Adam's moments. A finished run never resumes, so the export's last resort
+    rewrites its last.ckpt without the optimiser and scheduler state; never best.ckpt (the score caches key on its
+    sha256), an unfinished run's last.ckpt (the next session resumes from it) or a run without best.ckpt (it is what
+    the tables score)."""
+    import torch
+
+    from reprolib.experiments.session import TRAINING_STATE_KEYS, finished_last_checkpoints
+
+    root = tmp_path / "input" / "k" / "data"
+    runs = root / "tiny" / "runs"
+
+    def ckpt(path: Path, seed: int) -> dict:
+        g = torch.Generator().manual_seed(seed)
+        state = {"state_dict": {"w": torch.randn(20_000, generator=g)}, "hyper_parameters": {"model": {"width": 1}},
+                 "global_step": 7, "epoch": 1,
+                 "optimizer_states": [{"state": {0: {"exp_avg": torch.randn(20_000, generator=g),
+                                                     "exp_avg_sq": torch.randn(20_000, generator=g)}}}],
+                 "lr_schedulers": [{"best": 0.5}]}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(state, path)
+        return state
+
+    states = {}
+    for name, finished, best in (("done", True, True), ("no-best", True, False), ("open", False, True)):
+        states[name] = ckpt(runs / name / "checkpoints" / "last.ckpt", len(states))
+        if best:
+            ckpt(runs / name / "checkpoints" / "best.ckpt", 10 + len(states))
+        if finished:
+            write_json(runs / name / "done.json", {"global_step": 7})
+    assert finished_last_checkpoints(root) == [runs / "done" / "checkpoints" / "last.ckpt"]
+    best_bytes = {n: (runs / n / "checkpoints" / "best.ckpt").read_bytes() for n in ("done", "open")}
+    untouched = {n: (runs / n / "checkpoints" / "last.ckpt").read_bytes() for n in ("no-best", "open")}
+    total = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    before = (runs / "done" / "checkpoints" / "last.ckpt").stat().st_size
+
+    manifest = export_outputs(root, budget_bytes=total - 100_000)  # only the training state can bring it under
+    slim = torch.load(runs / "done" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert not set(TRAINING_STATE_KEYS) & set(slim)
+    assert torch.equal(slim["state_dict"]["w"], states["done"]["state_dict"]["w"])
+    assert (slim["hyper_parameters"], slim["global_step"], slim["epoch"]) == ({"model": {"width": 1}}, 7, 1)
+    after = (runs / "done" / "checkpoints" / "last.ckpt").stat().st_size
+    assert after < before / 2
+    assert all((runs / n / "checkpoints" / "best.ckpt").read_bytes() == b for n, b in best_bytes.items())
+    assert all((runs / n / "checkpoints" / "last.ckpt").read_bytes() == b for n, b in untouched.items())
+    [entry] = manifest["left_out"]
+    assert entry["path"] == "tiny/runs/done/checkpoints/last.ckpt" and entry["part"] == "training state"
+    assert entry["bytes"] == before - after
+    assert manifest["files"][entry["path"]]["size"] == after  # the next session imports the slim file
+    assert "the training state of tiny/runs/done/checkpoints/last.ckpt" in capsys.readouterr().out
+    # a second export of the session keeps the record, and has nothing more to drop
+    again = export_outputs(root, budget_bytes=total - 100_000)
+    assert again["left_out"] == [entry]
+    work = tmp_path / "work"
+    assert import_previous(tmp_path / "input", work)["dropped"] == 0
+    assert (work / entry["path"]).read_bytes() == (root / entry["path"]).read_bytes()
+    # within the budget nothing is rewritten
+    fresh = tmp_path / "fresh" / "tiny" / "runs" / "done"
+    ckpt(fresh / "checkpoints" / "last.ckpt", 0)
+    ckpt(fresh / "checkpoints" / "best.ckpt", 1)
+    write_json(fresh / "done.json", {"global_step": 7})
+    kept = (fresh / "checkpoints" / "last.ckpt").read_bytes()
+    assert export_outputs(tmp_path / "fresh")["left_out"] == []
+    assert (fresh / "checkpoints" / "last.ckpt").read_bytes() == kept
+
+
 def test_a_done_processed_split_is_found_without_its_generated_data(tmp_path: Path, monkeypatch) -> None:
     """training_split generated the whole training data again (the Lis et al. generator: hours on Cityscapes) whenever
     the generated folder was missing, even with its processed split done, because precompute keys on the generated

@@ -187,9 +187,11 @@ def output_size(table: str, items: Mapping[str, Any], *, report_selection: bool 
     ``final``: everything but the snapshots (what the last session's output holds); ``peak``: the largest output over
     the chain (``final`` + one run's snapshots); ``peak_kept``: ``peak`` less what a session's export leaves out when
     over its budget (generated data whose split is done, prediction PNGs: :func:`reprolib.experiments.session.
-    rebuildable`). ``incompressible``: the folders of :data:`BOUND_DIRS` counted at ``items["noise"]`` (a random
-    image's PNG at the real and the processing size): a bound for photographs and for the resyntheses and maps of
-    trained backends, which the dry run's random ones make near-constant."""
+    rebuildable`; then the optimiser state of every finished run's ``last.ckpt`` but the one still training:
+    :func:`reprolib.experiments.session.finished_last_checkpoints`). ``incompressible``: the folders of
+    :data:`BOUND_DIRS` counted at ``items["noise"]`` (a random image's PNG at the real and the processing size): a
+    bound for photographs and for the resyntheses and maps of trained backends, which the dry run's random ones make
+    near-constant."""
     from reprolib.experiments.profiles import PROFILES  # the full profile's size (profiles imports no torch)
 
     spec, w = get_table(table), table_workload(table, report_selection)
@@ -221,8 +223,11 @@ def output_size(table: str, items: Mapping[str, Any], *, report_selection: bool 
     final = sum(v for k, v in gb.items() if k != "snapshots")
     peak = final + gb["snapshots"]
     out = {k: round(v, 2) for k, v in gb.items()}
+    # the export's last resort: every finished run's last.ckpt down to its weights (a snapshot's size); at the peak
+    # one run is still training, and its last.ckpt keeps the state it resumes from
+    training_state = max(runs - 1, 0) * max(items["checkpoint"] - items["snapshot"], 0) / 1e9
     out.update(final=round(final, 2), peak=round(peak, 2),
-               peak_kept=round(peak - gb["generated"] - gb["predictions"], 2))
+               peak_kept=round(peak - gb["generated"] - gb["predictions"] - training_state, 2))
     return out
 
 
@@ -240,7 +245,7 @@ def format_output_sizes(sizes: Mapping[str, Any]) -> list[str]:
              f"{DATA_IMAGES['cityscapes_val']}, FS {DATA_IMAGES['fs_lost_and_found']} + {DATA_IMAGES['fs_static']} "
              "images), from the sizes measured here; bound: photographs, resyntheses and maps as incompressible PNGs "
              "(random backend weights make the latter near-constant); kept: the peak less what an export over "
-             f"{OUTPUT_BUDGET_GB:g} GB leaves out (generated data, prediction PNGs):",
+             f"{OUTPUT_BUDGET_GB:g} GB leaves out (generated data, prediction PNGs, finished runs' optimiser state):",
              f"{'table':<9}{'generated':>10}{'processed':>10}{'ckpts':>7}{'scores':>7}{'preds':>7}{'snaps':>7}"
              f"{'final':>7}{'peak':>7}{'kept':>7}{'bound: peak':>13}{'kept':>7}"]
     for name, e in sizes.items():

@@ -18,7 +18,8 @@ processed split, ...), which is left out, named, and redone by the pipeline; not
 Kaggle saves at most 20 GB a version, and a ``full`` table's work folder outgrows it (``make smoke-full`` estimates
 it, :func:`reprolib.experiments.cost.output_size`). :func:`export_outputs` keeps the output under a budget
 (:data:`OUTPUT_BUDGET_BYTES`, 19 GB) by leaving out rebuildable folders (:func:`rebuildable`: generated training data
-whose processed split is done, prediction PNGs, the embedded world), named in the manifest's ``left_out``; the
+whose processed split is done, prediction PNGs, the embedded world; then, last, the optimiser state of finished
+runs' ``last.ckpt``: :func:`finished_last_checkpoints`), named in the manifest's ``left_out``; the
 pipeline does not need them (``reprolib.experiments.pipeline.training_split`` finds a done split by its record,
 :func:`processed_record`, without the generated data).
 
@@ -41,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reprolib.io import ReprolibDataError, is_temp_file, read_json, write_json
+from reprolib.io import ReprolibDataError, is_temp_file, load_error, read_json, save_torch, write_json
 from reprolib.training.config import parse_max_time
 
 MANIFEST = "REPROLIB_OUTPUT.json"  # at the work root: what a session left, with content hashes
@@ -271,7 +272,56 @@ def _leave_out(root: Path, budget_bytes: int | None) -> list[dict[str, Any]]:
         left.append({"path": rel, "bytes": n_bytes, "files": len(inside), "reason": reason})
         print(f"[reprolib] left out of the output (over {_size(budget_bytes)}): {rel} ({_size(n_bytes)}, "
               f"{len(inside)} files): {reason}", flush=True)
+    for ckpt in finished_last_checkpoints(root):
+        if size <= budget_bytes:
+            break
+        saved = _drop_training_state(ckpt)
+        if not saved:
+            continue
+        size -= saved
+        rel = ckpt.relative_to(root).as_posix()
+        left.append({"path": rel, "part": "training state", "bytes": saved, "files": 0, "reason": TRAINING_STATE_REASON})
+        print(f"[reprolib] left out of the output (over {_size(budget_bytes)}): the training state of {rel} "
+              f"({_size(saved)}): {TRAINING_STATE_REASON}", flush=True)
     return left
+
+
+#: what Lightning's ``save_checkpoint(weights_only=True)`` leaves out of a checkpoint: what only resuming reads
+TRAINING_STATE_KEYS = ("optimizer_states", "lr_schedulers", "MixedPrecision", "native_amp_scaling_state")
+TRAINING_STATE_REASON = ("a finished run never resumes; its weights, hyper-parameters and step stay (what "
+                         "load_trained reads), and the tables score best.ckpt, which is kept whole")
+
+
+def finished_last_checkpoints(work_root: str | os.PathLike) -> list[Path]:
+    """The ``last.ckpt`` of every finished run (``done.json``) that has a ``best.ckpt``, the checkpoint its tables
+    score (``runner.scored_checkpoint``): the last resort of :func:`export_outputs` over its budget, which drops their
+    optimiser and scheduler state (two thirds of a width-1 checkpoint with Adam's moments). ``best.ckpt`` is never
+    touched: the score caches key on its sha256. Neither is an unfinished run's ``last.ckpt`` (the next session
+    resumes from it), nor a source run's fork checkpoint or snapshots (their own files)."""
+    root = Path(work_root)
+    if not root.is_dir():
+        return []
+    return [run / "checkpoints" / "last.ckpt"
+            for prof in sorted(p for p in root.iterdir() if p.is_dir() and p.name != PACKED)
+            for run in sorted(prof.glob("runs/*"))
+            if (run / "done.json").is_file() and (run / "checkpoints" / "best.ckpt").is_file()
+            and (run / "checkpoints" / "last.ckpt").is_file()]
+
+
+def _drop_training_state(ckpt: Path) -> int:
+    """Rewrite ``ckpt`` (atomically) without :data:`TRAINING_STATE_KEYS`; the bytes saved (0: nothing to drop)."""
+    import torch  # lazy: the session's import/export runs before anything needs torch
+
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    except Exception as exc:  # not ours to judge here: keep it as it is, named
+        print(f"[reprolib] WARNING: {ckpt}: not a readable checkpoint ({load_error(exc)}); kept whole", flush=True)
+        return 0
+    if not isinstance(state, dict) or not any(state.get(k) for k in TRAINING_STATE_KEYS):
+        return 0
+    before = ckpt.stat().st_size
+    save_torch({k: v for k, v in state.items() if k not in TRAINING_STATE_KEYS}, ckpt)
+    return max(before - ckpt.stat().st_size, 0)
 
 
 def export_outputs(work_root: str | os.PathLike, budget_bytes: int | None = OUTPUT_BUDGET_BYTES) -> dict[str, Any]:
@@ -284,7 +334,9 @@ def export_outputs(work_root: str | os.PathLike, budget_bytes: int | None = OUTP
     rebuildable folders of :func:`rebuildable` are removed first, in its order, until it fits (before packing: a tar
     is a second copy on a disk near full). They are in neither ``files`` nor ``archives`` of the manifest (the next
     session does not expect them) but under ``left_out`` (path, bytes, files, reason), and each is named in a printed
-    line. What cannot be left out stays, with a warning when the output is still over the budget.
+    line. Then, while still over, each finished run's ``last.ckpt`` (:func:`finished_last_checkpoints`) is rewritten
+    without its optimiser and scheduler state (a ``left_out`` entry with ``"part": "training state"``). What cannot be
+    left out stays, with a warning when the output is still over the budget.
     """
     root = Path(work_root)
     root.mkdir(parents=True, exist_ok=True)
@@ -300,8 +352,8 @@ def export_outputs(work_root: str | os.PathLike, budget_bytes: int | None = OUTP
             earlier = read_json(root / MANIFEST)
             archives.update({a: m for a, m in earlier["archives"].items() if (root / a).is_file()})
             # what it left out, unless made again since
-            left_out += [e for e in earlier.get("left_out", []) if not (root / e["path"]).exists()
-                         and not (root / PACKED / f"{e['path']}.tar").is_file()]
+            left_out += [e for e in earlier.get("left_out", []) if e.get("part") or (not (root / e["path"]).exists()
+                         and not (root / PACKED / f"{e['path']}.tar").is_file())]
     left_out += _leave_out(root, budget_bytes)
     for folder in _pack_dirs(root):
         rel = folder.relative_to(root).as_posix()

@@ -103,7 +103,7 @@ def measure_item_sizes(generated: list[Path], train: list[Path], evaluation: lis
     from reprolib.io import png_bytes
 
     ckpts = run_dir / "checkpoints"
-    state = torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=False)  # our own file
+    state = torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=True)
     # what Lightning's save_checkpoint(weights_only=True) leaves out
     for key in ("optimizer_states", "lr_schedulers", "callbacks", "MixedPrecision", "native_amp_scaling_state"):
         state.pop(key, None)
