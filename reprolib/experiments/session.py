@@ -286,7 +286,7 @@ def _leave_out(root: Path, budget_bytes: int | None) -> list[dict[str, Any]]:
     return left
 
 
-#: what Lightning's ``save_checkpoint(weights_only=True)`` leaves out of a checkpoint: what only resuming reads
+#: the optimiser, its schedulers and the precision scaler: what only resuming reads (callbacks' small state stays)
 TRAINING_STATE_KEYS = ("optimizer_states", "lr_schedulers", "MixedPrecision", "native_amp_scaling_state")
 TRAINING_STATE_REASON = ("a finished run never resumes; its weights, hyper-parameters and step stay (what "
                          "load_trained reads), and the tables score best.ckpt, which is kept whole")
