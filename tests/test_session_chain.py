@@ -903,3 +903,55 @@ def test_a_done_processed_split_is_found_without_its_generated_data(tmp_path: Pa
     val_record = seen["val"]
     assert train_split.is_file() and read_json(gen / "embedded-val.processed.json") == val_record  # the same split
     pd.testing.assert_frame_equal(_comparable(third), _comparable(first))
+
+
+def test_a_record_that_finds_no_done_split_never_lets_the_export_leave_its_generated_data_out(tmp_path: Path,
+                                                                                              monkeypatch) -> None:
+    """The record of a generation names the processed split precomputed from it. When the pipeline's key for that
+    generation changes (another resynthesis checkpoint, a precompute cache version) while the generator's parameters
+    do not, the record finds no done split and the split is precomputed again from the generated data. Until that
+    precompute finishes, the record still named the old split, done, so an export over its budget left the generated
+    data out though the split in progress needs it: the next session generated it again (hours on Cityscapes), and
+    every session until the precompute finished could leave it out again."""
+    import reprolib.experiments.pipeline as P
+    import reprolib.precompute as PC
+    from reprolib.experiments.session import processed_record, rebuildable
+
+    root = tmp_path / "data"
+    ctx = P.Context(profile=type("Profile", (), {"size": (8, 16), "precompute_batch": 1})(), work_dir=root / "tiny",
+                    data=P.DataRoots(tmp_path / "world", embedded=True))
+    name = P.combo_name(ctx, "original")
+    gen = ctx.work_dir / "generated" / f"{name}-train"
+    params = {"version": 2, "split": "train", "seed": 0, "input": "abc"}
+    write_json(gen / "generator.json", {**params, "complete": True})  # a complete generation
+    old = ctx.work_dir / "processed" / "generated-old"  # its split under the former key, done
+    write_json(old / "done.json", {"key_hash": "old"})
+    write_json(processed_record(gen), {"generated": gen.name, "generator": params, "processed": old.name,
+                                       "key_hash": "old", "dataset": {"kind": "generated", "fingerprint": "f",
+                                                                      "length": 2}, "has_semantic": True})
+    assert [p for p, _ in rebuildable(root)] == [gen]  # the record's split is done
+    monkeypatch.setattr(P, "backends", lambda ctx, combo: ("seg", "resyn"))
+    monkeypatch.setattr(P, "SegmentationFill", lambda *a: None)
+    monkeypatch.setattr(P, "CityscapesDataset", lambda *a: None)
+    monkeypatch.setattr(P, "generation_params", lambda ds, **k: params)  # the generation is the same
+    monkeypatch.setattr(P, "generate_training_data", lambda cs, out, **k: out)  # complete: nothing to generate
+    monkeypatch.setattr(PC, "find_done", lambda *a, **k: None)  # the split of today's key is not done
+
+    def out_of_time(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        raise SessionOver("precompute")
+
+    monkeypatch.setattr(PC, "precompute", out_of_time)
+    with pytest.raises(SessionOver):
+        P.training_split(ctx, "original", "train", True)
+    assert rebuildable(root) == []  # the precompute in progress reads the generated data: it stays in the output
+    new = ctx.work_dir / "processed" / "generated-new"
+
+    def finished(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        write_json(new / "key.json", {"dataset": {"kind": "generated", "fingerprint": "f", "length": 2}})
+        write_json(new / "done.json", {"key_hash": "new"})
+        return new
+
+    monkeypatch.setattr(PC, "precompute", finished)
+    assert P.training_split(ctx, "original", "train", True) == (new, "labels_with_void_no_ego")
+    assert read_json(processed_record(gen))["processed"] == new.name
+    assert [p for p, _ in rebuildable(root)] == [gen]  # done under today's key: no stage needs the generation now

@@ -276,6 +276,10 @@ def training_split(ctx: Context, combo: str, split: str, void_labels: bool) -> t
         params = generation_params(CityscapesDataset(ctx.data.cityscapes, split), seed=0, void=True, fill_void=fill)
         out = _recorded_split(ctx, gen_root, params, seg, resyn)
         if out is None:
+            # a record that finds no done split (another key: a backend's weights, the cache version; its split
+            # dropped) names none this pipeline uses: removed before the work, or an export meanwhile would take its
+            # old split, done, for this one and leave out the generated data the precompute in progress reads
+            processed_record(gen_root).unlink(missing_ok=True)
             gen_root = Path(generate_training_data(ctx.data.cityscapes, gen_root, split=split, seed=0, void=True,
                                                    fill_void=fill, before_work=st.check_budget_inside))
             out = Path(precompute(gen_root, seg, resyn, ctx.work_dir / "processed", size=ctx.profile.size,
