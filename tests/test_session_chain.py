@@ -741,17 +741,18 @@ def test_export_over_its_budget_leaves_out_rebuildable_caches_in_order(tmp_path:
     root = tmp_path / "input" / "k" / "data"
     paths = _fake_work(root)
     rel = lambda p: p.relative_to(root).as_posix()  # noqa: E731
-    # the order: the generation no stage reads again, then prediction PNGs, then the world; never the generation
-    # still needed, the checkpoint, the score cache, the processed split
+    # the order: prediction PNGs (nothing reads them), then the generation whose split is done (hours to make again
+    # should the split be lost), then the world; never the generation still needed, the checkpoint, the score cache,
+    # the processed split
     assert [rel(p) for p, _ in rebuildable(root)] == [
-        "tiny/generated/embedded-train", "tiny/runs/embedded-r-seed0/predictions/fs_static", "tiny/world"]
-    budget = 280_000  # the whole is ~530 KB: without the done generation (200 KB) still over, without the PNGs under
+        "tiny/runs/embedded-r-seed0/predictions/fs_static", "tiny/generated/embedded-train", "tiny/world"]
+    budget = 280_000  # the whole is ~530 KB: without the PNGs (100 KB) still over, without the done generation under
     manifest = export_outputs(root, budget_bytes=budget)
     left = manifest["left_out"]
-    assert [e["path"] for e in left] == ["tiny/generated/embedded-train", "tiny/runs/embedded-r-seed0/predictions/fs_static"]
+    assert [e["path"] for e in left] == ["tiny/runs/embedded-r-seed0/predictions/fs_static", "tiny/generated/embedded-train"]
     meta_bytes = manifest["archives"]["packed/tiny/generated/embedded-val.tar"][
         "tiny/generated/embedded-val/generator.json"]["size"] + len("train") - len("val")  # the removed one's
-    assert [(e["bytes"], e["files"]) for e in left] == [(200_000 + meta_bytes, 3), (100_000, 2)]
+    assert [(e["bytes"], e["files"]) for e in left] == [(100_000, 2), (200_000 + meta_bytes, 3)]
     assert all(e["reason"] for e in left)
     printed = capsys.readouterr().out
     assert all(f"left out of the output (over 280 kB): {e['path']}" in printed for e in left)

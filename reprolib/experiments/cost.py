@@ -186,7 +186,7 @@ def output_size(table: str, items: Mapping[str, Any], *, report_selection: bool 
 
     ``final``: everything but the snapshots (what the last session's output holds); ``peak``: the largest output over
     the chain (``final`` + one run's snapshots); ``peak_kept``: ``peak`` less what a session's export leaves out when
-    over its budget (generated data whose split is done, prediction PNGs: :func:`reprolib.experiments.session.
+    over its budget (prediction PNGs, generated data whose split is done: :func:`reprolib.experiments.session.
     rebuildable`; then the optimiser state of every finished run's ``last.ckpt`` but the one still training:
     :func:`reprolib.experiments.session.finished_last_checkpoints`). ``incompressible``: the folders of
     :data:`BOUND_DIRS` counted at ``items["noise"]`` (a random image's PNG at the real and the processing size): a
@@ -245,7 +245,7 @@ def format_output_sizes(sizes: Mapping[str, Any]) -> list[str]:
              f"{DATA_IMAGES['cityscapes_val']}, FS {DATA_IMAGES['fs_lost_and_found']} + {DATA_IMAGES['fs_static']} "
              "images), from the sizes measured here; bound: photographs, resyntheses and maps as incompressible PNGs "
              "(random backend weights make the latter near-constant); kept: the peak less what an export over "
-             f"{OUTPUT_BUDGET_GB:g} GB leaves out (generated data, prediction PNGs, finished runs' optimiser state):",
+             f"{OUTPUT_BUDGET_GB:g} GB leaves out (prediction PNGs, generated data, finished runs' optimiser state):",
              f"{'table':<9}{'generated':>10}{'processed':>10}{'ckpts':>7}{'scores':>7}{'preds':>7}{'snaps':>7}"
              f"{'final':>7}{'peak':>7}{'kept':>7}{'bound: peak':>13}{'kept':>7}"]
     for name, e in sizes.items():

@@ -17,8 +17,8 @@ processed split, ...), which is left out, named, and redone by the pipeline; not
 
 Kaggle saves at most 20 GB a version, and a ``full`` table's work folder outgrows it (``make smoke-full`` estimates
 it, :func:`reprolib.experiments.cost.output_size`). :func:`export_outputs` keeps the output under a budget
-(:data:`OUTPUT_BUDGET_BYTES`, 19 GB) by leaving out rebuildable folders (:func:`rebuildable`: generated training data
-whose processed split is done, prediction PNGs, the embedded world; then, last, the optimiser state of finished
+(:data:`OUTPUT_BUDGET_BYTES`, 19 GB) by leaving out rebuildable folders (:func:`rebuildable`: prediction PNGs,
+generated training data whose processed split is done, the embedded world; then, last, the optimiser state of finished
 runs' ``last.ckpt``: :func:`finished_last_checkpoints`), named in the manifest's ``left_out``; the
 pipeline does not need them (``reprolib.experiments.pipeline.training_split`` finds a done split by its record,
 :func:`processed_record`, without the generated data).
@@ -56,7 +56,6 @@ IMPORT_DEPTH = 5  # how deep under kaggle_input import_previous looks for an ear
 #: what export_outputs keeps a session's output under, leaving out rebuildable caches (Kaggle saves at most 20 GB of
 #: /kaggle/working per version; 1 GB is kept back for what the notebook writes after the export)
 OUTPUT_BUDGET_BYTES = 19 * 10**9
-OUTPUT_WARN_BYTES = OUTPUT_BUDGET_BYTES  # the former name (it only warned)
 #: beside a generated folder ``<name>`` (``generated/<name>.processed.json``): the processed split computed from it,
 #: and everything that determined that generation (reprolib.experiments.pipeline.training_split writes and reads it)
 PROCESSED_RECORD_SUFFIX = ".processed.json"
@@ -226,10 +225,11 @@ def rebuildable(work_root: str | os.PathLike) -> list[tuple[Path, str]]:
     """The folders of ``work_root`` a session's output may leave out, each with why, in the order
     :func:`export_outputs` leaves them out (what no stage reads again first; what a user may look at after):
 
-    1. generated training data whose processed split is done (:func:`_split_done_for`): the split is found from its
-       record without it (``reprolib.experiments.pipeline.training_split``); only generating it cost hours;
-    2. prediction PNGs (``runs/<run>/predictions/<set>/``): nothing reads them, and the run's score cache holds the
+    1. prediction PNGs (``runs/<run>/predictions/<set>/``): nothing reads them, and the run's score cache holds the
        maps they show (``write_predictions(load_scores(cache)["dissimilarity"], folder)`` writes them again);
+    2. generated training data whose processed split is done (:func:`_split_done_for`): the split is found from its
+       record without it (``reprolib.experiments.pipeline.training_split``), but should that split ever be lost
+       (a damaged import unit), generating it again costs hours;
     3. the embedded world: the next session generates it again from its seed (the same bytes, so every cache keyed
        on it still holds), at the cost of that generation.
 
@@ -239,11 +239,11 @@ def rebuildable(work_root: str | os.PathLike) -> list[tuple[Path, str]]:
     profiles = sorted(p for p in root.iterdir() if p.is_dir() and p.name != PACKED) if root.is_dir() else []
     found: list[tuple[Path, str]] = []
     for prof in profiles:
-        found += [(g, f"generated training data; its processed split is done ({processed_record(g).name} names it)")
-                  for g in sorted(prof.glob("generated/*")) if g.is_dir() and _split_done_for(g)]
-    for prof in profiles:
         found += [(d, "prediction PNGs; the run's score cache holds the maps (scoring.write_predictions)")
                   for d in sorted(prof.glob("runs/*/predictions/*")) if d.is_dir()]
+    for prof in profiles:
+        found += [(g, f"generated training data; its processed split is done ({processed_record(g).name} names it)")
+                  for g in sorted(prof.glob("generated/*")) if g.is_dir() and _split_done_for(g)]
     for prof in profiles:
         if (prof / "world" / "world.json").is_file():
             found.append((prof / "world", "the embedded world; generated again from its seed at the next session"))
