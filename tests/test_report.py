@@ -318,3 +318,30 @@ def test_protocol_legend_explains_only_the_terms_in_the_table(tmp_path: Path) ->
         "Protocol: report's sel. = checkpoint selected on FS L&F (best.ckpt), as the report.")
     assert protocol_legend(["", ""]) == ""
     assert protocol_legend(["corrected", "report's sel.; report's grid"]).count(" = ") == 3
+
+
+def test_the_full_runs_cost_and_output_are_a_table_of_the_report(tmp_path: Path) -> None:
+    """The dry run's estimate of each table's full run (GPU hours, 12-h sessions, the output's GB against Kaggle's
+    20 GB) was only in results/smoke-full/cost.json and the terminal: users planning a Kaggle chain read the report.
+    Built from the committed cost.json, Table A2 has one row per table in the report's order, with its numbers."""
+    import json
+
+    from reprolib.experiments.tables import TABLES
+    from reprolib.report.latex import cost_frame
+
+    cost = json.loads((ROOT / "results" / "smoke-full" / "cost.json").read_text())
+    frame = cost_frame(cost)
+    titles = {"table4": "Table 4", "figures": "Figures 4-6", "figure3": "Figure 3"}
+    assert list(frame.index) == [titles.get(n, f"Table {n[5:]}") for n in TABLES if n in cost["estimate"]]
+    row, est, out = frame.loc["Table 4"], cost["estimate"]["table4"], cost["output_gb"]["table4"]
+    assert (row["trainings"], row["epochs"], row["P100 sessions"]) == (est["trainings"], est["epochs"],
+                                                                         est["p100_sessions_12h"])
+    assert float(row["P100 h"]) == pytest.approx(est["p100_gpu_h"], abs=0.051)
+    assert float(row["kept GB"]) == pytest.approx(out["measured"]["peak_kept"], abs=0.051)
+    assert float(row["bound: kept GB"]) == pytest.approx(out["bound"]["peak_kept"], abs=0.051)
+    shutil.copytree(ROOT / "results", tmp_path / "results")
+    build_report(tmp_path / "results", tmp_path / "report")
+    tex = (tmp_path / "report" / "generated" / "smoke-cost.tex").read_text()
+    assert "\\label{tab:smoke-cost}" in tex and "Table 4 & 30 & 50" in tex
+    assert tex.isascii()  # "×" printed as "Ö" under pdflatex's default input encoding
+    assert "\\gentable[A2]{smoke-cost}" in (ROOT / "report" / "main.tex").read_text()

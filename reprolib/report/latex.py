@@ -10,6 +10,7 @@ fragment under ``report/generated/`` for ``report/main.tex`` to ``\\input``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -26,7 +27,7 @@ from reprolib.experiments.names import (
 from reprolib.experiments.reference import reference_numbers
 from reprolib.experiments.results import load_results, result_tables
 from reprolib.experiments.tables import GRID_NOTE, SELECTION_NOTES, TABLES
-from reprolib.io import write_bytes, write_text
+from reprolib.io import read_json, write_bytes, write_text
 from reprolib.report.claims import write_claims
 
 DATASET_NAMES = {k: v.replace("&", "\\&") for k, v in PLAIN_DATASET_NAMES.items()}
@@ -139,7 +140,9 @@ def latex_escape(text: str) -> str:
     # "<" and ">" too: in the default OT1 font encoding they print as "¡" and "¿" (the captions' "<variant>@...")
     table = {"\\": "\\textbackslash{}", "&": "\\&", "%": "\\%", "$": "\\$", "#": "\\#", "_": "\\_",
              "{": "\\{", "}": "\\}", "~": "\\textasciitilde{}", "^": "\\textasciicircum{}",
-             "<": "\\textless{}", ">": "\\textgreater{}"}
+             "<": "\\textless{}", ">": "\\textgreater{}",
+             # pdflatex's default input encoding prints "×" as "Ö"
+             "×": "$\\times$", "–": "--", "±": "$\\pm$"}
     return "".join(table.get(ch, ch) for ch in text)
 
 
@@ -248,6 +251,47 @@ def notes_latex() -> str:
         latex_escape(n.replace("this table's", "each table's")) for n in SHARED_NOTES) + "\n"
 
 
+def cost_frame(cost: dict[str, Any]) -> pd.DataFrame:
+    """One row per table of ``make smoke-full``'s ``cost.json``: the ``full`` run's trainings, epochs, GPU hours and
+    12-h Kaggle sessions (P100; T4 as a range), and its output in GB (the peak over the chain, and what a session's
+    export keeps of it under its budget; bound: images and maps as incompressible PNGs)."""
+    rows = {}
+    order = {name: i for i, name in enumerate(TABLES)}  # the report's order, not the file's
+    for name, e in sorted(cost["estimate"].items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])):
+        out = cost.get("output_gb", {}).get(name, {})
+        m, b = out.get("measured", {}), out.get("bound", {})
+        t4h, t4s = e["t4_gpu_h"], e["t4_sessions_12h"]
+        rows[table_title(name)] = {
+            "trainings": e["trainings"], "epochs": e["epochs"], "P100 h": f"{e['p100_gpu_h']:.1f}",
+            "P100 sessions": e["p100_sessions_12h"], "T4 sessions": f"{t4s[0]}--{t4s[1]}",
+            "T4 h": f"{t4h[0]:.0f}--{t4h[1]:.0f}",
+            "output peak GB": f"{m['peak']:.1f}" if m else "--", "kept GB": f"{m['peak_kept']:.1f}" if m else "--",
+            "bound: kept GB": f"{b['peak_kept']:.1f}" if b else "--"}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def cost_latex(cost: dict[str, Any]) -> str:
+    """``generated/smoke-cost.tex``: :func:`cost_frame` as a LaTeX table with its caption."""
+    frame = cost_frame(cost)
+    frame.index = [latex_escape(str(i)) for i in frame.index]
+    budget = next((o.get("budget_gb") for o in cost.get("output_gb", {}).values()), None)
+    t4 = cost["estimate_assumptions"]["t4_over_p100"]
+    caption = latex_escape(
+        "Each table's full run, estimated from the dry run (reprolib/experiments/cost.py): trainings and epochs as "
+        "the report (the report-selection runs included; epochs they share with their model are not trained "
+        "again), GPU hours from the report's 30 min a P100 epoch, 12-h Kaggle sessions; T4 = P100 × "
+        f"{t4[0]:.2f}–{t4[1]:.2f}, an assumption. Output: the work folder on the real data from the item sizes "
+        "measured in the dry run, at its peak over the chain, and what a session's export keeps"
+        + (f" under its {budget:g} GB budget" if budget else "")
+        + " (prediction PNGs, generated data whose split is done and finished runs' optimiser state left out); "
+        "bound: photographs, resyntheses and maps as incompressible PNGs.")
+    tex = frame.style.to_latex(caption=caption, label="tab:smoke-cost", hrules=True, position="htbp",
+                               position_float="centering", column_format="l" + "r" * len(frame.columns))
+    # ten columns: shrunk to the text width, as write_latex_table's tables
+    tex = tex.replace("\\begin{tabular}", "\\begin{adjustbox}{max width=\\linewidth}\n\\begin{tabular}", 1)
+    return tex.replace("\\end{tabular}", "\\end{tabular}\n\\end{adjustbox}", 1)
+
+
 def build_report(results_dir: str | Path = "results", report_dir: str | Path = "report") -> list[Path]:
     """Write ``report/generated/<table>.tex`` for every ``results/<table>/<table>.csv`` and copy its figures
     (named by :func:`figure_name`).
@@ -300,6 +344,11 @@ def build_report(results_dir: str | Path = "results", report_dir: str | Path = "
         tex = frame.style.to_latex(caption=caption, label="tab:table2", hrules=True, position="htbp",
                                    position_float="centering", column_format="lccc")
         write_text(out, tex)
+        written.append(out)
+    cost = results_dir / "smoke-full" / "cost.json"
+    if cost.is_file():  # the dry run's estimate of each table's full run: what planning a Kaggle chain needs
+        out = gen / "smoke-cost.tex"
+        write_text(out, cost_latex(read_json(cost)))
         written.append(out)
     lines = ["% generated by reprolib.report.build_report — do not edit"]
     demo = sorted(n for n, p in profiles.items() if "demo" in p)
