@@ -23,6 +23,7 @@ from typing import Any
 import psutil
 
 from reprolib.experiments.profiles import PROFILES
+from reprolib.experiments.session import OUTPUT_BUDGET_BYTES
 from reprolib.experiments.tables import TABLES, get_table
 from reprolib.training.config import TrainConfig, shared_validations
 
@@ -59,7 +60,7 @@ REAL_SIZE = (1024, 2048)  # Cityscapes' and Fishyscapes' images: the generator's
 BOUND_DIRS = {"generated": {"original": "rgb_native"},
               "processed": {"original": "rgb_processed", "synthesis": "rgb_processed", "entropy": "gray_processed",
                             "logit_distance": "gray_processed", "mae_features": "gray_processed"}}
-OUTPUT_BUDGET_GB = 19.0  # reprolib.experiments.session.OUTPUT_BUDGET_BYTES, in GB (kept here: no import of session)
+OUTPUT_BUDGET_GB = OUTPUT_BUDGET_BYTES / 1e9  # what a session's export keeps its output under
 
 
 # ----------------------------------------------------------------------------------------- measuring
@@ -192,8 +193,6 @@ def output_size(table: str, items: Mapping[str, Any], *, report_selection: bool 
     :data:`BOUND_DIRS` counted at ``items["noise"]`` (a random image's PNG at the real and the processing size): a
     bound for photographs and for the resyntheses and maps of trained backends, which the dry run's random ones make
     near-constant."""
-    from reprolib.experiments.profiles import PROFILES  # the full profile's size (profiles imports no torch)
-
     spec, w = get_table(table), table_workload(table, report_selection)
     real_px = REAL_SIZE[0] * REAL_SIZE[1]
     size = tuple(PROFILES["full"].size)

@@ -54,6 +54,7 @@ from reprolib.experiments.ensembling import evaluate_ensemble
 from reprolib.experiments.profiles import get_pipeline_profile
 from reprolib.experiments.results import config_hash, result_rows, save_results
 from reprolib.experiments.scoring import score_split
+from reprolib.experiments.session import TRAINING_STATE_KEYS
 from reprolib.io import PathLike, read_json, write_json
 from reprolib.world import generate_world
 
@@ -104,8 +105,8 @@ def measure_item_sizes(generated: list[Path], train: list[Path], evaluation: lis
 
     ckpts = run_dir / "checkpoints"
     state = torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=True)
-    # what Lightning's save_checkpoint(weights_only=True) leaves out
-    for key in ("optimizer_states", "lr_schedulers", "callbacks", "MixedPrecision", "native_amp_scaling_state"):
+    # what Lightning's save_checkpoint(weights_only=True) leaves out: the training state, and the callbacks' state
+    for key in (*TRAINING_STATE_KEYS, "callbacks"):
         state.pop(key, None)
     buf = io.BytesIO()
     torch.save(state, buf)

@@ -179,6 +179,7 @@ def precompute(
                    f"({rate:.2f} images/s) → {out}")
     return out
 
+
 def _split_key(source: PrecomputeSource, segmentation: torch.nn.Module, resynthesis: torch.nn.Module,
                perceptual: torch.nn.Module, out_root: PathLike, *, size: tuple[int, int], label_source: str,
                key_params: Mapping[str, Any] | None, seed: int, image_resize: str, amp: bool,

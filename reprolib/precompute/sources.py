@@ -130,6 +130,7 @@ class GeneratedSplitSource:
         files = [p for d in dirs if (self.root / d).is_dir() for p in sorted((self.root / d).glob("*.png"))]
         return _listing_hash(files, self.root)
 
+
 @dataclass
 class RecordedSource:
     """A source known only by what a finished split's ``key.json`` recorded of it (kind, fingerprint, length, whether
