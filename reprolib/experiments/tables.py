@@ -98,7 +98,8 @@ SELECTION_NOTE = (f"A {_SEL} row is its variant trained again with the report's 
                   "so it selects on the very sets it is scored on; "
                   f"the {_SEL}; {_GRID} row (grid-ensemble variants) follows both of the report's "
                   "procedures and sits beside the report's number. It starts from its twin's trajectory, which is the "
-                  "same until the plateau scheduler can first act (run_table(report_selection=False) leaves these "
+                  "same until the plateau scheduler can first act (REPORT_SELECTION=no, or the notebook parameter "
+                  "report_selection=False, leaves these "
                   "rows out).")
 #: the caption's sentences on checkpoint selection, in every table with report-selection rows (all but Figure 3)
 SELECTION_NOTES = EPOCHS_NOTE + " " + SELECTION_NOTE
