@@ -15,7 +15,7 @@ from PIL import Image
 
 from reprolib.data import CityscapesDataset, LostAndFoundDataset, ProcessedSplit, StaticDataset
 from reprolib.data import formats as F
-from reprolib.data.fishyscapes import blend_static
+from reprolib.data.fishyscapes import blend_static, load_overlay
 from reprolib.data.transforms import IMAGENET_MEAN, IMAGENET_STD, one_hot, resize_image, resize_labels
 from reprolib.io import ReprolibDataError, png_bytes, write_bytes, write_png
 
@@ -233,6 +233,28 @@ def test_fishyscapes_bad_input(tmp_path: Path) -> None:
     overlay.unlink()
     with pytest.raises(ReprolibDataError, match=f"{overlay.name}: overlay for .* missing"):
         StaticDataset(fy.fs_static, fy.cityscapes)
+
+
+def test_static_corrupt_overlay_names_the_file(tmp_path: Path) -> None:
+    """A damaged ``*_rgb.npz`` (a broken download of ``fs_val_v3.zip``) is a ReprolibDataError naming the file,
+    whatever byte is damaged: zipfile / zlib raise zlib.error, NotImplementedError or RuntimeError for some."""
+    fy = make_fishyscapes(tmp_path / "world")
+    overlay = sorted(fy.fs_static.glob("*_rgb.npz"))[0]
+    good = npz_bytes(rgb=np.arange(4 * 8 * 3, dtype=np.int16).reshape(4, 8, 3) - 40)
+    for offset in range(len(good)):
+        bad = bytearray(good)
+        bad[offset] ^= 0xFF
+        write_bytes(overlay, bytes(bad))
+        try:
+            load_overlay(overlay)
+        except ReprolibDataError as exc:
+            assert exc.path == overlay
+    # through the dataset: the compressed data of the real overlay damaged
+    data = bytearray(npz_bytes(rgb=fy.static_overlays[0]))
+    data[len(data) // 4] ^= 0xFF
+    write_bytes(overlay, bytes(data))
+    with pytest.raises(ReprolibDataError, match=f"{overlay.name}: unreadable overlay .npz"):
+        StaticDataset(fy.fs_static, fy.cityscapes)[0]
 
 
 # ---------------------------------------------------------------------------------------------- processed split

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -145,8 +146,10 @@ def load_overlay(path: Path) -> np.ndarray:
                 overlay = np.asarray(z["rgb"])
     except KeyError:
         raise ReprolibDataError(path, "overlay .npz has no 'rgb' array") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise ReprolibDataError(path, f"unreadable overlay .npz ({exc})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError) as exc:
+        # a damaged archive: zlib.error (compressed data), NotImplementedError (zip version / compression field),
+        # RuntimeError (a flipped "encrypted" flag) come from zipfile, not only BadZipFile
+        raise ReprolibDataError(path, f"unreadable overlay .npz ({type(exc).__name__}: {exc})") from None
     if plain:
         raise ReprolibDataError(path, "not an .npz archive but a plain .npy array; expected an .npz with key 'rgb'")
     if overlay.ndim != 3 or overlay.shape[2] != 3 or not (np.issubdtype(overlay.dtype, np.number)):
