@@ -133,6 +133,21 @@ def test_cityscapes_bad_input(tmp_path: Path) -> None:
         ds[1]
 
 
+def test_cityscapes_instance_ids_below_1000_are_label_ids(tmp_path: Path) -> None:
+    """``instanceIds`` store labelId·1000+k for instances and the labelId itself everywhere else (cityscapesScripts
+    json2instanceImg). An 8-bit copy of the 16-bit file (ids clipped to 255) breaks that: read as it is, it has no
+    instance at all, and the generator would write training data without a single anomaly, silently."""
+    frames = make_cityscapes(tmp_path, "train", n=1)
+    ds = CityscapesDataset(tmp_path, "train")
+    ds.load_arrays(0)  # the official encoding passes: stuff, void boxes and a car group store their labelId
+    inst_path = F.cityscapes_gt_path(tmp_path, "train", frames[0].fid, "instanceIds")
+    write_png(inst_path, np.minimum(frames[0].instance_ids, 255).astype(np.uint8))
+    assert Image.open(inst_path).mode == "L"
+    with pytest.raises(ReprolibDataError, match=rf"{inst_path.name}: \d+ pixels whose instance id .* below 1000 .*"
+                                                r"e\.g\. 255 on labelId 2[46]"):
+        ds.load_arrays(0)
+
+
 # ---------------------------------------------------------------------------------------------- Fishyscapes
 
 

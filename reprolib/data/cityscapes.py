@@ -53,12 +53,22 @@ def check_train_ids(train_ids: np.ndarray, path: PathLike) -> None:
 
 
 def check_instance_ids(instance_ids: np.ndarray, label_ids: np.ndarray, path: PathLike) -> None:
-    """Instance ids ≥ 1000 encode labelId·1000 + k; they must agree with the labelIds image."""
+    """Instance ids ≥ 1000 encode labelId·1000 + k, every other pixel stores its labelId (cityscapesScripts
+    ``json2instanceImg``: stuff, void and crowd groups); both must agree with the labelIds image. The second rule
+    catches an instanceIds file not in that 16-bit encoding (e.g. an 8-bit copy, ids clipped to 255), which
+    would otherwise read as an image without instances."""
     inst = instance_ids >= 1000
     wrong = inst & (instance_ids // 1000 != label_ids)
     if wrong.any():
         raise ReprolibDataError(path, f"{int(wrong.sum())} pixels whose instance id (labelId·1000+k) disagrees "
                                       f"with the labelIds image, e.g. {int(instance_ids[wrong][0])}")
+    wrong = ~inst & (instance_ids != label_ids)
+    if wrong.any():
+        i = np.flatnonzero(wrong.ravel())[0]
+        raise ReprolibDataError(path, f"{int(wrong.sum())} pixels whose instance id is below 1000 but not their "
+                                      f"labelId (the encoding stores the labelId there), e.g. "
+                                      f"{int(instance_ids.ravel()[i])} on labelId {int(label_ids.ravel()[i])}: "
+                                      "not a 16-bit Cityscapes instanceIds image")
 
 
 class CityscapesDataset(torch.utils.data.Dataset):
