@@ -1,9 +1,10 @@
 """SegmentMeIfYouCan component metrics: sIoU per ground-truth component, PPV per predicted component, mean F1.
 
 As the SMIYC benchmark defines them (``road-anomaly-benchmark``, metrics/instance_segmentation.py):
-threshold the score at the best-F1 pixel threshold (unless given); ground-truth components = 8-connected
-components of label 1, those smaller than ``min_gt_size`` are ignored; predicted components smaller than
-``min_pred_size`` are removed and predictions are zeroed on ignored pixels.
+threshold the score at the best-F1 pixel threshold (unless given); predicted components = 8-connected components
+of the prediction zeroed on void pixels, those smaller than ``min_pred_size`` removed; ground-truth components =
+8-connected components of label 1, those smaller than ``min_gt_size`` ignored (made void *after* the predicted
+components are formed and filtered, as the benchmark does); everything is then restricted to the non-void pixels.
 
 * sIoU(k) = |k ∩ P(k)| / (|k| + |P(k)| − |k ∩ P(k)| − |P(k) ∩ other ground-truth components|), P(k) = the
   predicted components touching k;
@@ -47,19 +48,19 @@ def component_metrics(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray]
         threshold = best_f1_threshold(scores, labels, ignore_index)
     sious, ppvs = [], []
     for s, y in zip(scores, labels, strict=True):
-        ignore = y == ignore_index
+        # SMIYC's order (default_instancer): predicted components are found and size-filtered on the image minus
+        # its void; only then do the small GT components become void, and both maps are restricted to the ROI
+        pred = (s >= threshold) & (y != ignore_index)
+        pred_cc, n_pred = ndimage.label(pred, structure=_EIGHT)
+        psizes = np.bincount(pred_cc.ravel(), minlength=n_pred + 1)
+        pred_cc[np.isin(pred_cc, np.flatnonzero(psizes < min_pred_size))] = 0
         gt_cc, n_gt = ndimage.label(y == 1, structure=_EIGHT)
         sizes = np.bincount(gt_cc.ravel(), minlength=n_gt + 1)
         small = np.flatnonzero(sizes < min_gt_size)
         small = small[small > 0]
-        ignore |= np.isin(gt_cc, small)
-        gt_cc[np.isin(gt_cc, small)] = 0
-        pred = (s >= threshold) & ~ignore
-        pred_cc, n_pred = ndimage.label(pred, structure=_EIGHT)
-        psizes = np.bincount(pred_cc.ravel(), minlength=n_pred + 1)
-        for j in np.flatnonzero(psizes < min_pred_size):
-            if j > 0:
-                pred_cc[pred_cc == j] = 0
+        outside_roi = (y == ignore_index) | np.isin(gt_cc, small)
+        gt_cc[outside_roi] = 0
+        pred_cc[outside_roi] = 0
         gt_any = gt_cc > 0
         for k in np.unique(gt_cc[gt_any]):
             comp = gt_cc == k
