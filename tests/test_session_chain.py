@@ -854,6 +854,7 @@ def test_a_done_processed_split_is_found_without_its_generated_data(tmp_path: Pa
 
     import reprolib.experiments.pipeline as P
     import reprolib.experiments.runner as R
+    from reprolib.experiments.session import processed_record
 
     working, kaggle_input = tmp_path / "working", tmp_path / "input"
     kw = dict(profile="tiny", work_dir=working / "data", output_dir=working / "results", device="cpu",
@@ -902,7 +903,10 @@ def test_a_done_processed_split_is_found_without_its_generated_data(tmp_path: Pa
     assert sorted(calls) == ["train", "val"]
     train_split = working / "data" / "packed" / f"{seen['train'].relative_to(working / 'data')}.tar"
     val_record = seen["val"]
-    assert train_split.is_file() and read_json(gen / "embedded-val.processed.json") == val_record  # the same split
+    # the record of other inputs names another generation: it stays, and this one gets a folder (and record) of its own
+    val_gen = P.generation_root(gen / "embedded-val", val_record["generator"])
+    assert val_gen != gen / "embedded-val" and read_json(gen / "embedded-val.processed.json")["generator"]["input"] == "0"
+    assert train_split.is_file() and read_json(processed_record(val_gen)) == {**val_record, "generated": val_gen.name}
     pd.testing.assert_frame_equal(_comparable(third), _comparable(first))
 
 
@@ -956,3 +960,69 @@ def test_a_record_that_finds_no_done_split_never_lets_the_export_leave_its_gener
     assert P.training_split(ctx, "original", "train", True) == (new, "labels_with_void_no_ego")
     assert read_json(processed_record(gen))["processed"] == new.name
     assert [p for p, _ in rebuildable(root)] == [gen]  # done under today's key: no stage needs the generation now
+
+
+def test_another_generation_of_the_same_combo_gets_a_folder_of_its_own(tmp_path: Path, monkeypatch) -> None:
+    """The generated training data of a combo lived in ``generated/<combo>-<split>`` whatever made it, and the
+    generator refuses a folder holding a generation of other parameters: switching DATA= to another copy of the data
+    (or the segmentation checkpoint that fills void) stopped the table with "use another out_root or delete it",
+    which run_table cannot do, and deleting it threw away hours of generation that switching back needed again. A
+    generation of other parameters now gets a folder of its own; the first one, and its record, stay in use."""
+    import numpy as np
+    from _make_data import make_cityscapes
+
+    import reprolib.experiments.pipeline as P
+    import reprolib.precompute as PC
+    from reprolib.experiments.session import processed_record
+    from reprolib.precompute.sources import GeneratedSplitSource
+
+    make_cityscapes(tmp_path / "a" / "cityscapes", n=2, seed=0)
+    make_cityscapes(tmp_path / "b" / "cityscapes", n=3, seed=1)  # another copy of the data
+
+    class Fill:  # as SegmentationFill: named, with the weights that fill void
+        __qualname__ = "segmentation:original"
+        weights = "w"
+
+        def __call__(self, index, image, train_ids):  # noqa: ANN001, ANN204
+            return np.full(train_ids.shape, 8, np.uint8)
+
+    def split_of(out_root: Path, fingerprint: str) -> Path:
+        return Path(out_root) / f"generated-{fingerprint}"
+
+    def precompute(gen_root, seg, resyn, out_root, **k):  # noqa: ANN001, ANN003, ANN202
+        source = GeneratedSplitSource(gen_root)
+        out = split_of(out_root, source.fingerprint())
+        write_json(out / "key.json", {"dataset": {"kind": "generated", "fingerprint": source.fingerprint(),
+                                                  "length": len(source)}})
+        write_json(out / "done.json", {"key_hash": source.fingerprint()})
+        return out
+
+    def find_done(source, seg, resyn, out_root, **k):  # noqa: ANN001, ANN003, ANN202
+        out = split_of(out_root, source.fingerprint())
+        return out if (out / "done.json").is_file() else None
+
+    calls: list[str] = []
+    real = P.generate_training_data
+
+    def counted(cs, out, **k):  # noqa: ANN001, ANN003, ANN202
+        calls.append(Path(cs).parent.name)
+        return real(cs, out, **k)
+
+    monkeypatch.setattr(P, "backends", lambda ctx, combo: ("seg", "resyn"))
+    monkeypatch.setattr(P, "SegmentationFill", lambda *a: Fill())
+    monkeypatch.setattr(P, "generate_training_data", counted)
+    monkeypatch.setattr(PC, "precompute", precompute)
+    monkeypatch.setattr(PC, "find_done", find_done)
+    ctx = P.Context(profile=type("Profile", (), {"size": (8, 16), "precompute_batch": 1})(),
+                    work_dir=tmp_path / "work" / "full", data=P.DataRoots(tmp_path / "a", embedded=False))
+    first, labels = P.training_split(ctx, "original", "train", True)
+    ctx.data = P.DataRoots(tmp_path / "b", embedded=False)
+    second, _ = P.training_split(ctx, "original", "train", True)
+    assert second != first and read_json(second / "key.json")["dataset"]["length"] == 3
+    ctx.data = P.DataRoots(tmp_path / "a", embedded=False)
+    assert P.training_split(ctx, "original", "train", True) == (first, labels)  # found by its record again
+    assert calls == ["a", "b"]  # nothing generated again
+    gen = ctx.work_dir / "generated"
+    assert read_json(gen / "original-train" / "generator.json")["input"] != read_json(
+        processed_record(next(p for p in gen.iterdir() if p.is_dir() and p.name != "original-train")))["generator"][
+        "input"]

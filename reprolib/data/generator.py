@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -141,13 +141,19 @@ def _fill_void(index: int, image: np.ndarray, train_ids: np.ndarray, fill_void: 
     return fill_void_nearest(filled)
 
 
+def other_parameters(prev: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """The parameters (:data:`_PARAM_KEYS`) in which a recorded generation ``prev`` (a ``generator.json``) differs
+    from ``params``, as {key: (recorded, requested)}; a key an earlier version did not record (:data:`_NEWER_KEYS`)
+    does not count."""
+    return {k: (prev.get(k), params[k]) for k in _PARAM_KEYS
+            if prev.get(k) != params[k] and not (k in _NEWER_KEYS and k not in prev)}
+
+
 def _check_params(meta: Path, params: dict[str, Any]) -> None:
     """Refuse to mix outputs of different parameters in one folder (a rerun would silently keep stale files)."""
     if not meta.is_file():
         return
-    prev = read_json(meta)
-    diff = {k: (prev.get(k), params[k]) for k in _PARAM_KEYS
-            if prev.get(k) != params[k] and not (k in _NEWER_KEYS and k not in prev)}
+    diff = other_parameters(read_json(meta), params)
     if diff:
         changes = ", ".join(f"{k}: {a!r} → {b!r}" for k, (a, b) in diff.items())
         raise ReprolibDataError(meta, f"this folder was generated with other parameters ({changes}); "

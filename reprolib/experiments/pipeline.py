@@ -13,6 +13,8 @@ and each one that did work is recorded in ``session-log.json`` at the work root.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -24,7 +26,7 @@ import torch
 
 from reprolib.data.cityscapes import CityscapesDataset
 from reprolib.data.fishyscapes import LostAndFoundDataset, StaticDataset
-from reprolib.data.generator import VOID_DIR, generate_training_data, generation_params
+from reprolib.data.generator import VOID_DIR, generate_training_data, generation_params, other_parameters
 from reprolib.data.transforms import imagenet_normalize
 from reprolib.experiments.session import Session, log_stage, processed_record
 from reprolib.experiments.tables import EMBEDDED_COMBOS
@@ -270,10 +272,11 @@ def training_split(ctx: Context, combo: str, split: str, void_labels: bool) -> t
 
     seg, resyn = backends(ctx, combo)
     name = combo_name(ctx, combo)
-    gen_root = ctx.work_dir / "generated" / f"{name}-{split}"  # void filled by this combo's segmentation
     with ctx.stage(f"precompute {split} {name}") as st:
         fill = SegmentationFill(seg, ctx.device, name)
         params = generation_params(CityscapesDataset(ctx.data.cityscapes, split), seed=0, void=True, fill_void=fill)
+        # void filled by this combo's segmentation
+        gen_root = generation_root(ctx.work_dir / "generated" / f"{name}-{split}", params)
         out = _recorded_split(ctx, gen_root, params, seg, resyn)
         if out is None:
             # a record that finds no done split (another key: a backend's weights, the cache version; its split
@@ -287,6 +290,29 @@ def training_split(ctx: Context, combo: str, split: str, void_labels: bool) -> t
             _record_split(gen_root, params, out)
         st.ran = st.changed(out / "done.json")
     return out, (VOID_DIR if void_labels else "labels")
+
+
+def generation_root(default: Path, params: dict[str, Any]) -> Path:
+    """Where the generation ``params`` describes lives: ``default`` (``generated/<combo>-<split>``), unless that folder
+    holds, or its record (:func:`_record_split`) describes, a generation of other parameters (another data root, other
+    segmentation weights filling void): then ``<default>-<hash of params>``. The generator refuses a folder of other
+    parameters, which a table cannot get round; each generation in its own folder keeps both, and switching back finds
+    the first one's split by its record. ``default`` stays the folder of every generation that had it."""
+    meta, record = default / "generator.json", processed_record(default)
+    try:
+        if meta.is_file():
+            recorded = read_json(meta)
+        elif record.is_file():
+            recorded = read_json(record)["generator"]
+        else:
+            return default
+        other = bool(other_parameters(recorded, params))
+    except (ReprolibDataError, KeyError, TypeError, AttributeError):
+        return default  # unreadable: the generator (or _recorded_split) says what is wrong with it, as before
+    if not other:
+        return default
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return default.with_name(f"{default.name}-{digest}")
 
 
 def _record_split(gen_root: Path, params: dict[str, Any], split: Path) -> None:
