@@ -124,3 +124,45 @@ def test_missing_env_file_and_random_description(torch_home: Path, tmp_path: Pat
     monkeypatch.delenv("REPROLIB_VGG16_WEIGHTS")
     assert describe_imagenet_weights("vgg16", True, seed=7) == "random (seed 7)"
     assert describe_imagenet_weights("vgg19", False, seed=0) == "random (seed 0)"
+
+
+def test_other_imagenet_weights_are_another_run(torch_home: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run's identity holds the ImageNet weights its encoder starts from when they are not torchvision's own file
+    (or none was found): another file under the same name (or $REPROLIB_VGG16_WEIGHTS) trained a run that was then
+    reused as if it came from the new weights, and its rows named the new file."""
+    import json
+    import os
+
+    from _make_processed import make_processed_split
+
+    from reprolib.models import pretrained
+    from reprolib.training import train
+    from reprolib.training.config import imagenet_weights_identity
+    from reprolib.training.run import RunConflictError
+
+    model = {"width": 1.0, "pretrained": True}
+    assert imagenet_weights_identity(model) == "random"  # asked for, none found: the seeded init
+    assert imagenet_weights_identity({"width": 0.125}) is None  # none asked for (width ≠ 1)
+    assert imagenet_weights_identity({"pretrained": False}) is None
+    path = torch_home / "hub" / "checkpoints" / "vgg16-397923af.pth"
+    _fake_features("vgg16", path, seed=1)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert imagenet_weights_identity(model) == f"sha256:{sha[:16]}"  # torchvision's name, other bytes
+    real_prefixes = pretrained.torchvision_sha_prefixes
+    assert real_prefixes("vgg16") == ("397923af",) and real_prefixes("resnet101")[0] == "cd907fc2"
+    monkeypatch.setattr(pretrained, "torchvision_sha_prefixes", lambda arch: (sha[:8],))
+    assert imagenet_weights_identity(model) is None  # torchvision's own file: runs keep the names they had
+    monkeypatch.setattr(pretrained, "torchvision_sha_prefixes", real_prefixes)
+
+    split = make_processed_split(tmp_path / "train", 4)
+    cfg = {"train_split": str(split), "size": [32, 64], "batch_size": 2, "max_steps": 1, "model": model,
+           "wandb_mode": "disabled"}
+    run = train(cfg, tmp_path / "run")
+    assert json.loads((run / "config.json").read_text())["imagenet"] == f"sha256:{sha[:16]}"
+    _fake_features("vgg16", path, seed=2)  # the file replaced by other weights
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    with pytest.raises(RunConflictError, match=r"imagenet \(stored 'sha256:"):
+        train(cfg, run)
+    with pytest.raises(ValueError, match="imagenet"):
+        train({**cfg, "imagenet": f"sha256:{sha[:16]}"}, tmp_path / "other")  # names weights the file is not

@@ -38,7 +38,7 @@ from reprolib.experiments.session import Session, SessionOver, export_outputs, i
 from reprolib.experiments.tables import Variant, get_table
 from reprolib.io import ReprolibDataError, write_json
 from reprolib.metrics import bootstrap_intervals
-from reprolib.training.config import PRECISIONS, WANDB_MODES
+from reprolib.training.config import PRECISIONS, WANDB_MODES, imagenet_weights_identity
 from reprolib.weights import CHECKPOINT_ENV, check_checkpoint_names
 
 KAGGLE_INPUT = "/kaggle/input"  # where Kaggle mounts the previous version's output (and the datasets)
@@ -397,6 +397,11 @@ def train_variant(ctx: P.Context, variant: Variant, combo: str, seed: int, epoch
     )
     if ctx.precision != "32-true":  # only when asked: the default adds nothing (run hashes stay the same)
         cfg["precision"] = ctx.precision
+    # other ImageNet weights than torchvision's file (or none found) name another run, as train() records them; the
+    # file itself (and none) adds nothing (run hashes stay the same)
+    imagenet = imagenet_weights_identity(cfg["model"])
+    if imagenet is not None:
+        cfg["imagenet"] = imagenet
     corrected = dict(cfg)
     if variant.selection == "report":  # only then: the corrected selection adds nothing (run hashes stay the same)
         cfg.update(report_selection(ctx, combo))

@@ -141,6 +141,29 @@ def require_imagenet_weights(archs: tuple[str, ...] = ("vgg16", "vgg19"), profil
     return found
 
 
+def torchvision_sha_prefixes(arch: str) -> tuple[str, ...]:
+    """The sha256 prefixes torchvision writes into its file names for ``arch`` (``vgg16-397923af.pth``)."""
+    return tuple(name.rsplit("-", 1)[1].split(".")[0] for name in TORCHVISION_FILES[arch])
+
+
+def imagenet_identity(arch: str, pretrained: bool | str | os.PathLike | None, width: float = 1.0) -> str | None:
+    """What a training run's identity records of the ImageNet weights its ``arch`` encoder starts from: None where
+    it starts from none (not asked, a width other than 1.0) or from torchvision's own file (its content matches the
+    sha256 prefix in torchvision's file name: the weights every run so far was named with); ``"random"`` where they
+    are asked for but no file is found (the loaders keep the seeded init); else ``"sha256:<16 hex>"`` of the file.
+    So another file under ``$REPROLIB_<ARCH>_WEIGHTS`` (or the torch cache) trains another run instead of reusing
+    one trained from other weights, and runs keep their names across machines (content, not path)."""
+    if pretrained is False or pretrained is None or float(width) != 1.0:
+        return None
+    path = find_imagenet_checkpoint(arch) if pretrained is True else Path(pretrained)
+    if path is None:
+        return "random"
+    if not path.is_file():
+        raise ReprolibDataError(path, f"the {arch} ImageNet weights named for the encoder do not exist")
+    digest = file_sha256(path)
+    return None if digest.startswith(torchvision_sha_prefixes(arch)) else f"sha256:{digest[:16]}"
+
+
 def describe_imagenet_weights(arch: str, pretrained: bool | str | os.PathLike | None, seed: int) -> str:
     """Which weights ``arch`` was built with, for result rows: ``"vgg16-397923af.pth sha256:397923af8e79"`` or
     ``"random (seed 0)"`` (not pretrained, or nothing found — the loaders then keep the seeded init)."""

@@ -35,7 +35,7 @@ RUNTIME_KEYS = frozenset({"max_time", "device", "wandb_mode", "resume_from", "ka
 #: their names (and folders). The selection settings (``val_label_dir``, ``plateau_split``, ``plateau_label_dir``)
 #: came later than every committed run: at None they train exactly as before, so they hash as before too.
 IDENTITY_DEFAULTS: dict[str, Any] = {"devices": 1, "val_label_dir": None, "plateau_split": None,
-                                     "plateau_label_dir": None, "val_loss": "pooled"}
+                                     "plateau_label_dir": None, "val_loss": "pooled", "imagenet": None}
 #: how a validation's loss (which picks best.ckpt and steps the plateau scheduler) averages over its images:
 #: "per_image", the mean of each image's class-weighted cross-entropy, as the original's batch-1 validation and test
 #: loaders give it (spec §4.6; the report's selection); "pooled", the mean over batches of ``batch_size`` images of
@@ -190,6 +190,23 @@ def _max_time(v: Any) -> str | float | None:
         raise ValueError(f"must be 'DD:HH:MM:SS' or seconds > 0, got {v!r}") from None
 
 
+def _imagenet(v: Any) -> str | None:
+    if v is None or v == "random" or (isinstance(v, str) and re.fullmatch(r"sha256:[0-9a-f]{16}", v)):
+        return v
+    raise ValueError(f"must be null, 'random' or 'sha256:<16 hex digits>' (filled in by train()), got {v!r}")
+
+
+def imagenet_weights_identity(model: Mapping[str, Any]) -> str | None:
+    """:func:`reprolib.models.pretrained.imagenet_identity` of the encoder a ``model`` setting builds (the network's
+    defaults filled in): None for none or torchvision's own file, ``"random"``, or the file's ``"sha256:…"``."""
+    # lazy: reprolib.models imports torch + torchvision (see _model)
+    from reprolib.models import DissimilarityConfig
+    from reprolib.models.pretrained import imagenet_identity
+
+    cfg = DissimilarityConfig(**model)
+    return imagenet_identity(cfg.encoder, cfg.pretrained, cfg.width)
+
+
 def _model(v: Any) -> dict[str, Any]:
     # lazy: reprolib.models imports torch + torchvision (~4 s, python -X importtime) while this module imports in
     # 0.14 s; the CLIs' argument checks and run_table's precision check import it without building a network
@@ -286,6 +303,9 @@ class TrainConfig:
     factor: float = 0.5
     model: dict[str, Any] = field(default_factory=dict)  # DissimilarityConfig settings
     precision: str = "32-true"  # fp32 as the original; "bf16-mixed" / "16-mixed" only when asked
+    # the ImageNet weights the encoder starts from, when not torchvision's own file (see imagenet_weights_identity):
+    # filled in by train() from the file it loads, so a run of other weights gets another name
+    imagenet: str | None = None
     profile: str = "custom"
     # runtime settings (RUNTIME_KEYS): never change the weights
     checkpoint_every: int = 50
@@ -375,7 +395,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "size": _size, "max_steps": _int(1, optional=True), "max_epochs": _int(1), "val_every_n_steps": _int(1, True),
     "seed": _int(0), "ensemble": _choice(tuple(ENSEMBLES)), "flip": _bool, "class_weights": _class_weights,
     "patience": _int(0), "factor": _float(0.0, 1.0, low_open=True, high_open=True), "model": _model,
-    "precision": _precision, "profile": lambda v: _path(False)(v), "checkpoint_every": _int(1),
+    "precision": _precision, "imagenet": _imagenet, "profile": lambda v: _path(False)(v), "checkpoint_every": _int(1),
     "device": _device, "devices": _int(1), "num_workers": _int(0), "wandb_mode": _choice(WANDB_MODES),
     "max_time": _max_time, "resume_from": _path(True), "kaggle_input": _path(True),
     "trajectory_snapshots": lambda v: None if v is None else _bool(v),

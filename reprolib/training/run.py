@@ -49,7 +49,13 @@ from reprolib.training._determinism import prepare_cuda_determinism, skip_uninit
 from reprolib.training._lightning_noise import quiet_lightning
 from reprolib.training.callbacks import BestCheckpoint, StepCheckpoint, TimeBudget, ValidationImageLogger
 from reprolib.training.checkpoint import AtomicCheckpointIO
-from reprolib.training.config import IDENTITY_DEFAULTS, ConfigError, TrainConfig, parse_max_time
+from reprolib.training.config import (
+    IDENTITY_DEFAULTS,
+    ConfigError,
+    TrainConfig,
+    imagenet_weights_identity,
+    parse_max_time,
+)
 from reprolib.training.data import DissimilarityDataModule, enet_class_weights
 from reprolib.training.module import DissimilarityModule
 from reprolib.training.selection import ValidationSnapshots, keeps_snapshots
@@ -200,6 +206,16 @@ def check_run_dir(cfg: TrainConfig, run_dir: Path) -> None:
                                              "use another run directory, or delete this one to retrain")
 
 
+def with_imagenet_identity(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with ``imagenet`` set from the ImageNet file its encoder will load (a caller may leave it unset: the
+    file decides); a value that names other weights than the file found is an error, not a silent retrain."""
+    found = imagenet_weights_identity(cfg.model)
+    if cfg.imagenet is not None and cfg.imagenet != found:
+        raise ConfigError("imagenet", f"the config names the ImageNet weights {cfg.imagenet!r}, but the encoder would "
+                                      f"start from {found or 'torchvision’s own file'!r}")
+    return cfg if cfg.imagenet == found else cfg.replace(imagenet=found)
+
+
 def train(config: TrainConfig | dict[str, Any], run_dir: PathLike, callbacks: Sequence[Any] = ()) -> Path:
     """Train (or resume, or skip) one run; returns ``run_dir``.
 
@@ -207,7 +223,7 @@ def train(config: TrainConfig | dict[str, Any], run_dir: PathLike, callbacks: Se
     run directory's stored config, the data) before anything is written. ``callbacks``: extra Lightning
     callbacks (e.g. the session deadline's stop, which must not enter the saved config).
     """
-    cfg = TrainConfig.from_dict(config)
+    cfg = with_imagenet_identity(TrainConfig.from_dict(config))
     run_dir = Path(run_dir)
     check_run_dir(cfg, run_dir)
     if _finished(run_dir):
