@@ -14,6 +14,7 @@ from reprolib.experiments import run_table
 from reprolib.experiments.results import RESULT_COLUMNS, load_results
 from reprolib.experiments.session import read_log
 from reprolib.experiments.tables import TABLES
+from reprolib.io import ReprolibDataError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -224,6 +225,25 @@ def test_rerun_reuses_finished_work(table4) -> None:
     # a finished run is not entered again at all: no train (or select) stage, whatever it would cost (retraining a
     # tiny run takes well under the 5 s this used to allow)
     assert not any(k.startswith(("train ", "select ")) for k in timings), sorted(timings)
+
+
+def test_finished_backends_of_other_settings_are_not_reused(table4, tmp_path: Path, monkeypatch) -> None:
+    """A profile whose embedded backends' settings were edited after they trained stops with the folder and the
+    setting named, before any work: they were reused as they were (the pipeline skipped the trainer's own check
+    for finished backends), so every row came from the old backends under the new settings."""
+    import dataclasses
+
+    from reprolib.experiments import profiles
+
+    _, work, _ = table4
+    tiny = profiles.PROFILES["tiny"]
+    edited = dataclasses.replace(tiny, backend_training={**tiny.backend_training, "max_steps": (11, 10)})
+    monkeypatch.setitem(profiles.PROFILES, "tiny", edited)
+    before = sorted(p.name for p in (work / "tiny").rglob("*"))
+    with pytest.raises(ReprolibDataError, match=r"backends.strong.*steps: \[10, 10\] → \[11, 10\]"):
+        run_table("table4", profile="tiny", work_dir=work, output_dir=tmp_path / "out", device="cpu",
+                  wandb_mode="disabled")
+    assert sorted(p.name for p in (work / "tiny").rglob("*")) == before  # nothing trained, generated or removed
 
 
 def test_some_variants_keep_the_other_variants_rows(table4, tmp_path: Path) -> None:

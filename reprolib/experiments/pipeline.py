@@ -196,13 +196,18 @@ def _train_embedded(ctx: Context, name: str) -> None:
     from reprolib.backends import COMBOS
     from reprolib.backends.embedded import checkpoint_path
     from reprolib.training.embedded_backends import TrainingStopped, train_embedded_backends
+    from reprolib.training.embedded_backends.train import backend_config, check_finished_backends
 
     run_dir = ctx.work_dir / "backends"
     for backend in COMBOS[name]:
         strength = backend.split("-", 1)[1]
         # finished = done.json, written last: a run killed after its checkpoints but before its evaluation
         # (metrics.json, preview.png, done.json) is finished by train_embedded_backends, which skips the training
-        if not (checkpoint_path(run_dir, strength, "segmentation").parent / "done.json").is_file():
+        done = checkpoint_path(run_dir, strength, "segmentation").parent / "done.json"
+        if done.is_file():  # reused only with the profile's settings (an edited profile must not show old rows)
+            check_finished_backends(done, backend_config(ctx.data.root, strength=strength,
+                                                         **ctx.profile.backend_training_for(strength)))
+        else:
             # on the run's device (a Kaggle GPU too); the training is deterministic on CUDA (fit_task), and
             # finished backends are reused whatever device trained them
             # stopped at the session's deadline between steps (a demo chain on Kaggle trains them in its first

@@ -38,6 +38,35 @@ DEFAULT_STEPS = {"strong": (400, 400), "light": (150, 150)}
 DEFAULT_BATCH = 8
 
 
+def backend_config(world_root: PathLike, strength: str = "strong", seed: int = 0,
+                   max_steps: int | tuple[int, int] | None = None, image_size: tuple[int, int] = (128, 256), *,
+                   batch_size: int = DEFAULT_BATCH, lr: float = 3e-3, train_limit: int | None = None) -> dict[str, Any]:
+    """The settings that determine one strength's backends, as :func:`train_embedded_backends` records them (its
+    ``config.json`` and ``done.json``) and compares them before it resumes or reuses a run."""
+    if strength not in DEFAULT_STEPS:
+        raise ValueError(f"unknown strength {strength!r}; expected one of {tuple(DEFAULT_STEPS)}")
+    steps = DEFAULT_STEPS[strength] if max_steps is None else max_steps
+    seg_steps, gen_steps = (steps, steps) if isinstance(steps, int) else tuple(steps)
+    if min(seg_steps, gen_steps) < 1:
+        raise ValueError(f"max_steps must be ≥ 1, got {steps!r}")
+    return {"strength": strength, "seed": seed, "steps": [seg_steps, gen_steps],
+            "image_size": [int(image_size[0]), int(image_size[1])], "batch_size": batch_size, "lr": lr,
+            "train_limit": train_limit, "cityscapes_root": str(cityscapes_root_of(world_root).resolve())}
+
+
+def check_finished_backends(done: Path, config: dict[str, Any]) -> None:
+    """Refuse the finished backends of ``done`` (their ``done.json``) where they were trained with other settings
+    than ``config`` (:func:`backend_config`; a profile edited since): every cache after them keys on their weights,
+    so reusing them would give the old backends' rows under the new settings. The Cityscapes root does not count
+    here: the pipeline checks the embedded world's identity itself, and a work folder may move (a Kaggle output)."""
+    previous = read_json(done).get("config") or {}
+    diff = {k: (previous.get(k), v) for k, v in config.items() if k != "cityscapes_root" and previous.get(k) != v}
+    if diff:
+        changes = ", ".join(f"{k}: {a!r} → {b!r}" for k, (a, b) in diff.items())
+        raise ReprolibDataError(done.parent, f"holds embedded backends trained with other settings ({changes}); "
+                                             "delete this folder to train them with the profile's settings")
+
+
 @ieee_fp32()
 def train_embedded_backends(
     world_root: PathLike,
@@ -63,12 +92,9 @@ def train_embedded_backends(
     that network saved as finished (the next call resumes it). Returns paths of ``segmentation``,
     ``resynthesis``, ``metrics``, ``preview`` and ``run_dir``.
     """
-    if strength not in DEFAULT_STEPS:
-        raise ValueError(f"unknown strength {strength!r}; expected one of {tuple(DEFAULT_STEPS)}")
-    steps = DEFAULT_STEPS[strength] if max_steps is None else max_steps
-    seg_steps, gen_steps = (steps, steps) if isinstance(steps, int) else tuple(steps)
-    if min(seg_steps, gen_steps) < 1:
-        raise ValueError(f"max_steps must be ≥ 1, got {steps!r}")
+    config = backend_config(world_root, strength, seed, max_steps, image_size, batch_size=batch_size, lr=lr,
+                            train_limit=train_limit)
+    seg_steps, gen_steps = config["steps"]
     image_size = (int(image_size[0]), int(image_size[1]))
     cs_root = cityscapes_root_of(world_root)
     run_dir = Path(out_dir) / strength
@@ -79,9 +105,6 @@ def train_embedded_backends(
         "preview": run_dir / "preview.png",
         "run_dir": run_dir,
     }
-    config = {"strength": strength, "seed": seed, "steps": [seg_steps, gen_steps], "image_size": list(image_size),
-              "batch_size": batch_size, "lr": lr, "train_limit": train_limit,
-              "cityscapes_root": str(cs_root.resolve())}
     done = run_dir / "done.json"
     if done.is_file():
         previous = read_json(done).get("config")
