@@ -190,6 +190,28 @@ def test_resume_after_any_stop_ends_as_the_uninterrupted_run(splits, tmp_path: P
     _same_run(straight, run)
 
 
+@pytest.mark.parametrize("kill", ["after-the-final-checkpoint", "after-the-last-validation"])
+def test_a_resumed_run_s_done_json_holds_the_uninterrupted_run_s_metrics(splits, tmp_path: Path, kill: str) -> None:
+    # done.json's metrics were this session's callback_metrics only: a run killed after its final last.ckpt but
+    # before done.json, resumed, wrote "metrics": {}; one killed after its last validation lost every val/* value
+    cfg = _cfg(splits, max_steps=12, val_every_n_steps=5)  # last validation at step 10
+    straight = train(cfg, tmp_path / "straight")
+    run = tmp_path / "interrupted"
+    if kill == "after-the-final-checkpoint":  # the exact state such a kill leaves: a finished last.ckpt, no done.json
+        train(cfg, run)
+        (run / "done.json").unlink()
+    else:  # killed before step 12, its step-11 last.ckpt written: the resumed session validates no more
+        proc = _run_subprocess(cfg, run, kill_at=("on_train_batch_start", 11))
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]
+        assert _ckpt(run)["global_step"] == 11 and not (run / "done.json").exists()
+    train(cfg, run)
+    expected = json.loads((straight / "done.json").read_text())
+    assert "val/loss" in expected["metrics"] and "train/loss" in expected["metrics"]
+    assert json.loads((run / "done.json").read_text()) == expected
+    _same_run(straight, run)
+
+
 class _BestOnStart(L.Callback):
     """The best validation loss the run remembers when training (re)starts."""
 

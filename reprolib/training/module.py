@@ -10,6 +10,7 @@ image logging (:class:`~.callbacks.ValidationImageLogger`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
@@ -22,6 +23,11 @@ from reprolib.metrics.validation import ValidationMetrics
 from reprolib.models import DissimilarityConfig, DissimilarityNet
 from reprolib.training.config import ENSEMBLES, VAL_LOSSES
 from reprolib.training.loss import weighted_nll, weighted_nll_sums
+
+
+def scalar_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The one-number tensors of Lightning's ``callback_metrics``, as floats (what ``done.json`` records)."""
+    return {k: float(v) for k, v in metrics.items() if torch.is_tensor(v) and v.numel() == 1}
 
 
 class DissimilarityModule(L.LightningModule):
@@ -54,6 +60,9 @@ class DissimilarityModule(L.LightningModule):
         self._plateau_val: ValidationMetrics | None = None  # loader 1, when there is a plateau split
         self.plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None  # made in configure_optimizers
         self._plateau_state: dict[str, Any] | None = None
+        #: the logged values a resumed run's checkpoint held (the last of each metric before it): done.json's
+        #: metrics start from them, as this session's own callback_metrics lack what earlier sessions logged
+        self.restored_metrics: dict[str, float] = {}
 
     @classmethod
     def from_hparams(cls, hp: dict[str, Any], plateau_loader: int = 0, val_loss: str = "pooled") -> DissimilarityModule:
@@ -142,8 +151,11 @@ class DissimilarityModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.plateau is not None:
             checkpoint["plateau"] = self.plateau.state_dict()
+        if self._trainer is not None:  # every value logged so far (its last), restored with the run
+            checkpoint["metrics"] = {**self.restored_metrics, **scalar_metrics(self.trainer.callback_metrics)}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.restored_metrics = dict(checkpoint.get("metrics") or {})
         self._plateau_state = checkpoint.get("plateau")
         if self._plateau_state is not None and self.plateau is not None:
             self.plateau.load_state_dict(self._plateau_state)

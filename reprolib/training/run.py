@@ -57,7 +57,7 @@ from reprolib.training.config import (
     parse_max_time,
 )
 from reprolib.training.data import DissimilarityDataModule, enet_class_weights
-from reprolib.training.module import DissimilarityModule
+from reprolib.training.module import DissimilarityModule, scalar_metrics
 from reprolib.training.selection import ValidationSnapshots, keeps_snapshots
 
 SECRET_ENV = ("WANDB_API_KEY", "KAGGLE_KEY", "KAGGLE_API_TOKEN")
@@ -296,7 +296,8 @@ def train(config: TrainConfig | dict[str, Any], run_dir: PathLike, callbacks: Se
         raise
     _finish_wandb(loggers)
     if trainer.global_rank == 0 and trainer.global_step >= max_steps:
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
+        # this session's values over those of the sessions before it (a resumed run's checkpoint holds them)
+        metrics = {**module.restored_metrics, **scalar_metrics(trainer.callback_metrics)}
         write_json(run_dir / "done.json", {"global_step": trainer.global_step, "max_steps": max_steps,
                                            "val_every": val_every, "metrics": metrics, "profile": cfg.profile})
     return run_dir

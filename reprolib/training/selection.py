@@ -181,6 +181,10 @@ def _fork_state(cfg: TrainConfig, source_fork: Path, ckpt_dir: Path, records: li
         plateau.step(value)
     state["optimizer_states"] = [opt.state_dict()]
     state["plateau"] = plateau.state_dict()
+    # the values logged up to the fork (done.json's metrics start from them): training's are the source's (the
+    # same steps), the validation's this run's own
+    trained = {k: v for k, v in (state.get("metrics") or {}).items() if not k.startswith(("val/", "plateau_val/"))}
+    state["metrics"] = {**trained, **{k: float(v) for k, v in records[-1].items()}}
     key = next(k for k in state["callbacks"] if k.startswith("ModelCheckpoint"))
     # NaN (a validation whose images are all ignored) as inf, as Lightning's ModelCheckpoint stores it: else no
     # later loss would ever compare below it and best.ckpt would stay at the fork's pick
