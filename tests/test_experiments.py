@@ -343,6 +343,39 @@ def test_report_selection_forks_from_full_where_steps_follow_the_shared_validati
     assert not (full / "checkpoints" / "validation").exists()  # used up: the fork is the run's own now
 
 
+def test_a_kill_between_the_fork_and_the_snapshots_removal_still_removes_them(tmp_path: Path, monkeypatch) -> None:
+    # the fork writes the report-selection run's last.ckpt, then removes its twin's snapshots (in `full` ~1 GB a
+    # seed, in every later session's output); a kill between the two left them there for good: the run, started,
+    # never forks again, and nothing else removed them
+    from dataclasses import replace
+
+    import reprolib.experiments.runner as runner
+    from reprolib.experiments.profiles import PROFILES
+
+    tiny = PROFILES["tiny"]
+    monkeypatch.setitem(PROFILES, "tinyfork", replace(tiny, name="tinyfork", training={
+        **tiny.training, "max_steps": 6, "val_every_n_steps": 2, "patience": 0}))
+
+    class Killed(BaseException):
+        pass
+
+    def killed(path, *args, **kwargs):  # the process dies where the snapshots were to be removed
+        raise Killed(path)
+
+    kw = dict(profile="tinyfork", work_dir=tmp_path / "work", output_dir=tmp_path / "out", device="cpu",
+              wandb_mode="disabled", variants=["full", "full@report_selection"])
+    with monkeypatch.context() as m:
+        m.setattr(runner.shutil, "rmtree", killed)
+        with pytest.raises(Killed) as kill:
+            run_table("table4", **kw)
+    runs = tmp_path / "work" / "tinyfork" / "runs"
+    assert Path(str(kill.value)).parts[-2:] == ("checkpoints", "validation")  # the state such a kill leaves:
+    assert len(list(runs.glob("*/checkpoints/last.ckpt"))) == 2 and list(runs.glob("*/checkpoints/validation"))
+    df = run_table("table4", **kw)
+    assert set(df["variant"]) >= {"full", "full@report_selection"}
+    assert not list(runs.glob("*/checkpoints/validation"))
+
+
 def test_config_hash_tells_apart_what_trains_other_weights() -> None:
     # in `full`, Table 4's full model trains 50 epochs and Table 7's 25: other runs, other config hashes
     from types import SimpleNamespace

@@ -442,13 +442,17 @@ def _start_from_corrected_run(ctx: P.Context, variant: Variant, cfg: dict[str, A
     from reprolib.training.selection import shared_steps, start_from_trajectory
 
     source = run_dir.with_name(run_dir.name.replace(run_hash(cfg), run_hash(corrected)))
+    snapshots = source / "checkpoints" / "validation"
+    if list((run_dir / "checkpoints").glob("last*.ckpt")) and (source / "done.json").is_file() and snapshots.is_dir():
+        # started (forked from them, and killed before their removal below): no run starts from them any more
+        shutil.rmtree(snapshots, ignore_errors=True)
     if shared_steps(cfg, run_dir, source) is None:
         return False
     with ctx.stage(f"select {variant.name} seed {seed}") as st:
         started = start_from_trajectory(cfg, run_dir, source)
         st.info = {"run": run_dir.name, "from": source.name, "started": started}
     if started == "forked":  # now in this run's own checkpoints; in `full` they weigh ~1 GB a seed (Kaggle keeps 20 GB)
-        shutil.rmtree(source / "checkpoints" / "validation", ignore_errors=True)
+        shutil.rmtree(snapshots, ignore_errors=True)
     return started == "finished"
 
 
