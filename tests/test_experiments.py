@@ -264,6 +264,37 @@ def test_some_variants_keep_the_other_variants_rows(table4, tmp_path: Path) -> N
     pd.testing.assert_frame_equal(rows(saved), rows(df))
 
 
+def test_rows_kept_from_a_run_of_other_settings_are_left_out(table4, tmp_path: Path, capsys) -> None:
+    """Rerunning some variants with another setting (here the evaluation resolution) leaves out the other variants'
+    rows of the earlier run: they sat in the table beside the new rows, made under other settings, and the claims
+    compared them. Each is named; the rows of the variants run are those of the new settings."""
+    import shutil
+
+    df, work, out = table4
+    shutil.copy(out / "table4.csv", tmp_path / "table4.csv")
+    some = run_table("table4", profile="tiny", work_dir=work, output_dir=tmp_path, device="cpu", wandb_mode="disabled",
+                     variants=["no_ensemble"], eval_resolution="benchmark")
+    printed = capsys.readouterr().out
+    assert "rows of an earlier run left out" in printed and "full seed 0" in printed and "no_uncertainty" in printed
+    saved = load_results(tmp_path / "table4.csv")
+    assert set(saved["variant"].map(lambda v: v.split("@")[0])) == {"no_ensemble"} and len(saved) == len(some)
+    assert set(saved["config_hash"]).isdisjoint(df["config_hash"])  # other settings: other hashes
+    assert len(saved) < len(df)
+
+
+def test_identity_columns_read_as_text(tmp_path: Path) -> None:
+    """A commit or hash of digits only (12 hex digits are all decimal about once in 280) reads back as the text it
+    is: as a number it lost its leading zero and compared unequal to the hash computed again."""
+    from reprolib.experiments.results import result_rows, save_results
+
+    rows = result_rows(table="t", variant="v", dataset="d", metrics={"ap": 0.5}, seed=0, profile="tiny",
+                       config={}, commit="012345678901", data_fingerprint="000000000123")
+    save_results([{**r, "config_hash": "001234567890"} for r in rows], tmp_path / "t.csv")
+    back = load_results(tmp_path / "t.csv").iloc[0]
+    assert (back["commit"], back["config_hash"], back["data_fingerprint"]) == (
+        "012345678901", "001234567890", "000000000123")
+
+
 def test_report_selection_has_its_own_model_selected_on_fs_laf(table4, tmp_path: Path) -> None:
     import shutil
 

@@ -135,12 +135,17 @@ def result_tables(results_dir: str | Path) -> list[Path]:
             if csv.stem == csv.parent.name and csv.stem not in MEASUREMENT_TABLES]
 
 
+#: result columns that identify (a commit, a hash, a path): text, whatever characters they hold
+IDENTITY_COLUMNS = ("commit", "config_hash", "checkpoint", "data_fingerprint")
+
+
 def load_results(path: str | Path) -> pd.DataFrame:
     """Read a tidy results CSV, checking its columns."""
     path = Path(path)
     if not path.is_file():
         raise ReprolibDataError(path, "results file not found")
-    df = pd.read_csv(path)
+    # identities as text: a 12-hex commit or hash of digits only would read as a number (and lose a leading zero)
+    df = pd.read_csv(path, dtype={c: str for c in IDENTITY_COLUMNS})
     missing = [c for c in RESULT_COLUMNS if c not in df.columns]
     if missing:
         raise ReprolibDataError(path, f"not a reprolib results table: missing columns {missing}")

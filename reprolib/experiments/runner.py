@@ -25,7 +25,14 @@ from reprolib.experiments import pipeline as P
 from reprolib.experiments.ensembling import evaluate_with_scores
 from reprolib.experiments.figures import published_scores, qualitative_figure
 from reprolib.experiments.profiles import get_pipeline_profile
-from reprolib.experiments.results import RESULT_COLUMNS, load_results, result_rows, run_hash, save_results
+from reprolib.experiments.results import (
+    RESULT_COLUMNS,
+    config_hash,
+    load_results,
+    result_rows,
+    run_hash,
+    save_results,
+)
 from reprolib.experiments.scoring import (
     RESOLUTIONS,
     load_scores,
@@ -153,7 +160,9 @@ def run_table(
     ``precision``: training precision, fp32 (``"32-true"``) unless mixed precision is asked for.
     ``report_selection=False`` leaves out the ``<variant>@report_selection`` rows (the report's checkpoint selection,
     beside ours): each starts from its twin's trajectory, free in the demo but ``epochs`` - 11 more epochs per run
-    in ``full``. Their rows from an earlier run stay in the CSV, as with ``variants``.
+    in ``full``. Their rows from an earlier run stay in the CSV, as with ``variants`` (some variants only: the
+    others' rows stay), where they were made with this call's settings (the same ``config_hash``); rows of other
+    settings (another evaluation resolution, precision, ``max_epochs``…) are left out, and named.
     """
     spec = get_table(name)
     eval_resolution = eval_resolution or spec.eval_resolution or "processed"
@@ -213,6 +222,7 @@ def run_table(
             start_session(ctx)
             started = True
         P.prepare_data(ctx, data_root)
+        kept = _rows_of_these_settings(ctx, spec, kept)
         for i, (variant, seed) in enumerate(jobs):
             try:
                 rows += _variant_rows(ctx, spec, chosen, variant, seed, seeds, out)
@@ -334,6 +344,29 @@ def _other_variants_rows(csv: Path, chosen: set[str], profile: str, names: list[
     df = load_results(csv)
     base = df["variant"].astype(str).map(lambda row: _row_variant(row, names))
     return df[~base.isin(chosen) & (df["profile"] == profile)].to_dict("records")
+
+
+def _rows_of_these_settings(ctx: P.Context, spec: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The kept rows (:func:`_other_variants_rows`) whose ``config_hash`` is the one this call gives their variant and
+    seed. A row of an earlier run with other settings (the evaluation resolution, precision, ``max_epochs``, the
+    profile's training settings, another combo) would otherwise sit in one table beside the new rows, and the
+    claims would compare them; each one left out is named (its run and score caches stay: rerunning its variant with
+    these settings is quick where they are the same)."""
+    names = [v.name for v in spec.variants]
+    variants = {v.name: v for v in spec.variants}
+    same, other = [], set()
+    for row in rows:
+        v = variants.get(_row_variant(str(row["variant"]), names))
+        if v is not None and str(row["config_hash"]) == config_hash(
+                _config(ctx, spec.source(v), v.combo or spec.default_combo, int(row["seed"]), spec.epochs)):
+            same.append(row)
+        else:
+            other.add(f"{row['variant']} seed {row['seed']}")
+    if other:
+        print(f"[reprolib] {spec.name}: {len(rows) - len(same)} rows of an earlier run left out, made with other "
+              f"settings than this run's: {', '.join(sorted(other))} (run those variants again to have them)",
+              flush=True)
+    return same
 
 
 def _row_variant(row: str, names: list[str]) -> str:
