@@ -16,6 +16,7 @@ import json
 import os
 import re
 import secrets
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,29 @@ def is_temp_file(path: PathLike) -> bool:
     beside the file it was writing; never part of the output (fingerprints and listings skip it)."""
     name = Path(path).name
     return name.startswith(".") and name.endswith(".tmp")
+
+
+#: seconds a temp file of :func:`atomic_write` must have gone untouched before it counts as a killed writer's: a live
+#: writer's file changes with every block it writes (the largest, a checkpoint or a split's score cache, take seconds)
+STALE_TEMP_SECONDS = 600.0
+
+
+def remove_stale_temps(folder: PathLike, older_than: float = STALE_TEMP_SECONDS) -> list[Path]:
+    """Delete the temp files of :func:`atomic_write` directly in ``folder`` that no writer has touched for
+    ``older_than`` seconds: what a process killed mid-write left beside a checkpoint or a score cache (in ``full``
+    hundreds of MB each, which nothing else removes). Another process writing there at the same time keeps its file
+    (too recent). Returns the files removed."""
+    folder, now, removed = Path(folder), time.time(), []
+    if not folder.is_dir():
+        return removed
+    for path in folder.iterdir():
+        try:
+            if is_temp_file(path) and path.is_file() and now - path.stat().st_mtime >= older_than:
+                path.unlink()
+                removed.append(path)
+        except FileNotFoundError:  # its writer renamed or removed it meanwhile
+            continue
+    return removed
 
 
 @contextlib.contextmanager

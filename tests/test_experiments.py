@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import nbformat
@@ -110,7 +112,13 @@ def test_best_checkpoint_is_scored(table4, tmp_path: Path) -> None:
     best["state_dict"] = {k: v * 1.5 if v.is_floating_point() else v for k, v in best["state_dict"].items()}
     torch.save(best, copy / "checkpoints" / "best.ckpt")
     ctx = P.Context(profile=get_pipeline_profile("tiny"), work_dir=tmp_path / "work")
+    # a score cache a killed session was writing is removed when the run is scored; one being written now is not
+    (copy / "scores").mkdir()
+    stale, live = copy / "scores" / ".fs_static-x.npz.0badc0de.tmp", copy / "scores" / ".fs_static-y.npz.1badc0de.tmp"
+    stale.write_bytes(b"partial"), live.write_bytes(b"writing")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
     scored = runner.scores_for(ctx, copy, None, "fs_static", split)["dissimilarity"]
+    assert not stale.exists() and live.exists()
     other_best = score_split(load_trained(copy, which="best")[0], split, size=(64, 128))["dissimilarity"]
     last_scores = score_split(load_trained(copy, which="last")[0], split, size=(64, 128))["dissimilarity"]
     assert not np.array_equal(np.stack(other_best), np.stack(last_scores))  # the two checkpoints now differ

@@ -120,3 +120,24 @@ def test_image_too_large_to_decode_is_named(tmp_path: Path) -> None:
             read(tmp_path / "huge.png")
     write_png(tmp_path / "ok.png", np.zeros((3, 5), np.uint8))
     assert image_size(tmp_path / "ok.png") == (3, 5)
+
+
+def test_stale_temps_of_killed_writers_are_removed(tmp_path: Path) -> None:
+    """A temp file of atomic_write left by a killed process goes once untouched for STALE_TEMP_SECONDS; a recent one
+    (a writer at work), other files and what lies in folders below stay."""
+    import time
+
+    from reprolib.io import STALE_TEMP_SECONDS, is_temp_file, remove_stale_temps
+
+    old, fresh = tmp_path / ".last.ckpt.0a1b2c3d.tmp", tmp_path / ".best.ckpt.0a1b2c3e.tmp"
+    below, other = tmp_path / "validation" / ".step-80.ckpt.0a1b2c3f.tmp", tmp_path / "notes.tmp"
+    below.parent.mkdir()
+    for path in (old, fresh, below, other):
+        path.write_bytes(b"partial")
+    past = time.time() - STALE_TEMP_SECONDS - 5
+    for path in (old, below, other):
+        os.utime(path, (past, past))
+    assert is_temp_file(old) and not is_temp_file(other)
+    assert remove_stale_temps(tmp_path) == [old]
+    assert fresh.exists() and below.exists() and other.exists()
+    assert remove_stale_temps(tmp_path / "missing") == []

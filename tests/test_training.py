@@ -118,6 +118,22 @@ def test_tiny_run_writes_checkpoints_metrics_and_is_not_retrained(splits, tmp_pa
     assert (run / "checkpoints" / "last.ckpt").stat().st_mtime_ns == before
 
 
+def test_a_rerun_removes_the_partial_checkpoints_a_killed_session_left(splits, tmp_path: Path) -> None:
+    """A session killed while writing a checkpoint leaves its temp file (in `full` 225 MB, a snapshot 75 MB); the
+    run's next train() removes those nobody has touched for a while, and keeps a recent one (a writer at work)."""
+    run = tmp_path / "run"
+    stale = [run / "checkpoints" / ".last.ckpt.0badc0de.tmp", run / "checkpoints" / "validation" / ".v.ckpt.0badc0df.tmp"]
+    live = run / "checkpoints" / ".best.ckpt.1badc0de.tmp"
+    for path in (*stale, live):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"partial")
+    for path in stale:
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
+    train(_cfg(splits), run)
+    assert not any(p.exists() for p in stale) and live.exists()
+    assert (run / "done.json").is_file()
+
+
 def test_learned_ensemble_variant_trains(splits, tmp_path: Path) -> None:
     run = train(_cfg(splits, max_steps=2, ensemble="learned-probability"), tmp_path / "e2e")
     _, ensemble = load_trained(run)

@@ -43,7 +43,7 @@ from reprolib.experiments.scoring import (
 )
 from reprolib.experiments.session import Session, SessionOver, export_outputs, import_previous, sha256_file
 from reprolib.experiments.tables import Variant, get_table
-from reprolib.io import ReprolibDataError, write_json
+from reprolib.io import ReprolibDataError, remove_stale_temps, write_json
 from reprolib.metrics import bootstrap_intervals
 from reprolib.training.config import PRECISIONS, WANDB_MODES, imagenet_weights_identity
 from reprolib.weights import CHECKPOINT_ENV, check_checkpoint_names
@@ -537,6 +537,7 @@ def scores_for(ctx: P.Context, run_dir: Path, variant: Variant, dataset: str, sp
     cache = Path(run_dir) / "scores" / f"{dataset}-{Path(split).name}{suffix}-{ckpt.stem}-{key}.npz"
     if cache.is_file():
         return load_scores(cache)
+    remove_stale_temps(cache.parent)  # a score cache a killed session was writing (in `full` up to GBs)
     with ctx.stage(f"score {dataset} with {Path(run_dir).name} ({ckpt.name})") as st:
         model, ensemble = load_checkpoint(ckpt)
         t0 = time.perf_counter()

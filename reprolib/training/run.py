@@ -40,6 +40,7 @@ from reprolib.io import (
     ReprolibDataError,
     load_error,
     read_json,
+    remove_stale_temps,
     state_dict_mismatch,
     write_bytes,
     write_json,
@@ -228,6 +229,8 @@ def train(config: TrainConfig | dict[str, Any], run_dir: PathLike, callbacks: Se
     check_run_dir(cfg, run_dir)
     if _finished(run_dir):
         return run_dir
+    for folder in (run_dir / "checkpoints", run_dir / "checkpoints" / "validation"):  # a killed session's partials
+        remove_stale_temps(folder)
     resume = find_resume_checkpoint(run_dir, cfg.kaggle_input, cfg.resume_from)
     if resume is not None and resume.parent.parent.resolve() != run_dir.resolve():
         # another folder's run (a mounted previous output, found by folder name): the same settings, or refuse
