@@ -73,7 +73,7 @@ help:
 	@echo "make lab              JupyterLab with the project's kernel"
 	@echo "make kaggle-push TABLE=table4 [PROFILE=full DATA=you/synboost-data CKPT_DATASET=you/synboost-weights"
 	@echo "   CKPTS=deepwv3plus=cityscapes_best.pth,... MAX_TIME=00:11:00:00 ACCELERATOR=NvidiaTeslaT4 WANDB=online"
-	@echo "   PRECISION=16-mixed EVAL_RES=benchmark SEEDS=0,1,2]"
+	@echo "   PRECISION=16-mixed EVAL_RES=benchmark SEEDS=0,1,2 REPORT_SELECTION=no]"
 	@echo "make kaggle-pull TABLE=table4   that kernel's results into results/table4/ (where make report reads; PARTIAL=yes: an unfinished table too;"
 	@echo "   results of another profile than the local ones are refused: PROFILE=full takes full ones)"
 	@echo "make world            the embedded world in WORLD=$(WORLD) (SEED=0)"
