@@ -150,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p_push.add_argument("--precision", default="", help="training precision, e.g. 16-mixed on a T4/P100 (default: "
                                                          "the notebook's, fp32)")
     p_push.add_argument("--eval-resolution", default="", help="processed|benchmark (default: the table's protocol)")
-    p_push.add_argument("--seeds", default="", help="comma-separated seeds, e.g. 0,1,2 (default: the profile's)")
+    p_push.add_argument("--seeds", default="", help="comma-separated seeds, e.g. 0,1,2 (default: the table's for the profile)")
     p_push.add_argument("--no-report-selection", action="store_true",
                         help="leave out the <variant>@report_selection rows (in full: epochs - 11 more epochs a run)")
     p_push.add_argument("--build-dir", default="build/kaggle")
