@@ -219,7 +219,7 @@ def resume_check(dry_run: Path, work: Path, steps: int = 6, stop: int = 4) -> li
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default=None, help="cuda (default when available) or cpu (logic check only)")
     parser.add_argument("--width", type=float, default=1.0)
     parser.add_argument("--size", type=int, nargs=2, default=(256, 512), metavar=("H", "W"))
