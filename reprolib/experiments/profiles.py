@@ -132,8 +132,8 @@ PROFILES: dict[str, PipelineProfile] = {
         seeds=(0,),
     ),
     # Embedded default: a whole Table 4 (3 trainings × 3 seeds, and their report-selection twins selected from their
-    # snapshots) in about 14-17 minutes on 2 CPU cores, set-up included (fresh clone of 074f94f on an Intel Xeon:
-    # 13m48s; benchmarks/README.md).
+    # snapshots) in about 14-21 minutes on 2 CPU cores by machine, set-up included (fresh clones: 074f94f on an Intel
+    # Xeon 13m48s, 0bca24c on an AMD EPYC 18m26.5s; benchmarks/README.md).
     "demo": PipelineProfile(
         name="demo",
         size=(128, 256),
