@@ -299,7 +299,7 @@ def training_split(ctx: Context, combo: str, split: str, void_labels: bool) -> t
 
 def generation_root(default: Path, params: dict[str, Any]) -> Path:
     """Where the generation ``params`` describes lives: ``default`` (``generated/<combo>-<split>``), unless that folder
-    holds, or its record (:func:`_record_split`) describes, a generation of other parameters (another data root, other
+    holds, or its record (:func:`_record_split`) describes, a generation of other parameters (other Cityscapes files, other
     segmentation weights filling void): then ``<default>-<hash of params>``. The generator refuses a folder of other
     parameters, which a table cannot get round; each generation in its own folder keeps both, and switching back finds
     the first one's split by its record. ``default`` stays the folder of every generation that had it."""
