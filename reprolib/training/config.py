@@ -199,6 +199,8 @@ def _imagenet(v: Any) -> str | None:
 def imagenet_weights_identity(model: Mapping[str, Any]) -> str | None:
     """:func:`reprolib.models.pretrained.imagenet_identity` of the encoder a ``model`` setting builds (the network's
     defaults filled in): None for none or torchvision's own file, ``"random"``, or the file's ``"sha256:…"``."""
+    if model.get("pretrained", True) is False or float(model.get("width", 1.0)) != 1.0:
+        return None  # no file to look at: and no import of reprolib.models (torchvision) for a demo rerun's runs
     # lazy: reprolib.models imports torch + torchvision (see _model)
     from reprolib.models import DissimilarityConfig
     from reprolib.models.pretrained import imagenet_identity

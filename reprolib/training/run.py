@@ -212,8 +212,9 @@ def with_imagenet_identity(cfg: TrainConfig) -> TrainConfig:
     file decides); a value that names other weights than the file found is an error, not a silent retrain."""
     found = imagenet_weights_identity(cfg.model)
     if cfg.imagenet is not None and cfg.imagenet != found:
+        actual = found or "torchvision's own file"
         raise ConfigError("imagenet", f"the config names the ImageNet weights {cfg.imagenet!r}, but the encoder would "
-                                      f"start from {found or 'torchvision’s own file'!r}")
+                                      f"start from {actual}")
     return cfg if cfg.imagenet == found else cfg.replace(imagenet=found)
 
 
