@@ -225,9 +225,22 @@ def test_epochs_follow_the_report_in_full_and_steps_stay_in_demo() -> None:
     assert full.training_config(**{**kw, "max_epochs": 3}, epochs=25)["max_epochs"] == 3  # the user's override wins
 
 
-def test_rerun_reuses_finished_work(table4) -> None:
+def test_rerun_reuses_finished_work(table4, capsys, monkeypatch) -> None:
+    from reprolib.precompute import compute
+
     df, work, out = table4
+    keys = []
+    key = compute.cache_key
+    monkeypatch.setattr(compute, "cache_key", lambda *a, **k: keys.append(1) or key(*a, **k))
+    capsys.readouterr()
     again = run_table("table4", profile="tiny", work_dir=work, output_dir=out, device="cpu", wandb_mode="disabled")
+    # each split (and the backends) is found done once per call, not again for every variant and seed: that
+    # took 0.2-0.4 s a time (backends loaded, weights hashed, V's VGG19 built for the cache key)
+    entered = [line.split(" …")[0] for line in capsys.readouterr().out.splitlines()
+               if line.startswith("[reprolib] ") and line.endswith(" …")]
+    counts = {s: entered.count(s) for s in entered if s.split(" ")[1] in ("backends", "precompute")}
+    assert counts and set(counts.values()) == {1}, counts
+    assert len(keys) == 4, len(keys)  # train, val, FS L&F, FS Static: one cache key each
     pd.testing.assert_frame_equal(df.drop(columns="commit"), again.drop(columns="commit"))
     timings = json.loads((out / "timings.json").read_text())
     # a finished run is not entered again at all: no train (or select) stage, whatever it would cost (retraining a

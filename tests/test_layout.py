@@ -1,5 +1,5 @@
 """The CPU fast paths give the numbers of the plain PyTorch forms: SELU from exp, and channels-last convolutions
-in the embedded generator and in V's VGG19 (reprolib.models.layout)."""
+in the embedded segmentation and generator and in V's VGG19 (reprolib.models.layout)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from reprolib.backends.embedded import build_generator
+from reprolib.backends.embedded import build_generator, build_segmentation
 from reprolib.maps import PerceptualDifference
 from reprolib.models import layout
 from reprolib.models.blocks import SELU
@@ -71,6 +71,27 @@ def test_generator_channels_last_matches_nchw(nchw):
     torch.testing.assert_close(out_cl, out_ref, rtol=1e-5, atol=1e-5)
     for g_cl, p in zip(grads_cl, ref.parameters(), strict=True):
         # measured ~4e-4 in every layer: BatchNorm's NHWC backward accumulates its sums in another order
+        assert (g_cl - p.grad).norm() <= 2e-3 * p.grad.norm() + 1e-7
+
+
+def test_segmentation_channels_last_matches_nchw(nchw):
+    image = torch.randn(2, 3, 32, 64, generator=torch.Generator().manual_seed(1))
+    weight = torch.randn(2, 19, 32, 64, generator=torch.Generator().manual_seed(3))
+    seg = build_segmentation("strong", seed=0)
+    seg.train()
+    out_cl = seg(image)
+    (out_cl * weight).sum().backward()
+    grads_cl = [p.grad.clone() for p in seg.parameters()]
+    assert seg.stem[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert out_cl.is_contiguous()  # H and D, the argmax and the loss see the plain layout
+    ref = build_segmentation("strong", seed=0)
+    ref.train()
+    nchw()
+    out_ref = ref(image)
+    (out_ref * weight).sum().backward()
+    assert ref.stem[0][0].weight.is_contiguous()
+    torch.testing.assert_close(out_cl, out_ref, rtol=1e-5, atol=1e-5)
+    for g_cl, p in zip(grads_cl, ref.parameters(), strict=True):
         assert (g_cl - p.grad).norm() <= 2e-3 * p.grad.norm() + 1e-7
 
 

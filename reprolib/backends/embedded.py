@@ -126,13 +126,16 @@ class EmbeddedSegmentation(SegmentationBackend):
         """Logits at the input resolution (bilinear upsampling from 1/4)."""
         check_image_batch(image)
         h, w = image.shape[-2:]
+        fmt = conv_layout(image.device)  # NHWC on CPU, as the generator (reprolib.models.layout)
+        match_weight_layout(self, fmt)
+        image = image.contiguous(memory_format=fmt)
         f4 = self.down4(self.stem(image))
         f8 = self.context(self.down8(f4))
         x = resize_bilinear(f8, f4.shape[-2:])
         if self.skip_proj is not None:
             x = torch.cat([x, self.skip_proj(f4)], dim=1)
         logits = self.decoder(x)
-        return resize_bilinear(logits, (h, w))
+        return resize_bilinear(logits, (h, w)).contiguous()
 
 
 def label_edges(label_ids: torch.Tensor) -> torch.Tensor:

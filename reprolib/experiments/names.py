@@ -38,12 +38,12 @@ VARIANT_NAMES: dict[str, str] = {
     # Table 8
     "moderate1": "Moderate1",
     "moderate2": "Moderate2",
-    # Figures 4-6: the VGG16 row (lr 1e-4, SELU) is each figure's baseline
+    # Figures 4-6: the VGG16 row (the profile's lr: the paper's 1e-4 in full; SELU) is each figure's baseline
     "vgg16": "VGG16",
     "resnet18": "ResNet18",
     "resnet101": "ResNet101",
-    "lr_1e-3": "lr 1e-3",
-    "lr_1e-5": "lr 1e-5",
+    "lr_x10": "lr ×10",
+    "lr_x0.1": "lr ×0.1",
     "relu": "ReLU",
     # the paper-scale dry run (results/smoke-full)
     "smoke-full:full": "Full Framework, w/o ensemble",

@@ -13,7 +13,7 @@ the training's ModelCheckpoint would (the first lowest ``val/loss``) and, when s
 ``last.ckpt`` at the fork: the shared weights and optimiser, its own plateau scheduler (stepped on its own losses,
 the learning rate it set included) and its own record of the best validation; ``train`` resumes from there.
 
-In the demo (240 steps validated every 80, patience 10) no step follows the shared validations: the report-selection
+In the demo (120 steps validated every 40, patience 10) no step follows the shared validations: the report-selection
 run is finished from the snapshots in seconds, with the weights of training it (tests/test_selection.py trains
 both ways). In the ``full`` profile (50 validations, one an epoch) it is forked after its 11th epoch, whose validation
 is the last shared one, and trains epochs 12–50 only, instead of all 50.
