@@ -225,6 +225,20 @@ def test_epochs_follow_the_report_in_full_and_steps_stay_in_demo() -> None:
     assert full.training_config(**{**kw, "max_epochs": 3}, epochs=25)["max_epochs"] == 3  # the user's override wins
 
 
+def test_figure5_learning_rates_are_a_decade_either_side_of_the_profiles() -> None:
+    from reprolib.experiments.profiles import get_pipeline_profile
+
+    kw = dict(model={}, ensemble="grid", seed=0, train_split="a", val_split="b", label_dir="labels",
+              wandb_mode="disabled", max_time=None, max_epochs=None, device="cpu")
+    rows = {v.name: v for v in TABLES["figures"].variants}
+    for profile, base, up, down in (("full", 1e-4, 1e-3, 1e-5), ("demo", 1e-3, 1e-2, 1e-4)):
+        p = get_pipeline_profile(profile)
+        lrs = {name: p.training_config(**kw, train=rows[name].train) for name in ("vgg16", "lr_x10", "lr_x0.1")}
+        # exactly the decimal values (1e-4 × 0.1 is 1.0000000000000001e-05 in floats): full's runs keep their names
+        assert [lrs[n]["lr"] for n in ("vgg16", "lr_x10", "lr_x0.1")] == [base, up, down], profile
+        assert not any("lr_scale" in cfg for cfg in lrs.values())
+
+
 def test_rerun_reuses_finished_work(table4, capsys, monkeypatch) -> None:
     from reprolib.precompute import compute
 

@@ -142,7 +142,7 @@ def build_explore() -> nbformat.NotebookNode:
     md, code = nbformat.v4.new_markdown_cell, nbformat.v4.new_code_cell
     nb.cells = [
         md("# Explore: look inside a trained model, change one thing, see what moves\n\n"
-           "Needs a finished table (e.g. `make table4`, about 14–21 minutes on 2 CPU cores in the demo profile, "
+           "Needs a finished table (e.g. `make table4`, about 10–14 minutes on 2 CPU cores in the demo profile, "
            "set-up included); trains nothing. "
            "Logic lives in `reprolib.explore`: every widget action is a plain function there."),
         code(EXPLORE_PARAMS, metadata={"tags": ["parameters"]}),
