@@ -28,7 +28,9 @@ _REPORT_ROWS = (f"each variant's {PROTOCOL_SHORT['selection']} row ({PROTOCOL_SH
                 f"{PROTOCOL_SHORT['report']} for a grid ensemble)")
 _TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"$<$",
-                ">": r"$>$", "|": r"$|$", "−": "$-$", "±": r"$\pm$"}
+                ">": r"$>$", "|": r"$|$", "−": "$-$", "±": r"$\pm$",
+                # pdflatex's default input encoding prints "×" as "Ö" (Figure 5's "lr ×10")
+                "×": r"$\times$", "–": "--"}
 
 
 #: a paragraph column set ragged right (``array``'s ``>{...}``; report/main.tex loads array): justified in 2.8 cm, the
