@@ -51,47 +51,31 @@ def nchw(monkeypatch):
     return use_nchw
 
 
-def test_generator_channels_last_matches_nchw(nchw):
-    ids = torch.randint(0, 34, (2, 32, 64), generator=torch.Generator().manual_seed(1))
-    gen = build_generator("strong", seed=0)
-    gen.train()
+@pytest.mark.parametrize("kind", ["generator", "segmentation"])
+def test_embedded_backends_channels_last_match_nchw(nchw, kind: str):
+    g = torch.Generator().manual_seed(1)
+    if kind == "generator":
+        build, first = (lambda: build_generator("strong", seed=0)), (lambda net: net.inc[0][0])
+        inputs, channels = torch.randint(0, 34, (2, 32, 64), generator=g), 3
+    else:
+        build, first = (lambda: build_segmentation("strong", seed=0)), (lambda net: net.stem[0][0])
+        inputs, channels = torch.randn(2, 3, 32, 64, generator=g), 19
     # a random weighting: out.mean() makes BatchNorm's backward a cancellation of nearly equal terms
-    weight = torch.randn(2, 3, 32, 64, generator=torch.Generator().manual_seed(3))
-    out_cl = gen(ids)
+    weight = torch.randn(2, channels, 32, 64, generator=torch.Generator().manual_seed(3))
+    net = build().train()
+    out_cl = net(inputs)
     (out_cl * weight).sum().backward()
-    grads_cl = [p.grad.clone() for p in gen.parameters()]
-    assert gen.inc[0][0].weight.is_contiguous(memory_format=torch.channels_last)
-    assert out_cl.is_contiguous()
-    ref = build_generator("strong", seed=0)
-    ref.train()
+    grads_cl = [p.grad.clone() for p in net.parameters()]
+    assert first(net).weight.is_contiguous(memory_format=torch.channels_last)
+    assert out_cl.is_contiguous()  # what reads the output (H, D, the argmax, the losses) sees the plain layout
+    ref = build().train()
     nchw()
-    out_ref = ref(ids)
+    out_ref = ref(inputs)
     (out_ref * weight).sum().backward()
-    assert ref.inc[0][0].weight.is_contiguous()
+    assert first(ref).weight.is_contiguous()
     torch.testing.assert_close(out_cl, out_ref, rtol=1e-5, atol=1e-5)
     for g_cl, p in zip(grads_cl, ref.parameters(), strict=True):
         # measured ~4e-4 in every layer: BatchNorm's NHWC backward accumulates its sums in another order
-        assert (g_cl - p.grad).norm() <= 2e-3 * p.grad.norm() + 1e-7
-
-
-def test_segmentation_channels_last_matches_nchw(nchw):
-    image = torch.randn(2, 3, 32, 64, generator=torch.Generator().manual_seed(1))
-    weight = torch.randn(2, 19, 32, 64, generator=torch.Generator().manual_seed(3))
-    seg = build_segmentation("strong", seed=0)
-    seg.train()
-    out_cl = seg(image)
-    (out_cl * weight).sum().backward()
-    grads_cl = [p.grad.clone() for p in seg.parameters()]
-    assert seg.stem[0][0].weight.is_contiguous(memory_format=torch.channels_last)
-    assert out_cl.is_contiguous()  # H and D, the argmax and the loss see the plain layout
-    ref = build_segmentation("strong", seed=0)
-    ref.train()
-    nchw()
-    out_ref = ref(image)
-    (out_ref * weight).sum().backward()
-    assert ref.stem[0][0].weight.is_contiguous()
-    torch.testing.assert_close(out_cl, out_ref, rtol=1e-5, atol=1e-5)
-    for g_cl, p in zip(grads_cl, ref.parameters(), strict=True):
         assert (g_cl - p.grad).norm() <= 2e-3 * p.grad.norm() + 1e-7
 
 
