@@ -82,9 +82,14 @@ class Context:
     kaggle_input: str | None = None  # where training may look for a previous session's checkpoints
     checkpoint_keys: dict[Path, str] = field(default_factory=dict)  # content hashes, computed once each
     #: what :func:`backends`, :func:`training_split` and :func:`evaluation_splits` resolved in this call, by their
-    #: arguments: each table row asks again, and finding finished work again (loading the backends, hashing their
-    #: weights, listing the data, building V's VGG19 for the cache key) took 0.2-0.4 s a time, ~40 s of a demo Table 4
+    #: arguments (:meth:`resolved_key`): each table row asks again, and finding finished work again (loading the
+    #: backends, hashing their weights, listing the data, building V's VGG19 for the cache key) took 0.2-0.4 s a time,
+    #: ~40 s of a demo Table 4
     resolved: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+
+    def resolved_key(self, *parts: Any) -> tuple[Any, ...]:
+        """``parts`` with the data root and device they were resolved for (a caller may switch either)."""
+        return (*parts, self.data.root if self.data is not None else None, str(self.device))
 
     @property
     def work_root(self) -> Path:
@@ -231,8 +236,9 @@ def backends(ctx: Context, combo: str) -> tuple[Any, Any]:
     from reprolib.backends import get_combo  # lazy: torchvision, see _train_embedded
 
     name = combo_name(ctx, combo)
-    if ("backends", name) in ctx.resolved:
-        return ctx.resolved["backends", name]
+    key = ctx.resolved_key("backends", name)
+    if key in ctx.resolved:
+        return ctx.resolved[key]
     kw: dict[str, Any] = {"device": ctx.device}
     if name.startswith("embedded"):
         kw.update(embedded_dir=ctx.work_dir / "backends")
@@ -244,7 +250,7 @@ def backends(ctx: Context, combo: str) -> tuple[Any, Any]:
         combo = get_combo(name, **kw)
         done = list((ctx.work_dir / "backends").glob("*/done.json")) if name.startswith("embedded") else []
         st.ran = any(st.changed(p) for p in done)
-    ctx.resolved["backends", name] = combo
+    ctx.resolved[key] = combo
     return combo
 
 
@@ -284,8 +290,9 @@ def training_split(ctx: Context, combo: str, split: str, void_labels: bool) -> t
 
     labels = VOID_DIR if void_labels else "labels"
     name = combo_name(ctx, combo)
-    if ("training_split", name, split) in ctx.resolved:
-        return ctx.resolved["training_split", name, split], labels
+    key = ctx.resolved_key("training_split", name, split)
+    if key in ctx.resolved:
+        return ctx.resolved[key], labels
     seg, resyn = backends(ctx, combo)
     with ctx.stage(f"precompute {split} {name}") as st:
         fill = SegmentationFill(seg, ctx.device, name)
@@ -304,7 +311,7 @@ def training_split(ctx: Context, combo: str, split: str, void_labels: bool) -> t
                                   batch_size=ctx.profile.precompute_batch, before_work=st.check_budget_inside))
             _record_split(gen_root, params, out)
         st.ran = st.changed(out / "done.json")
-    ctx.resolved["training_split", name, split] = out
+    ctx.resolved[key] = out
     return out, labels
 
 
@@ -370,8 +377,9 @@ def evaluation_splits(ctx: Context, combo: str) -> dict[str, Path]:
     """FS Lost & Found and FS Static, run through the combo's backends and maps once."""
     from reprolib.precompute import precompute  # lazy: torchvision, see _train_embedded
 
-    if ("evaluation_splits", combo_name(ctx, combo)) in ctx.resolved:
-        return dict(ctx.resolved["evaluation_splits", combo_name(ctx, combo)])
+    key = ctx.resolved_key("evaluation_splits", combo_name(ctx, combo))
+    if key in ctx.resolved:
+        return dict(ctx.resolved[key])
     seg, resyn = backends(ctx, combo)
     datasets = {
         "fs_lost_and_found": LostAndFoundDataset(ctx.data.fs_lost_and_found, laf_root=ctx.data.lostandfound),
@@ -383,5 +391,5 @@ def evaluation_splits(ctx: Context, combo: str) -> dict[str, Path]:
             splits[name] = Path(precompute(ds, seg, resyn, ctx.work_dir / "processed", size=ctx.profile.size,
                                            batch_size=ctx.profile.precompute_batch, before_work=st.check_budget_inside))
             st.ran = st.changed(splits[name] / "done.json")
-    ctx.resolved["evaluation_splits", combo_name(ctx, combo)] = dict(splits)
+    ctx.resolved[key] = dict(splits)
     return splits
