@@ -18,6 +18,7 @@ from reprolib.experiments.claims import CLAIMS, NOT_TESTED, Claim, NotTested, cl
 from reprolib.experiments.names import DATASET_NAMES, PROTOCOL_SHORT, table_title
 from reprolib.experiments.profiles import PROFILES
 from reprolib.io import write_text
+from reprolib.report.tex import LATEX_SPECIAL
 
 COLUMNS = ["Claim", "Line", "Dataset", "Expect", "Report", "Ours [95% CI]", "Seeds", "Verdict"]
 #: the same comparison under the report's protocol (reprolib.experiments.claims.row_under), beside ours
@@ -26,11 +27,8 @@ REPORT_COLUMNS = ["Report's protocol [95% CI]", "Verdict there"]
 #: has one, else its report-selection row)
 _REPORT_ROWS = (f"each variant's {PROTOCOL_SHORT['selection']} row ({PROTOCOL_SHORT['selection']}; "
                 f"{PROTOCOL_SHORT['report']} for a grid ensemble)")
-_TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"$<$",
-                ">": r"$>$", "|": r"$|$", "−": "$-$", "±": r"$\pm$",
-                # pdflatex's default input encoding prints "×" as "Ö" (Figure 5's "lr ×10")
-                "×": r"$\times$", "–": "--"}
+#: the report's table, with the claims' comparison signs in math mode
+_TEX_SPECIAL = {**LATEX_SPECIAL, "<": r"$<$", ">": r"$>$", "|": r"$|$", "−": "$-$"}
 
 
 #: a paragraph column set ragged right (``array``'s ``>{...}``; report/main.tex loads array): justified in 2.8 cm, the

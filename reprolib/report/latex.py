@@ -29,6 +29,7 @@ from reprolib.experiments.results import load_results, result_tables
 from reprolib.experiments.tables import GRID_NOTE, SELECTION_NOTES, TABLES
 from reprolib.io import read_json, write_bytes, write_text
 from reprolib.report.claims import write_claims
+from reprolib.report.tex import latex_escape
 
 DATASET_NAMES = {k: v.replace("&", "\\&") for k, v in PLAIN_DATASET_NAMES.items()}
 METRIC_NAMES = {"ap": "AP $\\uparrow$", "fpr95": "FPR95 $\\downarrow$", "auroc": "AUROC $\\uparrow$"}
@@ -133,17 +134,6 @@ def comparison_table(
     if names:
         wide.index = pd.Index([variant_name(str(v), table) for v in wide.index], name="variant")
     return wide
-
-
-def latex_escape(text: str) -> str:
-    """Plain text (a table's caption) → LaTeX."""
-    # "<" and ">" too: in the default OT1 font encoding they print as "¡" and "¿" (the captions' "<variant>@...")
-    table = {"\\": "\\textbackslash{}", "&": "\\&", "%": "\\%", "$": "\\$", "#": "\\#", "_": "\\_",
-             "{": "\\{", "}": "\\}", "~": "\\textasciitilde{}", "^": "\\textasciicircum{}",
-             "<": "\\textless{}", ">": "\\textgreater{}",
-             # pdflatex's default input encoding prints "×" as "Ö"
-             "×": "$\\times$", "–": "--", "±": "$\\pm$"}
-    return "".join(table.get(ch, ch) for ch in text)
 
 
 def write_latex_table(df: pd.DataFrame, path: str | Path, caption: str, label: str, table: str | None = None) -> str:
