@@ -130,6 +130,61 @@ def test_best_checkpoint_is_scored(table4, tmp_path: Path) -> None:
         (run / "checkpoints" / "held.ckpt").rename(run / "checkpoints" / "best.ckpt")
 
 
+def test_a_selection_that_keeps_its_twins_weights_gets_its_twins_scores(table4, tmp_path: Path, monkeypatch) -> None:
+    """A report-selection run finished from its twin's snapshots at the twin's own best step holds the weights the
+    twin was scored with, in another file (a weights-only snapshot): it gets the twin's scores, predictions and
+    timing without running the network (in the demo's Table 4, 10 of 36 scorings). Other weights are scored."""
+    import shutil
+
+    import torch
+
+    from reprolib.experiments import pipeline as P
+    from reprolib.experiments import runner
+    from reprolib.experiments.profiles import get_pipeline_profile
+    from reprolib.experiments.scoring import load_scores
+
+    df, work, _ = table4
+    trained = Path(df.set_index("variant").loc["full", "checkpoint"].iloc[0]).parents[1]
+    source = tmp_path / "work" / "tiny" / "runs" / trained.name
+    shutil.copytree(trained, source)
+    source_cache = next((source / "scores").glob("fs_static-*-best-*.npz"))
+    split = next(p for p in (work / "tiny" / "processed").iterdir() if p.name in source_cache.name)
+    twin = source.with_name("embedded-twin-seed0")
+    (twin / "checkpoints").mkdir(parents=True)
+    full = torch.load(source / "checkpoints" / "best.ckpt", weights_only=True)
+    snapshot = {k: v for k, v in full.items() if k not in ("optimizer_states", "lr_schedulers", "callbacks")}
+    torch.save(snapshot, twin / "checkpoints" / "best.ckpt")
+    (twin / "done.json").write_text(json.dumps({"selected_from": source.name, "best_step": full["global_step"]}))
+
+    class Scored(Exception):
+        """The network ran (the stand-in for score_split)."""
+
+    def stand_in(*args, **kwargs):
+        raise Scored
+
+    monkeypatch.setattr(runner, "score_split", stand_in)
+
+    ctx = P.Context(profile=get_pipeline_profile("tiny"), work_dir=tmp_path / "work")
+    got = runner.scores_for(ctx, twin, None, "fs_static", split)  # raises Scored if the network ran
+    cache = next((twin / "scores").glob("fs_static-*-best-*.npz"))
+    assert cache.name != source_cache.name  # keyed by its own file, whose bytes differ
+    want = load_scores(source_cache)
+    assert got.keys() == want.keys() and all(np.array_equal(np.stack(got[k]), np.stack(want[k])) for k in want)
+    pngs = sorted(p.name for p in (source / "predictions" / "fs_static").glob("*.png"))
+    assert pngs and pngs == sorted(p.name for p in (twin / "predictions" / "fs_static").glob("*.png"))
+    assert all((twin / "predictions" / "fs_static" / n).read_bytes()
+               == (source / "predictions" / "fs_static" / n).read_bytes() for n in pngs)
+    timing = json.loads((twin / "predictions" / "fs_static-timing.json").read_text())
+    assert timing["seconds_per_image"] > 0 and timing["measured_with"].startswith(source.name)
+    # another snapshot (other weights): the network runs
+    shutil.rmtree(twin / "scores")
+    snapshot["state_dict"] = {k: v * 1.5 if v.is_floating_point() else v for k, v in snapshot["state_dict"].items()}
+    torch.save(snapshot, twin / "checkpoints" / "best.ckpt")
+    with pytest.raises(Scored):
+        runner.scores_for(P.Context(profile=get_pipeline_profile("tiny"), work_dir=tmp_path / "work"), twin, None,
+                          "fs_static", split)
+
+
 def test_without_generator_changes_only_the_labels(table4) -> None:
     """'w/o data generator' trains on the full model's processed data; only the label folder differs."""
     df, _, _ = table4

@@ -43,7 +43,7 @@ from reprolib.experiments.scoring import (
 )
 from reprolib.experiments.session import Session, SessionOver, export_outputs, import_previous, sha256_file
 from reprolib.experiments.tables import Variant, get_table
-from reprolib.io import ReprolibDataError, remove_stale_temps, write_json
+from reprolib.io import ReprolibDataError, read_json, remove_stale_temps, write_bytes, write_json
 from reprolib.metrics import bootstrap_intervals
 from reprolib.training.config import PRECISIONS, WANDB_MODES, imagenet_weights_identity
 from reprolib.weights import CHECKPOINT_ENV, check_checkpoint_names
@@ -519,6 +519,53 @@ def _checkpoint_key(ctx: P.Context, ckpt: Path) -> str:
     return ctx.checkpoint_keys[ckpt]
 
 
+def _score_cache(ctx: P.Context, run_dir: Path, dataset: str, split: Path) -> tuple[Path, str, Path]:
+    """The checkpoint a run is scored with, its content key, and the file its scores on ``split`` are cached in."""
+    ckpt = scored_checkpoint(run_dir)
+    key = _checkpoint_key(ctx, ckpt)
+    return ckpt, key, Path(run_dir) / "scores" / f"{dataset}-{Path(split).name}{_suffix(ctx)}-{ckpt.stem}-{key}.npz"
+
+
+def _suffix(ctx: P.Context) -> str:
+    """What the evaluation resolution adds to score caches' and predictions' names ("" at the processing size)."""
+    return "" if ctx.eval_resolution == "processed" else f"-{ctx.eval_resolution}"
+
+
+def same_network(a: Path, b: Path) -> bool:
+    """Whether two checkpoint files hold the same network: equal hyper-parameters and every ``state_dict`` tensor
+    equal, dtype included (the files may differ: one a full checkpoint, the other a weights-only snapshot)."""
+    ca, cb = (torch.load(p, map_location="cpu", weights_only=True) for p in (a, b))
+    sa, sb = ca.get("state_dict") or {}, cb.get("state_dict") or {}
+    return (bool(sa) and ca.get("hyper_parameters") == cb.get("hyper_parameters") and sa.keys() == sb.keys()
+            and all(sa[k].dtype == sb[k].dtype and torch.equal(sa[k], sb[k]) for k in sa))
+
+
+def _reuse_source_scores(ctx: P.Context, run_dir: Path, dataset: str, split: Path, ckpt: Path, key: str,
+                         cache: Path) -> bool:
+    """Give a report-selection run finished from its twin's snapshots (``done.json``'s ``selected_from``) the
+    twin's scores when the snapshot it kept holds the weights the twin is scored with: the same numbers, without
+    the network (in the demo's Table 4, 5 of the 9 selections keep the twin's own best step). Writes the cache,
+    predictions and timing (measured on the twin) as scoring would; False when there is nothing to reuse."""
+    source_name = read_json(Path(run_dir) / "done.json").get("selected_from")
+    source = Path(run_dir).parent / str(source_name)
+    if not source_name or not (source / "done.json").is_file():
+        return False
+    source_ckpt, _, source_cache = _score_cache(ctx, source, dataset, split)
+    suffix = _suffix(ctx)
+    timing = source / "predictions" / f"{dataset}{suffix}-timing.json"
+    if not source_cache.is_file() or not timing.is_file() or not same_network(ckpt, source_ckpt):
+        return False
+    with ctx.stage(f"score {dataset} with {Path(run_dir).name} ({ckpt.name}): {source.name}'s scores") as st:
+        scores = load_scores(source_cache)
+        write_predictions(scores["dissimilarity"], Path(run_dir) / "predictions" / f"{dataset}{suffix}")
+        write_json(Path(run_dir) / "predictions" / f"{dataset}{suffix}-timing.json",
+                   {**read_json(timing), "checkpoint": ckpt.name, "checkpoint_sha256_12": key,
+                    "measured_with": f"{source.name}/{source_ckpt.relative_to(source)} (the same weights)"})
+        write_bytes(cache, source_cache.read_bytes())  # last, as scoring writes it: it marks the scoring done
+        st.info = {"cache": cache.name, "from": source_cache.name}
+    return True
+
+
 def scores_for(ctx: P.Context, run_dir: Path, variant: Variant, dataset: str, split: Path) -> dict:
     """Per-image scores of a finished run on an evaluation split (cached as npz in the run dir).
 
@@ -531,13 +578,13 @@ def scores_for(ctx: P.Context, run_dir: Path, variant: Variant, dataset: str, sp
 
     if not (Path(run_dir) / "done.json").is_file():
         raise ReprolibDataError(run_dir, "the run has not finished: only finished models are scored")
-    ckpt = scored_checkpoint(run_dir)
-    suffix = "" if ctx.eval_resolution == "processed" else f"-{ctx.eval_resolution}"
-    key = _checkpoint_key(ctx, ckpt)
-    cache = Path(run_dir) / "scores" / f"{dataset}-{Path(split).name}{suffix}-{ckpt.stem}-{key}.npz"
+    ckpt, key, cache = _score_cache(ctx, run_dir, dataset, split)
+    suffix = _suffix(ctx)
     if cache.is_file():
         return load_scores(cache)
     remove_stale_temps(cache.parent)  # a score cache a killed session was writing (in `full` up to GBs)
+    if _reuse_source_scores(ctx, run_dir, dataset, split, ckpt, key, cache):
+        return load_scores(cache)
     with ctx.stage(f"score {dataset} with {Path(run_dir).name} ({ckpt.name})") as st:
         model, ensemble = load_checkpoint(ckpt)
         t0 = time.perf_counter()
