@@ -299,6 +299,11 @@ def test_wandb_offline_writes_locally_and_never_the_key(splits, tmp_path: Path) 
     assert any(p.suffix == ".png" and "media" in str(p) for p in files), "no sample prediction logged"
     for p in files:
         assert secret.encode() not in p.read_bytes(), p
+    # offline, what only the dashboard's system and files tabs show is left out (~1 s a run): no console copy, no
+    # package list; the history (metrics) is there
+    names = {p.name for p in files}
+    assert not names & {"output.log", "requirements.txt"}, names
+    assert any(p.suffix == ".wandb" for p in files)
 
 
 TWO_RUNS = """
