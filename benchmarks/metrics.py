@@ -13,7 +13,8 @@ random order and ordered from easy to hard.
 ``--grid`` times only the grid-search ensemble's per-candidate step (:class:`reprolib.ensemble.grid_search._Pooled`)
 over its 224 candidates: the counting pass (:func:`reprolib.metrics.curves.metrics_from_keys`) against the sort of
 the negatives' keys and a binary search per positive threshold it replaced, on the same keys, candidates
-alternating; it checks both give the same metrics to the bit. Given a run's cached scores (``data/demo/runs/<run>/
+alternating; then every candidate's whole step on one thread against ``grid_threads()`` threads. It checks each
+pair gives the same metrics to the bit. Given a run's cached scores (``data/demo/runs/<run>/
 scores/fs_static-*.npz``, written by ``make table4``) it uses them; without, demo-sized synthetic maps (24 images of
 128×256, 0.9 % anomalies, as the embedded FS Static).
 """
@@ -158,7 +159,7 @@ def _sorted_reference(pos_keys: np.ndarray, neg_keys: np.ndarray) -> dict[str, f
 def _grid(path: str) -> None:
     import os
 
-    from reprolib.ensemble.grid_search import ORDER, _Pooled, candidate_weights
+    from reprolib.ensemble.grid_search import ORDER, _Pooled, candidate_weights, grid_threads
     from reprolib.metrics.curves import metrics_from_keys
 
     if path:
@@ -188,6 +189,18 @@ def _grid(path: str) -> None:
           f"load average {os.getloadavg()[0]:.2f}")
     print(f"  sort + binary search (before)  {t_ref:7.3f} s")
     print(f"  counting pass (now)            {t_new:7.3f} s   {t_ref / t_new:5.1f}× faster, the same metrics to the bit")
+    # the whole candidate step (sums, keys, metrics) on one thread and on grid_threads(), alternating, 3 rounds each
+    threads = grid_threads()
+    t_one = t_many = 0.0
+    for _ in range(3):
+        dt_one, one = _timed(lambda: [pooled.metrics(w) for w in cands])
+        dt_many, many = _timed(pooled.metrics_of, cands)
+        if one != many:
+            raise SystemExit(f"{threads} threads gave other metrics than one")
+        t_one, t_many = t_one + dt_one / 3, t_many + dt_many / 3
+    print(f"  every candidate, 1 thread      {t_one:7.3f} s")
+    print(f"  every candidate, {threads} threads     {t_many:7.3f} s   {t_one / t_many:5.2f}× faster, "
+          "the same metrics to the bit")
 
 
 if __name__ == "__main__":

@@ -160,6 +160,33 @@ def test_pooled_search_equals_the_streaming_one(monkeypatch: pytest.MonkeyPatch)
         np.testing.assert_allclose(fast.table[k], slow.table[k], rtol=0, atol=1e-12)
 
 
+def test_candidates_on_several_threads_give_one_threads_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pooled candidates run on grid_threads() threads (the ensembles of a table: ~1.8× on 2 cores); the table
+    they make is the one thread's, value for value and in the same order."""
+    import sys
+    import threading
+
+    module = sys.modules["reprolib.ensemble.grid_search"]
+    maps, labels = _synthetic(seed=5)
+    seen: set[str] = set()
+    metrics = module._Pooled.metrics
+
+    def recording(self, weights):
+        seen.add(threading.current_thread().name)
+        return metrics(self, weights)
+
+    monkeypatch.setattr(module._Pooled, "metrics", recording)
+    monkeypatch.setattr(module, "grid_threads", lambda: 3)
+    many = grid_search(maps, labels)
+    assert len(seen) == 3 and all(name.startswith("grid") for name in seen), seen
+    monkeypatch.setattr(module, "grid_threads", lambda: 1)
+    seen.clear()
+    one = grid_search(maps, labels)
+    assert seen == {threading.current_thread().name}
+    assert many.weights == one.weights
+    assert many.table.equals(one.table)  # same order, same values to the bit
+
+
 def test_cross_fit_keeps_each_recording_sequence_in_one_half(tmp_path) -> None:
     """Frames of one Lost & Found sequence are near-duplicates: split apart, the weights scoring one frame would
     be tuned on its copy. The halves take whole sequences, as balanced as they allow."""
