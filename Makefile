@@ -13,6 +13,9 @@
 # when its status.json says its last run was killed or crashed ("in_progress": the CSV holds part of the rows).
 # A new table: add its name to TABLES (and its notebook to tools/make_notebooks.py).
 SHELL := /bin/bash
+# Python writes the bytecode of what it imports (uv does not compile the whole stack at install: tools/install.py),
+# also where the environment asks it not to: else every process compiled torch again (12 s of imports, not 5)
+unexport PYTHONDONTWRITEBYTECODE
 PYTHON_SYS ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python

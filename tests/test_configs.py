@@ -112,7 +112,7 @@ def test_identity_ignores_runtime_keys_and_split_location() -> None:
 
 def test_backend_steps_per_strength() -> None:
     demo = get_pipeline_profile("demo")
-    assert demo.backend_training_for("strong")["max_steps"] == (300, 100)
+    assert demo.backend_training_for("strong")["max_steps"] == (300, 70)
     assert demo.backend_training_for("light")["max_steps"] == (300, 300)
     assert demo.backend_training_for("light")["image_size"] == (128, 256)
     assert isinstance(demo.backend_training["max_steps"], dict)  # the profile itself is not changed

@@ -117,5 +117,15 @@ def test_uv_installs_from_where_pip_is_configured_to_look(tmp_path: Path) -> Non
     assert install_tool.install(["tinypkg==1.0"], python=python, pip_config=listing) == "uv"
     out = subprocess.run([python, "-c", "import tinypkg; print(tinypkg.VALUE)"], capture_output=True, text=True)
     assert out.stdout.strip() == "42", out.stderr
-    # compiled at install, as pip does: where PYTHONDONTWRITEBYTECODE is set no import would ever write it
-    assert list(venv.glob("lib/python*/site-packages/tinypkg/__pycache__/__init__.*.pyc"))
+
+
+def test_the_makefiles_commands_may_write_bytecode(tmp_path: Path) -> None:
+    """uv installs without compiling the stack; the first import of each module writes its bytecode, so the Makefile's
+    commands run without PYTHONDONTWRITEBYTECODE (which these machines set: every process compiled torch again)."""
+    probe = tmp_path / "probe.mk"
+    probe.write_text("reprolib-probe:\n\t@echo \"[$$PYTHONDONTWRITEBYTECODE]\"\n")
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    out = subprocess.run(["make", "-s", "--no-print-directory", "-f", "Makefile", "-f", str(probe), "reprolib-probe"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -13,11 +13,13 @@ best version across all indexes (uv's default takes a package from the first ind
 pip-installed at :data:`UV` into the same environment; if that or uv's install fails, pip installs instead, as
 ``make setup`` did before, so the result never depends on uv being available.
 
-uv compiles the installed modules' bytecode at install (``--compile-bytecode``), as pip does: without it, where
-``PYTHONDONTWRITEBYTECODE`` is set no import ever writes it, and each new process compiled torch, Lightning and
-pandas from source (measured 2026-12-04 on an AMD machine of this project: importing the stack 18-19 s a process
-without, 8-10 s with; the compilation adds ~28 s to a fresh ``make setup``, 29.5 → 57.7 s there, and ``make test``
-starts dozens of processes).
+uv leaves the bytecode to the first import, which compiles only the modules a process uses (pip and
+``uv --compile-bytecode`` compile every module of the 6 GB stack at install: 16 s of a 25 s ``make setup`` here,
+measured 2026-12-05 on an AMD EPYC of this project, against 9.5 s without). The Makefile lets its commands write it
+(``unexport PYTHONDONTWRITEBYTECODE``, which these machines set): else each new process would compile torch,
+Lightning and pandas from source again (importing the stack 12.4 s a process against 5.4 s with the bytecode). The
+first ``make table4`` pays ~11 s for what its kernel imports, so it is ~5 s sooner in all; ``make test``'s dozens
+of processes share what the first wrote.
 """
 
 from __future__ import annotations
@@ -96,8 +98,8 @@ def install(args: Sequence[str], python: str = sys.executable, run: Runner = _ru
     flags, env = uv_arguments(parse_pip_config(pip_config))
     have_uv = Path(uv).is_file() or run([python, "-m", "pip", "install", "-q", UV], {}) == 0
     if have_uv:
-        # --compile-bytecode: as pip does (see the module docstring: PYTHONDONTWRITEBYTECODE)
-        cmd = [uv, "pip", "install", "--quiet", "--compile-bytecode", "--python", python, "--index-strategy",
+        # no --compile-bytecode: the first import compiles what is used (see the module docstring)
+        cmd = [uv, "pip", "install", "--quiet", "--python", python, "--index-strategy",
                "unsafe-best-match", *flags, *args]
         if run(cmd, env) == 0:
             print(f"installed with uv in {time.perf_counter() - started:.0f} s: {' '.join(args)}", flush=True)
