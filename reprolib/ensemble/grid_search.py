@@ -119,8 +119,8 @@ def grid_search(maps: Mapping[str, Sequence[np.ndarray]], labels: Sequence[np.nd
 
 
 def grid_threads() -> int:
-    """Threads for the candidates: the CPUs this process may run on, at most 8 (each holds a copy of the pooled
-    pixels' sum: 8 × ~4 bytes a pixel)."""
+    """Threads for the candidates: the CPUs this process may run on, at most 8 (each holds its candidate's sum and
+    keys, ~8 bytes a pooled pixel: at most 32 MB at :attr:`_Pooled.MAX_PIXELS`)."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -163,7 +163,7 @@ class _Pooled:
     def metrics_of(self, weightings: Sequence[Mapping[str, float]]) -> list[dict[str, float]]:
         """:meth:`metrics` of each weighting, in order, on up to :func:`grid_threads` threads: each candidate is
         independent and its arithmetic the same on any thread (numpy's and the numba kernels' loops release the
-        GIL), so the values are those of one thread, bit for bit; 1.7–1.9× on 2 cores (benchmarks/README.md)."""
+        GIL), so the values are those of one thread, bit for bit; 1.72× on 2 cores (benchmarks/README.md)."""
         threads = min(grid_threads(), len(weightings))
         if threads <= 1:
             return [self.metrics(w) for w in weightings]

@@ -137,7 +137,7 @@ PROFILES: dict[str, PipelineProfile] = {
         seeds=(0,),
     ),
     # Embedded default: a whole Table 4 (3 trainings × 3 seeds, and their report-selection twins selected from their
-    # snapshots) in about 10-14 minutes on 2 CPU cores by machine, set-up included (a fresh clone of e37fbbe: 13m08.8s on
+    # snapshots) in about 9-13 minutes on 2 CPU cores by machine, set-up included (a fresh clone of 8e7b06b: 11m49.0s on
     # an AMD EPYC; benchmarks/README.md).
     "demo": PipelineProfile(
         name="demo",

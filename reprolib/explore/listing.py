@@ -32,7 +32,7 @@ def resolve_dir(path: PathLike) -> Path:
 def nothing_trained(work_dir: PathLike = "data", profile: str = "demo") -> str:
     """What to run first when ``work_dir`` holds no finished run."""
     return (f"No finished training run under {Path(work_dir) / profile / 'runs'}. Train one first, e.g. "
-            f"`make table4` (profile {profile!r}; about 10–14 minutes on 2 CPU cores in the demo profile), or run "
+            f"`make table4` (profile {profile!r}; about 9–13 minutes on 2 CPU cores in the demo profile), or run "
             "notebooks/table4.ipynb, then rerun this notebook.")
 
 
