@@ -342,3 +342,25 @@ def test_kaggle_pull_takes_an_unfinished_table_only_when_asked() -> None:
     assert _make_dry("kaggle-pull", "TABLE=table4").strip().endswith("pull --table table4")
     assert _make_dry("kaggle-pull", "TABLE=table4", "PARTIAL=yes").strip().endswith("pull --table table4 --partial")
     assert "--partial" not in _make_dry("kaggle-pull", "TABLE=table4", "PARTIAL=no")
+
+
+def test_every_environment_variable_reprolib_reads_is_in_the_readme() -> None:
+    """Each ``REPROLIB_*`` name in the package (all are environment variables it reads) is in the README, so a user can
+    find what it changes without reading the source."""
+    names = {m for f in (ROOT / "reprolib").rglob("*.py")
+             for m in re.findall(r"[\"'](REPROLIB_[A-Z0-9_]+)[\"']", f.read_text(encoding="utf-8"))}
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(names) >= 10 and not [n for n in sorted(names) if n not in readme]
+
+
+def test_world_help_gives_every_default(capsys) -> None:
+    from reprolib.world.__main__ import main
+    from reprolib.world.writer import DEFAULT_COUNTS
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: 0)" in text and "(default: 256x512)" in text  # seed, size
+    for option, key in (("--n-train", "n_train"), ("--n-val", "n_val"), ("--n-laf", "n_laf"), ("--n-static", "n_static")):
+        part = text.split(f"{option} {option[2:].upper().replace('-', '_')} ", 1)[1]
+        assert f"default: {DEFAULT_COUNTS[key]}" in part.split(" --", 1)[0], option

@@ -11,12 +11,15 @@ from reprolib.world.writer import DEFAULT_COUNTS, check_world_args
 
 def main(argv: list[str] | None = None) -> None:
     p = cli.ArgumentParser(prog="python -m reprolib.world", description=__doc__)
-    p.add_argument("--out", required=True)
-    p.add_argument("--seed", type=cli.count, default=0)
-    p.add_argument("--size", type=cli.size_hw, default=(256, 512), help="HxW, e.g. 256x512")
-    p.add_argument("--n-train", type=cli.count, default=DEFAULT_COUNTS["n_train"])
-    p.add_argument("--n-val", type=cli.count, default=DEFAULT_COUNTS["n_val"])
-    p.add_argument("--n-laf", type=cli.count, default=DEFAULT_COUNTS["n_laf"])
+    p.add_argument("--out", required=True, help="the folder the world is written to, in the real datasets' formats")
+    p.add_argument("--seed", type=cli.count, default=0, help="every image's layout and texture (default: %(default)s)")
+    p.add_argument("--size", type=cli.size_hw, default=(256, 512), help="HxW, e.g. 256x512 (default: 256x512)")
+    p.add_argument("--n-train", type=cli.count, default=DEFAULT_COUNTS["n_train"],
+                   help="Cityscapes-format train images (default: %(default)s)")
+    p.add_argument("--n-val", type=cli.count, default=DEFAULT_COUNTS["n_val"],
+                   help="Cityscapes-format val images (default: %(default)s)")
+    p.add_argument("--n-laf", type=cli.count, default=DEFAULT_COUNTS["n_laf"],
+                   help="Lost & Found-format images with their Fishyscapes masks (default: %(default)s)")
     p.add_argument("--n-static", type=cli.count, default=None,
                    help=f"default: {DEFAULT_COUNTS['n_static']}, or --n-val if fewer (Static overlays val images)")
     a = p.parse_args(argv)
