@@ -541,20 +541,23 @@ def same_network(a: Path, b: Path) -> bool:
 
 
 def _reuse_source_scores(ctx: P.Context, run_dir: Path, dataset: str, split: Path, ckpt: Path, key: str,
-                         cache: Path) -> bool:
+                         cache: Path) -> dict | None:
     """Give a report-selection run finished from its twin's snapshots (``done.json``'s ``selected_from``) the
     twin's scores when the snapshot it kept holds the weights the twin is scored with: the same numbers, without
     the network (in the demo's Table 4, 5 of the 9 selections keep the twin's own best step). Writes the cache,
-    predictions and timing (measured on the twin) as scoring would; False when there is nothing to reuse."""
+    predictions and timing (measured on the twin) as scoring would, and returns the scores; None when there is
+    nothing to reuse."""
     source_name = read_json(Path(run_dir) / "done.json").get("selected_from")
-    source = Path(run_dir).parent / str(source_name)
-    if not source_name or not (source / "done.json").is_file():
-        return False
+    if not source_name:
+        return None
+    source = Path(run_dir).parent / source_name
+    if not (source / "done.json").is_file():
+        return None
     source_ckpt, _, source_cache = _score_cache(ctx, source, dataset, split)
     suffix = _suffix(ctx)
     timing = source / "predictions" / f"{dataset}{suffix}-timing.json"
     if not source_cache.is_file() or not timing.is_file() or not same_network(ckpt, source_ckpt):
-        return False
+        return None
     with ctx.stage(f"score {dataset} with {Path(run_dir).name} ({ckpt.name}): {source.name}'s scores") as st:
         scores = load_scores(source_cache)
         write_predictions(scores["dissimilarity"], Path(run_dir) / "predictions" / f"{dataset}{suffix}")
@@ -563,7 +566,7 @@ def _reuse_source_scores(ctx: P.Context, run_dir: Path, dataset: str, split: Pat
                     "measured_with": f"{source.name}/{source_ckpt.relative_to(source)} (the same weights)"})
         write_bytes(cache, source_cache.read_bytes())  # last, as scoring writes it: it marks the scoring done
         st.info = {"cache": cache.name, "from": source_cache.name}
-    return True
+    return scores  # the bytes of the cache just written
 
 
 def scores_for(ctx: P.Context, run_dir: Path, variant: Variant, dataset: str, split: Path) -> dict:
@@ -583,8 +586,9 @@ def scores_for(ctx: P.Context, run_dir: Path, variant: Variant, dataset: str, sp
     if cache.is_file():
         return load_scores(cache)
     remove_stale_temps(cache.parent)  # a score cache a killed session was writing (in `full` up to GBs)
-    if _reuse_source_scores(ctx, run_dir, dataset, split, ckpt, key, cache):
-        return load_scores(cache)
+    reused = _reuse_source_scores(ctx, run_dir, dataset, split, ckpt, key, cache)
+    if reused is not None:
+        return reused
     with ctx.stage(f"score {dataset} with {Path(run_dir).name} ({ckpt.name})") as st:
         model, ensemble = load_checkpoint(ckpt)
         t0 = time.perf_counter()

@@ -13,7 +13,8 @@ def main(argv: list[str] | None = None) -> None:
     p = cli.ArgumentParser(prog="python -m reprolib.world", description=__doc__)
     p.add_argument("--out", required=True, help="the folder the world is written to, in the real datasets' formats")
     p.add_argument("--seed", type=cli.count, default=0, help="every image's layout and texture (default: %(default)s)")
-    p.add_argument("--size", type=cli.size_hw, default=(256, 512), help="HxW, e.g. 256x512 (default: 256x512)")
+    size = (256, 512)
+    p.add_argument("--size", type=cli.size_hw, default=size, help=f"HxW, e.g. 256x512 (default: {size[0]}x{size[1]})")
     p.add_argument("--n-train", type=cli.count, default=DEFAULT_COUNTS["n_train"],
                    help="Cityscapes-format train images (default: %(default)s)")
     p.add_argument("--n-val", type=cli.count, default=DEFAULT_COUNTS["n_val"],
