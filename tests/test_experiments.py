@@ -200,8 +200,8 @@ def test_without_generator_changes_only_the_labels(table4) -> None:
     assert model["uncertainty"] is False and model.get("spade_decoder", True) is True
     # the generator filled void semantics with the combo's segmentation prediction
     gen = json.loads((Path(cfg["full"]["train_split"]).parent.parent / "generated").joinpath(
-        "embedded-train", "generator.json").read_text())
-    assert gen["void"] and gen["fill_void"] == "segmentation:embedded" and len(gen["fill_void_weights"]) == 16
+        "embedded-strong-train", "generator.json").read_text())
+    assert gen["void"] and gen["fill_void"] == "segmentation:embedded-strong" and len(gen["fill_void_weights"]) == 16
 
 
 def test_table3_is_the_fixed_ensemble_at_benchmark_resolution(table4, tmp_path: Path) -> None:

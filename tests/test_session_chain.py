@@ -925,8 +925,7 @@ def test_a_record_that_finds_no_done_split_never_lets_the_export_leave_its_gener
     root = tmp_path / "data"
     ctx = P.Context(profile=type("Profile", (), {"size": (8, 16), "precompute_batch": 1})(), work_dir=root / "tiny",
                     data=P.DataRoots(tmp_path / "world", embedded=True))
-    name = P.combo_name(ctx, "original")
-    gen = ctx.work_dir / "generated" / f"{name}-train"
+    gen = ctx.work_dir / "generated" / "embedded-strong-train"  # the combo's segmentation's generation
     params = {"version": 2, "split": "train", "seed": 0, "input": "abc"}
     write_json(gen / "generator.json", {**params, "complete": True})  # a complete generation
     old = ctx.work_dir / "processed" / "generated-old"  # its split under the former key, done
@@ -962,67 +961,138 @@ def test_a_record_that_finds_no_done_split_never_lets_the_export_leave_its_gener
     assert [p for p, _ in rebuildable(root)] == [gen]  # done under today's key: no stage needs the generation now
 
 
+class _Generations:
+    """``training_split`` over the real generator on small Cityscapes-format files, with the backends, the void filler
+    and the precompute stood in for: the filler counts the images it fills (each one generated), and a processed split
+    is named by the generated data's fingerprint and the combo's backends, as precompute's key names it."""
+
+    def __init__(self, tmp_path: Path, monkeypatch) -> None:
+        import numpy as np
+
+        import reprolib.experiments.pipeline as P
+        import reprolib.precompute as PC
+        from reprolib.precompute.sources import GeneratedSplitSource
+
+        self.P, self.filled = P, []
+        filled = self.filled
+
+        class Fill:  # as SegmentationFill: named, with the weights that fill void
+            weights = "w"
+
+            def __init__(self, seg, device, name):  # noqa: ANN001
+                self.__qualname__ = f"segmentation:{name}"
+
+            def __call__(self, index, image, train_ids):  # noqa: ANN001, ANN204
+                filled.append(index)
+                return np.full(train_ids.shape, 8, np.uint8)
+
+        def split_of(out_root: Path, source, seg: str, resyn: str) -> Path:  # noqa: ANN001
+            return Path(out_root) / f"generated-{source.fingerprint()}-{seg}-{resyn}"
+
+        def precompute(gen_root, seg, resyn, out_root, **k):  # noqa: ANN001, ANN003, ANN202
+            source = GeneratedSplitSource(gen_root)
+            out = split_of(out_root, source, seg, resyn)
+            write_json(out / "key.json", {"dataset": {"kind": "generated", "fingerprint": source.fingerprint(),
+                                                      "length": len(source)}})
+            write_json(out / "done.json", {"key_hash": out.name})
+            return out
+
+        def find_done(source, seg, resyn, out_root, **k):  # noqa: ANN001, ANN003, ANN202
+            out = split_of(out_root, source, seg, resyn)
+            return out if (out / "done.json").is_file() else None
+
+        self.calls: list[str] = []
+        real = P.generate_training_data
+
+        def counted(cs, out, **k):  # noqa: ANN001, ANN003, ANN202
+            self.calls.append(Path(cs).parent.name)
+            return real(cs, out, **k)
+
+        from reprolib.backends import COMBOS
+
+        # each combo's segmentation and resynthesis by name, as get_combo gives them
+        monkeypatch.setattr(P, "backends", lambda ctx, combo: COMBOS[P.combo_name(ctx, combo)])
+        monkeypatch.setattr(P, "SegmentationFill", Fill)
+        monkeypatch.setattr(P, "generate_training_data", counted)
+        monkeypatch.setattr(PC, "precompute", precompute)
+        monkeypatch.setattr(PC, "find_done", find_done)
+        self.work = tmp_path / "work" / "full"
+
+    def context(self, data: Path):  # noqa: ANN201
+        P = self.P
+        return P.Context(profile=type("Profile", (), {"size": (8, 16), "precompute_batch": 1})(), work_dir=self.work,
+                         data=P.DataRoots(data, embedded=False))
+
+
 def test_another_generation_of_the_same_combo_gets_a_folder_of_its_own(tmp_path: Path, monkeypatch) -> None:
     """The generated training data of a combo lived in ``generated/<combo>-<split>`` whatever made it, and the
     generator refuses a folder holding a generation of other parameters: switching DATA= to another copy of the data
     (or the segmentation checkpoint that fills void) stopped the table with "use another out_root or delete it",
     which run_table cannot do, and deleting it threw away hours of generation that switching back needed again. A
     generation of other parameters now gets a folder of its own; the first one, and its record, stay in use."""
-    import numpy as np
     from _make_data import make_cityscapes
 
-    import reprolib.experiments.pipeline as P
-    import reprolib.precompute as PC
     from reprolib.experiments.session import processed_record
-    from reprolib.precompute.sources import GeneratedSplitSource
 
     make_cityscapes(tmp_path / "a" / "cityscapes", n=2, seed=0)
     make_cityscapes(tmp_path / "b" / "cityscapes", n=3, seed=1)  # another copy of the data
-
-    class Fill:  # as SegmentationFill: named, with the weights that fill void
-        __qualname__ = "segmentation:original"
-        weights = "w"
-
-        def __call__(self, index, image, train_ids):  # noqa: ANN001, ANN204
-            return np.full(train_ids.shape, 8, np.uint8)
-
-    def split_of(out_root: Path, fingerprint: str) -> Path:
-        return Path(out_root) / f"generated-{fingerprint}"
-
-    def precompute(gen_root, seg, resyn, out_root, **k):  # noqa: ANN001, ANN003, ANN202
-        source = GeneratedSplitSource(gen_root)
-        out = split_of(out_root, source.fingerprint())
-        write_json(out / "key.json", {"dataset": {"kind": "generated", "fingerprint": source.fingerprint(),
-                                                  "length": len(source)}})
-        write_json(out / "done.json", {"key_hash": source.fingerprint()})
-        return out
-
-    def find_done(source, seg, resyn, out_root, **k):  # noqa: ANN001, ANN003, ANN202
-        out = split_of(out_root, source.fingerprint())
-        return out if (out / "done.json").is_file() else None
-
-    calls: list[str] = []
-    real = P.generate_training_data
-
-    def counted(cs, out, **k):  # noqa: ANN001, ANN003, ANN202
-        calls.append(Path(cs).parent.name)
-        return real(cs, out, **k)
-
-    monkeypatch.setattr(P, "backends", lambda ctx, combo: ("seg", "resyn"))
-    monkeypatch.setattr(P, "SegmentationFill", lambda *a: Fill())
-    monkeypatch.setattr(P, "generate_training_data", counted)
-    monkeypatch.setattr(PC, "precompute", precompute)
-    monkeypatch.setattr(PC, "find_done", find_done)
-    ctx = P.Context(profile=type("Profile", (), {"size": (8, 16), "precompute_batch": 1})(),
-                    work_dir=tmp_path / "work" / "full", data=P.DataRoots(tmp_path / "a", embedded=False))
+    g = _Generations(tmp_path, monkeypatch)
+    P = g.P
+    ctx = g.context(tmp_path / "a")
     first, labels = P.training_split(ctx, "original", "train", True)
     ctx.data = P.DataRoots(tmp_path / "b", embedded=False)
     second, _ = P.training_split(ctx, "original", "train", True)
     assert second != first and read_json(second / "key.json")["dataset"]["length"] == 3
     ctx.data = P.DataRoots(tmp_path / "a", embedded=False)
     assert P.training_split(ctx, "original", "train", True) == (first, labels)  # found by its record again
-    assert calls == ["a", "b"]  # nothing generated again
+    assert g.calls == ["a", "b"]  # nothing generated again
     gen = ctx.work_dir / "generated"
-    assert read_json(gen / "original-train" / "generator.json")["input"] != read_json(
-        processed_record(next(p for p in gen.iterdir() if p.is_dir() and p.name != "original-train")))["generator"][
+    assert read_json(gen / "deepwv3plus-train" / "generator.json")["input"] != read_json(
+        processed_record(next(p for p in gen.iterdir() if p.is_dir() and p.name != "deepwv3plus-train")))["generator"][
         "input"]
+
+
+def test_combos_that_share_a_segmentation_share_its_generation(tmp_path: Path, monkeypatch) -> None:
+    """Only the segmentation that fills void makes one combo's generated training data differ from another's, but the
+    generation was named by the combo (``generated/<combo>-<split>``, filler ``segmentation:<combo>``): Table 8's
+    moderate1 generated again what the original combo (the same DeepWV3Plus) had generated, and moderate2 what light
+    had (ICNet), hours of Kaggle GPU each on Cityscapes. Now one generation per segmentation; each combo still gets
+    its own processed split (its own resynthesis), each found again by the shared record."""
+    from _make_data import make_cityscapes
+
+    make_cityscapes(tmp_path / "a" / "cityscapes", n=2, seed=0)
+    g = _Generations(tmp_path, monkeypatch)
+    ctx = g.context(tmp_path / "a")
+    splits = {c: g.P.training_split(ctx, c, "train", True)[0] for c in ("original", "moderate1", "light", "moderate2")}
+    assert len(set(splits.values())) == 4  # a processed split per combo (its resynthesis)
+    assert sorted(g.filled) == [0, 0, 1, 1]  # each image generated once per segmentation network, not per combo
+    assert sorted(p.name for p in (ctx.work_dir / "generated").iterdir() if p.is_dir()) == ["deepwv3plus-train",
+                                                                                            "icnet-train"]
+    again = g.context(tmp_path / "a")  # a later table: every split found, nothing generated
+    assert {c: g.P.training_split(again, c, "train", True)[0] for c in splits} == splits
+    assert sorted(g.filled) == [0, 0, 1, 1]
+
+
+def test_a_generation_named_by_its_combo_in_an_older_work_folder_is_used(tmp_path: Path, monkeypatch) -> None:
+    """A work folder of before the generations were named by their segmentation holds ``generated/<combo>-<split>``
+    (filler ``segmentation:<combo>``), its processed split done: found as it is, nothing generated again; a combo
+    sharing its segmentation, new in that folder, generates its own (the old generation's filler names the combo)."""
+    from _make_data import make_cityscapes
+
+    make_cityscapes(tmp_path / "a" / "cityscapes", n=2, seed=0)
+    g = _Generations(tmp_path, monkeypatch)
+    ctx = g.context(tmp_path / "a")
+    fill = g.P.SegmentationFill(None, "cpu", "original")  # as the code before named it
+    old_root = ctx.work_dir / "generated" / "original-train"
+    g.P.generate_training_data(ctx.data.cityscapes, old_root, split="train", seed=0, void=True, fill_void=fill)
+    import reprolib.precompute as PC
+
+    old_split = PC.precompute(old_root, "deepwv3plus", "ccfpse", ctx.work_dir / "processed")
+    params = g.P.generation_params(g.P.CityscapesDataset(ctx.data.cityscapes, "train"), seed=0, void=True,
+                                   fill_void=fill)
+    g.P._record_split(old_root, params, old_split)
+    g.filled.clear()
+    assert g.P.training_split(ctx, "original", "train", True)[0] == old_split
+    assert g.filled == [] and not (ctx.work_dir / "generated" / "deepwv3plus-train").exists()
+    g.P.training_split(ctx, "moderate1", "train", True)
+    assert sorted(g.filled) == [0, 1]

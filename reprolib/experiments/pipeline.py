@@ -295,10 +295,7 @@ def training_split(ctx: Context, combo: str, split: str, void_labels: bool) -> t
         return ctx.resolved[key], labels
     seg, resyn = backends(ctx, combo)
     with ctx.stage(f"precompute {split} {name}") as st:
-        fill = SegmentationFill(seg, ctx.device, name)
-        params = generation_params(CityscapesDataset(ctx.data.cityscapes, split), seed=0, void=True, fill_void=fill)
-        # void filled by this combo's segmentation
-        gen_root = generation_root(ctx.work_dir / "generated" / f"{name}-{split}", params)
+        gen_root, fill, params = _generation_of(ctx, name, split, seg)
         out = _recorded_split(ctx, gen_root, params, seg, resyn)
         if out is None:
             # a record that finds no done split (another key: a backend's weights, the cache version; its split
@@ -315,19 +312,57 @@ def training_split(ctx: Context, combo: str, split: str, void_labels: bool) -> t
     return out, labels
 
 
+def _generation_of(ctx: Context, name: str, split: str, seg: Any) -> tuple[Path, SegmentationFill, dict[str, Any]]:
+    """(folder, void filler, generator parameters) of the generated ``split`` for the combo ``name``, whose void its
+    segmentation ``seg`` fills. The generation is named by the segmentation network (``generated/<segmentation>-<split>``,
+    its filler ``segmentation:<segmentation>``), not by the combo: only the segmentation's prediction makes one
+    combo's generated data differ from another's, so combos sharing a segmentation (Table 8's moderate1 and Table 6's
+    original; moderate2 and light) share one generation, which costs hours on Cityscapes. A work folder of before
+    named it by the combo (``generated/<combo>-<split>``, filler ``segmentation:<combo>``): a generation there of
+    otherwise the same parameters is used as it is (its processed split, found by its record, included)."""
+    from reprolib.backends import COMBOS  # lazy: torchvision, see _train_embedded
+
+    seg_name = COMBOS[name][0]
+    fill = SegmentationFill(seg, ctx.device, seg_name)
+    params = generation_params(CityscapesDataset(ctx.data.cityscapes, split), seed=0, void=True, fill_void=fill)
+    generated = ctx.work_dir / "generated"
+    if seg_name != name:
+        legacy_params = {**params, "fill_void": f"segmentation:{name}"}
+        legacy = generation_root(generated / f"{name}-{split}", legacy_params)
+        if _holds(legacy, legacy_params):
+            return legacy, SegmentationFill(seg, ctx.device, name), legacy_params
+    return generation_root(generated / f"{seg_name}-{split}", params), fill, params
+
+
+def _recorded_parameters(folder: Path) -> dict[str, Any] | None:
+    """The generator's parameters a generated folder records (its ``generator.json``, else its processed split's
+    record), or None where it records none."""
+    meta, record = folder / "generator.json", processed_record(folder)
+    if meta.is_file():
+        return read_json(meta)
+    if record.is_file():
+        return read_json(record)["generator"]
+    return None
+
+
+def _holds(folder: Path, params: dict[str, Any]) -> bool:
+    """Whether ``folder`` records a generation of ``params`` (nothing unreadable counts)."""
+    try:
+        recorded = _recorded_parameters(folder)
+        return recorded is not None and not other_parameters(recorded, params)
+    except (ReprolibDataError, KeyError, TypeError, AttributeError):
+        return False
+
+
 def generation_root(default: Path, params: dict[str, Any]) -> Path:
-    """Where the generation ``params`` describes lives: ``default`` (``generated/<combo>-<split>``), unless that folder
+    """Where the generation ``params`` describes lives: ``default`` (``generated/<segmentation>-<split>``), unless that folder
     holds, or its record (:func:`_record_split`) describes, a generation of other parameters (other Cityscapes files, other
     segmentation weights filling void): then ``<default>-<hash of params>``. The generator refuses a folder of other
     parameters, which a table cannot get round; each generation in its own folder keeps both, and switching back finds
     the first one's split by its record. ``default`` stays the folder of every generation that had it."""
-    meta, record = default / "generator.json", processed_record(default)
     try:
-        if meta.is_file():
-            recorded = read_json(meta)
-        elif record.is_file():
-            recorded = read_json(record)["generator"]
-        else:
+        recorded = _recorded_parameters(default)
+        if recorded is None:
             return default
         other = bool(other_parameters(recorded, params))
     except (ReprolibDataError, KeyError, TypeError, AttributeError):
