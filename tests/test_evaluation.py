@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from reprolib.__main__ import main
 from reprolib.backends import get_combo, icnet, spade
@@ -70,9 +71,13 @@ def test_benchmark_resolution_upsamples_scores(run_dir: Path, laf_split: Path, t
     high = score_split(model, laf_split, size=PROCESSED, resolution="benchmark")
     assert low["dissimilarity"][0].shape == PROCESSED and high["dissimilarity"][0].shape == NATIVE
     for i, label in enumerate(high["label"]):
-        expected = torch.nn.functional.interpolate(torch.from_numpy(low["dissimilarity"][i])[None, None],
+        # as the original's Fishyscapes submission resized its score: a float PIL image, Pillow 7.0.0's default
+        # filter (bicubic); torch's bilinear (what this did before) gives other benchmark-resolution numbers
+        expected = np.asarray(Image.fromarray(low["dissimilarity"][i]).resize(NATIVE[::-1], Image.Resampling.BICUBIC))
+        assert np.allclose(high["dissimilarity"][i], expected, atol=1e-6)
+        bilinear = torch.nn.functional.interpolate(torch.from_numpy(low["dissimilarity"][i])[None, None],
                                                    size=NATIVE, mode="bilinear", align_corners=False)[0, 0]
-        assert np.allclose(high["dissimilarity"][i], expected.numpy(), atol=1e-6)
+        assert not np.allclose(high["dissimilarity"][i], bilinear.numpy(), atol=1e-4)
         assert high["entropy"][i].shape == NATIVE
         assert label.shape == NATIVE
     result = E.evaluate_checkpoint(run_dir, laf_split, tmp_path / "eval", resolution="benchmark")

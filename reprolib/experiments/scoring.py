@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from reprolib.data.formats import NATIVE_LABEL_DIR
 from reprolib.data.formats import UNCERTAINTY_MAPS as MAP_NAMES
@@ -24,8 +25,9 @@ from reprolib.io import ReprolibDataError, read_png, write_bytes, write_png
 from reprolib.precision import ieee_fp32
 
 #: ``"processed"``: scores and labels at the processing size (what the original code and the MLRC report
-#: evaluated: 256×512, labels nearest-resized); ``"benchmark"``: scores bilinearly upsampled to the
-#: evaluation set's own resolution (1024×2048 for Fishyscapes) and scored against its full-size labels.
+#: evaluated: 256×512, labels nearest-resized); ``"benchmark"``: scores upsampled to the evaluation set's own
+#: resolution (1024×2048 for Fishyscapes) as the original's submission did (PIL bicubic, :func:`_upsample`) and
+#: scored against its full-size labels.
 RESOLUTIONS = ("processed", "benchmark")
 
 
@@ -38,11 +40,15 @@ def _native_labels(split: Path, names: list[str]) -> list[np.ndarray]:
 
 
 def _upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(B,H,W) scores → (B,*size), bilinear (align_corners=False) as a benchmark submission would resize."""
+    """(B,H,W) scores → (B,*size) as the original's Fishyscapes submission resized its score (``estimator.py``,
+    ``estimator_worker``: ``Image.fromarray(score).resize((W, H))`` on a float image, whose default filter in the
+    Pillow 7.0.0 of its Dockerfile is bicubic): PIL's bicubic (a = −0.5, not torch's −0.75), values not clipped."""
     if tuple(maps.shape[-2:]) == size:
         return maps
-    return torch.nn.functional.interpolate(maps[:, None].float(), size=size, mode="bilinear",
-                                           align_corners=False)[:, 0]
+    h, w = size
+    up = [np.asarray(Image.fromarray(m.numpy().astype(np.float32, copy=False)).resize((w, h), Image.Resampling.BICUBIC))
+          for m in maps.float().cpu()]
+    return torch.from_numpy(np.stack(up))
 
 
 @torch.no_grad()
