@@ -366,6 +366,47 @@ def test_an_earlier_output_without_a_manifest_is_named_not_imported(tmp_path: Pa
     assert import_previous(tmp_path / "input", tmp_path / "work")["copied"] == 1
 
 
+def test_an_archive_is_read_once_at_import(tmp_path: Path, monkeypatch) -> None:
+    """Each archive of the previous output was read twice: once for its sha256, then again to unpack it (a full
+    profile's output is up to 19 GB, read from Kaggle's input mount at the start of every session). It is read once
+    now, hashed as it is unpacked; a damaged archive is still dropped whole (test above and below)."""
+    import tarfile
+
+    import reprolib.experiments.session as S
+
+    prev = tmp_path / "input" / "k" / "data"
+    split = prev / "tiny" / "processed" / "s"
+    split.mkdir(parents=True)
+    for i in range(40):
+        (split / f"{i}.png").write_bytes(os.urandom(50_000))
+    (split / "done.json").write_text("{}")
+    last = (split / "39.png").read_bytes()
+    export_outputs(prev)
+    tar_path = prev / "packed" / "tiny" / "processed" / "s.tar"
+    read: Counter[str] = Counter()
+
+    class Counted(io.FileIO):
+        def read(self, size: int = -1) -> bytes:
+            data = super().read(size)
+            read[os.path.basename(self.name)] += len(data)
+            return data
+
+        def readinto(self, b) -> int:  # noqa: ANN001
+            n = super().readinto(b)
+            read[os.path.basename(self.name)] += n or 0
+            return n
+
+    def counted_open(path, mode="r", *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+        return Counted(str(path), mode.replace("b", ""))
+
+    monkeypatch.setattr(S, "open", counted_open, raising=False)  # the module's own reads
+    monkeypatch.setattr(tarfile, "bltn_open", counted_open)  # and tarfile's, when given a path
+    counts = import_previous(tmp_path / "input", tmp_path / "work")
+    assert counts["copied"] == 41 and counts["dropped"] == 0
+    assert read["s.tar"] == tar_path.stat().st_size  # once, whole (the old code: twice)
+    assert (tmp_path / "work" / "tiny" / "processed" / "s" / "39.png").read_bytes() == last
+
+
 def test_a_cut_archive_drops_its_folder_only_and_a_failed_import_exports_nothing(tmp_path: Path, monkeypatch,
                                                                                  capsys) -> None:
     """A cut or short archive stopped the whole import (and so the session: the next one started over from nothing).

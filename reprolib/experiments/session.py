@@ -514,20 +514,43 @@ def _stage(read: Callable[[], Any], staged: Path, info: dict[str, Any]) -> None:
         raise _Damaged("content differs from the previous session's manifest (cut or corrupt output?)")
 
 
-def _members(tar_path: Path) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
-    """The regular files of an archive, in order; :class:`_Damaged` where it cannot be read on (cut, corrupt)."""
+class _HashingReader:
+    """A file read once, front to back, hashing what passes (tarfile's stream mode reads only forward)."""
+
+    def __init__(self, fh: Any):
+        self.fh, self.sha256 = fh, hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.fh.read(size)
+        self.sha256.update(chunk)
+        return chunk
+
+    def hexdigest(self) -> str:
+        """The sha256 of the whole file: what the archive reader left unread (end-of-archive padding) read first."""
+        while self.read(_CHUNK):
+            pass
+        return self.sha256.hexdigest()
+
+
+def _members(tar_path: Path, hashed: list[str]) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
+    """The regular files of an archive, in order, each to be read (or not) before the next; :class:`_Damaged` where it
+    cannot be read on (cut, corrupt). The archive is read once, as a stream: its sha256 is appended to ``hashed`` at
+    the end (an archive of 19 GB was read twice, to check its hash and then to unpack it)."""
     try:
-        with tarfile.open(tar_path, "r") as tf:
-            it = iter(tf)
-            while True:
-                try:
-                    member = next(it)
-                except StopIteration:
-                    return
-                except (OSError, tarfile.TarError, EOFError) as exc:
-                    raise _Damaged(f"unreadable archive ({exc})") from None
-                if member.isfile():
-                    yield tf, member
+        with open(tar_path, "rb") as fh:
+            reader = _HashingReader(fh)
+            with tarfile.open(fileobj=reader, mode="r|", bufsize=_CHUNK) as tf:
+                it = iter(tf)
+                while True:
+                    try:
+                        member = next(it)
+                    except StopIteration:
+                        break
+                    except (OSError, tarfile.TarError, EOFError) as exc:
+                        raise _Damaged(f"unreadable archive ({exc})") from None
+                    if member.isfile():
+                        yield tf, member
+            hashed.append(reader.hexdigest())
     except (OSError, tarfile.TarError, EOFError) as exc:  # opening it, or closing it
         raise _Damaged(f"unreadable archive ({exc})") from None
 
@@ -652,12 +675,10 @@ def _import_output(prev: Path, root: Path, staging: Path, files: dict[str, Any],
         if not tar_path.is_file():
             damaged(units, tar_path, "listed in the previous session's manifest but missing")
             continue
-        if arch in files and sha256_file(tar_path) != files[arch]["sha256"]:  # cut or corrupt: nothing of it is read
-            damaged(units, tar_path, "content differs from the previous session's manifest (cut or corrupt output?)")
-            continue
         unpacked: set[str] = set()
+        hashed: list[str] = []
         try:
-            for tf, member in _members(tar_path):
+            for tf, member in _members(tar_path, hashed):
                 _inside(root, member.name, tar_path)
                 info = members.get(member.name)
                 if info is None:
@@ -666,6 +687,9 @@ def _import_output(prev: Path, root: Path, staging: Path, files: dict[str, Any],
                 take(member.name, info, lambda m=member, tf=tf: tf.extractfile(m), f"{tar_path}:{member.name}")
         except _Damaged as exc:
             damaged(units, tar_path, str(exc))
+            continue
+        if arch in files and hashed != [files[arch]["sha256"]]:  # cut or corrupt: what was staged of it stays out
+            damaged(units, tar_path, "content differs from the previous session's manifest (cut or corrupt output?)")
             continue
         lost = sorted(set(members) - unpacked)
         for unit in sorted({import_unit(m) for m in lost}):
