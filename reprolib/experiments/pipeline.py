@@ -330,7 +330,8 @@ def _generation_of(ctx: Context, name: str, split: str, seg: Any) -> tuple[Path,
         legacy_params = {**params, "fill_void": f"segmentation:{name}"}
         legacy = generation_root(generated / f"{name}-{split}", legacy_params)
         if _holds(legacy, legacy_params):
-            return legacy, SegmentationFill(seg, ctx.device, name), legacy_params
+            fill.__qualname__ = legacy_params["fill_void"]  # the same network and weights (fingerprinted once)
+            return legacy, fill, legacy_params
     return generation_root(generated / f"{seg_name}-{split}", params), fill, params
 
 
