@@ -107,3 +107,18 @@ def test_matches_the_benchmark_when_small_gt_components_touch_predictions() -> N
         sious, ppvs = _smiyc(s, y, 0.55, 6, 8)
         assert res["siou"] == pytest.approx(np.mean(sious) if sious else np.nan, nan_ok=True)
         assert res["ppv"] == pytest.approx(np.mean(ppvs) if ppvs else np.nan, nan_ok=True)
+
+
+def test_a_score_equal_to_the_threshold_is_not_anomalous_as_in_the_benchmark() -> None:
+    """SMIYC's instancer predicts ``anomaly_p > thresh_p``; pixels scored exactly at the threshold (quantised scores,
+    a threshold given by hand) counted as anomalous here (``≥``) and formed other components."""
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        y = np.maximum((rng.random((30, 40)) < 0.05).astype(np.int64),
+                       np.kron(rng.random((3, 4)) < 0.3, np.ones((10, 10), np.int64)))
+        s = (np.round((rng.random((30, 40)) * 0.6 + 0.4 * (y == 1)) * 4) / 4).astype(np.float32)  # 0, .25, …, 1
+        assert (s == 0.5).any()
+        res = component_metrics([s], [y], threshold=0.5, min_gt_size=6, min_pred_size=8)
+        sious, ppvs = _smiyc(s, y, 0.5, 6, 8)
+        assert res["siou"] == pytest.approx(np.mean(sious) if sious else np.nan, nan_ok=True)
+        assert res["ppv"] == pytest.approx(np.mean(ppvs) if ppvs else np.nan, nan_ok=True)

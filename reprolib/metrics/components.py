@@ -1,7 +1,8 @@
 """SegmentMeIfYouCan component metrics: sIoU per ground-truth component, PPV per predicted component, mean F1.
 
 As the SMIYC benchmark defines them (``road-anomaly-benchmark``, metrics/instance_segmentation.py):
-threshold the score at the best-F1 pixel threshold (unless given); predicted components = 8-connected components
+threshold the score at the best-F1 pixel threshold (unless given; prediction = score > threshold, as the benchmark's
+instancer, so a pixel scored exactly at it is not anomalous); predicted components = 8-connected components
 of the prediction zeroed on void pixels, those smaller than ``min_pred_size`` removed; ground-truth components =
 8-connected components of label 1, those smaller than ``min_gt_size`` ignored (made void *after* the predicted
 components are formed and filtered, as the benchmark does); everything is then restricted to the non-void pixels.
@@ -50,7 +51,7 @@ def component_metrics(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray]
     for s, y in zip(scores, labels, strict=True):
         # SMIYC's order (default_instancer): predicted components are found and size-filtered on the image minus
         # its void; only then do the small GT components become void, and both maps are restricted to the ROI
-        pred = (s >= threshold) & (y != ignore_index)
+        pred = (s > threshold) & (y != ignore_index)  # SMIYC's rule: anomaly_p > thresh_p
         pred_cc, n_pred = ndimage.label(pred, structure=_EIGHT)
         psizes = np.bincount(pred_cc.ravel(), minlength=n_pred + 1)
         pred_cc[np.isin(pred_cc, np.flatnonzero(psizes < min_pred_size))] = 0
