@@ -1096,9 +1096,10 @@ def test_another_generation_of_the_same_combo_gets_a_folder_of_its_own(tmp_path:
 def test_combos_that_share_a_segmentation_share_its_generation(tmp_path: Path, monkeypatch) -> None:
     """Only the segmentation that fills void makes one combo's generated training data differ from another's, but the
     generation was named by the combo (``generated/<combo>-<split>``, filler ``segmentation:<combo>``): Table 8's
-    moderate1 generated again what the original combo (the same DeepWV3Plus) had generated, and moderate2 what light
-    had (ICNet), hours of Kaggle GPU each on Cityscapes. Now one generation per segmentation; each combo still gets
-    its own processed split (its own resynthesis), each found again by the shared record."""
+    moderate1 generated again what Tables 4/6's original combo (the same DeepWV3Plus) had generated in the same work
+    folder, and moderate2 what light had (ICNet): a segmentation pass over Cityscapes each. Now one generation per
+    segmentation; each combo still gets its own processed split (its own resynthesis), each found again by the
+    shared record."""
     from _make_data import make_cityscapes
 
     make_cityscapes(tmp_path / "a" / "cityscapes", n=2, seed=0)

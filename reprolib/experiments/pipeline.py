@@ -316,8 +316,9 @@ def _generation_of(ctx: Context, name: str, split: str, seg: Any) -> tuple[Path,
     """(folder, void filler, generator parameters) of the generated ``split`` for the combo ``name``, whose void its
     segmentation ``seg`` fills. The generation is named by the segmentation network (``generated/<segmentation>-<split>``,
     its filler ``segmentation:<segmentation>``), not by the combo: only the segmentation's prediction makes one
-    combo's generated data differ from another's, so combos sharing a segmentation (Table 8's moderate1 and Table 6's
-    original; moderate2 and light) share one generation, which costs hours on Cityscapes. A work folder of before
+    combo's generated data differ from another's, so combos sharing a segmentation in one work folder (Table 8's
+    moderate1 and Tables 4/6's original; moderate2 and Table 6's light) share one generation, a segmentation pass over
+    Cityscapes (a Kaggle chain works one table per work folder: there each table's combos differ). A work folder of before
     named it by the combo (``generated/<combo>-<split>``, filler ``segmentation:<combo>``): a generation there of
     otherwise the same parameters is used as it is (its processed split, found by its record, included)."""
     from reprolib.backends import COMBOS  # lazy: torchvision, see _train_embedded
