@@ -34,6 +34,7 @@ from reprolib.experiments.results import (
     save_results,
 )
 from reprolib.experiments.scoring import (
+    BENCHMARK_UPSAMPLING,
     RESOLUTIONS,
     load_scores,
     save_scores,
@@ -527,8 +528,9 @@ def _score_cache(ctx: P.Context, run_dir: Path, dataset: str, split: Path) -> tu
 
 
 def _suffix(ctx: P.Context) -> str:
-    """What the evaluation resolution adds to score caches' and predictions' names ("" at the processing size)."""
-    return "" if ctx.eval_resolution == "processed" else f"-{ctx.eval_resolution}"
+    """What the evaluation resolution adds to score caches' and predictions' names ("" at the processing size; at the
+    benchmark's, the resize too: :data:`reprolib.experiments.scoring.BENCHMARK_UPSAMPLING`)."""
+    return "" if ctx.eval_resolution == "processed" else f"-{ctx.eval_resolution}-{BENCHMARK_UPSAMPLING}"
 
 
 def same_network(a: Path, b: Path) -> bool:

@@ -29,6 +29,9 @@ from reprolib.precision import ieee_fp32
 #: resolution (1024×2048 for Fishyscapes) as the original's submission did (PIL bicubic, :func:`_upsample`) and
 #: scored against its full-size labels.
 RESOLUTIONS = ("processed", "benchmark")
+#: how ``"benchmark"`` resizes the scores (:func:`_upsample`); part of the score caches' names, so caches of another
+#: resize (torch's bilinear before 2026-12-05, named ``…-benchmark-…``) are scored again, not reused
+BENCHMARK_UPSAMPLING = "bicubic"
 
 
 def _native_labels(split: Path, names: list[str]) -> list[np.ndarray]:

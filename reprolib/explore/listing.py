@@ -115,7 +115,7 @@ def run_splits(run_dir: PathLike, work_dir: PathLike | None = None) -> dict[str,
     processed = Path(work_dir) if work_dir else run_dir.parent.parent / "processed"
     out: dict[str, Path] = {}
     splits = [p for p in processed.iterdir() if p.is_dir()] if processed.is_dir() else []
-    for npz in sorted((run_dir / "scores").glob("*.npz")):  # <dataset>-<split>[-benchmark]-<ckpt>-<sha12>.npz
+    for npz in sorted((run_dir / "scores").glob("*.npz")):  # <dataset>-<split>[-benchmark-<resize>]-<ckpt>-<sha12>.npz
         for dataset in EVAL_KINDS.values():
             for split in splits:
                 if npz.stem.startswith(f"{dataset}-{split.name}-"):
