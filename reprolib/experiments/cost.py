@@ -168,6 +168,13 @@ def _per_image(per_dir: Mapping[str, float], bound: Mapping[str, float] | None, 
     return sum(bound[d] if bound is not None and d in bound else b * scale for d, b in per_dir.items())
 
 
+def _per_px(items: Mapping[str, Any], kind: str, benchmark: bool) -> float:
+    """Bytes per pixel of a ``kind`` ("score" cache or "prediction" PNG) at a table's evaluation resolution: the
+    processing size's own figure where measured (cost.json files of before 2026-12-05 have only the benchmark's)."""
+    return items[f"{kind}_bytes_per_px"] if benchmark else items.get(f"{kind}_bytes_per_px_processed",
+                                                                     items[f"{kind}_bytes_per_px"])
+
+
 def output_size(table: str, items: Mapping[str, Any], *, report_selection: bool = True,
                 incompressible: bool = False) -> dict[str, float]:
     """GB of a table's ``full`` work folder on the real data (:data:`DATA_IMAGES`), by kind, from measured per-item
@@ -180,7 +187,8 @@ def output_size(table: str, items: Mapping[str, Any], *, report_selection: bool 
     * ``checkpoints``: each trained run's ``last.ckpt`` + ``best.ckpt`` (``items["checkpoint"]``, with the optimiser's
       state: an upper bound for a report-selection run whose best is a weights-only snapshot);
     * ``scores``, ``predictions``: each run's score cache and prediction PNGs of the FS images at the table's
-      evaluation resolution (``items["score_bytes_per_px"]``, ``items["prediction_bytes_per_px"]``);
+      evaluation resolution (``items["score_bytes_per_px"]``, ``items["prediction_bytes_per_px"]`` at the benchmark's,
+      their ``…_processed`` twins at the processing size);
     * ``snapshots``: what a run with a report-selection twin keeps until the twin starts from it (patience + 1
       weights-only snapshots, ``items["snapshot"]``, and a full checkpoint at the fork), for one run at a time:
       the runner forks the twin as soon as its run finishes.
@@ -206,7 +214,8 @@ def output_size(table: str, items: Mapping[str, Any], *, report_selection: bool 
     eval_img = _per_image(items["processed_eval"], proc_bound, proc_px / meas_px)
     n_cs = DATA_IMAGES["cityscapes_train"] + DATA_IMAGES["cityscapes_val"]
     n_fs = DATA_IMAGES["fs_lost_and_found"] + DATA_IMAGES["fs_static"]
-    eval_px = real_px if (spec.eval_resolution or "processed") == "benchmark" else proc_px
+    benchmark = (spec.eval_resolution or "processed") == "benchmark"
+    eval_px = real_px if benchmark else proc_px
     runs = w["trainings"]
     patience = int(PROFILES["full"].training.get("patience", TrainConfig.patience))
     twins = any(spec.report_twins(v) for v in spec.variants if v.selection == "corrected") and report_selection
@@ -214,8 +223,8 @@ def output_size(table: str, items: Mapping[str, Any], *, report_selection: bool 
         "generated": w["precomputes"] * n_cs * gen_img,
         "processed": w["precomputes"] * (n_cs * train_img + n_fs * eval_img),
         "checkpoints": runs * 2 * items["checkpoint"],
-        "scores": runs * n_fs * eval_px * items["score_bytes_per_px"],
-        "predictions": runs * n_fs * eval_px * items["prediction_bytes_per_px"],
+        "scores": runs * n_fs * eval_px * _per_px(items, "score", benchmark),
+        "predictions": runs * n_fs * eval_px * _per_px(items, "prediction", benchmark),
         "snapshots": ((patience + 1) * items["snapshot"] + items["checkpoint"]) if twins else 0.0,
     }
     gb = {k: v / 1e9 for k, v in gb.items()}
@@ -300,6 +309,9 @@ def format_estimate(cost: Mapping[str, Any]) -> str:
                      f"{sum(items['processed_train'].values()) / 1e6:.2f} MB at {items['size'][0]}×{items['size'][1]}, "
                      f"a checkpoint {items['checkpoint'] / 1e6:.0f} MB (weights-only snapshot "
                      f"{items['snapshot'] / 1e6:.0f} MB), {items['score_bytes_per_px']:.2f} B/pixel of scores, "
-                     f"{items['prediction_bytes_per_px']:.2f} B/pixel of prediction PNGs")
+                     f"{items['prediction_bytes_per_px']:.2f} B/pixel of prediction PNGs at the benchmark's size"
+                     + (f" ({items['score_bytes_per_px_processed']:.2f} and "
+                        f"{items['prediction_bytes_per_px_processed']:.2f} at the processing size)"
+                        if "score_bytes_per_px_processed" in items else ""))
         lines += format_output_sizes(cost["output_gb"])
     return "\n".join(lines)

@@ -85,15 +85,17 @@ def _dir_bytes_per_image(splits: list[Path]) -> dict[str, float]:
 
 def measure_item_sizes(generated: list[Path], train: list[Path], evaluation: list[Path], run_dir: Path,
                        scores: dict[str, list[Any]], scratch: Path, *, world_size: tuple[int, int],
-                       size: tuple[int, int]) -> dict[str, Any]:
+                       size: tuple[int, int], processed_scores: dict[str, list[Any]] | None = None) -> dict[str, Any]:
     """Per-item sizes of a table's work folder, in bytes, measured on files this code wrote (the dry run's): a
     generated image (``generated`` splits, per folder), a processed image of generated data (``train``) and of an
     evaluation set (``evaluation``), the run's ``last.ckpt`` and ``best.ckpt``, a weights-only snapshot of it (what
     :class:`reprolib.training.selection.ValidationSnapshots` keeps: Lightning's checkpoint without optimiser,
     scheduler and callback state), a score cache's and a prediction PNG's bytes per pixel (``scores`` saved as
     :func:`~reprolib.experiments.scoring.save_scores` and :func:`~reprolib.experiments.scoring.write_predictions` do,
-    under ``scratch``, removed after), and incompressible images' PNGs (random pixels: RGB at the real and the
-    processing size, 8-bit at the processing size), which bound a photograph's, a resynthesis' and a map's.
+    under ``scratch``, removed after; ``processed_scores``, the same images scored at the processing size, give the
+    ``…_processed`` figures: maps upsampled to the benchmark's size compress otherwise), and incompressible images'
+    PNGs (random pixels: RGB at the real and the processing size, 8-bit at the processing size), which bound a
+    photograph's, a resynthesis' and a map's.
     :func:`reprolib.experiments.cost.output_size` turns them into GB."""
     import io
 
@@ -110,11 +112,19 @@ def measure_item_sizes(generated: list[Path], train: list[Path], evaluation: lis
         state.pop(key, None)
     buf = io.BytesIO()
     torch.save(state, buf)
-    pixels = sum(int(np.prod(m.shape)) for m in scores["dissimilarity"])
-    save_scores(scores, scratch / "scores.npz")
-    write_predictions(scores["dissimilarity"], scratch / "predictions")
-    score_bytes = (scratch / "scores.npz").stat().st_size
-    pred_bytes = sum(p.stat().st_size for p in (scratch / "predictions").glob("*.png"))
+    def per_pixel(sample: dict[str, list[Any]], name: str) -> tuple[float, float]:
+        """(score cache, prediction PNG) bytes per pixel of ``sample``."""
+        pixels = sum(int(np.prod(m.shape)) for m in sample["dissimilarity"])
+        save_scores(sample, scratch / f"{name}.npz")
+        write_predictions(sample["dissimilarity"], scratch / name)
+        return ((scratch / f"{name}.npz").stat().st_size / pixels,
+                sum(p.stat().st_size for p in (scratch / name).glob("*.png")) / pixels)
+
+    score_px, pred_px = per_pixel(scores, "scores")
+    per_resolution = {}
+    if processed_scores is not None:
+        score_proc, pred_proc = per_pixel(processed_scores, "processed")
+        per_resolution = {"score_bytes_per_px_processed": score_proc, "prediction_bytes_per_px_processed": pred_proc}
     shutil.rmtree(scratch)
     rng = np.random.default_rng(0)
     noise = {name: len(png_bytes(rng.integers(0, 256, shape, dtype=np.uint8)))
@@ -125,8 +135,8 @@ def measure_item_sizes(generated: list[Path], train: list[Path], evaluation: lis
             "processed_eval": _dir_bytes_per_image(evaluation),
             "checkpoint": (ckpts / "last.ckpt").stat().st_size,
             "best_checkpoint": (ckpts / "best.ckpt").stat().st_size if (ckpts / "best.ckpt").is_file() else None,
-            "snapshot": len(buf.getvalue()), "score_bytes_per_px": score_bytes / pixels,
-            "prediction_bytes_per_px": pred_bytes / pixels, "noise": noise}
+            "snapshot": len(buf.getvalue()), "score_bytes_per_px": score_px, "prediction_bytes_per_px": pred_px,
+            **per_resolution, "noise": noise}
 
 
 # ------------------------------------------------------------------------------------------ backends
@@ -255,6 +265,7 @@ def run_smoke(
     rows: list[dict[str, Any]] = []
     n_scored, score_seconds = 0, 0.0
     sample: dict[str, list[Any]] = {}  # every scored image's maps: the score cache's and PNGs' sizes are measured on them
+    sample_processed: dict[str, list[Any]] = {}  # the same at the processing size (the other tables' scores)
     model, ensemble = load_trained(run_dir)
     for name in ("fs_lost_and_found", "fs_static"):
         with meter.stage(f"score {name} (benchmark resolution)"):
@@ -265,6 +276,9 @@ def run_smoke(
             n_scored += len(scores["label"])
             for k, v in scores.items():
                 sample.setdefault(k, []).extend(v)
+            for k, v in score_split(model, splits[name], size=size, device=device, batch_size=prof.eval_batch,
+                                    ensemble=ensemble, resolution="processed").items():
+                sample_processed.setdefault(k, []).extend(v)
             eval_size = "x".join(str(v) for v in scores["label"][0].shape)
             for mode in ("none", "fixed"):
                 metrics, info = evaluate_ensemble(scores, mode)[""]
@@ -280,7 +294,8 @@ def run_smoke(
     with meter.stage("measure item sizes (checkpoint, processed, generated)"):
         items = measure_item_sizes(list(generated.values()), [splits["train"], splits["val"]],
                                    [splits["fs_lost_and_found"], splits["fs_static"]], run_dir, sample,
-                                   work / "size-sample", world_size=world_size, size=size)
+                                   work / "size-sample", world_size=world_size, size=size,
+                                   processed_scores=sample_processed)
 
     pre_s = sum(s["seconds"] for k, s in meter.stages.items() if k.startswith("precompute") and not s.get("cached"))
     train_stage = next(s for k, s in meter.stages.items() if k.startswith("train"))
