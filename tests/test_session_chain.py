@@ -904,7 +904,8 @@ def test_a_done_processed_split_is_found_without_its_generated_data(tmp_path: Pa
         m.setattr(R, "export_outputs", functools.partial(export_outputs, budget_bytes=1))
         first = run_table("table4", kaggle_input=kaggle_input, **kw)
     manifest = read_json(working / "data" / MANIFEST)
-    assert {e["path"] for e in manifest["left_out"]} >= {"tiny/generated/embedded-train", "tiny/generated/embedded-val",
+    assert {e["path"] for e in manifest["left_out"]} >= {"tiny/generated/embedded-strong-train",
+                                                         "tiny/generated/embedded-strong-val",
                                                          "tiny/world"}
     _mount(working, kaggle_input, 1)
     shutil.rmtree(working)
@@ -931,11 +932,11 @@ def test_a_done_processed_split_is_found_without_its_generated_data(tmp_path: Pa
 
     def import_then_change(*a, **k):  # noqa: ANN002, ANN003, ANN202
         counts = import_previous(*a, **k)
-        seen["train"] = working / "data" / "tiny" / "processed" / read_json(gen / "embedded-train.processed.json")[
+        seen["train"] = working / "data" / "tiny" / "processed" / read_json(gen / "embedded-strong-train.processed.json")[
             "processed"]
         shutil.rmtree(seen["train"])
-        seen["val"] = read_json(gen / "embedded-val.processed.json")
-        write_json(gen / "embedded-val.processed.json", {**seen["val"], "generator": {**seen["val"]["generator"],
+        seen["val"] = read_json(gen / "embedded-strong-val.processed.json")
+        write_json(gen / "embedded-strong-val.processed.json", {**seen["val"], "generator": {**seen["val"]["generator"],
                                                                                     "input": "0"}})
         return counts
 
@@ -945,8 +946,9 @@ def test_a_done_processed_split_is_found_without_its_generated_data(tmp_path: Pa
     train_split = working / "data" / "packed" / f"{seen['train'].relative_to(working / 'data')}.tar"
     val_record = seen["val"]
     # the record of other inputs names another generation: it stays, and this one gets a folder (and record) of its own
-    val_gen = P.generation_root(gen / "embedded-val", val_record["generator"])
-    assert val_gen != gen / "embedded-val" and read_json(gen / "embedded-val.processed.json")["generator"]["input"] == "0"
+    val_gen = P.generation_root(gen / "embedded-strong-val", val_record["generator"])
+    assert val_gen != gen / "embedded-strong-val"
+    assert read_json(gen / "embedded-strong-val.processed.json")["generator"]["input"] == "0"
     assert train_split.is_file() and read_json(processed_record(val_gen)) == {**val_record, "generated": val_gen.name}
     pd.testing.assert_frame_equal(_comparable(third), _comparable(first))
 
