@@ -49,8 +49,7 @@ def _upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(maps.shape[-2:]) == size:
         return maps
     h, w = size
-    up = [np.asarray(Image.fromarray(m.numpy().astype(np.float32, copy=False)).resize((w, h), Image.Resampling.BICUBIC))
-          for m in maps.float().cpu()]
+    up = [np.asarray(Image.fromarray(m.numpy()).resize((w, h), Image.Resampling.BICUBIC)) for m in maps.float().cpu()]
     return torch.from_numpy(np.stack(up))
 
 

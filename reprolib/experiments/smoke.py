@@ -276,9 +276,6 @@ def run_smoke(
             n_scored += len(scores["label"])
             for k, v in scores.items():
                 sample.setdefault(k, []).extend(v)
-            for k, v in score_split(model, splits[name], size=size, device=device, batch_size=prof.eval_batch,
-                                    ensemble=ensemble, resolution="processed").items():
-                sample_processed.setdefault(k, []).extend(v)
             eval_size = "x".join(str(v) for v in scores["label"][0].shape)
             for mode in ("none", "fixed"):
                 metrics, info = evaluate_ensemble(scores, mode)[""]
@@ -292,6 +289,10 @@ def run_smoke(
                 )
     save_results(rows, out / "smoke-full.csv")
     with meter.stage("measure item sizes (checkpoint, processed, generated)"):
+        for name in ("fs_lost_and_found", "fs_static"):  # scored again at the processing size, for its score sizes only
+            for k, v in score_split(model, splits[name], size=size, device=device, batch_size=prof.eval_batch,
+                                    ensemble=ensemble, resolution="processed").items():
+                sample_processed.setdefault(k, []).extend(v)
         items = measure_item_sizes(list(generated.values()), [splits["train"], splits["val"]],
                                    [splits["fs_lost_and_found"], splits["fs_static"]], run_dir, sample,
                                    work / "size-sample", world_size=world_size, size=size,
